@@ -1,0 +1,12 @@
+//! privlin: partial-ReLU convolutional networks for two-party private inference.
+//!
+//! This crate holds the libtorch side: models whose nonlinearities are named, maskable activation
+//! sites ([`nn`]), datasets and loaders ([`data`]), and all-ReLU training with checkpoints
+//! ([`train`]).
+
+pub mod data;
+pub mod device;
+pub mod info;
+pub mod io;
+pub mod nn;
+pub mod train;

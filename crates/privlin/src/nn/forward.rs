@@ -1,0 +1,136 @@
+//! One forward pass: masks to apply, taps to collect, and an optional structural trace.
+//!
+//! Model code calls [`Forward::site`] at every nonlinearity and the layer wrappers of
+//! [`super::layers`] call [`Forward::record_layer`]; methods (Shapley utilities, Taylor importance,
+//! PRAM, distillation) choose masks and taps here without touching model code.
+
+use super::mask::{MaskSet, SiteMask};
+use super::site::{apply_mask, Activation, SiteInfo, SiteKind};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// Pre- and post-activation tensors of one site.
+#[derive(Debug)]
+pub struct Tap {
+    pub pre: Tensor,
+    pub post: Tensor,
+}
+
+/// A weight layer seen by the trace: its MACs per image and its output shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub name: String,
+    pub kind: LayerKind,
+    pub out_shape: Vec<i64>,
+    pub macs: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    Conv,
+    Linear,
+}
+
+/// What a traced forward pass (batch of one) learned about the model's structure.
+#[derive(Debug, Default, Clone)]
+pub struct Trace {
+    pub sites: Vec<SiteInfo>,
+    pub layers: Vec<LayerInfo>,
+}
+
+/// State of one forward pass.
+pub struct Forward<'a> {
+    pub train: bool,
+    act: Activation,
+    masks: Option<&'a MaskSet>,
+    taps: Option<Vec<Tap>>,
+    trace: Option<Trace>,
+    next_site: usize,
+}
+
+impl<'a> Forward<'a> {
+    pub fn new(act: Activation, train: bool) -> Self {
+        Forward {
+            train,
+            act,
+            masks: None,
+            taps: None,
+            trace: None,
+            next_site: 0,
+        }
+    }
+
+    /// Apply `masks` (aligned with the model's sites) during this pass.
+    pub fn with_masks(mut self, masks: &'a MaskSet) -> Self {
+        self.masks = Some(masks);
+        self
+    }
+
+    /// Collect pre- and post-activation taps at every site.
+    pub fn with_taps(mut self) -> Self {
+        self.taps = Some(Vec::new());
+        self
+    }
+
+    pub(crate) fn with_trace(mut self) -> Self {
+        self.trace = Some(Trace::default());
+        self
+    }
+
+    /// The taps collected so far, in site order.
+    pub fn take_taps(&mut self) -> Vec<Tap> {
+        self.taps.take().unwrap_or_default()
+    }
+
+    pub(crate) fn take_trace(&mut self) -> Option<Trace> {
+        self.trace.take()
+    }
+
+    /// Number of sites passed so far.
+    pub fn sites_seen(&self) -> usize {
+        self.next_site
+    }
+
+    /// The activation site `name`: `m * act(x) + (1 - m) * x` with this pass's mask for it.
+    pub fn site(&mut self, name: &str, kind: SiteKind, x: &Tensor) -> Tensor {
+        let idx = self.next_site;
+        self.next_site += 1;
+        if let Some(trace) = self.trace.as_mut() {
+            let s = x.size();
+            trace.sites.push(SiteInfo {
+                name: name.to_string(),
+                shape: [s[1], s[2], s[3]],
+                kind,
+            });
+        }
+        let mask = self.masks.map(|m| m.get(idx)).unwrap_or(&SiteMask::Keep);
+        let out = match mask {
+            SiteMask::Keep => self.act.apply(x),
+            SiteMask::Identity => x.shallow_clone(),
+            SiteMask::Tensor(m) => apply_mask(self.act, x, m),
+        };
+        if let Some(taps) = self.taps.as_mut() {
+            taps.push(Tap {
+                pre: x.shallow_clone(),
+                post: out.shallow_clone(),
+            });
+        }
+        out
+    }
+
+    pub(crate) fn record_layer(&mut self, name: &str, kind: LayerKind, out: &Tensor, macs: i64) {
+        if let Some(trace) = self.trace.as_mut() {
+            trace.layers.push(LayerInfo {
+                name: name.to_string(),
+                kind,
+                out_shape: out.size()[1..].to_vec(),
+                macs,
+            });
+        }
+    }
+
+    pub(crate) fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+}

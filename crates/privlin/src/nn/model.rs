@@ -1,0 +1,222 @@
+//! A built model: spec, parameters (a `tch` var store named like the PyTorch twin), network, and the
+//! structure (sites, weight layers, MACs) traced from one forward pass at the model's input size.
+
+use super::forward::{Forward, LayerInfo, Trace};
+use super::mask::MaskSet;
+use super::site::SiteInfo;
+use super::spec::{Arch, ModelSpec};
+use super::{resnet, resnet9, vgg, wrn, Net};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+
+pub struct Model {
+    pub spec: ModelSpec,
+    pub vs: nn::VarStore,
+    net: Box<dyn Net>,
+    trace: Trace,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Build `spec` on `device` with freshly initialized parameters (call `tch::manual_seed` first
+    /// for reproducible weights).
+    pub fn new(spec: ModelSpec, device: Device) -> Result<Self> {
+        spec.validate()?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let net: Box<dyn Net> = match spec.arch {
+            Arch::Resnet9 => Box::new(resnet9::ResNet9::new(&root, &spec)),
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 => {
+                Box::new(resnet::ResNet::new(&root, &spec))
+            }
+            Arch::Vgg11 | Arch::Vgg16 => Box::new(vgg::Vgg::new(&root, &spec)),
+            Arch::Wrn { .. } => Box::new(wrn::Wrn::new(&root, &spec)),
+        };
+        let mut model = Model {
+            spec,
+            vs,
+            net,
+            trace: Trace::default(),
+        };
+        let probe = Tensor::zeros(model.input_shape(1), (Kind::Float, device));
+        let mut f = Forward::new(model.spec.activation, false).with_trace();
+        let _ = tch::no_grad(|| model.net.forward(&probe, &mut f));
+        model.trace = f.take_trace().expect("trace requested");
+        Ok(model)
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn input_shape(&self, batch: i64) -> [i64; 4] {
+        [batch, 3, self.spec.input_size, self.spec.input_size]
+    }
+
+    /// Activation sites in forward order.
+    pub fn sites(&self) -> &[SiteInfo] {
+        &self.trace.sites
+    }
+
+    /// Weight layers (convolutions, linear) in forward order, with MACs per image.
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.trace.layers
+    }
+
+    pub fn macs_total(&self) -> i64 {
+        self.layers().iter().map(|l| l.macs).sum()
+    }
+
+    /// Whether site `idx` counts (and may be linearized) under the spec's convention.
+    pub fn counted(&self, idx: usize) -> bool {
+        self.spec.convention.counts(self.sites()[idx].kind)
+    }
+
+    /// Total ReLU count under the spec's counting convention.
+    pub fn relu_count(&self) -> i64 {
+        (0..self.sites().len())
+            .filter(|&i| self.counted(i))
+            .map(|i| self.sites()[i].count())
+            .sum()
+    }
+
+    /// Plain forward pass (every site keeps its nonlinearity).
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_with(x, &mut Forward::new(self.spec.activation, train))
+    }
+
+    pub fn forward_masked(&self, x: &Tensor, train: bool, masks: &MaskSet) -> Tensor {
+        self.forward_with(
+            x,
+            &mut Forward::new(self.spec.activation, train).with_masks(masks),
+        )
+    }
+
+    /// Forward pass with caller-controlled masks and taps.
+    pub fn forward_with(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        self.net.forward(x, f)
+    }
+
+    /// A fresh [`Forward`] state for this model's activation.
+    pub fn pass(&self, train: bool) -> Forward<'static> {
+        Forward::new(self.spec.activation, train)
+    }
+
+    /// Store every 4-D parameter (convolution weights) in channels-last layout.
+    pub fn to_channels_last(&mut self) {
+        tch::no_grad(|| {
+            for (_, mut t) in self.vs.variables() {
+                if t.dim() == 4 {
+                    let cl = super::layers::to_channels_last(&t);
+                    t.set_data(&cl);
+                }
+            }
+        });
+    }
+
+    /// Parameters and buffers by name, sorted.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn num_parameters(&self) -> i64 {
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
+    }
+
+    /// Save parameters and BN buffers as safetensors (PyTorch state-dict names), atomically.
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let named: Vec<(String, Tensor)> = self
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| {
+                (
+                    n,
+                    t.detach()
+                        .to_device(Device::Cpu)
+                        .to_kind(Kind::Float)
+                        .contiguous(),
+                )
+            })
+            .collect();
+        crate::io::atomic_write_with(path, |tmp| {
+            Tensor::write_safetensors(&named, tmp).map_err(Into::into)
+        })
+    }
+
+    /// Load weights saved by [`Model::save_weights`] or exported from the PyTorch twin
+    /// (`num_batches_tracked` buffers are ignored). Refuses a file that does not match this
+    /// architecture, naming the first tensor that differs; the model is left untouched then.
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        let file: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+            .with_context(|| {
+                format!(
+                    "reading checkpoint {} (truncated or not a safetensors file?)",
+                    path.display()
+                )
+            })?
+            .into_iter()
+            .collect();
+        self.load_named(file, &path.display().to_string())
+    }
+
+    /// Load named tensors (from `origin`, used in messages) after checking that names and shapes
+    /// match this model exactly; nothing is changed when they do not.
+    pub fn load_named(&mut self, file: HashMap<String, Tensor>, origin: &str) -> Result<()> {
+        let file: HashMap<String, Tensor> = file
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with("num_batches_tracked"))
+            .collect();
+        let ours = self.named_tensors();
+        let desc = format!(
+            "{} (width {}, {} classes)",
+            self.spec.arch, self.spec.width, self.spec.classes
+        );
+        for (name, t) in &ours {
+            match file.get(name) {
+                None => bail!(
+                    "checkpoint {} does not match {desc}: it lacks tensor `{name}`",
+                    origin
+                ),
+                Some(src) if src.size() != t.size() => bail!(
+                    "checkpoint {} does not match {desc}: tensor `{name}` has shape {:?}, the model expects {:?}",
+                    origin,
+                    src.size(),
+                    t.size()
+                ),
+                Some(_) => {}
+            }
+        }
+        if file.len() != ours.len() {
+            let known: std::collections::HashSet<&String> = ours.iter().map(|(n, _)| n).collect();
+            let mut extra: Vec<&String> = file.keys().filter(|n| !known.contains(n)).collect();
+            extra.sort();
+            bail!(
+                "checkpoint {} does not match {desc}: it has tensor `{}` that the model does not",
+                origin,
+                extra[0]
+            );
+        }
+        tch::no_grad(|| {
+            for (name, mut t) in ours {
+                let src = &file[&name];
+                t.copy_(&src.to_kind(t.kind()).to_device(t.device()));
+            }
+        });
+        Ok(())
+    }
+}

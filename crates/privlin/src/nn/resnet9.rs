@@ -1,0 +1,88 @@
+//! ResNet-9 of the DAWNBench CIFAR-10 entries (the 8-ReLU-layer model of PrivShap Table 4):
+//! `prep` conv-BN-act, `layer1` conv-BN-act-maxpool with the residual `res1` (two conv-BN-act),
+//! `layer2` conv-BN-act-maxpool, `layer3` conv-BN-act-maxpool with the residual `res3`, global
+//! max-pool, `fc`. Residual additions are not followed by an activation.
+
+use super::forward::Forward;
+use super::layers::{path_name, ConvBn, Linear};
+use super::site::SiteKind;
+use super::spec::ModelSpec;
+use super::Net;
+use tch::nn::Path;
+use tch::Tensor;
+
+#[derive(Debug)]
+struct Unit {
+    cb: ConvBn,
+    site: String,
+    pool: bool,
+}
+
+impl Unit {
+    fn new(p: Path, cin: i64, cout: i64, pool: bool) -> Self {
+        Unit {
+            site: format!("{}.act", path_name(&p)),
+            cb: ConvBn::new(&p / "conv", &p / "bn", cin, cout, 3, 1),
+            pool,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, kind: SiteKind, f: &mut Forward) -> Tensor {
+        let y = {
+            let t = self.cb.forward(x, f);
+            f.site(&self.site, kind, &t)
+        };
+        if self.pool {
+            y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+        } else {
+            y
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ResNet9 {
+    prep: Unit,
+    layer1: Unit,
+    res1: [Unit; 2],
+    layer2: Unit,
+    layer3: Unit,
+    res3: [Unit; 2],
+    fc: Linear,
+}
+
+impl ResNet9 {
+    pub fn new(p: &Path, spec: &ModelSpec) -> Self {
+        let (c1, c2, c3, c4) = (spec.ch(64), spec.ch(128), spec.ch(256), spec.ch(512));
+        ResNet9 {
+            prep: Unit::new(p / "prep", 3, c1, false),
+            layer1: Unit::new(p / "layer1", c1, c2, true),
+            res1: [
+                Unit::new(p / "res1" / 0, c2, c2, false),
+                Unit::new(p / "res1" / 1, c2, c2, false),
+            ],
+            layer2: Unit::new(p / "layer2", c2, c3, true),
+            layer3: Unit::new(p / "layer3", c3, c4, true),
+            res3: [
+                Unit::new(p / "res3" / 0, c4, c4, false),
+                Unit::new(p / "res3" / 1, c4, c4, false),
+            ],
+            fc: Linear::new(p / "fc", c4, spec.classes),
+        }
+    }
+}
+
+impl Net for ResNet9 {
+    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let x = self.prep.forward(x, SiteKind::Stem, f);
+        let x = self.layer1.forward(&x, SiteKind::Block, f);
+        let r = self.res1[0].forward(&x, SiteKind::Block, f);
+        let x = self.res1[1].forward(&r, SiteKind::Block, f) + x;
+        let x = self.layer2.forward(&x, SiteKind::Block, f);
+        let x = self.layer3.forward(&x, SiteKind::Block, f);
+        let r = self.res3[0].forward(&x, SiteKind::Block, f);
+        let x = self.res3[1].forward(&r, SiteKind::Block, f) + x;
+        let x = x.adaptive_max_pool2d([1, 1]).0.flatten(1, -1);
+        self.fc.forward(&x, f)
+    }
+}

@@ -1,0 +1,109 @@
+//! Wide ResNet WRN-d-k (Zagoruyko & Komodakis 2016) with pre-activation blocks, as in the public
+//! CIFAR code SNL and ReLUPruner build on: `conv1`, `blockS.layer.B.{bn1,relu1,conv1,bn2,relu2,
+//! conv2,convShortcut}`, final `bn1` + `relu` (the final BN-ReLU site), `fc`. Widths
+//! `16, 16k, 32k, 64k` (times the width multiplier), (d - 4) / 6 blocks per stage, no dropout.
+
+use super::forward::Forward;
+use super::layers::{global_avg_pool, path_name, BatchNorm, Conv, Linear};
+use super::site::SiteKind;
+use super::spec::{Arch, ModelSpec};
+use super::Net;
+use tch::nn::Path;
+use tch::Tensor;
+
+#[derive(Debug)]
+struct PreActBlock {
+    bn1: BatchNorm,
+    conv1: Conv,
+    bn2: BatchNorm,
+    conv2: Conv,
+    shortcut: Option<Conv>,
+    sites: [String; 2],
+}
+
+impl PreActBlock {
+    fn new(p: Path, cin: i64, cout: i64, stride: i64) -> Self {
+        let name = path_name(&p);
+        PreActBlock {
+            bn1: BatchNorm::new(&p / "bn1", cin),
+            conv1: Conv::new(&p / "conv1", cin, cout, 3, stride, 1),
+            bn2: BatchNorm::new(&p / "bn2", cout),
+            conv2: Conv::new(&p / "conv2", cout, cout, 3, 1, 1),
+            shortcut: (cin != cout || stride != 1)
+                .then(|| Conv::new(&p / "convShortcut", cin, cout, 1, stride, 0)),
+            sites: [format!("{name}.relu1"), format!("{name}.relu2")],
+        }
+    }
+
+    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let pre = {
+            let t = self.bn1.forward(x, f);
+            f.site(&self.sites[0], SiteKind::Block, &t)
+        };
+        let out = self.conv1.forward(&pre, f);
+        let out = {
+            let t = self.bn2.forward(&out, f);
+            f.site(&self.sites[1], SiteKind::Block, &t)
+        };
+        let out = self.conv2.forward(&out, f);
+        // Equal in/out: the shortcut is the raw input; otherwise a 1x1 conv of the activated input.
+        match &self.shortcut {
+            Some(sc) => sc.forward(&pre, f) + out,
+            None => x + out,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Wrn {
+    conv1: Conv,
+    blocks: Vec<PreActBlock>,
+    bn1: BatchNorm,
+    fc: Linear,
+}
+
+impl Wrn {
+    pub fn new(p: &Path, spec: &ModelSpec) -> Self {
+        let Arch::Wrn { depth, k } = spec.arch else {
+            unreachable!("Wrn::new called for {}", spec.arch)
+        };
+        let n = (depth - 4) / 6;
+        let widths = [
+            spec.ch(16),
+            spec.ch(16 * k),
+            spec.ch(32 * k),
+            spec.ch(64 * k),
+        ];
+        let conv1 = Conv::new(p / "conv1", 3, widths[0], 3, 1, 1);
+        let mut blocks = Vec::new();
+        let mut cin = widths[0];
+        for stage in 0..3 {
+            for b in 0..n {
+                let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+                let bp = p / format!("block{}", stage + 1) / "layer" / b;
+                blocks.push(PreActBlock::new(bp, cin, widths[stage + 1], stride));
+                cin = widths[stage + 1];
+            }
+        }
+        Wrn {
+            conv1,
+            blocks,
+            bn1: BatchNorm::new(p / "bn1", cin),
+            fc: Linear::new(p / "fc", cin, spec.classes),
+        }
+    }
+}
+
+impl Net for Wrn {
+    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let mut out = self.conv1.forward(x, f);
+        for b in &self.blocks {
+            out = b.forward(&out, f);
+        }
+        let out = {
+            let t = self.bn1.forward(&out, f);
+            f.site("relu", SiteKind::Final, &t)
+        };
+        self.fc.forward(&global_avg_pool(&out), f)
+    }
+}

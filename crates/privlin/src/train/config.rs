@@ -1,0 +1,136 @@
+//! Run configuration (TOML), overridden by command-line flags.
+
+use super::optim::OptimizerConfig;
+use super::schedule::ScheduleConfig;
+use crate::data::DataConfig;
+use crate::nn::{Activation, Arch, Convention, ModelSpec};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `[model]`: input size and classes default to the data's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: String,
+    pub width: f64,
+    pub activation: Activation,
+    pub convention: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: "resnet18".into(),
+            width: 0.25,
+            activation: Activation::Relu,
+            convention: "all".into(),
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn spec(&self, input_size: i64, classes: i64) -> Result<ModelSpec> {
+        let arch: Arch = self.arch.parse().context("model.arch")?;
+        let convention: Convention = self.convention.parse().context("model.convention")?;
+        let spec = ModelSpec {
+            arch,
+            width: self.width,
+            activation: self.activation,
+            input_size,
+            classes,
+            convention,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub label_smoothing: f64,
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+    pub schedule: ScheduleConfig,
+    /// Channels-last memory format (faster convolutions on some CPUs and GPUs).
+    pub channels_last: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 128,
+            eval_batch_size: 500,
+            label_smoothing: 0.0,
+            seed: 0,
+            optimizer: OptimizerConfig::default(),
+            schedule: ScheduleConfig::default(),
+            channels_last: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.epochs >= 1, "train.epochs must be at least 1");
+        anyhow::ensure!(self.batch_size >= 1, "train.batch_size must be at least 1");
+        anyhow::ensure!(
+            self.eval_batch_size >= 1,
+            "train.eval_batch_size must be at least 1"
+        );
+        anyhow::ensure!(
+            self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite(),
+            "train.optimizer.lr must be positive, got {}",
+            self.optimizer.lr
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "train.label_smoothing must be in [0, 1)"
+        );
+        self.schedule.validate()
+    }
+}
+
+/// A whole run: `privlin train --config run.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub out: PathBuf,
+    pub device: String,
+    /// libtorch intra-op threads (0: all cores).
+    pub threads: usize,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            out: PathBuf::from("runs/demo/ar"),
+            device: "auto".into(),
+            threads: 0,
+            model: ModelConfig::default(),
+            data: DataConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}

@@ -1,0 +1,116 @@
+//! The same safetensors give the same logits in privlin and in its PyTorch twin
+//! (python/privlin_twin.py), weights moving in both directions.
+mod common;
+
+use privlin::nn::{Activation, Model, ModelSpec};
+use std::collections::HashMap;
+use std::process::Command;
+use tch::{Device, Kind, Tensor};
+
+fn spec(arch: &str, width: f64, input: i64, act: Activation, classes: i64) -> ModelSpec {
+    let mut s = ModelSpec::new(arch.parse().unwrap());
+    s.width = width;
+    s.input_size = input;
+    s.activation = act;
+    s.classes = classes;
+    s
+}
+
+/// Give BN layers non-trivial statistics and affine parameters so eval-mode BN is exercised.
+fn perturb_bn(m: &Model) {
+    tch::no_grad(|| {
+        for (name, mut t) in m.vs.variables() {
+            if name.ends_with("running_mean") {
+                let _ = t.uniform_(-0.2, 0.2);
+            } else if name.ends_with("running_var") {
+                let _ = t.uniform_(0.5, 1.5);
+            }
+        }
+    });
+}
+
+fn run_twin(s: &ModelSpec, dir: &std::path::Path, export: bool) -> Tensor {
+    let spec_path = dir.join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_string(s).unwrap()).unwrap();
+    let mut cmd = Command::new(common::python());
+    cmd.current_dir(common::repo().join("python"))
+        .arg("twin_logits.py")
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--weights")
+        .arg(dir.join("w.safetensors"))
+        .arg("--input")
+        .arg(dir.join("x.safetensors"))
+        .arg("--out")
+        .arg(dir.join("y.safetensors"));
+    if export {
+        cmd.arg("--export");
+    }
+    let out = cmd.output().expect("running the PyTorch twin");
+    assert!(
+        out.status.success(),
+        "twin failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y: HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("y.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    y["logits"].shallow_clone()
+}
+
+fn check(arch: &str, width: f64, input: i64, act: Activation, classes: i64) {
+    let s = spec(arch, width, input, act, classes);
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(7);
+    let x = Tensor::randn([3, 3, input, input], (Kind::Float, Device::Cpu));
+    Tensor::write_safetensors(&[("input", &x)], dir.path().join("x.safetensors")).unwrap();
+
+    // privlin -> PyTorch.
+    let m = Model::new(s.clone(), Device::Cpu).unwrap();
+    perturb_bn(&m);
+    m.save_weights(&dir.path().join("w.safetensors")).unwrap();
+    let ours = tch::no_grad(|| m.forward(&x, false));
+    let theirs = run_twin(&s, dir.path(), false);
+    let tol = 1e-4 * (1.0 + ours.abs().max().double_value(&[]));
+    let d = (&ours - &theirs).abs().max().double_value(&[]);
+    assert!(
+        d < tol,
+        "{arch}@{width} {input}px {act:?}: privlin->PyTorch max |diff| {d}"
+    );
+
+    // PyTorch -> privlin.
+    let theirs = run_twin(&s, dir.path(), true);
+    let mut m2 = Model::new(s.clone(), Device::Cpu).unwrap();
+    m2.load_weights(&dir.path().join("w.safetensors")).unwrap();
+    let ours = tch::no_grad(|| m2.forward(&x, false));
+    let d = (&ours - &theirs).abs().max().double_value(&[]);
+    assert!(
+        d < tol,
+        "{arch}@{width} {input}px {act:?}: PyTorch->privlin max |diff| {d}"
+    );
+}
+
+#[test]
+fn resnet18_and_resnet9_match_twin() {
+    check("resnet18", 0.125, 32, Activation::Relu, 10);
+    check("resnet9", 0.125, 32, Activation::Relu, 100);
+}
+
+#[test]
+fn resnet34_50_match_twin() {
+    check("resnet34", 0.125, 32, Activation::Silu, 10);
+    check("resnet50", 0.125, 32, Activation::Relu, 10);
+}
+
+#[test]
+fn vgg_match_twin() {
+    check("vgg11", 0.125, 32, Activation::Relu, 10);
+    check("vgg16", 0.125, 64, Activation::Relu, 200);
+}
+
+#[test]
+fn wrn_matches_twin() {
+    check("wrn-16-2", 0.5, 32, Activation::Relu, 10);
+    check("wrn-22-8", 0.0625, 64, Activation::Silu, 10);
+}

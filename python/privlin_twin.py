@@ -1,0 +1,264 @@
+"""PyTorch twins of the privlin model zoo.
+
+Module paths equal privlin's parameter names (``layer1.0.conv1.weight``), so a safetensors file
+written by either side loads into the other. Every nonlinearity is a ``Site`` module that applies
+``m * act(x) + (1 - m) * x`` (mask ``None``: plain activation), mirroring privlin's activation sites.
+Used by the tests (same weights, same logits) and by the throughput benchmark.
+"""
+
+import math
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Site(nn.Module):
+    def __init__(self, act="relu"):
+        super().__init__()
+        self.act = act
+        self.mask = None
+
+    def forward(self, x):
+        a = F.relu(x) if self.act == "relu" else F.silu(x)
+        if self.mask is None:
+            return a
+        return x + self.mask * (a - x)
+
+
+def ch(c, width):
+    return max(1, int(round(c * width)))
+
+
+class ConvBn(nn.Module):
+    """Not used for naming: blocks hold conv/bn attributes directly."""
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, planes, stride, act):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = Site(act)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.act2 = Site(act)
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, 0, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        sc = x if self.downsample is None else self.downsample(x)
+        return self.act2(out + sc)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, planes, stride, act):
+        super().__init__()
+        cout = planes * 4
+        self.conv1 = nn.Conv2d(cin, planes, 1, 1, 0, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = Site(act)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.act2 = Site(act)
+        self.conv3 = nn.Conv2d(planes, cout, 1, 1, 0, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.act3 = Site(act)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        sc = x if self.downsample is None else self.downsample(x)
+        return self.act3(out + sc)
+
+
+class ResNet(nn.Module):
+    def __init__(self, layers, bottleneck, width=1.0, act="relu", classes=10):
+        super().__init__()
+        block = Bottleneck if bottleneck else BasicBlock
+        base = ch(64, width)
+        self.conv1 = nn.Conv2d(3, base, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        self.act1 = Site(act)
+        cin = base
+        for stage, n in enumerate(layers):
+            planes = ch(64 << stage, width)
+            blocks = []
+            for b in range(n):
+                stride = 2 if stage > 0 and b == 0 else 1
+                blocks.append(block(cin, planes, stride, act))
+                cin = planes * block.expansion
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+class Unit(nn.Module):
+    def __init__(self, cin, cout, pool, act):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = Site(act)
+        self.pool = pool
+
+    def forward(self, x):
+        y = self.act(self.bn(self.conv(x)))
+        return F.max_pool2d(y, 2) if self.pool else y
+
+
+class ResNet9(nn.Module):
+    def __init__(self, width=1.0, act="relu", classes=10):
+        super().__init__()
+        c1, c2, c3, c4 = (ch(c, width) for c in (64, 128, 256, 512))
+        self.prep = Unit(3, c1, False, act)
+        self.layer1 = Unit(c1, c2, True, act)
+        self.res1 = nn.Sequential(Unit(c2, c2, False, act), Unit(c2, c2, False, act))
+        self.layer2 = Unit(c2, c3, True, act)
+        self.layer3 = Unit(c3, c4, True, act)
+        self.res3 = nn.Sequential(Unit(c4, c4, False, act), Unit(c4, c4, False, act))
+        self.fc = nn.Linear(c4, classes)
+
+    def forward(self, x):
+        x = self.layer1(self.prep(x))
+        x = self.res1(x) + x
+        x = self.layer3(self.layer2(x))
+        x = self.res3(x) + x
+        return self.fc(torch.flatten(F.adaptive_max_pool2d(x, 1), 1))
+
+
+VGG_CFG = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+class Vgg(nn.Module):
+    def __init__(self, name, width=1.0, act="relu", classes=10, input_size=32):
+        super().__init__()
+        layers, cin = [], 3
+        for c in VGG_CFG[name]:
+            if c == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                cout = ch(c, width)
+                layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), Site(act)]
+                cin = cout
+        self.features = nn.Sequential(*layers)
+        side = input_size // 32
+        self.classifier = nn.Linear(cin * side * side, classes)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, cin, cout, stride, act):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.relu1 = Site(act)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = Site(act)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.equal = cin == cout and stride == 1
+        self.convShortcut = None if self.equal else nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+
+    def forward(self, x):
+        pre = self.relu1(self.bn1(x))
+        out = self.conv2(self.relu2(self.bn2(self.conv1(pre))))
+        return (x if self.equal else self.convShortcut(pre)) + out
+
+
+class NetworkBlock(nn.Module):
+    def __init__(self, layers):
+        super().__init__()
+        self.layer = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class Wrn(nn.Module):
+    def __init__(self, depth, k, width=1.0, act="relu", classes=10):
+        super().__init__()
+        n = (depth - 4) // 6
+        widths = [ch(16, width), ch(16 * k, width), ch(32 * k, width), ch(64 * k, width)]
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        cin = widths[0]
+        for stage in range(3):
+            blocks = []
+            for b in range(n):
+                stride = 2 if stage > 0 and b == 0 else 1
+                blocks.append(PreActBlock(cin, widths[stage + 1], stride, act))
+                cin = widths[stage + 1]
+            setattr(self, f"block{stage + 1}", NetworkBlock(blocks))
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.relu = Site(act)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = self.relu(self.bn1(out))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def build(arch, width=1.0, activation="relu", classes=10, input_size=32):
+    a = arch.lower().replace("_", "-")
+    if a in ("resnet18", "resnet-18"):
+        return ResNet([2, 2, 2, 2], False, width, activation, classes)
+    if a in ("resnet34", "resnet-34"):
+        return ResNet([3, 4, 6, 3], False, width, activation, classes)
+    if a in ("resnet50", "resnet-50"):
+        return ResNet([3, 4, 6, 3], True, width, activation, classes)
+    if a in ("resnet9", "resnet-9"):
+        return ResNet9(width, activation, classes)
+    if a in ("vgg11", "vgg16"):
+        return Vgg(a, width, activation, classes, input_size)
+    m = re.fullmatch(r"wrn-?(\d+)-(\d+)", a)
+    if m:
+        return Wrn(int(m.group(1)), int(m.group(2)), width, activation, classes)
+    raise ValueError(f"unknown architecture {arch}")
+
+
+def build_from_spec(spec):
+    """Build from privlin's `spec.json` model entry."""
+    return build(spec["arch"], spec.get("width", 1.0), spec.get("activation", "relu"), spec.get("classes", 10), spec.get("input_size", 32))
+
+
+def load_safetensors(model, path):
+    """Load privlin weights; PyTorch's num_batches_tracked buffers are the only keys allowed missing."""
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model
+
+
+def save_safetensors(model, path):
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    save_file(state, path)
+
+
+def sites(model):
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, Site)]

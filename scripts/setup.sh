@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a project-local virtual environment with PyTorch 2.11.0 from PyPI
+# (the libtorch that tch 0.24.0 is made for), numpy and safetensors for the PyTorch twins,
+# and the `.libtorch` link that .cargo/config.toml points LIBTORCH at.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+TORCH_VERSION=2.11.0
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "privlin setup: creating .venv with $($PY --version)" >&2
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, numpy, safetensors, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  echo "privlin setup: installing torch==$TORCH_VERSION numpy safetensors into .venv (about 2.6 GB of wheels)" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy safetensors
+fi
+torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
+if [ "$(readlink .libtorch 2>/dev/null)" != "$torch_dir" ]; then
+  ln -sfn "$torch_dir" .libtorch
+fi
