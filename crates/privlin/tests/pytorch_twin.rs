@@ -114,3 +114,46 @@ fn wrn_matches_twin() {
     check("wrn-16-2", 0.5, 32, Activation::Relu, 10);
     check("wrn-22-8", 0.0625, 64, Activation::Silu, 10);
 }
+
+/// privlin's SGD (momentum 0.9, weight decay 5e-4) and train-mode BN follow torch.optim.SGD and
+/// nn.BatchNorm2d: three steps from the same weights on the same batch give the same weights.
+#[test]
+fn sgd_training_steps_match_pytorch() {
+    use privlin::train::losses::cross_entropy;
+    use privlin::train::optim::{Optimizer, OptimizerConfig};
+    let s = spec("resnet18", 0.125, 32, Activation::Relu, 10);
+    let dir = tempfile::tempdir().unwrap();
+    tch::manual_seed(11);
+    let m = Model::new(s.clone(), Device::Cpu).unwrap();
+    m.save_weights(&dir.path().join("w.safetensors")).unwrap();
+    std::fs::write(dir.path().join("spec.json"), serde_json::to_string(&s).unwrap()).unwrap();
+    let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
+    Tensor::write_safetensors(&[("input", &x), ("labels", &y)], dir.path().join("b.safetensors")).unwrap();
+    let params = m.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut opt = Optimizer::new(OptimizerConfig::default(), params);
+    for _ in 0..3 {
+        opt.zero_grad();
+        cross_entropy(&m.forward(&x, true), &y, 0.0).backward();
+        opt.step(0.1);
+    }
+    let out = Command::new(common::python())
+        .current_dir(common::repo().join("python"))
+        .arg("twin_sgd_steps.py")
+        .arg("--spec")
+        .arg(dir.path().join("spec.json"))
+        .arg("--weights")
+        .arg(dir.path().join("w.safetensors"))
+        .arg("--batch")
+        .arg(dir.path().join("b.safetensors"))
+        .arg("--out")
+        .arg(dir.path().join("after.safetensors"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs: HashMap<String, Tensor> = Tensor::read_safetensors(dir.path().join("after.safetensors")).unwrap().into_iter().collect();
+    for (name, t) in m.named_tensors() {
+        let d = (&t - &theirs[&name]).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "{name}: max |diff| {d} after 3 SGD steps");
+    }
+}
