@@ -83,23 +83,15 @@ pub struct TrainArgs {
     rt: RuntimeArgs,
 }
 
-/// The demo's defaults: a narrow ResNet-18 for a few epochs on the built-in synthetic data.
-fn demo_defaults() -> RunConfig {
-    let mut c = RunConfig::default();
-    c.out = PathBuf::from("runs/demo/ar");
-    c.model.arch = "resnet18".into();
-    c.model.width = 0.25;
-    c.train.epochs = 6;
-    c.train.batch_size = 128;
-    c.train.schedule.kind = "onecycle".into();
-    c.train.optimizer.lr = 0.1;
-    c
+/// The demo's defaults (configs/demo.toml, built into the binary).
+fn demo_defaults() -> Result<RunConfig> {
+    toml::from_str(include_str!("../../../configs/demo.toml")).context("configs/demo.toml")
 }
 
 fn build_config(a: &TrainArgs, demo: bool) -> Result<RunConfig> {
     let mut c = match &a.config {
         Some(p) => RunConfig::from_toml_file(p)?,
-        None if demo => demo_defaults(),
+        None if demo => demo_defaults()?,
         None => RunConfig::default(),
     };
     macro_rules! set {

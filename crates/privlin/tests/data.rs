@@ -14,7 +14,17 @@ fn cfg(source: &str) -> DataConfig {
 }
 
 fn write_cifar10(dir: &Path, per_file: usize, truncate_test: bool) {
-    for (i, name) in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"].iter().enumerate() {
+    for (i, name) in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ]
+    .iter()
+    .enumerate()
+    {
         let mut bytes = Vec::new();
         for r in 0..per_file {
             bytes.push(((r + i) % 10) as u8);
@@ -37,8 +47,14 @@ fn cifar10_binary_layout_loads_and_truncation_names_the_file() {
     assert_eq!(s.train.image(1)[..2], [7, 8]);
 
     write_cifar10(dir.path(), 20, true);
-    let e = format!("{:#}", cfg(dir.path().to_str().unwrap()).load().unwrap_err());
-    assert!(e.contains("test_batch.bin") && e.contains("truncated"), "{e}");
+    let e = format!(
+        "{:#}",
+        cfg(dir.path().to_str().unwrap()).load().unwrap_err()
+    );
+    assert!(
+        e.contains("test_batch.bin") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -64,7 +80,10 @@ fn cifar100_binary_layout_and_corrupt_labels() {
     let mut bytes = std::fs::read(dir.path().join("test.bin")).unwrap();
     bytes[3074 + 1] = 200;
     std::fs::write(dir.path().join("test.bin"), bytes).unwrap();
-    let e = format!("{:#}", cfg(dir.path().to_str().unwrap()).load().unwrap_err());
+    let e = format!(
+        "{:#}",
+        cfg(dir.path().to_str().unwrap()).load().unwrap_err()
+    );
     assert!(e.contains("test.bin") && e.contains("record 1"), "{e}");
 }
 
@@ -82,12 +101,18 @@ fn real_cifar10_image_folder_loads_with_exact_labels() {
     assert_eq!(s.train.labels[199], 9);
     // Real photographs: per-channel statistics near CIFAR-10's published ones.
     let n = s.norm;
-    assert!((n.mean[0] - 0.49).abs() < 0.06 && (n.std[0] - 0.25).abs() < 0.06, "{n:?}");
+    assert!(
+        (n.mean[0] - 0.49).abs() < 0.06 && (n.std[0] - 0.25).abs() < 0.06,
+        "{n:?}"
+    );
 }
 
 fn copy_some_images(from: &Path, to: &Path, n: usize) {
     std::fs::create_dir_all(to).unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(from)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for f in files.iter().take(n) {
         std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
@@ -100,19 +125,39 @@ fn image_folder_errors_name_the_file_or_folder() {
     let dir = tempfile::tempdir().unwrap();
     for split in ["train", "test"] {
         for class in ["cat", "dog"] {
-            copy_some_images(&src.join(split).join(class), &dir.path().join(split).join(class), 3);
+            copy_some_images(
+                &src.join(split).join(class),
+                &dir.path().join(split).join(class),
+                3,
+            );
         }
     }
-    assert_eq!(cfg(dir.path().to_str().unwrap()).load().unwrap().train.len(), 6);
+    assert_eq!(
+        cfg(dir.path().to_str().unwrap())
+            .load()
+            .unwrap()
+            .train
+            .len(),
+        6
+    );
 
     let bad = dir.path().join("train/dog/notes.jpg");
     std::fs::write(&bad, b"this is not a JPEG").unwrap();
-    let e = format!("{:#}", cfg(dir.path().to_str().unwrap()).load().unwrap_err());
-    assert!(e.contains("notes.jpg") && e.contains("not a decodable image"), "{e}");
+    let e = format!(
+        "{:#}",
+        cfg(dir.path().to_str().unwrap()).load().unwrap_err()
+    );
+    assert!(
+        e.contains("notes.jpg") && e.contains("not a decodable image"),
+        "{e}"
+    );
     std::fs::remove_file(&bad).unwrap();
 
     std::fs::create_dir_all(dir.path().join("train/emu")).unwrap();
-    let e = format!("{:#}", cfg(dir.path().to_str().unwrap()).load().unwrap_err());
+    let e = format!(
+        "{:#}",
+        cfg(dir.path().to_str().unwrap()).load().unwrap_err()
+    );
     assert!(e.contains("emu") && e.contains("empty class folder"), "{e}");
 }
 
@@ -123,23 +168,36 @@ fn tiny_imagenet_slice_loads_and_missing_annotations_are_named() {
     c.train_per_class = Some(2);
     c.test_per_class = Some(1);
     let s = c.load().unwrap();
-    assert_eq!((s.classes(), s.train.size, s.train.len(), s.test.len()), (200, 64, 400, 200));
+    assert_eq!(
+        (s.classes(), s.train.size, s.train.len(), s.test.len()),
+        (200, 64, 400, 200)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(root.join("wnids.txt"), dir.path().join("wnids.txt")).unwrap();
     let wnids = std::fs::read_to_string(root.join("wnids.txt")).unwrap();
     for w in wnids.lines().filter(|l| !l.is_empty()) {
-        copy_some_images(&root.join("train").join(w).join("images"), &dir.path().join("train").join(w).join("images"), 1);
+        copy_some_images(
+            &root.join("train").join(w).join("images"),
+            &dir.path().join("train").join(w).join("images"),
+            1,
+        );
     }
     std::fs::create_dir_all(dir.path().join("val/images")).unwrap();
-    let e = format!("{:#}", cfg(dir.path().to_str().unwrap()).load().unwrap_err());
+    let e = format!(
+        "{:#}",
+        cfg(dir.path().to_str().unwrap()).load().unwrap_err()
+    );
     assert!(e.contains("val_annotations.txt"), "{e}");
 }
 
 #[test]
 fn unknown_layouts_and_formats_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let e = format!("{:#}", cfg(dir.path().to_str().unwrap()).load().unwrap_err());
+    let e = format!(
+        "{:#}",
+        cfg(dir.path().to_str().unwrap()).load().unwrap_err()
+    );
     assert!(e.contains("layout not recognised"), "{e}");
     let mut c = cfg(dir.path().to_str().unwrap());
     c.format = "mnist".into();
@@ -175,12 +233,35 @@ fn synthetic_data_is_seeded_and_holdout_is_stratified_and_disjoint() {
 fn augmentation_pads_with_zeros_and_flips() {
     let size = 4i64;
     let src: Vec<u8> = (0..48).map(|i| i as u8).collect();
-    let norm = Normalization { mean: [0.0; 3], std: [1.0 / 255.0; 3] };
+    let norm = Normalization {
+        mean: [0.0; 3],
+        std: [1.0 / 255.0; 3],
+    };
     let mut dst = vec![0f32; 48];
-    render(&src, size, Jitter { dy: 1, dx: 0, flip: false }, &norm, &mut dst);
+    render(
+        &src,
+        size,
+        Jitter {
+            dy: 1,
+            dx: 0,
+            flip: false,
+        },
+        &norm,
+        &mut dst,
+    );
     assert_eq!(dst[0], 4.0); // row 1 moved up
     assert_eq!(dst[12], 0.0); // the padded row is zero
-    render(&src, size, Jitter { dy: 0, dx: 0, flip: true }, &norm, &mut dst);
+    render(
+        &src,
+        size,
+        Jitter {
+            dy: 0,
+            dx: 0,
+            flip: true,
+        },
+        &norm,
+        &mut dst,
+    );
     assert_eq!(&dst[..4], &[3.0, 2.0, 1.0, 0.0]);
 }
 

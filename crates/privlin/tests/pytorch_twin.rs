@@ -126,11 +126,23 @@ fn sgd_training_steps_match_pytorch() {
     tch::manual_seed(11);
     let m = Model::new(s.clone(), Device::Cpu).unwrap();
     m.save_weights(&dir.path().join("w.safetensors")).unwrap();
-    std::fs::write(dir.path().join("spec.json"), serde_json::to_string(&s).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("spec.json"),
+        serde_json::to_string(&s).unwrap(),
+    )
+    .unwrap();
     let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
     let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
-    Tensor::write_safetensors(&[("input", &x), ("labels", &y)], dir.path().join("b.safetensors")).unwrap();
-    let params = m.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    Tensor::write_safetensors(
+        &[("input", &x), ("labels", &y)],
+        dir.path().join("b.safetensors"),
+    )
+    .unwrap();
+    let params =
+        m.vs.variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
     let mut opt = Optimizer::new(OptimizerConfig::default(), params);
     for _ in 0..3 {
         opt.zero_grad();
@@ -150,8 +162,16 @@ fn sgd_training_steps_match_pytorch() {
         .arg(dir.path().join("after.safetensors"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let theirs: HashMap<String, Tensor> = Tensor::read_safetensors(dir.path().join("after.safetensors")).unwrap().into_iter().collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.path().join("after.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
     for (name, t) in m.named_tensors() {
         let d = (&t - &theirs[&name]).abs().max().double_value(&[]);
         assert!(d < 1e-4, "{name}: max |diff| {d} after 3 SGD steps");

@@ -33,7 +33,13 @@ fn cfg(epochs: usize) -> TrainConfig {
     }
 }
 
-fn train(dir: &Path, epochs: usize, resume: bool, objective: &mut dyn Objective, model: &mut Model) -> Result<Vec<EpochMetrics>> {
+fn train(
+    dir: &Path,
+    epochs: usize,
+    resume: bool,
+    objective: &mut dyn Objective,
+    model: &mut Model,
+) -> Result<Vec<EpochMetrics>> {
     let s = data();
     let l = Loader::train(s.train.clone(), s.norm, 32, 5, true, Device::Cpu);
     let ev = Loader::eval(s.test.clone(), s.norm, 64, Device::Cpu);
@@ -59,7 +65,10 @@ fn weights(m: &Model) -> Vec<(String, Tensor)> {
 }
 
 fn same_weights(a: &Model, b: &Model) -> bool {
-    weights(a).iter().zip(weights(b)).all(|((na, ta), (nb, tb))| na == &nb && ta.equal(&tb))
+    weights(a)
+        .iter()
+        .zip(weights(b))
+        .all(|((na, ta), (nb, tb))| na == &nb && ta.equal(&tb))
 }
 
 #[test]
@@ -67,8 +76,26 @@ fn same_seed_and_config_give_the_same_numbers() {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = tiny_model(3);
     let mut b = tiny_model(3);
-    let ha = train(d1.path(), 2, false, &mut CrossEntropy { label_smoothing: 0.0 }, &mut a).unwrap();
-    let hb = train(d2.path(), 2, false, &mut CrossEntropy { label_smoothing: 0.0 }, &mut b).unwrap();
+    let ha = train(
+        d1.path(),
+        2,
+        false,
+        &mut CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        &mut a,
+    )
+    .unwrap();
+    let hb = train(
+        d2.path(),
+        2,
+        false,
+        &mut CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        &mut b,
+    )
+    .unwrap();
     assert!(same_weights(&a, &b));
     for (x, y) in ha.iter().zip(&hb) {
         assert_eq!((x.train_loss, x.test_acc), (y.train_loss, y.test_acc));
@@ -96,16 +123,48 @@ impl Objective for KilledAt {
 fn resume_after_a_kill_continues_exactly() {
     let (full, killed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = tiny_model(4);
-    let ha = train(full.path(), 3, false, &mut CrossEntropy { label_smoothing: 0.0 }, &mut a).unwrap();
+    let ha = train(
+        full.path(),
+        3,
+        false,
+        &mut CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        &mut a,
+    )
+    .unwrap();
 
     let mut b = tiny_model(4);
     // 5 batches per epoch: killed during the second epoch.
-    let err = train(killed.path(), 3, false, &mut KilledAt { at: 8, step: 0 }, &mut b).unwrap_err();
+    let err = train(
+        killed.path(),
+        3,
+        false,
+        &mut KilledAt { at: 8, step: 0 },
+        &mut b,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("killed"));
     let mut b = tiny_model(99); // a fresh process: different initial weights
-    let hb = train(killed.path(), 3, true, &mut CrossEntropy { label_smoothing: 0.0 }, &mut b).unwrap();
-    assert!(same_weights(&a, &b), "resumed weights differ from the uninterrupted run");
-    let numbers = |h: &[EpochMetrics]| h.iter().map(|m| (m.epoch, m.lr, m.train_loss, m.train_acc, m.test_acc)).collect::<Vec<_>>();
+    let hb = train(
+        killed.path(),
+        3,
+        true,
+        &mut CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        &mut b,
+    )
+    .unwrap();
+    assert!(
+        same_weights(&a, &b),
+        "resumed weights differ from the uninterrupted run"
+    );
+    let numbers = |h: &[EpochMetrics]| {
+        h.iter()
+            .map(|m| (m.epoch, m.lr, m.train_loss, m.train_acc, m.test_acc))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(numbers(&ha), numbers(&hb));
     let lines = std::fs::read_to_string(killed.path().join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3, "{lines}");
@@ -126,11 +185,15 @@ impl Objective for NanAt {
 fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     let mut m = tiny_model(5);
-    let e = train(d.path(), 3, false, &mut NanAt(7, 0), &mut m).unwrap_err().to_string();
+    let e = train(d.path(), 3, false, &mut NanAt(7, 0), &mut m)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("loss is NaN at epoch 2, step 2"), "{e}");
     // Epoch 1 was checkpointed and is intact.
     let mut again = tiny_model(5);
-    again.load_weights(&d.path().join("model.safetensors")).unwrap();
+    again
+        .load_weights(&d.path().join("model.safetensors"))
+        .unwrap();
 }
 
 #[test]
@@ -144,15 +207,28 @@ fn mismatched_checkpoints_are_refused_naming_the_tensor() {
     let mut wider = Model::new(s, Device::Cpu).unwrap();
     let before = wider.named_tensors()[0].1.copy();
     let e = wider.load_weights(&p).unwrap_err().to_string();
-    assert!(e.contains("bn1.bias") && e.contains("has shape [8]") && e.contains("expects [16]"), "{e}");
-    assert!(before.equal(&wider.named_tensors()[0].1), "a refused load must not change the model");
+    assert!(
+        e.contains("bn1.bias") && e.contains("has shape [8]") && e.contains("expects [16]"),
+        "{e}"
+    );
+    assert!(
+        before.equal(&wider.named_tensors()[0].1),
+        "a refused load must not change the model"
+    );
     let mut s = ModelSpec::new("resnet34".parse().unwrap());
     s.width = 0.125;
-    let e = Model::new(s, Device::Cpu).unwrap().load_weights(&p).unwrap_err().to_string();
+    let e = Model::new(s, Device::Cpu)
+        .unwrap()
+        .load_weights(&p)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("lacks tensor `layer1.2.bn1.bias`"), "{e}");
     std::fs::write(&p, &std::fs::read(&p).unwrap()[..1000]).unwrap();
     let e = format!("{:#}", tiny_model(6).load_weights(&p).unwrap_err());
-    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -173,10 +249,31 @@ fn training_beats_chance_and_linearizing_every_site_hurts() {
     let ev = Loader::eval(s.test.clone(), s.norm, 100, Device::Cpu);
     let mut c = cfg(4);
     c.schedule.kind = "onecycle".into();
-    let h = fit(&mut m, &l, &mut CrossEntropy { label_smoothing: 0.0 }, FitOptions { cfg: &c, out: d.path(), resume: false, eval: Some(&ev), eval_masks: None, label: "t", verbose: false }).unwrap();
+    let h = fit(
+        &mut m,
+        &l,
+        &mut CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        FitOptions {
+            cfg: &c,
+            out: d.path(),
+            resume: false,
+            eval: Some(&ev),
+            eval_masks: None,
+            label: "t",
+            verbose: false,
+        },
+    )
+    .unwrap();
     let acc = h.last().unwrap().test_acc.unwrap();
     let n = m.sites().len();
-    let lin = privlin::train::evaluate(&m, &ev, Some(&privlin::nn::MaskSet::coalition(&vec![false; n]))).accuracy;
+    let lin = privlin::train::evaluate(
+        &m,
+        &ev,
+        Some(&privlin::nn::MaskSet::coalition(&vec![false; n])),
+    )
+    .accuracy;
     assert!(acc > 0.3, "all-ReLU accuracy {acc}");
     assert!(acc - lin > 0.15, "all-ReLU {acc} vs linearized {lin}");
 }
@@ -190,14 +287,24 @@ fn distillation_matches_its_definition() {
     let temp = 4.0;
     let p = (&t / temp).softmax(-1, Kind::Float);
     let q = (&s / temp).softmax(-1, Kind::Float);
-    let kl = (&p * (p.log() - q.log())).sum(Kind::Float).double_value(&[]) / 8.0;
+    let kl = (&p * (p.log() - q.log()))
+        .sum(Kind::Float)
+        .double_value(&[])
+        / 8.0;
     let got = distillation(&s, &t, temp).double_value(&[]);
-    assert!((got - temp * temp * kl).abs() < 1e-4, "{got} vs {}", temp * temp * kl);
+    assert!(
+        (got - temp * temp * kl).abs() < 1e-4,
+        "{got} vs {}",
+        temp * temp * kl
+    );
 }
 
 #[test]
 fn schedules() {
-    let mut s = ScheduleConfig { kind: "cosine".into(), ..Default::default() };
+    let mut s = ScheduleConfig {
+        kind: "cosine".into(),
+        ..Default::default()
+    };
     assert_eq!(s.lr_at(0.1, 0.0, 10), 0.1);
     assert!(s.lr_at(0.1, 10.0, 10) < 1e-12);
     assert!((s.lr_at(0.1, 5.0, 10) - 0.05).abs() < 1e-12);
@@ -210,5 +317,9 @@ fn schedules() {
     assert!((s.lr_at(0.1, 0.0, 8) - 0.004).abs() < 1e-12);
     assert!((s.lr_at(0.1, 2.0, 8) - 0.1).abs() < 1e-12);
     s.kind = "warm-restarts".into();
-    assert!(s.validate().unwrap_err().to_string().contains("warm-restarts"));
+    assert!(s
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("warm-restarts"));
 }

@@ -103,7 +103,7 @@ impl Dataset {
         for (i, &l) in self.labels.iter().enumerate() {
             by_class[l as usize].push(i);
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_401d_0u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_d0f4_01d0_u64);
         let (mut rest, mut held) = (Vec::new(), Vec::new());
         for mut idx in by_class {
             idx.shuffle(&mut rng);

@@ -13,6 +13,7 @@ use tch::nn::Path;
 use tch::Tensor;
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a handful of blocks per model, built once
 enum Block {
     Basic {
         c1: ConvBn,

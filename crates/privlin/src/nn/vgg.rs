@@ -12,7 +12,7 @@ use tch::Tensor;
 
 #[derive(Debug)]
 enum Item {
-    Conv(ConvBn, String),
+    Conv(Box<ConvBn>, String),
     Pool,
 }
 
@@ -42,7 +42,7 @@ impl Vgg {
             } else {
                 let cout = spec.ch(c);
                 let cb = ConvBn::new(&features_p / idx, &features_p / (idx + 1), cin, cout, 3, 1);
-                features.push(Item::Conv(cb, format!("features.{}", idx + 2)));
+                features.push(Item::Conv(Box::new(cb), format!("features.{}", idx + 2)));
                 idx += 3;
                 cin = cout;
             }
