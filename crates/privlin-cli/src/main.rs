@@ -3,6 +3,7 @@
 mod bench;
 mod common;
 mod eval;
+mod importance;
 mod info;
 mod train;
 
@@ -30,6 +31,11 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Per-site ReLU counts, MACs and parameters of an architecture or checkpoint.
     Info(info::InfoArgs),
+    /// Layer importance of a trained model's activation sites (Shapley, SENet, Taylor, baselines),
+    /// or Shapley values of a game given as a utility table.
+    Importance(importance::ImportanceArgs),
+    /// Per-site ReLU budgets from importance.json and a total budget.
+    Allocate(importance::AllocateArgs),
     /// Benchmarks that compare against the PyTorch twin in the same run.
     Bench(bench::BenchArgs),
 }
@@ -45,6 +51,8 @@ fn main() {
         Command::Demo(a) => train::run(a, true),
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info::run(a),
+        Command::Importance(a) => importance::run_importance(a),
+        Command::Allocate(a) => importance::run_allocate(a),
         Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {

@@ -4,9 +4,12 @@
 //! sites ([`nn`]), datasets and loaders ([`data`]), and all-ReLU training with checkpoints
 //! ([`train`]).
 
+pub mod budget;
 pub mod data;
 pub mod device;
+pub mod importance;
 pub mod info;
 pub mod io;
 pub mod nn;
+pub mod plot;
 pub mod train;

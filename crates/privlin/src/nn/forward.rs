@@ -37,6 +37,9 @@ pub enum LayerKind {
 pub struct Trace {
     pub sites: Vec<SiteInfo>,
     pub layers: Vec<LayerInfo>,
+    /// For each site, the last main-path weight layer recorded before it (residual shortcut
+    /// convolutions skipped): the "preceding layer" of SENet's ReLU sensitivity.
+    pub site_prev_layer: Vec<Option<usize>>,
 }
 
 /// State of one forward pass.
@@ -87,6 +90,11 @@ impl<'a> Forward<'a> {
         self.trace.take()
     }
 
+    /// Continue numbering sites from `site` (a pass resumed from a saved segment state).
+    pub fn resume_at(&mut self, site: usize) {
+        self.next_site = site;
+    }
+
     /// Number of sites passed so far.
     pub fn sites_seen(&self) -> usize {
         self.next_site
@@ -98,6 +106,12 @@ impl<'a> Forward<'a> {
         self.next_site += 1;
         if let Some(trace) = self.trace.as_mut() {
             let s = x.size();
+            let prev = trace.layers.iter().rposition(|l| {
+                l.kind == LayerKind::Conv
+                    && !l.name.contains("downsample")
+                    && !l.name.contains("convShortcut")
+            });
+            trace.site_prev_layer.push(prev);
             trace.sites.push(SiteInfo {
                 name: name.to_string(),
                 shape: [s[1], s[2], s[3]],

@@ -17,7 +17,37 @@ pub use model::Model;
 pub use site::{Activation, Granularity, SiteInfo, SiteKind};
 pub use spec::{Arch, Convention, ModelSpec};
 
-/// A network whose every nonlinearity goes through [`Forward::site`].
+/// What passes between segments: the running activation and the saved input of the residual
+/// branch that is open, if any.
+#[derive(Debug)]
+pub struct State {
+    pub x: tch::Tensor,
+    pub skip: Option<tch::Tensor>,
+}
+
+impl State {
+    pub fn new(x: &tch::Tensor) -> Self {
+        State {
+            x: x.shallow_clone(),
+            skip: None,
+        }
+    }
+
+    pub fn shallow_clone(&self) -> Self {
+        State {
+            x: self.x.shallow_clone(),
+            skip: self.skip.as_ref().map(|t| t.shallow_clone()),
+        }
+    }
+}
+
+/// A network whose every nonlinearity goes through [`Forward::site`], written as a sequence of
+/// segments: segment `i < n_sites` ends with (and contains no site after) activation site `i`, the
+/// last segment is the classifier head. A forward pass can therefore stop after any site and resume
+/// from the saved [`State`]: coalitions that agree on their first `k` sites share that computation.
 pub trait Net: std::fmt::Debug + Send {
-    fn forward(&self, x: &tch::Tensor, f: &mut Forward) -> tch::Tensor;
+    /// Number of segments (number of sites + 1).
+    fn segments(&self) -> usize;
+    /// Run segment `i` on `s` in place.
+    fn segment(&self, i: usize, s: &mut State, f: &mut Forward);
 }

@@ -5,7 +5,7 @@ use super::forward::{Forward, LayerInfo, Trace};
 use super::mask::MaskSet;
 use super::site::SiteInfo;
 use super::spec::{Arch, ModelSpec};
-use super::{resnet, resnet9, vgg, wrn, Net};
+use super::{resnet, resnet9, vgg, wrn, Net, State};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,7 +49,7 @@ impl Model {
         };
         let probe = Tensor::zeros(model.input_shape(1), (Kind::Float, device));
         let mut f = Forward::new(model.spec.activation, false).with_trace();
-        let _ = tch::no_grad(|| model.net.forward(&probe, &mut f));
+        let _ = tch::no_grad(|| model.forward_with(&probe, &mut f));
         model.trace = f.take_trace().expect("trace requested");
         Ok(model)
     }
@@ -103,7 +103,33 @@ impl Model {
 
     /// Forward pass with caller-controlled masks and taps.
     pub fn forward_with(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        self.net.forward(x, f)
+        let mut s = State::new(x);
+        self.run_segments(&mut s, 0..self.net.segments(), f);
+        s.x
+    }
+
+    /// Number of forward segments: one per site, then the head.
+    pub fn segments(&self) -> usize {
+        self.net.segments()
+    }
+
+    /// Run segments `range` on `s`: segment `i < sites().len()` ends with site `i`, so a pass can be
+    /// stopped after any site and resumed from the saved state.
+    pub fn run_segments(&self, s: &mut State, range: std::ops::Range<usize>, f: &mut Forward) {
+        f.resume_at(range.start);
+        for i in range {
+            self.net.segment(i, s, f);
+        }
+    }
+
+    /// The main-path weight layer that feeds site `idx` (skipping residual shortcuts), if any.
+    pub fn preceding_layer(&self, idx: usize) -> Option<&LayerInfo> {
+        self.trace
+            .site_prev_layer
+            .get(idx)
+            .copied()
+            .flatten()
+            .map(|l| &self.trace.layers[l])
     }
 
     /// A fresh [`Forward`] state for this model's activation.

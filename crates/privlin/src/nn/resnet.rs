@@ -8,7 +8,7 @@ use super::forward::Forward;
 use super::layers::{global_avg_pool, path_name, ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
-use super::Net;
+use super::{Net, State};
 use tch::nn::Path;
 use tch::Tensor;
 
@@ -19,14 +19,14 @@ enum Block {
         c1: ConvBn,
         c2: ConvBn,
         down: Option<ConvBn>,
-        sites: [String; 2],
+        sites: Vec<String>,
     },
     Bottleneck {
         c1: ConvBn,
         c2: ConvBn,
         c3: ConvBn,
         down: Option<ConvBn>,
-        sites: [String; 3],
+        sites: Vec<String>,
     },
 }
 
@@ -50,7 +50,7 @@ impl Block {
             c1: ConvBn::new(&p / "conv1", &p / "bn1", cin, planes, 3, stride),
             c2: ConvBn::new(&p / "conv2", &p / "bn2", planes, planes, 3, 1),
             down: downsample(&p, cin, planes, stride),
-            sites: [format!("{name}.act1"), format!("{name}.act2")],
+            sites: vec![format!("{name}.act1"), format!("{name}.act2")],
         }
     }
 
@@ -62,7 +62,7 @@ impl Block {
             c2: ConvBn::new(&p / "conv2", &p / "bn2", planes, planes, 3, stride),
             c3: ConvBn::new(&p / "conv3", &p / "bn3", planes, cout, 1, 1),
             down: downsample(&p, cin, cout, stride),
-            sites: [
+            sites: vec![
                 format!("{name}.act1"),
                 format!("{name}.act2"),
                 format!("{name}.act3"),
@@ -70,43 +70,54 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        let shortcut = |down: &Option<ConvBn>, f: &mut Forward| match down {
-            Some(d) => d.forward(x, f),
-            None => x.shallow_clone(),
-        };
+    fn parts(&self) -> usize {
         match self {
-            Block::Basic {
-                c1,
-                c2,
-                down,
-                sites,
-            } => {
-                let out = {
-                    let t = c1.forward(x, f);
-                    f.site(&sites[0], SiteKind::Block, &t)
-                };
-                let out = c2.forward(&out, f) + shortcut(down, f);
-                f.site(&sites[1], SiteKind::PostAdd, &out)
+            Block::Basic { .. } => 2,
+            Block::Bottleneck { .. } => 3,
+        }
+    }
+
+    /// Part `k` of the block: each part ends with one activation site.
+    fn part(&self, k: usize, s: &mut State, f: &mut Forward) {
+        let close = |down: &Option<ConvBn>, out: Tensor, s: &mut State, f: &mut Forward| {
+            let skip = s.skip.take().expect("block input saved by part 0");
+            let sc = match down {
+                Some(d) => d.forward(&skip, f),
+                None => skip,
+            };
+            out + sc
+        };
+        match (self, k) {
+            (Block::Basic { c1, sites, .. }, 0) | (Block::Bottleneck { c1, sites, .. }, 0) => {
+                s.skip = Some(s.x.shallow_clone());
+                let t = c1.forward(&s.x, f);
+                s.x = f.site(&sites[0], SiteKind::Block, &t);
             }
-            Block::Bottleneck {
-                c1,
-                c2,
-                c3,
-                down,
-                sites,
-            } => {
-                let out = {
-                    let t = c1.forward(x, f);
-                    f.site(&sites[0], SiteKind::Block, &t)
-                };
-                let out = {
-                    let t = c2.forward(&out, f);
-                    f.site(&sites[1], SiteKind::Block, &t)
-                };
-                let out = c3.forward(&out, f) + shortcut(down, f);
-                f.site(&sites[2], SiteKind::PostAdd, &out)
+            (
+                Block::Basic {
+                    c2, down, sites, ..
+                },
+                1,
+            ) => {
+                let out = c2.forward(&s.x, f);
+                let t = close(down, out, s, f);
+                s.x = f.site(&sites[1], SiteKind::PostAdd, &t);
             }
+            (Block::Bottleneck { c2, sites, .. }, 1) => {
+                let t = c2.forward(&s.x, f);
+                s.x = f.site(&sites[1], SiteKind::Block, &t);
+            }
+            (
+                Block::Bottleneck {
+                    c3, down, sites, ..
+                },
+                2,
+            ) => {
+                let out = c3.forward(&s.x, f);
+                let t = close(down, out, s, f);
+                s.x = f.site(&sites[2], SiteKind::PostAdd, &t);
+            }
+            _ => unreachable!("block part {k}"),
         }
     }
 }
@@ -116,6 +127,8 @@ pub struct ResNet {
     stem: ConvBn,
     blocks: Vec<Block>,
     fc: Linear,
+    /// Segment i -> (block, part); segment 0 is the stem, the last one the head.
+    plan: Vec<(usize, usize)>,
 }
 
 impl ResNet {
@@ -144,23 +157,34 @@ impl ResNet {
                 cin = planes * expansion;
             }
         }
+        let plan = blocks
+            .iter()
+            .enumerate()
+            .flat_map(|(b, blk)| (0..blk.parts()).map(move |k| (b, k)))
+            .collect();
         ResNet {
             stem,
             blocks,
             fc: Linear::new(p / "fc", cin, spec.classes),
+            plan,
         }
     }
 }
 
 impl Net for ResNet {
-    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        let mut out = {
-            let t = self.stem.forward(x, f);
-            f.site("act1", SiteKind::Stem, &t)
-        };
-        for b in &self.blocks {
-            out = b.forward(&out, f);
+    fn segments(&self) -> usize {
+        self.plan.len() + 2
+    }
+
+    fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {
+        if i == 0 {
+            let t = self.stem.forward(&s.x, f);
+            s.x = f.site("act1", SiteKind::Stem, &t);
+        } else if i <= self.plan.len() {
+            let (b, k) = self.plan[i - 1];
+            self.blocks[b].part(k, s, f);
+        } else {
+            s.x = self.fc.forward(&global_avg_pool(&s.x), f);
         }
-        self.fc.forward(&global_avg_pool(&out), f)
     }
 }

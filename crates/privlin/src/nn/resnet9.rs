@@ -7,7 +7,7 @@ use super::forward::Forward;
 use super::layers::{path_name, ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::ModelSpec;
-use super::Net;
+use super::{Net, State};
 use tch::nn::Path;
 use tch::Tensor;
 
@@ -72,17 +72,40 @@ impl ResNet9 {
     }
 }
 
+impl ResNet9 {
+    /// The units in forward order with their site kind.
+    fn unit(&self, i: usize) -> (&Unit, SiteKind) {
+        match i {
+            0 => (&self.prep, SiteKind::Stem),
+            1 => (&self.layer1, SiteKind::Block),
+            2 | 3 => (&self.res1[i - 2], SiteKind::Block),
+            4 => (&self.layer2, SiteKind::Block),
+            5 => (&self.layer3, SiteKind::Block),
+            6 | 7 => (&self.res3[i - 6], SiteKind::Block),
+            _ => unreachable!("unit {i}"),
+        }
+    }
+}
+
 impl Net for ResNet9 {
-    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        let x = self.prep.forward(x, SiteKind::Stem, f);
-        let x = self.layer1.forward(&x, SiteKind::Block, f);
-        let r = self.res1[0].forward(&x, SiteKind::Block, f);
-        let x = self.res1[1].forward(&r, SiteKind::Block, f) + x;
-        let x = self.layer2.forward(&x, SiteKind::Block, f);
-        let x = self.layer3.forward(&x, SiteKind::Block, f);
-        let r = self.res3[0].forward(&x, SiteKind::Block, f);
-        let x = self.res3[1].forward(&r, SiteKind::Block, f) + x;
-        let x = x.adaptive_max_pool2d([1, 1]).0.flatten(1, -1);
-        self.fc.forward(&x, f)
+    fn segments(&self) -> usize {
+        9
+    }
+
+    fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {
+        if i == 8 {
+            let x = s.x.adaptive_max_pool2d([1, 1]).0.flatten(1, -1);
+            s.x = self.fc.forward(&x, f);
+            return;
+        }
+        let (unit, kind) = self.unit(i);
+        if i == 2 || i == 6 {
+            s.skip = Some(s.x.shallow_clone());
+        }
+        let y = unit.forward(&s.x, kind, f);
+        s.x = match i {
+            3 | 7 => y + s.skip.take().expect("residual input saved"),
+            _ => y,
+        };
     }
 }

@@ -6,19 +6,20 @@ use super::forward::Forward;
 use super::layers::{ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
-use super::Net;
+use super::{Net, State};
 use tch::nn::Path;
-use tch::Tensor;
 
+/// One convolution unit: conv-BN-site, then a max-pool where the configuration has one.
 #[derive(Debug)]
-enum Item {
-    Conv(Box<ConvBn>, String),
-    Pool,
+struct Unit {
+    cb: ConvBn,
+    site: String,
+    pool: bool,
 }
 
 #[derive(Debug)]
 pub struct Vgg {
-    features: Vec<Item>,
+    features: Vec<Unit>,
     classifier: Linear,
 }
 
@@ -33,16 +34,22 @@ impl Vgg {
             other => unreachable!("Vgg::new called for {other}"),
         };
         let features_p = p / "features";
-        let mut features = Vec::new();
+        let mut features: Vec<Unit> = Vec::new();
         let (mut idx, mut cin) = (0i64, 3i64);
         for &c in cfg {
             if c == M {
-                features.push(Item::Pool);
+                if let Some(last) = features.last_mut() {
+                    last.pool = true;
+                }
                 idx += 1;
             } else {
                 let cout = spec.ch(c);
                 let cb = ConvBn::new(&features_p / idx, &features_p / (idx + 1), cin, cout, 3, 1);
-                features.push(Item::Conv(Box::new(cb), format!("features.{}", idx + 2)));
+                features.push(Unit {
+                    cb,
+                    site: format!("features.{}", idx + 2),
+                    pool: false,
+                });
                 idx += 3;
                 cin = cout;
             }
@@ -56,17 +63,22 @@ impl Vgg {
 }
 
 impl Net for Vgg {
-    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        let mut x = x.shallow_clone();
-        for item in &self.features {
-            x = match item {
-                Item::Conv(cb, site) => {
-                    let t = cb.forward(&x, f);
-                    f.site(site, SiteKind::Block, &t)
-                }
-                Item::Pool => x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
-            };
+    fn segments(&self) -> usize {
+        self.features.len() + 1
+    }
+
+    fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {
+        match self.features.get(i) {
+            Some(u) => {
+                let t = u.cb.forward(&s.x, f);
+                let y = f.site(&u.site, SiteKind::Block, &t);
+                s.x = if u.pool {
+                    y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+                } else {
+                    y
+                };
+            }
+            None => s.x = self.classifier.forward(&s.x.flatten(1, -1), f),
         }
-        self.classifier.forward(&x.flatten(1, -1), f)
     }
 }

@@ -7,9 +7,8 @@ use super::forward::Forward;
 use super::layers::{global_avg_pool, path_name, BatchNorm, Conv, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
-use super::Net;
+use super::{Net, State};
 use tch::nn::Path;
-use tch::Tensor;
 
 #[derive(Debug)]
 struct PreActBlock {
@@ -35,21 +34,28 @@ impl PreActBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        let pre = {
-            let t = self.bn1.forward(x, f);
-            f.site(&self.sites[0], SiteKind::Block, &t)
-        };
-        let out = self.conv1.forward(&pre, f);
-        let out = {
-            let t = self.bn2.forward(&out, f);
-            f.site(&self.sites[1], SiteKind::Block, &t)
-        };
-        let out = self.conv2.forward(&out, f);
-        // Equal in/out: the shortcut is the raw input; otherwise a 1x1 conv of the activated input.
-        match &self.shortcut {
-            Some(sc) => sc.forward(&pre, f) + out,
-            None => x + out,
+    /// Part 0: the pre-activation site; part 1: conv1, the second site, conv2 and the addition.
+    fn part(&self, k: usize, s: &mut State, f: &mut Forward) {
+        if k == 0 {
+            let t = self.bn1.forward(&s.x, f);
+            let pre = f.site(&self.sites[0], SiteKind::Block, &t);
+            // Equal in/out: the shortcut is the raw input; otherwise a 1x1 conv of the activated input.
+            s.skip = Some(if self.shortcut.is_some() {
+                pre.shallow_clone()
+            } else {
+                s.x.shallow_clone()
+            });
+            s.x = pre;
+        } else {
+            let t = self.conv1.forward(&s.x, f);
+            let t = self.bn2.forward(&t, f);
+            let out = f.site(&self.sites[1], SiteKind::Block, &t);
+            let out = self.conv2.forward(&out, f);
+            let skip = s.skip.take().expect("block input saved by part 0");
+            s.x = match &self.shortcut {
+                Some(sc) => sc.forward(&skip, f) + out,
+                None => skip + out,
+            };
         }
     }
 }
@@ -95,15 +101,22 @@ impl Wrn {
 }
 
 impl Net for Wrn {
-    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
-        let mut out = self.conv1.forward(x, f);
-        for b in &self.blocks {
-            out = b.forward(&out, f);
+    fn segments(&self) -> usize {
+        2 * self.blocks.len() + 2
+    }
+
+    fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {
+        let n = 2 * self.blocks.len();
+        if i == 0 {
+            s.x = self.conv1.forward(&s.x, f);
         }
-        let out = {
-            let t = self.bn1.forward(&out, f);
-            f.site("relu", SiteKind::Final, &t)
-        };
-        self.fc.forward(&global_avg_pool(&out), f)
+        if i < n {
+            self.blocks[i / 2].part(i % 2, s, f);
+        } else if i == n {
+            let t = self.bn1.forward(&s.x, f);
+            s.x = f.site("relu", SiteKind::Final, &t);
+        } else {
+            s.x = self.fc.forward(&global_avg_pool(&s.x), f);
+        }
     }
 }

@@ -1,0 +1,416 @@
+//! `privlin importance` and `privlin allocate`.
+
+use crate::common::{runtime, RuntimeArgs};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use privlin::budget::{allocate, Budget};
+use privlin::data::Loader;
+use privlin::importance::game::{Game, Oracle, TableOracle, UtilityTable};
+use privlin::importance::players::{players, Grouping, Player};
+use privlin::importance::shapley::bandit::Bandit;
+use privlin::importance::shapley::exact::Exact;
+use privlin::importance::shapley::monte_carlo::MonteCarlo;
+use privlin::importance::shapley::tree::{TreeTrimming, TrimTest};
+use privlin::importance::shapley::ShapleyEstimator;
+use privlin::importance::utility::ModelOracle;
+use privlin::importance::{game, senet, taylor_layer, Importance, Method, PlayerSite};
+use privlin::nn::Model;
+use privlin::train::load_model;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct ImportanceArgs {
+    /// shapley-exact, shapley-tree, shapley-mc, shapley-bandit, senet, taylor-layer, uniform, proportional.
+    #[arg(long)]
+    method: String,
+    /// Checkpoint directory of the trained all-ReLU model.
+    #[arg(long, required_unless_present = "utility_table")]
+    ckpt: Option<PathBuf>,
+    /// Run the estimator on a given game instead of a model: {"players": [...], "utilities": {"0110": u}}.
+    #[arg(long, conflicts_with = "ckpt")]
+    utility_table: Option<PathBuf>,
+    #[arg(long, default_value = "importance.json")]
+    out: PathBuf,
+    /// Also draw the values as an SVG bar chart here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Players: sites, blocks (residual blocks) or stages.
+    #[arg(long, default_value = "sites")]
+    players: String,
+    /// Utility set: holdout (the checkpoint's held-out split; default when it has one), train (a
+    /// subset of the training images) or test (only on request; the output says so).
+    #[arg(long)]
+    utility_split: Option<String>,
+    /// Images in the utility set (stratified subset; 0: all).
+    #[arg(long, default_value_t = 2000)]
+    utility_size: usize,
+    /// Load utilities cached by earlier runs from this file and save the cache back to it.
+    #[arg(long)]
+    utility_cache: Option<PathBuf>,
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Tree-trimming threshold alpha, in utility units (accuracy percent for a model).
+    #[arg(long, default_value_t = 5.0)]
+    threshold: f64,
+    /// Tree-trimming: test U(S) (section 3.1 text) instead of U(S u i) (Algorithm 1).
+    #[arg(long)]
+    trim_on_coalition: bool,
+    /// Tree-trimming: give up after this many distinct coalitions.
+    #[arg(long, default_value_t = 200_000)]
+    max_evaluations: usize,
+    /// Exact: refuse games with more players than this.
+    #[arg(long, default_value_t = 16)]
+    max_exact: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Monte-Carlo: permutations at least / at most.
+    #[arg(long, default_value_t = 100)]
+    min_permutations: usize,
+    #[arg(long, default_value_t = 2000)]
+    max_permutations: usize,
+    /// Monte-Carlo: stop when every standard error is at most this (utility units).
+    #[arg(long, default_value_t = 0.25)]
+    target_stderr: f64,
+    /// Monte-Carlo: truncation tolerance relative to U(N) (0: none).
+    #[arg(long, default_value_t = 0.01)]
+    truncation: f64,
+    /// Bandit: empirical-Bernstein half-width at which a player stops (utility units).
+    #[arg(long, default_value_t = 0.5)]
+    tolerance: f64,
+    /// Bandit: identify the top-k players instead (Neuron Shapley).
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 2000)]
+    max_samples: usize,
+    /// SENet: parameter density of the global magnitude pruning.
+    #[arg(long, default_value_t = 0.1)]
+    density: f64,
+    /// taylor-layer: batches of the utility set used.
+    #[arg(long, default_value_t = 8)]
+    batches: usize,
+    #[command(flatten)]
+    rt: RuntimeArgs,
+}
+
+fn estimator(m: Method, a: &ImportanceArgs) -> Option<Box<dyn ShapleyEstimator>> {
+    Some(match m {
+        Method::ShapleyExact => Box::new(Exact {
+            max_players: a.max_exact,
+        }),
+        Method::ShapleyTree => Box::new(TreeTrimming {
+            threshold: a.threshold,
+            test: if a.trim_on_coalition {
+                TrimTest::Coalition
+            } else {
+                TrimTest::WithPlayer
+            },
+            max_evaluations: a.max_evaluations,
+        }),
+        Method::ShapleyMc => Box::new(MonteCarlo {
+            seed: a.seed,
+            min_permutations: a.min_permutations,
+            max_permutations: a.max_permutations,
+            target_stderr: a.target_stderr,
+            truncation: a.truncation,
+            ..MonteCarlo::default()
+        }),
+        Method::ShapleyBandit => Box::new(Bandit {
+            seed: a.seed,
+            tolerance: a.tolerance,
+            top_k: a.top_k,
+            max_samples: a.max_samples,
+            ..Bandit::default()
+        }),
+        _ => return None,
+    })
+}
+
+/// Run a Shapley estimator on a game; fills values, errors, counts and parameters.
+fn run_shapley(
+    est: &dyn ShapleyEstimator,
+    oracle: &mut dyn Oracle,
+    cache: Option<&PathBuf>,
+) -> Result<Importance> {
+    let mut game = Game::new(oracle);
+    if let Some(p) = cache.filter(|p| p.exists()) {
+        game.load_cache(&UtilityTable::load(p)?, p)?;
+    }
+    let t0 = Instant::now();
+    let (values, stderr) = est.estimate(&mut game)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let n = game.n();
+    let (uf, ue) = (game.utility(game::full(n))?, game.utility(0)?);
+    if let Some(p) = cache {
+        privlin::io::atomic_write_json(p, &game.cache_table())?;
+    }
+    Ok(Importance {
+        method: est.name().into(),
+        players: game.players(),
+        values,
+        stderr,
+        evaluations: game.evaluations(),
+        computed: game.computed(),
+        seconds,
+        params: est.params(),
+        sites: None,
+        utility_set: None,
+        utility_full: Some(uf),
+        utility_empty: Some(ue),
+        checkpoint: None,
+        convention: None,
+        segments: None,
+    })
+}
+
+fn utility_loader(
+    a: &ImportanceArgs,
+    spec: &privlin::train::CheckpointSpec,
+    device: tch::Device,
+) -> Result<(Loader, String)> {
+    let mut data = spec.data.clone();
+    let split = match a.utility_split.as_deref() {
+        Some(s) => s.to_string(),
+        None if data.holdout > 0.0 => "holdout".into(),
+        None => "train".into(),
+    };
+    let splits = data
+        .load()
+        .with_context(|| format!("loading the utility data from `{}`", data.source))?;
+    let (set, what) = match split.as_str() {
+        "holdout" => match &splits.holdout {
+            Some(h) => (h.clone(), format!("held-out {:.0}% of the training set", 100.0 * data.holdout)),
+            None => bail!("the checkpoint was trained without a held-out split (data.holdout = 0): use --utility-split train or test"),
+        },
+        "train" => (splits.train.clone(), "a subset of the training images (the model was trained on them)".to_string()),
+        "test" => (splits.test.clone(), "the TEST set (on request)".to_string()),
+        other => bail!("unknown --utility-split `{other}` (expected holdout, train or test)"),
+    };
+    data.holdout = 0.0;
+    let set = if a.utility_size > 0 && a.utility_size < set.len() {
+        let frac = a.utility_size as f64 / set.len() as f64;
+        std::sync::Arc::new(set.split_holdout(frac, a.seed ^ 0x7e11).1)
+    } else {
+        set
+    };
+    let desc = format!("{what}: {} images of {}", set.len(), set.name);
+    Ok((
+        Loader::eval(set, spec.normalization, a.batch_size, device),
+        desc,
+    ))
+}
+
+fn player_sites(model: &Model, ps: &[Player]) -> Vec<PlayerSite> {
+    ps.iter()
+        .enumerate()
+        .flat_map(|(p, pl)| {
+            pl.sites.iter().map(move |&s| PlayerSite {
+                player: p,
+                name: model.sites()[s].name.clone(),
+                capacity: model.sites()[s].count(),
+                kind: model.sites()[s].kind,
+            })
+        })
+        .collect()
+}
+
+pub fn run_importance(a: ImportanceArgs) -> Result<()> {
+    let method: Method = a.method.parse()?;
+    let imp = if let Some(table) = &a.utility_table {
+        let Some(est) = estimator(method, &a) else {
+            bail!(
+                "--utility-table works with the Shapley methods only, not `{}`",
+                method.name()
+            );
+        };
+        let t = UtilityTable::load(table)?;
+        let mut oracle = TableOracle::new(&t, &table.display().to_string())?;
+        run_shapley(est.as_ref(), &mut oracle, a.utility_cache.as_ref())?
+    } else {
+        let ckpt = a
+            .ckpt
+            .clone()
+            .expect("clap requires --ckpt without --utility-table");
+        let device = runtime(
+            a.rt.device.as_deref().unwrap_or("auto"),
+            a.rt.threads.unwrap_or(0),
+        )?;
+        let (model, spec) = load_model(&ckpt, device)?;
+        let grouping: Grouping = a.players.parse()?;
+        let ps = players(&model, grouping)?;
+        let t0 = Instant::now();
+        let (loader, desc) = utility_loader(&a, &spec, device)?;
+        let chance = 100.0 / model.spec.classes as f64;
+        if method == Method::ShapleyTree && a.threshold <= chance {
+            eprintln!(
+                "warning: --threshold {} is at or below chance accuracy ({chance:.1}% for {} classes): accuracy rarely \
+                 falls below it, so tree-trimming trims little (PrivShap's 5% is for CIFAR-100); consider --threshold {:.0}",
+                a.threshold,
+                model.spec.classes,
+                chance + 5.0
+            );
+        }
+        let mut imp = match estimator(method, &a) {
+            Some(est) => {
+                let mut oracle = ModelOracle::new(&model, ps.clone(), &loader);
+                oracle.show_progress = true;
+                let mut imp = run_shapley(est.as_ref(), &mut oracle, a.utility_cache.as_ref())?;
+                imp.segments = Some((oracle.segments_run, oracle.segments_full));
+                imp
+            }
+            None => {
+                let (values, params) = match method {
+                    Method::Senet => (
+                        senet::sensitivity(&model, &ps, a.density)?,
+                        serde_json::json!({ "density": a.density }),
+                    ),
+                    Method::TaylorLayer => (
+                        taylor_layer::layer_importance(&model, &ps, &loader, a.batches)?,
+                        serde_json::json!({ "batches": a.batches, "batch_size": a.batch_size, "eps": taylor_layer::EPS }),
+                    ),
+                    Method::Uniform => (vec![1.0; ps.len()], serde_json::json!({})),
+                    Method::Proportional => (
+                        ps.iter()
+                            .map(|p| {
+                                p.sites
+                                    .iter()
+                                    .map(|&s| model.sites()[s].count() as f64)
+                                    .sum()
+                            })
+                            .collect(),
+                        serde_json::json!({}),
+                    ),
+                    _ => unreachable!("Shapley methods have an estimator"),
+                };
+                Importance {
+                    method: method.name().into(),
+                    players: ps.iter().map(|p| p.name.clone()).collect(),
+                    values,
+                    stderr: None,
+                    evaluations: 0,
+                    computed: 0,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    params,
+                    sites: None,
+                    utility_set: None,
+                    utility_full: None,
+                    utility_empty: None,
+                    checkpoint: None,
+                    convention: None,
+                    segments: None,
+                }
+            }
+        };
+        if let serde_json::Value::Object(m) = &mut imp.params {
+            m.insert("players".into(), serde_json::json!(a.players));
+            m.insert("seed".into(), serde_json::json!(a.seed));
+        }
+        imp.sites = Some(player_sites(&model, &ps));
+        if matches!(method, Method::TaylorLayer) || method.is_shapley() {
+            imp.utility_set = Some(desc);
+        }
+        imp.checkpoint = Some(ckpt.display().to_string());
+        imp.convention = Some(model.spec.convention.describe());
+        imp
+    };
+    privlin::io::atomic_write_json(&a.out, &imp)?;
+    println!("{:<24} {:>12} {:>10}", "player", "value", "stderr");
+    for (i, p) in imp.players.iter().enumerate() {
+        let se = imp
+            .stderr
+            .as_ref()
+            .map(|s| format!("{:.4}", s[i]))
+            .unwrap_or_else(|| "-".into());
+        println!("{:<24} {:>12.4} {:>10}", p, imp.values[i], se);
+    }
+    println!(
+        "{}: {} utility evaluations ({} computed), {:.1} s{}; written to {}",
+        imp.method,
+        imp.evaluations,
+        imp.computed,
+        imp.seconds,
+        imp.segments
+            .map(|(r, f)| format!(", {r} of {f} forward segments run (prefix sharing)"))
+            .unwrap_or_default(),
+        a.out.display()
+    );
+    if let Some(u) = &imp.utility_set {
+        println!("utility set: {u}");
+    }
+    if let Some(p) = &a.plot {
+        privlin::plot::bars(
+            p,
+            &format!("{} importance", imp.method),
+            "value",
+            &imp.players,
+            &imp.values,
+            imp.stderr.as_deref(),
+        )?;
+        println!("plot: {}", p.display());
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct AllocateArgs {
+    /// importance.json from `privlin importance`.
+    #[arg(long)]
+    importance: PathBuf,
+    /// Total ReLUs to keep: a count (12900, 50k) or a share of the counted ReLUs (5%).
+    #[arg(long)]
+    budget: String,
+    #[arg(long, default_value = "budget.json")]
+    out: PathBuf,
+    /// Also draw budget vs capacity per site as SVG here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+pub fn run_allocate(a: AllocateArgs) -> Result<()> {
+    let imp: Importance = privlin::io::read_json(&a.importance)?;
+    let budget: Budget = a.budget.parse()?;
+    let alloc = allocate(&imp, budget)
+        .with_context(|| format!("allocating with {}", a.importance.display()))?;
+    privlin::io::atomic_write_json(&a.out, &alloc)?;
+    println!(
+        "{:<24} {:>10} {:>10} {:>8}",
+        "site", "capacity", "budget", "kept"
+    );
+    for s in &alloc.sites {
+        println!(
+            "{:<24} {:>10} {:>10} {:>7.2}%",
+            s.name,
+            s.capacity,
+            s.budget,
+            100.0 * s.budget as f64 / s.capacity as f64
+        );
+    }
+    println!(
+        "{} of {} ReLUs ({:.2}%) allocated by {}; written to {}",
+        alloc.budget,
+        alloc.capacity,
+        100.0 * alloc.budget as f64 / alloc.capacity as f64,
+        alloc.method,
+        a.out.display()
+    );
+    for n in &alloc.notes {
+        println!("note: {n}");
+    }
+    if let Some(p) = &a.plot {
+        let labels: Vec<String> = alloc.sites.iter().map(|s| s.name.clone()).collect();
+        let b: Vec<i64> = alloc.sites.iter().map(|s| s.budget).collect();
+        let c: Vec<i64> = alloc.sites.iter().map(|s| s.capacity).collect();
+        privlin::plot::budget_vs_capacity(
+            p,
+            &format!(
+                "{} budget: {} ReLUs ({})",
+                alloc.method, alloc.budget, a.budget
+            ),
+            &labels,
+            &b,
+            &c,
+        )?;
+        println!("plot: {}", p.display());
+    }
+    Ok(())
+}

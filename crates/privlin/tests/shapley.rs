@@ -1,0 +1,291 @@
+//! Shapley estimators on games with known values, and budget allocation.
+use privlin::budget::{allocate, Budget};
+use privlin::importance::game::{full, Game, TableOracle, UtilityTable};
+use privlin::importance::shapley::bandit::Bandit;
+use privlin::importance::shapley::exact::Exact;
+use privlin::importance::shapley::monte_carlo::MonteCarlo;
+use privlin::importance::shapley::tree::{TreeTrimming, TrimTest};
+use privlin::importance::shapley::ShapleyEstimator;
+use privlin::importance::{Importance, PlayerSite};
+use rand::{Rng, SeedableRng};
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("p{i}")).collect()
+}
+
+fn run(
+    est: &dyn ShapleyEstimator,
+    oracle: &mut TableOracle,
+) -> (Vec<f64>, Option<Vec<f64>>, usize) {
+    let mut g = Game::new(oracle);
+    let (v, se) = est.estimate(&mut g).unwrap();
+    (v, se, g.evaluations())
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64) {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol,
+            "player {i}: {x} vs {y} (all: {a:?} vs {b:?})"
+        );
+    }
+}
+
+fn count(c: u64, set: &[usize]) -> usize {
+    set.iter().filter(|&&i| c >> i & 1 == 1).count()
+}
+
+#[test]
+fn exact_matches_closed_forms() {
+    // Additive game: the value of a player is its weight.
+    let w = [3.0, -1.0, 0.5, 2.0, 0.0];
+    let mut g = TableOracle::from_fn(names(5), |c| {
+        (0..5).filter(|i| c >> i & 1 == 1).map(|i| w[i]).sum()
+    });
+    close(&run(&Exact::default(), &mut g).0, &w, 1e-12);
+
+    // Glove game: two left gloves, one right glove; U = number of pairs.
+    let mut g = TableOracle::from_fn(names(3), |c| count(c, &[0, 1]).min(count(c, &[2])) as f64);
+    close(
+        &run(&Exact::default(), &mut g).0,
+        &[1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0],
+        1e-12,
+    );
+
+    // Majority voting, 5 symmetric players.
+    let mut g = TableOracle::from_fn(names(5), |c| if c.count_ones() >= 3 { 1.0 } else { 0.0 });
+    close(&run(&Exact::default(), &mut g).0, &[0.2; 5], 1e-12);
+
+    // Weighted voting [quota 3; 2, 1, 1].
+    let wv = [2u32, 1, 1];
+    let mut g = TableOracle::from_fn(names(3), |c| {
+        let s: u32 = (0..3).filter(|i| c >> i & 1 == 1).map(|i| wv[i]).sum();
+        if s >= 3 {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    close(
+        &run(&Exact::default(), &mut g).0,
+        &[2.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0],
+        1e-12,
+    );
+
+    // Two players useful only together, three dummies.
+    let mut g = TableOracle::from_fn(names(5), |c| if c & 0b11 == 0b11 { 10.0 } else { 0.0 });
+    close(
+        &run(&Exact::default(), &mut g).0,
+        &[5.0, 5.0, 0.0, 0.0, 0.0],
+        1e-12,
+    );
+}
+
+#[test]
+fn exact_refuses_large_games_politely() {
+    let mut g = TableOracle::from_fn(names(4), |c| c.count_ones() as f64);
+    let mut game = Game::new(&mut g);
+    let e = Exact { max_players: 3 }
+        .estimate(&mut game)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2^4 = 16") && e.contains("--max-exact"), "{e}");
+}
+
+/// A random non-monotone game with utilities in [0, 100] and a strong interaction.
+fn random_game(n: usize, seed: u64) -> TableOracle {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let noise: Vec<f64> = (0..=full(n)).map(|_| rng.gen_range(0.0..10.0)).collect();
+    TableOracle::from_fn(names(n), move |c| {
+        let base = 80.0 * (c.count_ones() as f64 / n as f64).powi(2);
+        let pair = if c & 0b11 == 0b11 { 10.0 } else { 0.0 };
+        base + pair + noise[c as usize]
+    })
+}
+
+#[test]
+fn tree_trimming_with_alpha_zero_is_exact_and_trimming_saves_evaluations() {
+    for test in [TrimTest::WithPlayer, TrimTest::Coalition] {
+        let mut g = random_game(7, 1);
+        let exact = run(&Exact::default(), &mut g).0;
+        let (tree, _, evals) = run(
+            &TreeTrimming {
+                threshold: 0.0,
+                test,
+                ..Default::default()
+            },
+            &mut g,
+        );
+        close(&tree, &exact, 1e-9);
+        assert_eq!(evals, 1 << 7);
+    }
+    // An accuracy-like game: chance (10) below a few sites, high with most of them.
+    let mut g = TableOracle::from_fn(names(8), |c| {
+        let k = c.count_ones() as f64;
+        10.0 + 80.0 / (1.0 + (-(k - 6.5) * 2.0).exp()) + if c & 1 == 1 { 1.0 } else { 0.0 }
+    });
+    let exact = run(&Exact::default(), &mut g).0;
+    let (tree, _, evals) = run(
+        &TreeTrimming {
+            threshold: 15.0,
+            test: TrimTest::WithPlayer,
+            ..Default::default()
+        },
+        &mut g,
+    );
+    assert!(evals <= 163, "trimming visited {evals} of 256 coalitions");
+    // PrivShap eq. 2: the trimmed subtrees change each value by little.
+    close(&tree, &exact, 0.6);
+}
+
+#[test]
+fn monte_carlo_and_bandit_come_within_their_reported_error() {
+    let mut g = random_game(6, 2);
+    let exact = run(&Exact::default(), &mut g).0;
+    let mc = MonteCarlo {
+        seed: 3,
+        target_stderr: 0.3,
+        truncation: 0.0,
+        max_permutations: 5000,
+        ..MonteCarlo::default()
+    };
+    let (v, se, _) = run(&mc, &mut g);
+    let se = se.unwrap();
+    for i in 0..6 {
+        assert!(
+            (v[i] - exact[i]).abs() <= 4.0 * se[i],
+            "MC player {i}: {} vs {} (se {})",
+            v[i],
+            exact[i],
+            se[i]
+        );
+        assert!(se[i] <= 0.3 + 1e-12);
+    }
+    let b = Bandit {
+        seed: 4,
+        tolerance: 0.6,
+        max_samples: 20000,
+        ..Bandit::default()
+    };
+    let (v, se, _) = run(&b, &mut g);
+    let se = se.unwrap();
+    for i in 0..6 {
+        assert!(
+            (v[i] - exact[i]).abs() <= 4.0 * se[i],
+            "bandit player {i}: {} vs {} (se {})",
+            v[i],
+            exact[i],
+            se[i]
+        );
+    }
+    // Top-k mode separates the two interacting players (the largest values) from the rest.
+    let b = Bandit {
+        seed: 5,
+        top_k: Some(2),
+        max_samples: 20000,
+        ..Bandit::default()
+    };
+    let (v, _, _) = run(&b, &mut g);
+    let mut order: Vec<usize> = (0..6).collect();
+    order.sort_by(|&a, &c| v[c].total_cmp(&v[a]));
+    let mut top: Vec<usize> = order[..2].to_vec();
+    top.sort();
+    assert_eq!(top, vec![0, 1], "{v:?}");
+}
+
+#[test]
+fn missing_coalitions_in_a_table_are_named() {
+    let t = UtilityTable {
+        players: names(2),
+        utilities: [("00", 0.0), ("10", 1.0), ("11", 3.0)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+    };
+    let mut o = TableOracle::new(&t, "game.json").unwrap();
+    let mut g = Game::new(&mut o);
+    let e = Exact::default().estimate(&mut g).unwrap_err().to_string();
+    assert!(e.contains("game.json") && e.contains("\"01\""), "{e}");
+}
+
+fn importance(values: Vec<f64>, caps: &[i64]) -> Importance {
+    Importance {
+        method: "test".into(),
+        players: names(values.len()),
+        values,
+        stderr: None,
+        evaluations: 0,
+        computed: 0,
+        seconds: 0.0,
+        params: serde_json::json!({}),
+        sites: Some(
+            caps.iter()
+                .enumerate()
+                .map(|(i, &c)| PlayerSite {
+                    player: i,
+                    name: format!("s{i}"),
+                    capacity: c,
+                    kind: privlin::nn::SiteKind::Block,
+                })
+                .collect(),
+        ),
+        utility_set: None,
+        utility_full: None,
+        utility_empty: None,
+        checkpoint: None,
+        convention: None,
+        segments: None,
+    }
+}
+
+#[test]
+fn allocation_is_exact_capped_and_redistributed() {
+    let caps = [1000, 100, 1000, 500];
+    let imp = importance(vec![1.0, 5.0, 2.0, -1.0], &caps);
+    let a = allocate(&imp, Budget::Count(1001)).unwrap();
+    let b: Vec<i64> = a.sites.iter().map(|s| s.budget).collect();
+    assert_eq!(b.iter().sum::<i64>(), 1001);
+    assert_eq!(b[1], 100, "capped at capacity: {b:?}");
+    assert_eq!(b[3], 0, "negative importance gets nothing: {b:?}");
+    // The 900 left after the cap split 1:2.
+    assert_eq!((b[0], b[2]), (300, 601));
+    assert!(a
+        .notes
+        .iter()
+        .any(|n| n.contains("s3") && n.contains("negative")));
+    // The positive sites are full: the rest goes to the zero-importance one.
+    let a = allocate(&imp, Budget::Count(2400)).unwrap();
+    let b: Vec<i64> = a.sites.iter().map(|s| s.budget).collect();
+    assert_eq!(b, vec![1000, 100, 1000, 300]);
+    assert_eq!(allocate(&imp, Budget::Ratio(1.0)).unwrap().budget, 2600);
+    // Refusals.
+    assert!(allocate(&imp, Budget::Count(0))
+        .unwrap_err()
+        .to_string()
+        .contains("at least 1"));
+    assert!(allocate(&imp, Budget::Count(2601))
+        .unwrap_err()
+        .to_string()
+        .contains("only 2600"));
+    let e = allocate(
+        &importance(vec![0.0, -2.0, 0.0, 0.0], &caps),
+        Budget::Count(10),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no site has positive importance"), "{e}");
+}
+
+#[test]
+fn budgets_parse() {
+    assert_eq!("12900".parse::<Budget>().unwrap(), Budget::Count(12900));
+    assert_eq!("50k".parse::<Budget>().unwrap(), Budget::Count(50_000));
+    assert_eq!("12.9k".parse::<Budget>().unwrap(), Budget::Count(12_900));
+    assert_eq!("1.2m".parse::<Budget>().unwrap(), Budget::Count(1_200_000));
+    assert_eq!("5%".parse::<Budget>().unwrap(), Budget::Ratio(0.05));
+    assert!("lots"
+        .parse::<Budget>()
+        .unwrap_err()
+        .to_string()
+        .contains("`lots`"));
+}
