@@ -145,21 +145,14 @@ fn run_shapley(
         privlin::io::atomic_write_json(p, &game.cache_table())?;
     }
     Ok(Importance {
-        method: est.name().into(),
-        players: game.players(),
-        values,
         stderr,
         evaluations: game.evaluations(),
         computed: game.computed(),
         seconds,
         params: est.params(),
-        sites: None,
-        utility_set: None,
         utility_full: Some(uf),
         utility_empty: Some(ue),
-        checkpoint: None,
-        convention: None,
-        segments: None,
+        ..Importance::new(est.name(), game.players(), values)
     })
 }
 
@@ -283,21 +276,9 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
                     _ => unreachable!("Shapley methods have an estimator"),
                 };
                 Importance {
-                    method: method.name().into(),
-                    players: ps.iter().map(|p| p.name.clone()).collect(),
-                    values,
-                    stderr: None,
-                    evaluations: 0,
-                    computed: 0,
                     seconds: t0.elapsed().as_secs_f64(),
                     params,
-                    sites: None,
-                    utility_set: None,
-                    utility_full: None,
-                    utility_empty: None,
-                    checkpoint: None,
-                    convention: None,
-                    segments: None,
+                    ..Importance::new(method.name(), ps.iter().map(|p| p.name.clone()).collect(), values)
                 }
             }
         };

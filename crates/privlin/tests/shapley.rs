@@ -209,33 +209,12 @@ fn missing_coalitions_in_a_table_are_named() {
 }
 
 fn importance(values: Vec<f64>, caps: &[i64]) -> Importance {
-    Importance {
-        method: "test".into(),
-        players: names(values.len()),
-        values,
-        stderr: None,
-        evaluations: 0,
-        computed: 0,
-        seconds: 0.0,
-        params: serde_json::json!({}),
-        sites: Some(
-            caps.iter()
-                .enumerate()
-                .map(|(i, &c)| PlayerSite {
-                    player: i,
-                    name: format!("s{i}"),
-                    capacity: c,
-                    kind: privlin::nn::SiteKind::Block,
-                })
-                .collect(),
-        ),
-        utility_set: None,
-        utility_full: None,
-        utility_empty: None,
-        checkpoint: None,
-        convention: None,
-        segments: None,
-    }
+    let sites = caps
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| PlayerSite { player: i, name: format!("s{i}"), capacity: c, kind: privlin::nn::SiteKind::Block })
+        .collect();
+    Importance { sites: Some(sites), ..Importance::new("test", names(values.len()), values) }
 }
 
 #[test]

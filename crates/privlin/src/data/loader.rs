@@ -77,25 +77,14 @@ impl Loader {
         }
     }
 
-    /// A training loader: shuffled, augmented, drops the last partial batch.
-    pub fn train(
-        data: Arc<Dataset>,
-        norm: Normalization,
-        batch_size: usize,
-        seed: u64,
-        augment: bool,
-        device: Device,
-    ) -> Self {
+    /// A training loader: shuffled, augmented (if `augment`), drops the last partial batch.
+    pub fn train(data: Arc<Dataset>, norm: Normalization, batch_size: usize, seed: u64, augment: bool, device: Device) -> Self {
         Loader {
-            data,
-            norm,
-            batch_size,
             shuffle: true,
             augment,
             drop_last: true,
             seed,
-            device,
-            channels_last: false,
+            ..Loader::eval(data, norm, batch_size, device)
         }
     }
 

@@ -108,3 +108,26 @@ pub struct Importance {
     /// Forward segments run / segments without prefix sharing (model games).
     pub segments: Option<(u64, u64)>,
 }
+
+impl Importance {
+    /// A result with values only; the caller fills in what its method knows.
+    pub fn new(method: &str, players: Vec<String>, values: Vec<f64>) -> Self {
+        Importance {
+            method: method.to_string(),
+            players,
+            values,
+            stderr: None,
+            evaluations: 0,
+            computed: 0,
+            seconds: 0.0,
+            params: serde_json::json!({}),
+            sites: None,
+            utility_set: None,
+            utility_full: None,
+            utility_empty: None,
+            checkpoint: None,
+            convention: None,
+            segments: None,
+        }
+    }
+}
