@@ -278,7 +278,11 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
                 Importance {
                     seconds: t0.elapsed().as_secs_f64(),
                     params,
-                    ..Importance::new(method.name(), ps.iter().map(|p| p.name.clone()).collect(), values)
+                    ..Importance::new(
+                        method.name(),
+                        ps.iter().map(|p| p.name.clone()).collect(),
+                        values,
+                    )
                 }
             }
         };

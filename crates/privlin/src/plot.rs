@@ -22,8 +22,19 @@ pub struct BarSeries<'a> {
 }
 
 /// Draw `series` as bars over `labels` (one slot per label, series drawn on top of each other).
-pub fn bar_chart(path: &Path, title: &str, y_desc: &str, labels: &[String], series: &[BarSeries]) -> Result<()> {
-    let err_of = |s: &BarSeries, i: usize| s.errors.map(|e| e[i]).filter(|v| v.is_finite()).unwrap_or(0.0);
+pub fn bar_chart(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    labels: &[String],
+    series: &[BarSeries],
+) -> Result<()> {
+    let err_of = |s: &BarSeries, i: usize| {
+        s.errors
+            .map(|e| e[i])
+            .filter(|v| v.is_finite())
+            .unwrap_or(0.0)
+    };
     let (mut lo, mut hi) = (0.0f64, 0.0f64);
     for s in series {
         for (i, v) in s.values.iter().enumerate() {
@@ -42,7 +53,10 @@ pub fn bar_chart(path: &Path, title: &str, y_desc: &str, labels: &[String], seri
             .margin(12)
             .x_label_area_size(110)
             .y_label_area_size(80)
-            .build_cartesian_2d((0..labels.len()).into_segmented(), (lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad))
+            .build_cartesian_2d(
+                (0..labels.len()).into_segmented(),
+                (lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -53,32 +67,60 @@ pub fn bar_chart(path: &Path, title: &str, y_desc: &str, labels: &[String], seri
                 SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
             })
-            .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+            .x_label_style(
+                ("sans-serif", 11)
+                    .into_font()
+                    .transform(FontTransform::Rotate90),
+            )
             .draw()
             .map_err(err)?;
         for s in series {
-            let style = if s.filled { s.color.mix(0.6).filled() } else { s.color.stroke_width(1) };
+            let style = if s.filled {
+                s.color.mix(0.6).filled()
+            } else {
+                s.color.stroke_width(1)
+            };
             let drawn = chart
                 .draw_series(s.values.iter().enumerate().map(|(i, &v)| {
-                    let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), v)], style);
+                    let mut bar = Rectangle::new(
+                        [
+                            (SegmentValue::Exact(i), 0.0),
+                            (SegmentValue::Exact(i + 1), v),
+                        ],
+                        style,
+                    );
                     bar.set_margin(0, 0, 4, 4);
                     bar
                 }))
                 .map_err(err)?;
             if let Some(label) = s.label {
-                drawn.label(label).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
+                drawn
+                    .label(label)
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
             }
             if s.errors.is_some() {
                 chart
                     .draw_series(s.values.iter().enumerate().map(|(i, &v)| {
                         let e = err_of(s, i);
-                        ErrorBar::new_vertical(SegmentValue::CenterOf(i), v - e, v, v + e, BLACK.filled(), 6)
+                        ErrorBar::new_vertical(
+                            SegmentValue::CenterOf(i),
+                            v - e,
+                            v,
+                            v + e,
+                            BLACK.filled(),
+                            6,
+                        )
                     }))
                     .map_err(err)?;
             }
         }
         if series.iter().any(|s| s.label.is_some()) {
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
         }
         root.present().map_err(err)?;
     }
@@ -86,7 +128,14 @@ pub fn bar_chart(path: &Path, title: &str, y_desc: &str, labels: &[String], seri
 }
 
 /// Bars of `values` (with `stderr` whiskers where given) over `labels`.
-pub fn bars(path: &Path, title: &str, y_desc: &str, labels: &[String], values: &[f64], stderr: Option<&[f64]>) -> Result<()> {
+pub fn bars(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    labels: &[String],
+    values: &[f64],
+    stderr: Option<&[f64]>,
+) -> Result<()> {
     let s = BarSeries {
         values,
         errors: stderr,
@@ -98,7 +147,13 @@ pub fn bars(path: &Path, title: &str, y_desc: &str, labels: &[String], values: &
 }
 
 /// Per-site budget (filled) against capacity (outline).
-pub fn budget_vs_capacity(path: &Path, title: &str, labels: &[String], budget: &[i64], capacity: &[i64]) -> Result<()> {
+pub fn budget_vs_capacity(
+    path: &Path,
+    title: &str,
+    labels: &[String],
+    budget: &[i64],
+    capacity: &[i64],
+) -> Result<()> {
     let b: Vec<f64> = budget.iter().map(|&v| v as f64).collect();
     let c: Vec<f64> = capacity.iter().map(|&v| v as f64).collect();
     let series = [

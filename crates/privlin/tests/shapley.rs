@@ -212,9 +212,17 @@ fn importance(values: Vec<f64>, caps: &[i64]) -> Importance {
     let sites = caps
         .iter()
         .enumerate()
-        .map(|(i, &c)| PlayerSite { player: i, name: format!("s{i}"), capacity: c, kind: privlin::nn::SiteKind::Block })
+        .map(|(i, &c)| PlayerSite {
+            player: i,
+            name: format!("s{i}"),
+            capacity: c,
+            kind: privlin::nn::SiteKind::Block,
+        })
         .collect();
-    Importance { sites: Some(sites), ..Importance::new("test", names(values.len()), values) }
+    Importance {
+        sites: Some(sites),
+        ..Importance::new("test", names(values.len()), values)
+    }
 }
 
 #[test]

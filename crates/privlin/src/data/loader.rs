@@ -78,7 +78,14 @@ impl Loader {
     }
 
     /// A training loader: shuffled, augmented (if `augment`), drops the last partial batch.
-    pub fn train(data: Arc<Dataset>, norm: Normalization, batch_size: usize, seed: u64, augment: bool, device: Device) -> Self {
+    pub fn train(
+        data: Arc<Dataset>,
+        norm: Normalization,
+        batch_size: usize,
+        seed: u64,
+        augment: bool,
+        device: Device,
+    ) -> Self {
         Loader {
             shuffle: true,
             augment,
