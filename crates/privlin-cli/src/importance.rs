@@ -182,7 +182,9 @@ fn utility_loader(
     data.holdout = 0.0;
     let set = if a.utility_size > 0 && a.utility_size < set.len() {
         let frac = a.utility_size as f64 / set.len() as f64;
-        std::sync::Arc::new(set.split_holdout(frac, a.seed ^ 0x7e11).1)
+        let mut subset = set.split_holdout(frac, a.seed ^ 0x7e11).1;
+        subset.name = set.name.clone();
+        std::sync::Arc::new(subset)
     } else {
         set
     };

@@ -132,7 +132,8 @@ fn importance_on_a_utility_table() {
         assert!(v["evaluations"].as_u64().unwrap() > 0);
         assert!(v["seconds"].as_f64().is_some());
         assert!(v.get("stderr").is_some() && v.get("params").is_some());
-        assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+        let chart = std::fs::read_to_string(&svg).unwrap();
+        assert!(chart.starts_with("<svg") && chart.contains("left2") && chart.contains("right"));
     }
     // A missing coalition is named; the earlier output stays intact.
     let mut t: serde_json::Value =

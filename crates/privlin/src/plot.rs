@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -53,8 +54,9 @@ pub fn bar_chart(
             .margin(12)
             .x_label_area_size(110)
             .y_label_area_size(80)
+            // A segmented range `0..k` has k + 1 slots: one slot per label needs `0..n - 1`.
             .build_cartesian_2d(
-                (0..labels.len()).into_segmented(),
+                (0..labels.len().saturating_sub(1)).into_segmented(),
                 (lo - if lo < 0.0 { pad } else { 0.0 })..(hi + pad),
             )
             .map_err(err)?;
@@ -62,16 +64,9 @@ pub fn bar_chart(
             .configure_mesh()
             .disable_x_mesh()
             .y_desc(y_desc)
+            // Tick marks only: the names are drawn below (`x_labels(0)` makes plotters loop).
             .x_labels(labels.len())
-            .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .x_label_style(
-                ("sans-serif", 11)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
+            .x_label_formatter(&|_| String::new())
             .draw()
             .map_err(err)?;
         for s in series {
@@ -113,6 +108,20 @@ pub fn bar_chart(
                     }))
                     .map_err(err)?;
             }
+        }
+        // Site names hang down from the axis, rotated (the mesh's own rotated labels are centred
+        // on the axis line).
+        let label_style = TextStyle::from(
+            ("sans-serif", 11)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        )
+        .pos(Pos::new(HPos::Left, VPos::Center));
+        let y0 = lo - if lo < 0.0 { pad } else { 0.0 };
+        for (i, label) in labels.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(i), y0));
+            root.draw(&Text::new(label.clone(), (x, y + 6), label_style.clone()))
+                .map_err(err)?;
         }
         if series.iter().any(|s| s.label.is_some()) {
             chart

@@ -28,8 +28,6 @@ pub struct DataConfig {
     pub size: Option<u32>,
     /// Pad-4 random crop and horizontal flip on training batches.
     pub augment: bool,
-    /// Batch-assembly workers (0: all cores).
-    pub workers: usize,
 }
 
 impl Default for DataConfig {
@@ -43,7 +41,6 @@ impl Default for DataConfig {
             seed: 0,
             size: None,
             augment: true,
-            workers: 0,
         }
     }
 }
