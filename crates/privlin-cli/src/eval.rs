@@ -83,12 +83,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
         None => model.relu_count(),
     };
-    let lin = a.linearize_all.then(|| {
-        let keep: Vec<bool> = (0..model.sites().len())
-            .map(|i| !model.counted(i))
-            .collect();
-        evaluate(&model, &loader, Some(&MaskSet::coalition(&keep)))
-    });
+    let lin = a
+        .linearize_all
+        .then(|| evaluate(&model, &loader, Some(&model.all_linearized())));
     if a.json {
         println!(
             "{}",

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use privlin::data::Loader;
 use privlin::info::ModelInfo;
-use privlin::nn::{MaskSet, Model};
+use privlin::nn::Model;
 use privlin::train::{evaluate, fit, CheckpointSpec, CrossEntropy, FitOptions, RunConfig};
 use std::path::PathBuf;
 
@@ -259,10 +259,7 @@ pub fn run(a: TrainArgs, demo: bool) -> Result<()> {
         wall
     );
     if demo {
-        let keep: Vec<bool> = (0..model.sites().len())
-            .map(|i| !model.counted(i))
-            .collect();
-        let lin = evaluate(&model, &test_loader, Some(&MaskSet::coalition(&keep)));
+        let lin = evaluate(&model, &test_loader, Some(&model.all_linearized()));
         println!(
             "test accuracy with every counted site linearized (identity): {:.2}%  (chance: {:.2}%)",
             100.0 * lin.accuracy,

@@ -12,9 +12,10 @@ use super::game::Oracle;
 use super::players::{site_keep, Player};
 use crate::data::Loader;
 use crate::nn::{MaskSet, Model, State};
+use crate::train::losses::correct;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 pub struct ModelOracle<'m> {
     model: &'m Model,
@@ -44,14 +45,6 @@ impl<'m> ModelOracle<'m> {
             segments_full: 0,
             show_progress: false,
         }
-    }
-
-    pub fn images(&self) -> usize {
-        self.images
-    }
-
-    pub fn player_list(&self) -> &[Player] {
-        &self.players
     }
 }
 
@@ -108,12 +101,7 @@ impl Oracle for ModelOracle<'_> {
                     }
                     self.segments_run += (n_seg - start) as u64;
                     self.segments_full += n_seg as u64;
-                    hits[*k] +=
-                        s.x.argmax(-1, false)
-                            .eq_tensor(labels)
-                            .to_kind(Kind::Int64)
-                            .sum(Kind::Int64)
-                            .int64_value(&[]);
+                    hits[*k] += correct(&s.x, labels).int64_value(&[]);
                     prev = Some(keep);
                     pb.inc(1);
                 }

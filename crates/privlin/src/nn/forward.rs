@@ -95,11 +95,6 @@ impl<'a> Forward<'a> {
         self.next_site = site;
     }
 
-    /// Number of sites passed so far.
-    pub fn sites_seen(&self) -> usize {
-        self.next_site
-    }
-
     /// The activation site `name`: `m * act(x) + (1 - m) * x` with this pass's mask for it.
     pub fn site(&mut self, name: &str, kind: SiteKind, x: &Tensor) -> Tensor {
         let idx = self.next_site;

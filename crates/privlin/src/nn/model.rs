@@ -89,6 +89,15 @@ impl Model {
             .sum()
     }
 
+    /// Masks that make every counted site the identity (uncounted sites keep their nonlinearity).
+    pub fn all_linearized(&self) -> MaskSet {
+        MaskSet::coalition(
+            &(0..self.sites().len())
+                .map(|i| !self.counted(i))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// Plain forward pass (every site keeps its nonlinearity).
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         self.forward_with(x, &mut Forward::new(self.spec.activation, train))
