@@ -68,9 +68,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
         a.batch_size,
         device,
     );
-    let masks = match &a.masks {
-        Some(p) => Some(MaskSet::load(model.sites(), p, device)?),
-        None => None,
+    // A partial-ReLU checkpoint is evaluated with its own masks unless --masks says otherwise.
+    let masks = match (&a.masks, &spec.masks) {
+        (Some(p), _) => Some(MaskSet::load(model.sites(), p, device)?),
+        (None, Some(f)) => Some(MaskSet::load(model.sites(), &a.ckpt.join(f), device)?),
+        (None, None) => None,
     };
     let r = evaluate(&model, &loader, masks.as_ref());
     let relus: i64 = match &masks {

@@ -210,9 +210,30 @@ fn player_sites(model: &Model, ps: &[Player]) -> Vec<PlayerSite> {
 }
 
 pub fn run_importance(a: ImportanceArgs) -> Result<()> {
+    let imp = compute(&a)?;
+    privlin::io::atomic_write_json(&a.out, &imp)?;
+    print_importance(&imp, &a.out, a.plot.as_deref())
+}
+
+/// `privlin importance` as a function, from flags as on the command line (the pipeline's
+/// `[importance]` table), e.g. `["--ckpt", "runs/x/ar", "--method", "shapley-tree"]`.
+pub fn args_from(flags: &[String]) -> Result<ImportanceArgs> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        a: ImportanceArgs,
+    }
+    let argv = std::iter::once("importance".to_string()).chain(flags.iter().cloned());
+    Ok(<Wrapper as clap::Parser>::try_parse_from(argv)
+        .map_err(|e| anyhow::anyhow!("[importance]: {}", e.render().to_string().trim()))?
+        .a)
+}
+
+/// Run the importance method `a` asks for.
+pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
     let method: Method = a.method.parse()?;
     let imp = if let Some(table) = &a.utility_table {
-        let Some(est) = estimator(method, &a) else {
+        let Some(est) = estimator(method, a) else {
             bail!(
                 "--utility-table works with the Shapley methods only, not `{}`",
                 method.name()
@@ -234,7 +255,7 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
         let grouping: Grouping = a.players.parse()?;
         let ps = players(&model, grouping)?;
         let t0 = Instant::now();
-        let (loader, desc) = utility_loader(&a, &spec, device)?;
+        let (loader, desc) = utility_loader(a, &spec, device)?;
         let chance = 100.0 / model.spec.classes as f64;
         if method == Method::ShapleyTree && a.threshold <= chance {
             eprintln!(
@@ -245,7 +266,7 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
                 chance + 5.0
             );
         }
-        let mut imp = match estimator(method, &a) {
+        let mut imp = match estimator(method, a) {
             Some(est) => {
                 let mut oracle = ModelOracle::new(&model, ps.clone(), &loader);
                 oracle.show_progress = true;
@@ -300,7 +321,15 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
         imp.convention = Some(model.spec.convention.describe());
         imp
     };
-    privlin::io::atomic_write_json(&a.out, &imp)?;
+    Ok(imp)
+}
+
+/// Print an importance result (and draw it, if asked).
+pub fn print_importance(
+    imp: &Importance,
+    out: &std::path::Path,
+    plot: Option<&std::path::Path>,
+) -> Result<()> {
     println!("{:<24} {:>12} {:>10}", "player", "value", "stderr");
     for (i, p) in imp.players.iter().enumerate() {
         let se = imp
@@ -319,12 +348,12 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
         imp.segments
             .map(|(r, f)| format!(", {r} of {f} forward segments run (prefix sharing)"))
             .unwrap_or_default(),
-        a.out.display()
+        out.display()
     );
     if let Some(u) = &imp.utility_set {
         println!("utility set: {u}");
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = plot {
         privlin::plot::bars(
             p,
             &format!("{} importance", imp.method),
@@ -354,11 +383,21 @@ pub struct AllocateArgs {
 }
 
 pub fn run_allocate(a: AllocateArgs) -> Result<()> {
-    let imp: Importance = privlin::io::read_json(&a.importance)?;
-    let budget: Budget = a.budget.parse()?;
+    allocate_to(&a.importance, &a.budget, &a.out, a.plot.as_deref()).map(|_| ())
+}
+
+/// Allocate `budget` by `importance` (a file), write `out`, print the table, draw `plot`.
+pub fn allocate_to(
+    importance: &std::path::Path,
+    budget_text: &str,
+    out: &std::path::Path,
+    plot: Option<&std::path::Path>,
+) -> Result<privlin::budget::Allocation> {
+    let imp: Importance = privlin::io::read_json(importance)?;
+    let budget: Budget = budget_text.parse()?;
     let alloc = allocate(&imp, budget)
-        .with_context(|| format!("allocating with {}", a.importance.display()))?;
-    privlin::io::atomic_write_json(&a.out, &alloc)?;
+        .with_context(|| format!("allocating with {}", importance.display()))?;
+    privlin::io::atomic_write_json(out, &alloc)?;
     println!(
         "{:<24} {:>10} {:>10} {:>8}",
         "site", "capacity", "budget", "kept"
@@ -378,12 +417,12 @@ pub fn run_allocate(a: AllocateArgs) -> Result<()> {
         alloc.capacity,
         100.0 * alloc.budget as f64 / alloc.capacity as f64,
         alloc.method,
-        a.out.display()
+        out.display()
     );
     for n in &alloc.notes {
         println!("note: {n}");
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = plot {
         let labels: Vec<String> = alloc.sites.iter().map(|s| s.name.clone()).collect();
         let b: Vec<i64> = alloc.sites.iter().map(|s| s.budget).collect();
         let c: Vec<i64> = alloc.sites.iter().map(|s| s.capacity).collect();
@@ -391,7 +430,7 @@ pub fn run_allocate(a: AllocateArgs) -> Result<()> {
             p,
             &format!(
                 "{} budget: {} ReLUs ({})",
-                alloc.method, alloc.budget, a.budget
+                alloc.method, alloc.budget, budget_text
             ),
             &labels,
             &b,
@@ -399,5 +438,5 @@ pub fn run_allocate(a: AllocateArgs) -> Result<()> {
         )?;
         println!("plot: {}", p.display());
     }
-    Ok(())
+    Ok(alloc)
 }

@@ -5,6 +5,9 @@ mod common;
 mod eval;
 mod importance;
 mod info;
+mod linearize;
+mod pipeline;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,9 +27,9 @@ struct Cli {
 enum Command {
     /// Train an all-ReLU baseline (checkpoint, metrics, per-site ReLU table).
     Train(train::TrainArgs),
-    /// The main job on the built-in synthetic data: train a narrow ResNet-18 for a few epochs,
-    /// print the per-site ReLU table and test accuracy with all sites kept and all linearized.
-    Demo(train::TrainArgs),
+    /// The main job: the `privshap` pipeline of configs/demo.toml (built in) on synthetic data:
+    /// train, Shapley importance, budgets, gradient-projection masks, fine-tuning, report.
+    Demo(pipeline::RunArgs),
     /// Evaluate a checkpoint (optionally with masks or with every site linearized).
     Eval(eval::EvalArgs),
     /// Per-site ReLU counts, MACs and parameters of an architecture or checkpoint.
@@ -36,6 +39,17 @@ enum Command {
     Importance(importance::ImportanceArgs),
     /// Per-site ReLU budgets from importance.json and a total budget.
     Allocate(importance::AllocateArgs),
+    /// Learn masks within a budget (gradproj, taylor, snl, senet) -> a partial-ReLU checkpoint.
+    Linearize(linearize::LinearizeArgs),
+    /// Fine-tune a partial-ReLU checkpoint with frozen masks (KL + CE + PRAM).
+    Finetune(linearize::FinetuneArgs),
+    /// The whole pipeline from a config: train -> importance -> allocate -> linearize ->
+    /// finetune -> report, skipping stages whose artifacts are complete.
+    Run(pipeline::RunArgs),
+    /// The pipeline at several budgets and presets -> sweep.csv, pareto.svg, retention SVGs.
+    Sweep(sweep::SweepArgs),
+    /// Rewrite report.md of a run directory from its artifacts.
+    Report(linearize::ReportArgs),
     /// Benchmarks that compare against the PyTorch twin in the same run.
     Bench(bench::BenchArgs),
 }
@@ -47,12 +61,17 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => train::run(a, false),
-        Command::Demo(a) => train::run(a, true),
+        Command::Train(a) => train::run(a),
+        Command::Demo(a) => pipeline::run(a, true),
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info::run(a),
         Command::Importance(a) => importance::run_importance(a),
         Command::Allocate(a) => importance::run_allocate(a),
+        Command::Linearize(a) => linearize::run_linearize(a),
+        Command::Finetune(a) => linearize::run_finetune(a),
+        Command::Run(a) => pipeline::run(a, false),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Report(a) => linearize::run_report(a),
         Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {

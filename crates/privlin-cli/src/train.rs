@@ -1,4 +1,4 @@
-//! `privlin train` and `privlin demo`.
+//! `privlin train` (and the pipeline's first stage).
 
 use crate::common::{runtime, RuntimeArgs};
 use anyhow::{bail, Context, Result};
@@ -83,15 +83,9 @@ pub struct TrainArgs {
     rt: RuntimeArgs,
 }
 
-/// The demo's defaults (configs/demo.toml, built into the binary).
-fn demo_defaults() -> Result<RunConfig> {
-    toml::from_str(include_str!("../../../configs/demo.toml")).context("configs/demo.toml")
-}
-
-fn build_config(a: &TrainArgs, demo: bool) -> Result<RunConfig> {
+fn build_config(a: &TrainArgs) -> Result<RunConfig> {
     let mut c = match &a.config {
         Some(p) => RunConfig::from_toml_file(p)?,
-        None if demo => demo_defaults()?,
         None => RunConfig::default(),
     };
     macro_rules! set {
@@ -152,8 +146,14 @@ fn build_config(a: &TrainArgs, demo: bool) -> Result<RunConfig> {
     Ok(c)
 }
 
-pub fn run(a: TrainArgs, demo: bool) -> Result<()> {
-    let cfg = build_config(&a, demo)?;
+pub fn run(a: TrainArgs) -> Result<()> {
+    let cfg = build_config(&a)?;
+    train(&cfg, a.resume)
+}
+
+/// Train the all-ReLU model `cfg` describes into `cfg.out` (the pipeline's first stage too), and
+/// report its test accuracy with all sites kept and with every counted site linearized.
+pub fn train(cfg: &RunConfig, resume: bool) -> Result<()> {
     let device = runtime(&cfg.device, cfg.threads)?;
     let t_load = std::time::Instant::now();
     let splits = cfg
@@ -186,7 +186,7 @@ pub fn run(a: TrainArgs, demo: bool) -> Result<()> {
         normalization: splits.norm,
         masks: None,
     };
-    if a.resume {
+    if resume {
         if let Ok(old) = CheckpointSpec::load(&out) {
             if old.model != ckpt_spec.model || old.data != ckpt_spec.data {
                 bail!(
@@ -240,7 +240,7 @@ pub fn run(a: TrainArgs, demo: bool) -> Result<()> {
         FitOptions {
             cfg: &cfg.train,
             out: &out,
-            resume: a.resume,
+            resume,
             eval: Some(&test_loader),
             eval_masks: None,
             label: "train",
@@ -258,7 +258,7 @@ pub fn run(a: TrainArgs, demo: bool) -> Result<()> {
         history.len(),
         wall
     );
-    if demo {
+    {
         let lin = evaluate(&model, &test_loader, Some(&model.all_linearized()));
         println!(
             "test accuracy with every counted site linearized (identity): {:.2}%  (chance: {:.2}%)",
@@ -270,9 +270,6 @@ pub fn run(a: TrainArgs, demo: bool) -> Result<()> {
             out.display(),
             out.display()
         );
-        if cfg.data.is_synthetic() {
-            println!("same job on real data: ./privlin demo --data ../shared/data/cifar10 --out runs/cifar10/ar");
-        }
     }
     Ok(())
 }

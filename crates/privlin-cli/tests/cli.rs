@@ -278,3 +278,107 @@ fn train_importance_allocate_eval_on_synthetic_data() {
     ]);
     assert!(!ok && err.contains("refusing to resume"), "{err}");
 }
+
+fn pipeline_config(dir: &Path) -> std::path::PathBuf {
+    let cfg = format!(
+        r#"
+out = "{}"
+preset = "senet"
+budget = "4%"
+device = "cpu"
+
+[model]
+arch = "resnet9"
+width = 0.125
+
+[data]
+source = "synthetic"
+train_per_class = 30
+test_per_class = 10
+holdout = 0.2
+
+[train]
+epochs = 1
+batch_size = 32
+
+[importance]
+players = "stages"
+density = 0.2
+
+[linearize.train]
+epochs = 1
+batch_size = 32
+
+[linearize.taylor]
+update_every = 1
+
+[finetune.train]
+epochs = 1
+batch_size = 32
+"#,
+        dir.join("run").display()
+    );
+    let p = dir.join("run.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+#[test]
+fn run_pipeline_resumes_and_sweep_collects() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pipeline_config(dir.path());
+    let c = cfg.to_str().unwrap();
+    let (ok, out, err) = privlin(&["run", c]);
+    assert!(ok, "{err}");
+    assert!(out.contains("fine-tuned"), "{out}");
+    let run = dir.path().join("run");
+    for f in [
+        "ar/model.safetensors",
+        "importance.json",
+        "budget.json",
+        "pr/linearize.json",
+        "final/finetune.json",
+        "final/masks.safetensors",
+        "final/active.safetensors",
+        "report.md",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("0.021 s per 1,000 ReLUs"), "{report}");
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("budget.json")).unwrap()).unwrap();
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final/finetune.json")).unwrap())
+            .unwrap();
+    assert_eq!(f["relus"], b["budget"]);
+    // A second run skips every stage.
+    let (ok, _, err) = privlin(&["run", c]);
+    assert!(ok, "{err}");
+    assert_eq!(err.matches("skipped").count(), 5, "{err}");
+    // A changed stage config is not silently reused.
+    let (ok, _, err) = privlin(&["run", c, "--set", "linearize.train.epochs=2"]);
+    assert!(!ok && err.contains("different config"), "{err}");
+    // Unknown names are refused with the name.
+    let (ok, _, err) = privlin(&["run", c, "--set", "preset=\"privshapp\""]);
+    assert!(!ok && err.contains("unknown preset `privshapp`"), "{err}");
+    let (ok, _, err) = privlin(&["run", c, "--set", "importance.treshold=3"]);
+    assert!(!ok && err.contains("treshold"), "{err}");
+    // Sweep: two presets, two budgets, sharing the all-ReLU model.
+    let (ok, out, err) = privlin(&[
+        "sweep",
+        c,
+        "--budgets",
+        "3%,6%",
+        "--presets",
+        "relupruner,uniform",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("ar is complete, skipped"), "{err}");
+    let csv = std::fs::read_to_string(run.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}\n{out}");
+    for f in ["pareto.svg", "retention-3pct.svg", "retention-6pct.svg"] {
+        let svg = std::fs::read_to_string(run.join(f)).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("relupruner"), "{f}");
+    }
+}

@@ -10,6 +10,7 @@ pub mod device;
 pub mod importance;
 pub mod info;
 pub mod io;
+pub mod linearize;
 pub mod nn;
 pub mod plot;
 pub mod train;

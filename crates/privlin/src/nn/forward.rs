@@ -14,6 +14,9 @@ use tch::Tensor;
 pub struct Tap {
     pub pre: Tensor,
     pub post: Tensor,
+    /// A zero leaf tensor added to the site's output when the pass was made
+    /// [`Forward::with_grad_probes`]: after `backward`, its `grad()` is `dL/da` per sample.
+    pub probe: Option<Tensor>,
 }
 
 /// A weight layer seen by the trace: its MACs per image and its output shape.
@@ -48,6 +51,7 @@ pub struct Forward<'a> {
     act: Activation,
     masks: Option<&'a MaskSet>,
     taps: Option<Vec<Tap>>,
+    probes: bool,
     trace: Option<Trace>,
     next_site: usize,
 }
@@ -59,6 +63,7 @@ impl<'a> Forward<'a> {
             act,
             masks: None,
             taps: None,
+            probes: false,
             trace: None,
             next_site: 0,
         }
@@ -73,6 +78,15 @@ impl<'a> Forward<'a> {
     /// Collect pre- and post-activation taps at every site.
     pub fn with_taps(mut self) -> Self {
         self.taps = Some(Vec::new());
+        self
+    }
+
+    /// Collect taps with gradient probes: each site's output gets a zero leaf tensor added, so that
+    /// the per-sample gradient of the loss with respect to the site's output can be read after the
+    /// ordinary `backward` (tch exposes no `retain_grad`).
+    pub fn with_grad_probes(mut self) -> Self {
+        self.taps = Some(Vec::new());
+        self.probes = true;
         self
     }
 
@@ -114,15 +128,21 @@ impl<'a> Forward<'a> {
             });
         }
         let mask = self.masks.map(|m| m.get(idx)).unwrap_or(&SiteMask::Keep);
-        let out = match mask {
+        let mut out = match mask {
             SiteMask::Keep => self.act.apply(x),
             SiteMask::Identity => x.shallow_clone(),
             SiteMask::Tensor(m) => apply_mask(self.act, x, m),
         };
         if let Some(taps) = self.taps.as_mut() {
+            let probe = self.probes.then(|| {
+                let p = Tensor::zeros_like(&out).set_requires_grad(true);
+                out = &out + &p;
+                p
+            });
             taps.push(Tap {
                 pre: x.shallow_clone(),
                 post: out.shallow_clone(),
+                probe,
             });
         }
         out

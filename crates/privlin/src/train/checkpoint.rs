@@ -54,8 +54,15 @@ pub fn load_model(dir: &Path, device: tch::Device) -> Result<(Model, CheckpointS
     Ok((model, spec))
 }
 
-/// Write weights, optimizer state and `epochs_done` for resuming, in one atomic file.
-pub fn save_resume(dir: &Path, model: &Model, opt: &Optimizer, epochs_done: usize) -> Result<()> {
+/// Write weights, optimizer state, the objective's own state (`extra`: masks, running scores) and
+/// `epochs_done` for resuming, in one atomic file.
+pub fn save_resume(
+    dir: &Path,
+    model: &Model,
+    opt: &Optimizer,
+    extra: Vec<(String, Tensor)>,
+    epochs_done: usize,
+) -> Result<()> {
     let mut named: Vec<(String, Tensor)> = model
         .named_tensors()
         .into_iter()
@@ -71,14 +78,25 @@ pub fn save_resume(dir: &Path, model: &Model, opt: &Optimizer, epochs_done: usiz
             .into_iter()
             .map(|(n, t)| (format!("optim.{n}"), t.contiguous())),
     );
+    named.extend(extra.into_iter().map(|(n, t)| {
+        (
+            format!("objective.{n}"),
+            t.detach().to_device(tch::Device::Cpu).contiguous(),
+        )
+    }));
     named.push(("meta.epochs_done".into(), Tensor::from(epochs_done as i64)));
     atomic_write_with(&dir.join(RESUME_FILE), |tmp| {
         Tensor::write_safetensors(&named, tmp).map_err(Into::into)
     })
 }
 
-/// Restore a resume file into `model` and `opt`; returns the number of completed epochs.
-pub fn load_resume(dir: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize> {
+/// Restore a resume file into `model` and `opt`; returns the number of completed epochs and the
+/// objective's saved state.
+pub fn load_resume(
+    dir: &Path,
+    model: &mut Model,
+    opt: &mut Optimizer,
+) -> Result<(usize, HashMap<String, Tensor>)> {
     let path = dir.join(RESUME_FILE);
     let all: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
         .with_context(|| format!("reading {} (truncated?)", path.display()))?
@@ -87,11 +105,14 @@ pub fn load_resume(dir: &Path, model: &mut Model, opt: &mut Optimizer) -> Result
     let mut weights = Vec::new();
     let mut optim = HashMap::new();
     let mut epochs = None;
+    let mut extra = HashMap::new();
     for (k, t) in all {
         if let Some(n) = k.strip_prefix("model.") {
             weights.push((n.to_string(), t));
         } else if let Some(n) = k.strip_prefix("optim.") {
             optim.insert(n.to_string(), t);
+        } else if let Some(n) = k.strip_prefix("objective.") {
+            extra.insert(n.to_string(), t);
         } else if k == "meta.epochs_done" {
             epochs = Some(t.int64_value(&[]) as usize);
         }
@@ -105,5 +126,5 @@ pub fn load_resume(dir: &Path, model: &mut Model, opt: &mut Optimizer) -> Result
         .with_context(|| format!("resuming from {}", path.display()))?;
     opt.load_state(&optim)
         .with_context(|| format!("resuming from {}", path.display()))?;
-    Ok(epochs)
+    Ok((epochs, extra))
 }

@@ -25,6 +25,22 @@ pub trait Objective {
     fn after_step(&mut self, _model: &Model, _step: usize) -> Result<()> {
         Ok(())
     }
+
+    /// The masks the model is evaluated with after an epoch, when the objective owns them (mask
+    /// learners); `None` uses [`FitOptions::eval_masks`].
+    fn eval_masks(&self) -> Option<MaskSet> {
+        None
+    }
+
+    /// State saved with every resume checkpoint (masks, running scores, counters).
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Restore what [`Objective::state`] saved.
+    fn load_state(&mut self, _state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Cross-entropy (with optional label smoothing): the all-ReLU baseline's objective.
@@ -140,7 +156,14 @@ pub fn fit(
     let mut history = Vec::new();
     let mut start = 0;
     if opts.resume && opts.out.join(RESUME_FILE).exists() {
-        start = load_resume(opts.out, model, &mut opt)?;
+        let (done, state) = load_resume(opts.out, model, &mut opt)?;
+        objective.load_state(&state).with_context(|| {
+            format!(
+                "restoring the objective's state from {}",
+                opts.out.display()
+            )
+        })?;
+        start = done;
         history = read_metrics(&metrics_path)?;
         history.retain(|m| m.epoch <= start);
         write_metrics(&metrics_path, &history)?;
@@ -210,7 +233,9 @@ pub fn fit(
         }
         let train_secs = t0.elapsed().as_secs_f64();
         pb.finish_and_clear();
-        let ev: Option<EvalResult> = opts.eval.map(|l| evaluate(model, l, opts.eval_masks));
+        let own_masks = objective.eval_masks();
+        let masks = own_masks.as_ref().or(opts.eval_masks);
+        let ev: Option<EvalResult> = opts.eval.map(|l| evaluate(model, l, masks));
         let row = EpochMetrics {
             epoch: epoch + 1,
             lr,
@@ -238,7 +263,7 @@ pub fn fit(
         }
         append_metrics(&metrics_path, &row)?;
         model.save_weights(&opts.out.join(WEIGHTS_FILE))?;
-        save_resume(opts.out, model, &opt, epoch + 1)?;
+        save_resume(opts.out, model, &opt, objective.state(), epoch + 1)?;
         history.push(row);
     }
     Ok(history)

@@ -1,0 +1,289 @@
+//! `[linearize]` and `[finetune]` of a run config, with the papers' defaults.
+
+use crate::nn::Granularity;
+use crate::train::optim::{OptimizerConfig, OptimizerKind};
+use crate::train::schedule::ScheduleConfig;
+use crate::train::TrainConfig;
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+/// Distillation from the all-ReLU teacher while masks are learned: `ce * CE + kl * T^2 KL`
+/// (PrivShap "CE + KL"; ReLUPruner eq. 10 and Algorithm 1 line 6, `gamma CE + alpha KL`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistillConfig {
+    pub ce: f64,
+    pub kl: f64,
+    pub temperature: f64,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        DistillConfig {
+            ce: 1.0,
+            kl: 1.0,
+            temperature: 4.0,
+        }
+    }
+}
+
+/// Gradient projection (PrivShap section 3.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GradProjConfig {
+    /// `instantaneous` (the paper: rank by this step's |dL/dm|) or `accumulated` (rank by an
+    /// exponential moving average of |dL/dm|, see docs/results.md for the comparison).
+    pub ranking: String,
+    /// EMA decay of the accumulated ranking.
+    pub ema: f64,
+}
+
+impl Default for GradProjConfig {
+    fn default() -> Self {
+        GradProjConfig {
+            ranking: "accumulated".into(),
+            ema: 0.9,
+        }
+    }
+}
+
+/// Progressive Taylor pruning (ReLUPruner Algorithm 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaylorConfig {
+    /// Include the second-order term (eq. 7); `false` is the first-order ablation (Table 4).
+    pub second_order: bool,
+    /// Multiply by the layer importance (eq. 9).
+    pub layer_importance: bool,
+    /// Batches in the sliding window of negative-activation maps.
+    pub window: usize,
+    /// EMA momentum of the importance scores (the paper's lambda = 0.9).
+    pub ema: f64,
+    /// Fraction of the steps with keep ratio 1 (warm-up).
+    pub warmup: f64,
+    /// Fraction of the steps by which the keep ratio reaches the target (the issue: 60 %).
+    pub decay_end: f64,
+    /// Masks are regenerated every this many batches while the ratio decays ...
+    pub update_every: usize,
+    /// ... and every `update_every * slow_factor` batches once it has reached the target.
+    pub slow_factor: usize,
+}
+
+impl Default for TaylorConfig {
+    fn default() -> Self {
+        TaylorConfig {
+            second_order: true,
+            layer_importance: true,
+            window: 10,
+            ema: 0.9,
+            warmup: 0.1,
+            decay_end: 0.6,
+            update_every: 100,
+            slow_factor: 4,
+        }
+    }
+}
+
+/// SNL: `CE + KL + lambda * ||alpha||_1` on continuous per-pixel (or per-channel) masks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnlConfig {
+    /// Initial lambda (per unit of ||alpha||_1).
+    pub lambda: f64,
+    /// Lambda is multiplied by this when the ReLU count has not fallen since the last check.
+    pub lambda_growth: f64,
+    /// An alpha above this counts as a ReLU.
+    pub threshold: f64,
+    /// Steps between count checks.
+    pub check_every: usize,
+    /// Adam learning rate of the alphas.
+    pub mask_lr: f64,
+}
+
+impl Default for SnlConfig {
+    fn default() -> Self {
+        SnlConfig {
+            lambda: 1e-5,
+            lambda_growth: 1.1,
+            threshold: 1e-2,
+            check_every: 20,
+            mask_lr: 2e-2,
+        }
+    }
+}
+
+/// SENet stage 2: projected continuous mask scores (straight-through top-k per site).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SenetConfig {
+    /// Adam learning rate of the mask scores.
+    pub mask_lr: f64,
+}
+
+impl Default for SenetConfig {
+    fn default() -> Self {
+        SenetConfig { mask_lr: 1e-2 }
+    }
+}
+
+fn adam(lr: f64) -> OptimizerConfig {
+    OptimizerConfig {
+        kind: OptimizerKind::Adam,
+        lr,
+        weight_decay: 0.0,
+        ..OptimizerConfig::default()
+    }
+}
+
+/// `[linearize]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinearizeConfig {
+    /// gradproj, taylor, snl or senet (a preset fills it in).
+    pub method: Option<String>,
+    pub granularity: Granularity,
+    /// Train on at most this many images per class of the checkpoint's training split (`None`:
+    /// all), to shorten experiments.
+    pub train_per_class: Option<usize>,
+    /// Weights: Adam, lr 1e-3 (PrivShap section 4.1), constant rate.
+    pub train: TrainConfig,
+    pub distill: DistillConfig,
+    pub gradproj: GradProjConfig,
+    pub taylor: TaylorConfig,
+    pub snl: SnlConfig,
+    pub senet: SenetConfig,
+}
+
+impl Default for LinearizeConfig {
+    fn default() -> Self {
+        LinearizeConfig {
+            method: None,
+            granularity: Granularity::Pixel,
+            train_per_class: None,
+            train: TrainConfig {
+                epochs: 10,
+                optimizer: adam(1e-3),
+                schedule: ScheduleConfig {
+                    kind: "constant".into(),
+                    ..ScheduleConfig::default()
+                },
+                ..TrainConfig::default()
+            },
+            distill: DistillConfig::default(),
+            gradproj: GradProjConfig::default(),
+            taylor: TaylorConfig::default(),
+            snl: SnlConfig::default(),
+            senet: SenetConfig::default(),
+        }
+    }
+}
+
+impl LinearizeConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        ensure!(
+            matches!(
+                self.gradproj.ranking.as_str(),
+                "instantaneous" | "accumulated"
+            ),
+            "linearize.gradproj.ranking must be `instantaneous` or `accumulated`, got `{}`",
+            self.gradproj.ranking
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.gradproj.ema),
+            "linearize.gradproj.ema must be in [0, 1)"
+        );
+        let t = &self.taylor;
+        ensure!(
+            (0.0..1.0).contains(&t.ema),
+            "linearize.taylor.ema must be in [0, 1)"
+        );
+        ensure!(
+            0.0 <= t.warmup && t.warmup < t.decay_end && t.decay_end <= 1.0,
+            "linearize.taylor needs 0 <= warmup < decay_end <= 1, got warmup {} and decay_end {}",
+            t.warmup,
+            t.decay_end
+        );
+        ensure!(
+            t.window >= 1 && t.update_every >= 1 && t.slow_factor >= 1,
+            "linearize.taylor.window, update_every and slow_factor must be at least 1"
+        );
+        ensure!(
+            self.snl.lambda > 0.0 && self.snl.lambda_growth >= 1.0 && self.snl.check_every >= 1,
+            "linearize.snl needs lambda > 0, lambda_growth >= 1 and check_every >= 1"
+        );
+        ensure!(
+            self.snl.mask_lr > 0.0 && self.senet.mask_lr > 0.0,
+            "mask learning rates must be positive"
+        );
+        ensure!(
+            self.distill.temperature > 0.0,
+            "linearize.distill.temperature must be positive"
+        );
+        Ok(())
+    }
+
+    pub(crate) fn mask_optimizer(lr: f64) -> OptimizerConfig {
+        adam(lr)
+    }
+}
+
+/// `[finetune]`: frozen masks, SENet eq. 2:
+/// `lambda KL(T) + (1 - lambda) CE + beta / 2 * sum_m PRAM_m`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// Weights: SGD with its own schedule.
+    pub train: TrainConfig,
+    /// As in `[linearize]`.
+    pub train_per_class: Option<usize>,
+    pub lambda: f64,
+    pub beta: f64,
+    pub temperature: f64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            train: TrainConfig {
+                epochs: 10,
+                optimizer: OptimizerConfig {
+                    kind: OptimizerKind::Sgd,
+                    lr: 0.01,
+                    momentum: 0.9,
+                    weight_decay: 5e-4,
+                    ..OptimizerConfig::default()
+                },
+                schedule: ScheduleConfig {
+                    kind: "cosine".into(),
+                    ..ScheduleConfig::default()
+                },
+                ..TrainConfig::default()
+            },
+            train_per_class: None,
+            lambda: 0.9,
+            beta: 1000.0,
+            temperature: 4.0,
+        }
+    }
+}
+
+impl FinetuneConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        ensure!(
+            (0.0..=1.0).contains(&self.lambda),
+            "finetune.lambda must be in [0, 1], got {}",
+            self.lambda
+        );
+        ensure!(
+            self.beta >= 0.0 && self.beta.is_finite(),
+            "finetune.beta must be >= 0"
+        );
+        ensure!(
+            self.temperature > 0.0,
+            "finetune.temperature must be positive"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! `report.md` of a run: budgets, per-site counts, accuracy before and after fine-tuning, MACs,
+//! ReLU count and the latency the papers estimate from it.
+
+use super::run::StageReport;
+use crate::budget::Allocation;
+use crate::importance::Importance;
+use crate::nn::Model;
+use std::fmt::Write;
+
+/// DELPHI's online cost per ReLU as the papers quote it (PrivShap section 4, ReLUPruner Table 1):
+/// 0.021 s per 1,000 ReLUs. An estimate copied from the papers, labelled as such wherever shown.
+pub const DELPHI_SECONDS_PER_KRELU: f64 = 0.021;
+
+/// Everything a report can show; absent stages are left out.
+pub struct ReportInputs<'a> {
+    pub title: &'a str,
+    pub model: &'a Model,
+    pub importance: Option<&'a Importance>,
+    pub allocation: Option<&'a Allocation>,
+    pub linearize: Option<&'a StageReport>,
+    pub finetune: Option<&'a StageReport>,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2} %", 100.0 * x)
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &ReportInputs) -> String {
+    let mut s = String::new();
+    let m = r.model;
+    let cap = m.relu_count();
+    let _ = writeln!(s, "# {}\n", r.title);
+    let _ = writeln!(
+        s,
+        "Model: {} width x{}, {}x{} input, {} classes; {} counted ReLUs ({}); {:.2} M MACs per image.\n",
+        m.spec.arch,
+        m.spec.width,
+        m.spec.input_size,
+        m.spec.input_size,
+        m.spec.classes,
+        cap,
+        m.spec.convention.describe(),
+        m.macs_total() as f64 / 1e6
+    );
+    let last = r.finetune.or(r.linearize);
+    if let Some(l) = last {
+        let _ = writeln!(s, "## Summary\n");
+        let _ = writeln!(s, "| | all-ReLU | partial-ReLU |");
+        let _ = writeln!(s, "|---|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| ReLUs | {} | {} ({:.2} %) |",
+            cap,
+            l.relus,
+            100.0 * l.relus as f64 / cap as f64
+        );
+        let _ = writeln!(
+            s,
+            "| latency estimate (DELPHI, {DELPHI_SECONDS_PER_KRELU} s per 1,000 ReLUs, papers' figure) | {:.3} s | {:.3} s |",
+            cap as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
+            l.relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU
+        );
+        let _ = writeln!(
+            s,
+            "| MACs | {:.2} M | {:.2} M (linearization keeps every layer) |",
+            m.macs_total() as f64 / 1e6,
+            m.macs_total() as f64 / 1e6
+        );
+        let _ = writeln!(s, "| test accuracy | {} | |", pct(l.test_acc_ar));
+        if let Some(lin) = r.linearize {
+            let _ = writeln!(
+                s,
+                "| after linearization (`{}`, {} epochs) | | {} |",
+                lin.method,
+                lin.epochs,
+                pct(lin.test_acc)
+            );
+        }
+        if let Some(ft) = r.finetune {
+            let _ = writeln!(
+                s,
+                "| after fine-tuning ({} epochs, KL + CE + PRAM) | | {} |",
+                ft.epochs,
+                pct(ft.test_acc)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nTest set: {} images; training images per stage: {}.\n",
+            l.test_images, l.train_images
+        );
+    }
+    if let Some(imp) = r.importance {
+        let _ = writeln!(s, "## Layer importance (`{}`)\n", imp.method);
+        let _ = writeln!(s, "| player | value |");
+        let _ = writeln!(s, "|---|---:|");
+        for (p, v) in imp.players.iter().zip(&imp.values) {
+            let _ = writeln!(s, "| {p} | {v:.4} |");
+        }
+        let _ = writeln!(
+            s,
+            "\n{} utility evaluations, {:.1} s.\n",
+            imp.evaluations, imp.seconds
+        );
+    }
+    if let Some(a) = r.allocation {
+        let _ = writeln!(
+            s,
+            "Budget: {} of {} ReLUs, allocated by `{}`.\n",
+            a.budget, a.capacity, a.method
+        );
+        for n in &a.notes {
+            let _ = writeln!(s, "- note: {n}");
+        }
+    }
+    if let Some(l) = last {
+        let _ = writeln!(s, "## Per-site ReLUs\n");
+        let _ = writeln!(s, "| site | capacity | budget | kept | kept % |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for site in &l.sites {
+            let _ = writeln!(
+                s,
+                "| {}{} | {} | {} | {} | {:.2} |",
+                site.name,
+                if site.counted { "" } else { " (not counted)" },
+                site.capacity,
+                site.budget
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                site.kept,
+                100.0 * site.kept as f64 / site.capacity as f64
+            );
+        }
+        let notes: Vec<&String> = r
+            .linearize
+            .iter()
+            .chain(r.finetune.iter())
+            .flat_map(|x| &x.notes)
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(s, "\nNotes:\n");
+            for n in notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+    }
+    s
+}

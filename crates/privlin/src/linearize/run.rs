@@ -1,0 +1,417 @@
+//! The `linearize` and `finetune` stages: read a checkpoint directory, train, and write a
+//! partial-ReLU checkpoint (weights, `spec.json` naming its masks, the mask export) plus a stage
+//! report (`linearize.json` / `finetune.json`, written last: its presence marks the stage done).
+
+use super::config::{FinetuneConfig, LinearizeConfig};
+use super::export::{export, MASKS_FILE};
+use super::finetune::Finetune;
+use super::gradproj::GradProj;
+use super::senet::SenetMasks;
+use super::snl::Snl;
+use super::taylor::ProgressiveTaylor;
+use super::{MaskLearner, Method, Targets, Teacher};
+use crate::data::Loader;
+use crate::nn::{Granularity, MaskSet, Model};
+use crate::train::{evaluate, fit, load_model, CheckpointSpec, FitOptions};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+
+pub const LINEARIZE_REPORT: &str = "linearize.json";
+pub const FINETUNE_REPORT: &str = "finetune.json";
+
+/// ReLUs of one site after a stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteCount {
+    pub name: String,
+    pub capacity: i64,
+    pub counted: bool,
+    /// The site's budget, for per-site learners.
+    pub budget: Option<i64>,
+    pub kept: i64,
+}
+
+/// `linearize.json` / `finetune.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    pub stage: String,
+    pub method: String,
+    pub granularity: Granularity,
+    /// The all-ReLU checkpoint (the teacher).
+    pub teacher: String,
+    /// The checkpoint this stage started from.
+    pub start: String,
+    pub budget: i64,
+    pub relus: i64,
+    pub capacity: i64,
+    pub convention: String,
+    pub sites: Vec<SiteCount>,
+    /// Test accuracy of the all-ReLU teacher, of the start checkpoint with this stage's masks
+    /// before any training (fine-tuning only), and after this stage.
+    pub test_acc_ar: f64,
+    pub test_acc_start: Option<f64>,
+    pub test_acc: f64,
+    pub test_images: usize,
+    pub train_images: usize,
+    pub epochs: usize,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+    pub config: serde_json::Value,
+}
+
+/// Where a stage's ReLU budget comes from.
+pub enum BudgetSource<'a> {
+    /// Per-site budgets (`budget.json`).
+    Allocation(&'a Path),
+    /// One total over the counted sites (global learners).
+    Total(crate::budget::Budget),
+}
+
+fn loaders(
+    spec: &CheckpointSpec,
+    cfg: &crate::train::TrainConfig,
+    per_class: Option<usize>,
+    device: Device,
+) -> Result<(Loader, Loader)> {
+    let splits = spec
+        .data
+        .load()
+        .with_context(|| format!("loading the training data from `{}`", spec.data.source))?;
+    let train = match per_class {
+        Some(k) => std::sync::Arc::new(splits.train.limit_per_class(k)),
+        None => splits.train.clone(),
+    };
+    let train_loader = Loader::train(
+        train,
+        spec.normalization,
+        cfg.batch_size,
+        cfg.seed,
+        spec.data.augment,
+        device,
+    );
+    let test_loader = Loader::eval(
+        splits.test.clone(),
+        spec.normalization,
+        cfg.eval_batch_size,
+        device,
+    );
+    Ok((train_loader, test_loader))
+}
+
+fn site_counts(
+    model: &Model,
+    masks: &MaskSet,
+    targets: Option<&Targets>,
+) -> Result<Vec<SiteCount>> {
+    let counts = masks.counts(model.sites())?;
+    Ok(model
+        .sites()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SiteCount {
+            name: s.name.clone(),
+            capacity: s.count(),
+            counted: model.counted(i),
+            budget: targets.filter(|t| t.per_site).and_then(|t| t.site[i]),
+            kept: counts[i],
+        })
+        .collect())
+}
+
+fn counted_total(sites: &[SiteCount]) -> i64 {
+    sites.iter().filter(|s| s.counted).map(|s| s.kept).sum()
+}
+
+/// Check the masks against the targets: per site (per-site learners) and in total. At pixel
+/// granularity the budgets must hold exactly; coarser masks may fall short by less than one entry.
+fn check_budget(
+    model: &Model,
+    sites: &[SiteCount],
+    targets: &Targets,
+    granularity: Granularity,
+) -> Result<()> {
+    let exact = granularity == Granularity::Pixel;
+    for (i, s) in sites.iter().enumerate() {
+        if let (Some(b), true) = (s.budget, targets.per_site) {
+            let entry = granularity.entry_size(model.sites()[i].shape);
+            let ok = if exact {
+                s.kept == b
+            } else {
+                s.kept <= b && b - s.kept < entry
+            };
+            if !ok {
+                bail!(
+                    "site {}: {} ReLUs kept, budget {b}: the learner broke its budget",
+                    s.name,
+                    s.kept
+                );
+            }
+        }
+    }
+    let total = counted_total(sites);
+    if exact && total != targets.total || total > targets.total {
+        bail!(
+            "{total} ReLUs kept, budget {}: the learner broke its budget",
+            targets.total
+        );
+    }
+    Ok(())
+}
+
+/// Write a partial-ReLU checkpoint's spec (naming its masks) and the mask export into `out`.
+fn save_pr(out: &Path, spec: &CheckpointSpec, model: &Model, masks: &MaskSet) -> Result<()> {
+    export(model, masks, out)?;
+    CheckpointSpec {
+        masks: Some(MASKS_FILE.into()),
+        ..spec.clone()
+    }
+    .save(out)
+}
+
+/// Load a checkpoint and its masks (`spec.masks`), if it has any.
+pub fn load_with_masks(
+    dir: &Path,
+    device: Device,
+) -> Result<(Model, CheckpointSpec, Option<MaskSet>)> {
+    let (model, spec) = load_model(dir, device)?;
+    let masks = match &spec.masks {
+        Some(f) => Some(MaskSet::load(model.sites(), &dir.join(f), device)?),
+        None => None,
+    };
+    Ok((model, spec, masks))
+}
+
+/// The `linearize` stage: learn masks for the all-ReLU checkpoint `ar` within `budget` and write
+/// the partial-ReLU checkpoint to `out`.
+pub fn linearize(
+    ar: &Path,
+    budget: BudgetSource,
+    cfg: &LinearizeConfig,
+    out: &Path,
+    device: Device,
+    resume: bool,
+) -> Result<StageReport> {
+    cfg.validate()?;
+    let method: Method = cfg
+        .method
+        .as_deref()
+        .context("linearize.method is not set (gradproj, taylor, snl or senet)")?
+        .parse()?;
+    let (mut model, spec, ar_masks) = load_with_masks(ar, device)?;
+    if ar_masks.is_some() {
+        bail!(
+            "{} already has masks: linearize starts from an all-ReLU checkpoint",
+            ar.display()
+        );
+    }
+    let teacher = Teacher::new(load_model(ar, device)?.0);
+    let targets = match budget {
+        BudgetSource::Allocation(p) => {
+            let alloc: crate::budget::Allocation = crate::io::read_json(p)?;
+            let t = Targets::from_allocation(&model, &alloc, &p.display().to_string())?;
+            if method.is_global() {
+                Targets::global(&model, t.total)?
+            } else {
+                t
+            }
+        }
+        BudgetSource::Total(b) => {
+            if !method.is_global() {
+                bail!(
+                    "`{}` learns masks within per-site budgets: give it a budget.json (privlin allocate)",
+                    method.name()
+                );
+            }
+            Targets::global(&model, b.resolve(model.relu_count())?)?
+        }
+    };
+    let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
+    let total_steps = cfg.train.epochs * train.batches_per_epoch();
+    let g = cfg.granularity;
+    let mut learner: Box<dyn MaskLearner> = match method {
+        Method::GradProj => Box::new(GradProj::new(
+            &model,
+            teacher,
+            &targets,
+            g,
+            cfg.distill.clone(),
+            &cfg.gradproj,
+        )?),
+        Method::Taylor => Box::new(ProgressiveTaylor::new(
+            &model,
+            teacher,
+            &targets,
+            g,
+            cfg.distill.clone(),
+            cfg.taylor.clone(),
+            total_steps,
+        )),
+        Method::Snl => Box::new(Snl::new(
+            &model,
+            teacher,
+            &targets,
+            g,
+            cfg.distill.clone(),
+            cfg.snl.clone(),
+        )),
+        Method::Senet => Box::new(SenetMasks::new(
+            &model,
+            teacher,
+            &targets,
+            g,
+            cfg.distill.clone(),
+            cfg.senet.clone(),
+        )?),
+    };
+    let ar_acc = evaluate(&model, &test, None).accuracy;
+    tch::manual_seed(cfg.train.seed as i64);
+    let t0 = Instant::now();
+    fit(
+        &mut model,
+        &train,
+        learner.as_mut(),
+        FitOptions {
+            cfg: &cfg.train,
+            out,
+            resume,
+            eval: Some(&test),
+            eval_masks: None,
+            label: &format!("linearize[{}]", method.name()),
+            verbose: true,
+        },
+    )?;
+    let (masks, notes) = learner.finish(&model)?;
+    let sites = site_counts(&model, &masks, Some(&targets))?;
+    check_budget(&model, &sites, &targets, g)?;
+    let acc = evaluate(&model, &test, Some(&masks)).accuracy;
+    model.save_weights(&out.join(crate::train::checkpoint::WEIGHTS_FILE))?;
+    save_pr(out, &spec, &model, &masks)?;
+    let report = StageReport {
+        stage: "linearize".into(),
+        method: method.name().into(),
+        granularity: g,
+        teacher: ar.display().to_string(),
+        start: ar.display().to_string(),
+        budget: targets.total,
+        relus: counted_total(&sites),
+        capacity: model.relu_count(),
+        convention: model.spec.convention.describe(),
+        sites,
+        test_acc_ar: ar_acc,
+        test_acc_start: None,
+        test_acc: acc,
+        test_images: test.data.len(),
+        train_images: train.data.len(),
+        epochs: cfg.train.epochs,
+        seconds: t0.elapsed().as_secs_f64(),
+        notes,
+        config: serde_json::to_value(cfg)?,
+    };
+    crate::io::atomic_write_json(&out.join(LINEARIZE_REPORT), &report)?;
+    Ok(report)
+}
+
+/// The `finetune` stage: train the partial-ReLU checkpoint `pr` with its masks frozen against its
+/// all-ReLU teacher and write the result to `out`.
+pub fn finetune(
+    pr: &Path,
+    teacher_dir: Option<&Path>,
+    cfg: &FinetuneConfig,
+    out: &Path,
+    device: Device,
+    resume: bool,
+) -> Result<StageReport> {
+    cfg.validate()?;
+    let (mut model, spec, masks) = load_with_masks(pr, device)?;
+    let Some(masks) = masks else {
+        bail!(
+            "{} has no masks: fine-tune a checkpoint written by `privlin linearize`",
+            pr.display()
+        );
+    };
+    let prev: Option<StageReport> = {
+        let p = pr.join(LINEARIZE_REPORT);
+        p.exists().then(|| crate::io::read_json(&p)).transpose()?
+    };
+    let teacher_dir: PathBuf = match (teacher_dir, &prev) {
+        (Some(t), _) => t.to_path_buf(),
+        (None, Some(r)) => PathBuf::from(&r.teacher),
+        (None, None) => bail!(
+            "{} has no linearize.json naming its all-ReLU teacher: pass --teacher",
+            pr.display()
+        ),
+    };
+    let teacher = load_model(&teacher_dir, device)
+        .with_context(|| format!("loading the teacher {}", teacher_dir.display()))?
+        .0;
+    if teacher.spec != model.spec {
+        bail!(
+            "the teacher {} is not the same architecture as {}",
+            teacher_dir.display(),
+            pr.display()
+        );
+    }
+    let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
+    let ar_acc = evaluate(&teacher, &test, None).accuracy;
+    let start_acc = evaluate(&model, &test, Some(&masks)).accuracy;
+    let mut objective = Finetune::new(Teacher::new(teacher), masks.clone(), cfg.clone());
+    tch::manual_seed(cfg.train.seed as i64);
+    let t0 = Instant::now();
+    fit(
+        &mut model,
+        &train,
+        &mut objective,
+        FitOptions {
+            cfg: &cfg.train,
+            out,
+            resume,
+            eval: Some(&test),
+            eval_masks: None,
+            label: "finetune",
+            verbose: true,
+        },
+    )?;
+    let acc = evaluate(&model, &test, Some(&masks)).accuracy;
+    save_pr(out, &spec, &model, &masks)?;
+    let sites = site_counts(&model, &masks, None)?;
+    let sites = match &prev {
+        Some(r) => sites
+            .into_iter()
+            .zip(&r.sites)
+            .map(|(s, p)| SiteCount {
+                budget: p.budget,
+                ..s
+            })
+            .collect(),
+        None => sites,
+    };
+    let relus = counted_total(&sites);
+    let report = StageReport {
+        stage: "finetune".into(),
+        method: prev.as_ref().map(|r| r.method.clone()).unwrap_or_default(),
+        granularity: prev
+            .as_ref()
+            .map(|r| r.granularity)
+            .unwrap_or(Granularity::Pixel),
+        teacher: teacher_dir.display().to_string(),
+        start: pr.display().to_string(),
+        budget: prev.as_ref().map(|r| r.budget).unwrap_or(relus),
+        relus,
+        capacity: model.relu_count(),
+        convention: model.spec.convention.describe(),
+        sites,
+        test_acc_ar: ar_acc,
+        test_acc_start: Some(start_acc),
+        test_acc: acc,
+        test_images: test.data.len(),
+        train_images: train.data.len(),
+        epochs: cfg.train.epochs,
+        seconds: t0.elapsed().as_secs_f64(),
+        notes: Vec::new(),
+        config: serde_json::to_value(cfg)?,
+    };
+    crate::io::atomic_write_json(&out.join(FINETUNE_REPORT), &report)?;
+    Ok(report)
+}

@@ -1,0 +1,493 @@
+//! Mask learners, fine-tuning and the mask export on tiny models and synthetic data.
+use privlin::budget::{allocate, Allocation, Budget};
+use privlin::data::{DataConfig, Loader};
+use privlin::importance::{Importance, PlayerSite};
+use privlin::linearize::export::{ACTIVE_FILE, ACTIVE_JSON, MASKS_FILE};
+use privlin::linearize::finetune::pram;
+use privlin::linearize::gradproj::GradProj;
+use privlin::linearize::run::{finetune, linearize, BudgetSource, StageReport};
+use privlin::linearize::taylor::ProgressiveTaylor;
+use privlin::linearize::{
+    global_topk, topk_mask, DistillConfig, FinetuneConfig, LinearizeConfig, MaskLearner, Targets,
+    Teacher,
+};
+use privlin::nn::{Granularity, MaskSet, Model, ModelSpec};
+use privlin::train::{CheckpointSpec, Objective};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+fn data() -> DataConfig {
+    DataConfig {
+        train_per_class: Some(12),
+        test_per_class: Some(4),
+        augment: false,
+        ..DataConfig::default()
+    }
+}
+
+fn spec() -> ModelSpec {
+    let mut s = ModelSpec::new("resnet9".parse().unwrap());
+    s.width = 0.125;
+    s
+}
+
+/// An (untrained) all-ReLU checkpoint on synthetic data in `dir`.
+fn ar_checkpoint(dir: &Path) -> Model {
+    tch::manual_seed(0);
+    let m = Model::new(spec(), Device::Cpu).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    m.save_weights(&dir.join("model.safetensors")).unwrap();
+    let splits = data().load().unwrap();
+    CheckpointSpec {
+        model: m.spec.clone(),
+        convention_text: m.spec.convention.describe(),
+        dataset: splits.train.name.clone(),
+        data: data(),
+        class_names: splits.train.classes.clone(),
+        normalization: splits.norm,
+        masks: None,
+    }
+    .save(dir)
+    .unwrap();
+    m
+}
+
+/// Per-site budgets proportional to capacity.
+fn allocation(m: &Model, budget: &str) -> Allocation {
+    let sites: Vec<PlayerSite> = m
+        .sites()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| PlayerSite {
+            player: i,
+            name: s.name.clone(),
+            capacity: s.count(),
+            kind: s.kind,
+        })
+        .collect();
+    let imp = Importance {
+        sites: Some(sites),
+        ..Importance::new(
+            "proportional",
+            m.sites().iter().map(|s| s.name.clone()).collect(),
+            m.sites().iter().map(|s| s.count() as f64).collect(),
+        )
+    };
+    allocate(&imp, budget.parse::<Budget>().unwrap()).unwrap()
+}
+
+fn quick(method: &str) -> LinearizeConfig {
+    let mut c = LinearizeConfig {
+        method: Some(method.into()),
+        ..LinearizeConfig::default()
+    };
+    c.train.epochs = 1;
+    c.train.batch_size = 40;
+    c.train.eval_batch_size = 40;
+    c.taylor.update_every = 1;
+    c.snl.check_every = 1;
+    c
+}
+
+fn mask_file(dir: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(dir.join(MASKS_FILE))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn topk_is_exact_and_breaks_ties_by_position() {
+    let s = Tensor::from_slice(&[0.5f32, 2.0, 2.0, -1.0, 0.0, 2.0]).view([1, 2, 3]);
+    let m = topk_mask(&s, 2);
+    assert_eq!(
+        Vec::<f32>::try_from(m.flatten(0, -1)).unwrap(),
+        vec![0., 1., 1., 0., 0., 0.]
+    );
+    assert_eq!(topk_mask(&s, 0).sum(Kind::Float).double_value(&[]), 0.0);
+    assert_eq!(topk_mask(&s, 99).sum(Kind::Float).double_value(&[]), 6.0);
+    // Global: entries of the second site stand for 4 ReLUs each.
+    let a = Tensor::from_slice(&[5.0f32, 1.0, 3.0]);
+    let b = Tensor::from_slice(&[4.0f32, 2.0]);
+    let g = global_topk(&[Some(a), None, Some(b)], &[1, 1, 4], 6);
+    assert!(g[1].is_none());
+    let ga = Vec::<f32>::try_from(g[0].as_ref().unwrap()).unwrap();
+    let gb = Vec::<f32>::try_from(g[2].as_ref().unwrap()).unwrap();
+    // 5 (1 ReLU) + 4 (4 ReLUs) + 3 (1 ReLU) = 6.
+    assert_eq!((ga, gb), (vec![1., 0., 1.], vec![1., 0.]));
+}
+
+#[test]
+fn gradient_projection_holds_every_site_budget_after_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ar_checkpoint(dir.path());
+    let alloc = allocation(&m, "7%");
+    let targets = Targets::from_allocation(&m, &alloc, "test").unwrap();
+    let splits = data().load().unwrap();
+    let loader = Loader::train(splits.train.clone(), splits.norm, 40, 0, false, Device::Cpu);
+    for ranking in ["instantaneous", "accumulated"] {
+        let mut cfg = quick("gradproj").gradproj;
+        cfg.ranking = ranking.into();
+        let mut gp = GradProj::new(
+            &m,
+            Teacher::new(Model::new(spec(), Device::Cpu).unwrap()),
+            &targets,
+            Granularity::Pixel,
+            DistillConfig::default(),
+            &cfg,
+        )
+        .unwrap();
+        let mut prev: Option<Vec<Tensor>> = None;
+        let mut changed = false;
+        for (step, b) in loader.epoch(0).enumerate() {
+            let (loss, _) = gp.loss(&m, &b).unwrap();
+            loss.backward();
+            gp.after_step(&m, step).unwrap();
+            let masks = gp.current_masks();
+            let counts = masks.counts(m.sites()).unwrap();
+            for (s, (c, sb)) in m.sites().iter().zip(counts.iter().zip(&alloc.sites)) {
+                assert_eq!(*c, sb.budget, "{ranking}: step {step}, site {}", s.name);
+            }
+            let now: Vec<Tensor> = masks
+                .named_tensors(m.sites())
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+            if let Some(p) = &prev {
+                changed |= p.iter().zip(&now).any(|(a, b)| !a.equal(b));
+            }
+            prev = Some(now);
+        }
+        assert!(changed, "{ranking}: the masks never moved");
+    }
+}
+
+#[test]
+fn taylor_keep_ratio_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ar_checkpoint(dir.path());
+    let targets = Targets::global(&m, m.relu_count() / 20).unwrap();
+    let t = ProgressiveTaylor::new(
+        &m,
+        Teacher::new(Model::new(spec(), Device::Cpu).unwrap()),
+        &targets,
+        Granularity::Pixel,
+        DistillConfig::default(),
+        LinearizeConfig::default().taylor,
+        1000,
+    );
+    let target = targets.total as f64 / m.relu_count() as f64;
+    assert_eq!(t.keep_ratio(0), 1.0);
+    assert_eq!(t.keep_ratio(99), 1.0);
+    assert!((t.keep_ratio(600) - target).abs() < 1e-12);
+    assert!((t.keep_ratio(999) - target).abs() < 1e-12);
+    let mut last = 1.0;
+    for s in 100..600 {
+        let r = t.keep_ratio(s);
+        assert!(r <= last && r > target, "step {s}: {r}");
+        last = r;
+    }
+}
+
+/// Every learner ends within its budget, exports masks whose active index matches them, and
+/// gives the same masks when run twice with the same seed on the CPU.
+#[test]
+fn every_learner_meets_its_budget_exports_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let alloc = allocation(&m, "5%");
+    let bpath = dir.path().join("budget.json");
+    privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
+    for method in ["gradproj", "senet", "taylor", "snl"] {
+        let mut runs = Vec::new();
+        for rep in 0..2 {
+            let out = dir.path().join(format!("{method}-{rep}"));
+            let r: StageReport = linearize(
+                &ar,
+                BudgetSource::Allocation(&bpath),
+                &quick(method),
+                &out,
+                Device::Cpu,
+                false,
+            )
+            .unwrap();
+            assert_eq!(r.relus, alloc.budget, "{method}");
+            if method == "gradproj" || method == "senet" {
+                for (s, b) in r.sites.iter().zip(&alloc.sites) {
+                    assert_eq!(s.kept, b.budget, "{method}: {}", s.name);
+                }
+            }
+            let masks = mask_file(&out);
+            let active: HashMap<String, Tensor> = Tensor::read_safetensors(out.join(ACTIVE_FILE))
+                .unwrap()
+                .into_iter()
+                .collect();
+            let index: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join(ACTIVE_JSON)).unwrap())
+                    .unwrap();
+            assert_eq!(index["total_active"].as_i64().unwrap(), alloc.budget);
+            for s in &r.sites {
+                let mk = &masks[&s.name];
+                assert_eq!(
+                    mk.size(),
+                    m.sites().iter().find(|x| x.name == s.name).unwrap().shape
+                );
+                let idx = &active[&s.name];
+                assert_eq!(idx.size()[0], s.kept, "{method}: {}", s.name);
+                // The indices point exactly at the ones of the mask.
+                let flat = mk.flatten(0, -1);
+                assert_eq!(
+                    flat.index_select(0, idx).sum(Kind::Float).double_value(&[]),
+                    s.kept as f64
+                );
+            }
+            // The checkpoint loads with its masks.
+            let (_, spec, loaded) =
+                privlin::linearize::run::load_with_masks(&out, Device::Cpu).unwrap();
+            assert_eq!(spec.masks.as_deref(), Some(MASKS_FILE));
+            assert_eq!(
+                loaded
+                    .unwrap()
+                    .counts(m.sites())
+                    .unwrap()
+                    .iter()
+                    .sum::<i64>(),
+                alloc.budget
+            );
+            runs.push(masks);
+        }
+        for (k, t) in &runs[0] {
+            assert!(
+                t.equal(&runs[1][k]),
+                "{method}: masks of {k} differ between two runs"
+            );
+        }
+    }
+}
+
+#[test]
+fn resumed_linearization_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let bpath = dir.path().join("budget.json");
+    privlin::io::atomic_write_json(&bpath, &allocation(&m, "4%")).unwrap();
+    for method in ["gradproj", "taylor"] {
+        let mut two = quick(method);
+        two.train.epochs = 2;
+        let straight = dir.path().join(format!("{method}-straight"));
+        linearize(
+            &ar,
+            BudgetSource::Allocation(&bpath),
+            &two,
+            &straight,
+            Device::Cpu,
+            false,
+        )
+        .unwrap();
+        // One epoch, then "killed": resume to two from the saved state.
+        let split = dir.path().join(format!("{method}-split"));
+        let mut one = two.clone();
+        one.train.epochs = 1;
+        // The schedules depend on the total length: same total, stopped after one epoch.
+        linearize(
+            &ar,
+            BudgetSource::Allocation(&bpath),
+            &one,
+            &split,
+            Device::Cpu,
+            false,
+        )
+        .unwrap();
+        if method == "taylor" {
+            // Taylor's schedule spans the whole run: a one-epoch run is not the first half of a
+            // two-epoch one, so only check that resuming continues without error.
+            linearize(
+                &ar,
+                BudgetSource::Allocation(&bpath),
+                &two,
+                &split,
+                Device::Cpu,
+                true,
+            )
+            .unwrap();
+            continue;
+        }
+        linearize(
+            &ar,
+            BudgetSource::Allocation(&bpath),
+            &two,
+            &split,
+            Device::Cpu,
+            true,
+        )
+        .unwrap();
+        let (a, b) = (mask_file(&straight), mask_file(&split));
+        for (k, t) in &a {
+            assert!(t.equal(&b[k]), "{method}: masks of {k} differ after resume");
+        }
+        let wa = Tensor::read_safetensors(straight.join("model.safetensors")).unwrap();
+        let wb: HashMap<String, Tensor> = Tensor::read_safetensors(split.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+        for (k, t) in &wa {
+            assert!(t.equal(&wb[k]), "{method}: weight {k} differs after resume");
+        }
+    }
+}
+
+#[test]
+fn finetune_keeps_the_masks_and_pram_vanishes_on_equal_maps() {
+    let x = Tensor::randn([3, 4, 5, 5], (Kind::Float, Device::Cpu));
+    assert!(pram(&x, &x).double_value(&[]).abs() < 1e-12);
+    assert!(
+        pram(&x, &(&x * 3.0)).double_value(&[]).abs() < 1e-10,
+        "scale invariant"
+    );
+    assert!(pram(&x, &x.relu()).double_value(&[]) > 0.0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let bpath = dir.path().join("budget.json");
+    let alloc = allocation(&m, "3%");
+    privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
+    let pr = dir.path().join("pr");
+    linearize(
+        &ar,
+        BudgetSource::Allocation(&bpath),
+        &quick("gradproj"),
+        &pr,
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    let mut cfg = FinetuneConfig::default();
+    cfg.train.epochs = 1;
+    cfg.train.batch_size = 40;
+    let fin = dir.path().join("final");
+    let r = finetune(&pr, None, &cfg, &fin, Device::Cpu, false).unwrap();
+    assert_eq!(r.relus, alloc.budget);
+    assert!(r.test_acc_start.is_some());
+    let (a, b) = (mask_file(&pr), mask_file(&fin));
+    for (k, t) in &a {
+        assert!(t.equal(&b[k]), "fine-tuning moved the mask of {k}");
+    }
+    // Weights did change.
+    let wa = Tensor::read_safetensors(pr.join("model.safetensors")).unwrap();
+    let wb: HashMap<String, Tensor> = Tensor::read_safetensors(fin.join("model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(wa.iter().any(|(k, t)| !t.equal(&wb[k])));
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let mut alloc = allocation(&m, "5%");
+    alloc.sites[2].name = "layer9.nope".into();
+    let bpath = dir.path().join("budget.json");
+    privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
+    let out = dir.path().join("pr");
+    let e = linearize(
+        &ar,
+        BudgetSource::Allocation(&bpath),
+        &quick("gradproj"),
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("layer9.nope"), "{e:#}");
+    let e = linearize(
+        &ar,
+        BudgetSource::Total("5%".parse().unwrap()),
+        &quick("gradprojx"),
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("unknown linearization method `gradprojx`"),
+        "{e:#}"
+    );
+    let e = linearize(
+        &ar,
+        BudgetSource::Total("5%".parse().unwrap()),
+        &quick("gradproj"),
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("budget.json"), "{e:#}");
+    let e = linearize(
+        &ar,
+        BudgetSource::Total("0".parse().unwrap()),
+        &quick("taylor"),
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("budget of 0 is refused"), "{e:#}");
+    let e = finetune(
+        &ar,
+        None,
+        &FinetuneConfig::default(),
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("has no masks"), "{e:#}");
+    // A mask file that does not fit the model names the site.
+    let mut set = MaskSet::all_kept(m.sites().len());
+    set.set(
+        1,
+        privlin::nn::SiteMask::Tensor(Tensor::ones([3, 3], (Kind::Float, Device::Cpu))),
+    );
+    let p = dir.path().join("bad.safetensors");
+    set.save(m.sites(), &p).unwrap();
+    let e = MaskSet::load(m.sites(), &p, Device::Cpu).unwrap_err();
+    assert!(format!("{e:#}").contains(&m.sites()[1].name), "{e:#}");
+}
+
+#[test]
+fn channel_masks_round_budgets_down_to_whole_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let alloc = allocation(&m, "20%");
+    let bpath = dir.path().join("budget.json");
+    privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
+    let mut cfg = quick("gradproj");
+    cfg.granularity = Granularity::Channel;
+    let out = dir.path().join("pr");
+    let r = linearize(
+        &ar,
+        BudgetSource::Allocation(&bpath),
+        &cfg,
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    for ((s, b), site) in r.sites.iter().zip(&alloc.sites).zip(m.sites()) {
+        let plane = site.shape[1] * site.shape[2];
+        assert_eq!(s.kept % plane, 0, "{}", s.name);
+        assert_eq!(s.kept, b.budget / plane * plane, "{}", s.name);
+    }
+    // The export expands channel masks to full site shapes.
+    let masks = mask_file(&out);
+    for site in m.sites() {
+        assert_eq!(masks[&site.name].size(), site.shape.to_vec());
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The linearization comparison of docs/results.md on ../shared/data/cifar10 (narrow ResNet-18):
+# five methods at three budgets, then the ablations at the lowest budget(s). Reuses a finished
+# all-ReLU model in runs/c10-lin/ar (e.g. a link to runs/cifar10-narrow-r18/ar from
+# `./privlin train --config configs/cifar10-narrow-resnet18.toml`) and every finished point.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cfg=configs/cifar10-linearize.toml
+bin=./target/release/privlin
+[ -x "$bin" ] || ./privlin --help > /dev/null
+"$bin" sweep "$cfg" --budgets 1%,3%,10% --presets uniform,privshap,senet,relupruner,snl
+# Ablations: ReLUPruner first- vs second-order, with vs without layer importance (Table 4);
+# gradient projection with the paper's instantaneous ranking vs the accumulated default.
+"$bin" sweep "$cfg" --budgets 1% --presets relupruner --tag relupruner-first-order \
+    --set linearize.taylor.second_order=false
+"$bin" sweep "$cfg" --budgets 1% --presets relupruner --tag relupruner-no-layer-importance \
+    --set linearize.taylor.layer_importance=false
+"$bin" sweep "$cfg" --budgets 1%,3% --presets privshap --tag privshap-instantaneous \
+    --set 'linearize.gradproj.ranking="instantaneous"'
+"$bin" sweep "$cfg" --budgets 1% --collect-only
