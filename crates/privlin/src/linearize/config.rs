@@ -55,6 +55,10 @@ pub struct TaylorConfig {
     pub second_order: bool,
     /// Multiply by the layer importance (eq. 9).
     pub layer_importance: bool,
+    /// How unit scores are normalized before the global ranking: `none` (the plain product of
+    /// eqs. 8 and 9) or `layer-mean` (each site's unit scores divided by their mean, so that the
+    /// layer importance sets each site's level and the unit score the order within it).
+    pub normalize: String,
     /// Batches in the sliding window of negative-activation maps.
     pub window: usize,
     /// EMA momentum of the importance scores (the paper's lambda = 0.9).
@@ -74,6 +78,7 @@ impl Default for TaylorConfig {
         TaylorConfig {
             second_order: true,
             layer_importance: true,
+            normalize: "none".into(),
             window: 10,
             ema: 0.9,
             warmup: 0.1,
@@ -194,6 +199,11 @@ impl LinearizeConfig {
             "linearize.gradproj.ema must be in [0, 1)"
         );
         let t = &self.taylor;
+        ensure!(
+            matches!(t.normalize.as_str(), "none" | "layer-mean"),
+            "linearize.taylor.normalize must be `none` or `layer-mean`, got `{}`",
+            t.normalize
+        );
         ensure!(
             (0.0..1.0).contains(&t.ema),
             "linearize.taylor.ema must be in [0, 1)"

@@ -15,8 +15,10 @@
 //! - layer importance (eq. 9): `mean_b ||dL/da_b||_2 * sqrt(mean_b ||dL/da_b||^2 + eps)`, also
 //!   smoothed by the EMA.
 //!
-//! `I_global = I_unit * I_layer` ranks the units of all sites together. The keep ratio stays at 1
-//! for the warm-up, then falls to the target by `decay_end` of the steps along a cubic schedule
+//! `I_global = I_unit * I_layer` ranks the units of all sites together ("ranked by their
+//! normalized importance scores": `normalize = "layer-mean"` divides each site's unit scores by
+//! their mean first; `none`, the default, ranks the plain product; docs/results.md compares
+//! them). The keep ratio stays at 1 for the warm-up, then falls to the target by `decay_end` of the steps along a cubic schedule
 //! (fast early, slow near the target); masks are regenerated every `update_every` batches, and
 //! `slow_factor` times less often once the ratio has reached the target.
 
@@ -177,10 +179,15 @@ impl ProgressiveTaylor {
             .zip(&self.layer)
             .map(|(u, &l)| {
                 u.as_ref().map(|u| {
+                    let u = if self.cfg.normalize == "layer-mean" {
+                        u / (u.mean(Kind::Float) + 1e-30)
+                    } else {
+                        u.shallow_clone()
+                    };
                     if self.cfg.layer_importance {
                         u * l
                     } else {
-                        u.shallow_clone()
+                        u
                     }
                 })
             })
