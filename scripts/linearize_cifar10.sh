@@ -9,12 +9,16 @@ cfg=configs/cifar10-linearize.toml
 bin=./target/release/privlin
 [ -x "$bin" ] || ./privlin --help > /dev/null
 "$bin" sweep "$cfg" --budgets 1%,3%,10% --presets uniform,privshap,senet,relupruner,snl
-# Ablations: ReLUPruner first- vs second-order, with vs without layer importance (Table 4);
+# Ablations: ReLUPruner first- vs second-order, with vs without layer importance (Table 4),
+# measured with unnormalized unit scores (the default before the normalization comparison below);
 # gradient projection with the paper's instantaneous ranking vs the accumulated default.
 "$bin" sweep "$cfg" --budgets 1% --presets relupruner --tag relupruner-first-order \
-    --set linearize.taylor.second_order=false
+    --set linearize.taylor.second_order=false --set 'linearize.taylor.normalize="none"'
 "$bin" sweep "$cfg" --budgets 1% --presets relupruner --tag relupruner-no-layer-importance \
-    --set linearize.taylor.layer_importance=false
+    --set linearize.taylor.layer_importance=false --set 'linearize.taylor.normalize="none"'
 "$bin" sweep "$cfg" --budgets 1%,3% --presets privshap --tag privshap-instantaneous \
     --set 'linearize.gradproj.ranking="instantaneous"'
+# ReLUPruner's global ranking of the plain product of eqs. 8 and 9 (unnormalized unit scores).
+"$bin" sweep "$cfg" --budgets 1%,3%,10% --presets relupruner --tag relupruner-unnormalized \
+    --set 'linearize.taylor.normalize="none"'
 "$bin" sweep "$cfg" --budgets 1% --collect-only

@@ -16,8 +16,8 @@
 //!   smoothed by the EMA.
 //!
 //! `I_global = I_unit * I_layer` ranks the units of all sites together ("ranked by their
-//! normalized importance scores": `normalize = "layer-mean"` divides each site's unit scores by
-//! their mean first; `none`, the default, ranks the plain product; docs/results.md compares
+//! normalized importance scores": `normalize = "layer-mean"`, the default, divides each site's
+//! unit scores by their mean first; `none` ranks the plain product; docs/results.md compares
 //! them). The keep ratio stays at 1 for the warm-up, then falls to the target by `decay_end` of the steps along a cubic schedule
 //! (fast early, slow near the target); masks are regenerated every `update_every` batches, and
 //! `slow_factor` times less often once the ratio has reached the target.
