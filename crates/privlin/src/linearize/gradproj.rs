@@ -12,13 +12,13 @@
 
 use super::config::{DistillConfig, GradProjConfig};
 use super::teacher::{distill_loss, Teacher};
-use super::{mask_set, topk_mask, MaskLearner, Targets};
+use super::{live_set, mask_set, topk_mask, trainable_ones, MaskLearner, Targets};
 use crate::data::Batch;
-use crate::nn::{Granularity, MaskSet, Model, SiteMask};
+use crate::nn::{Granularity, MaskSet, Model};
 use crate::train::Objective;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 pub struct GradProj {
     teacher: Teacher,
@@ -47,28 +47,12 @@ impl GradProj {
             bail!("gradient projection needs per-site budgets (a budget.json)");
         }
         let k = targets.entries(model, granularity);
-        let dev = model.device();
-        let masks: Vec<Option<Tensor>> = model
-            .sites()
-            .iter()
-            .zip(&k)
-            .map(|(s, k)| {
-                k.map(|_| {
-                    Tensor::ones(granularity.mask_shape(s.shape), (Kind::Float, dev))
-                        .set_requires_grad(true)
-                })
-            })
-            .collect();
+        let masks = trainable_ones(model, &k, granularity);
         let score = masks
             .iter()
             .map(|m| m.as_ref().map(Tensor::zeros_like))
             .collect();
-        let mut set = MaskSet::all_kept(masks.len());
-        for (i, m) in masks.iter().enumerate() {
-            if let Some(m) = m {
-                set.set(i, SiteMask::Tensor(m.shallow_clone()));
-            }
-        }
+        let set = live_set(&masks);
         Ok(GradProj {
             teacher,
             distill,

@@ -165,3 +165,60 @@ pub fn mask_set(masks: &[Option<Tensor>]) -> MaskSet {
     }
     set
 }
+
+/// Trainable masks: a tensor of ones at `granularity` (requiring gradients) for every site with a
+/// budget, `None` for the others.
+pub fn trainable_ones(
+    model: &Model,
+    budgets: &[Option<i64>],
+    granularity: crate::nn::Granularity,
+) -> Vec<Option<Tensor>> {
+    let dev = model.device();
+    model
+        .sites()
+        .iter()
+        .zip(budgets)
+        .map(|(s, b)| {
+            b.map(|_| {
+                Tensor::ones(granularity.mask_shape(s.shape), (Kind::Float, dev))
+                    .set_requires_grad(true)
+            })
+        })
+        .collect()
+}
+
+/// A mask set that shares `masks`' tensors (so the forward pass sees their updates and their
+/// gradients), `Keep` elsewhere.
+pub fn live_set(masks: &[Option<Tensor>]) -> MaskSet {
+    let mut set = MaskSet::all_kept(masks.len());
+    for (i, m) in masks.iter().enumerate() {
+        if let Some(m) = m {
+            set.set(i, crate::nn::SiteMask::Tensor(m.shallow_clone()));
+        }
+    }
+    set
+}
+
+/// Per-site tensors as named state entries `prefix.i` (detached copies).
+pub fn named_state(prefix: &str, tensors: &[Option<Tensor>]) -> Vec<(String, Tensor)> {
+    tensors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            t.as_ref()
+                .map(|t| (format!("{prefix}.{i}"), t.detach().copy()))
+        })
+        .collect()
+}
+
+/// The entries of `state` under `prefix.`, with the prefix removed (an optimizer's saved state).
+pub fn strip_prefix(
+    state: &std::collections::HashMap<String, Tensor>,
+    prefix: &str,
+) -> std::collections::HashMap<String, Tensor> {
+    let p = format!("{prefix}.");
+    state
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix(&p).map(|n| (n.to_string(), v.copy())))
+        .collect()
+}

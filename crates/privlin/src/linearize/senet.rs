@@ -10,7 +10,7 @@
 
 use super::config::{DistillConfig, LinearizeConfig, SenetConfig};
 use super::teacher::{distill_loss, Teacher};
-use super::{mask_set, topk_mask, MaskLearner, Targets};
+use super::{mask_set, named_state, strip_prefix, topk_mask, MaskLearner, Targets};
 use crate::data::Batch;
 use crate::nn::{Granularity, MaskSet, Model, SiteMask};
 use crate::train::optim::Optimizer;
@@ -123,15 +123,7 @@ impl Objective for SenetMasks {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self
-            .scores
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_ref()
-                    .map(|s| (format!("score.{i}"), s.detach().copy()))
-            })
-            .collect();
+        let mut out = named_state("score", &self.scores);
         if let Some(opt) = &self.opt {
             out.extend(
                 opt.state()
@@ -163,10 +155,7 @@ impl Objective for SenetMasks {
             self.scores[i] = Some(s);
         }
         let mut opt = Optimizer::new(LinearizeConfig::mask_optimizer(self.cfg.mask_lr), params);
-        let o: HashMap<String, Tensor> = state
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("opt.").map(|n| (n.to_string(), v.copy())))
-            .collect();
+        let o = strip_prefix(state, "opt");
         opt.load_state(&o)?;
         self.opt = Some(opt);
         Ok(())

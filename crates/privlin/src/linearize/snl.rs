@@ -11,9 +11,12 @@
 
 use super::config::{DistillConfig, LinearizeConfig, SnlConfig};
 use super::teacher::{distill_loss, Teacher};
-use super::{global_topk, mask_set, MaskLearner, Targets};
+use super::{
+    global_topk, live_set, mask_set, named_state, strip_prefix, trainable_ones, MaskLearner,
+    Targets,
+};
 use crate::data::Batch;
-use crate::nn::{Granularity, MaskSet, Model, SiteMask};
+use crate::nn::{Granularity, MaskSet, Model};
 use crate::train::optim::Optimizer;
 use crate::train::Objective;
 use anyhow::{Context, Result};
@@ -46,18 +49,7 @@ impl Snl {
         distill: DistillConfig,
         cfg: SnlConfig,
     ) -> Self {
-        let dev = model.device();
-        let alpha: Vec<Option<Tensor>> = model
-            .sites()
-            .iter()
-            .zip(&targets.site)
-            .map(|(s, t)| {
-                t.map(|_| {
-                    Tensor::ones(granularity.mask_shape(s.shape), (Kind::Float, dev))
-                        .set_requires_grad(true)
-                })
-            })
-            .collect();
+        let alpha = trainable_ones(model, &targets.site, granularity);
         let params = alpha
             .iter()
             .enumerate()
@@ -67,12 +59,7 @@ impl Snl {
             })
             .collect();
         let opt = Optimizer::new(LinearizeConfig::mask_optimizer(cfg.mask_lr), params);
-        let mut set = MaskSet::all_kept(alpha.len());
-        for (i, a) in alpha.iter().enumerate() {
-            if let Some(a) = a {
-                set.set(i, SiteMask::Tensor(a.shallow_clone()));
-            }
-        }
+        let set = live_set(&alpha);
         Snl {
             teacher,
             distill,
@@ -166,15 +153,7 @@ impl Objective for Snl {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self
-            .alpha
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| {
-                a.as_ref()
-                    .map(|a| (format!("alpha.{i}"), a.detach().copy()))
-            })
-            .collect();
+        let mut out = named_state("alpha", &self.alpha);
         out.extend(
             self.opt
                 .state()
@@ -204,10 +183,7 @@ impl Objective for Snl {
             }
             Ok(())
         })?;
-        let opt: HashMap<String, Tensor> = state
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("opt.").map(|n| (n.to_string(), v.copy())))
-            .collect();
+        let opt = strip_prefix(state, "opt");
         self.opt.load_state(&opt)?;
         let meta = |k: &str| state.get(k).with_context(|| format!("no `{k}`"));
         self.lambda = meta("meta.lambda")?.double_value(&[]);
