@@ -354,7 +354,11 @@ pub fn finetune(
         );
     }
     let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
-    let ar_acc = evaluate(&teacher, &test, None).accuracy;
+    // The linearize stage measured the teacher on the same test set already.
+    let ar_acc = match &prev {
+        Some(r) if r.teacher == teacher_dir.display().to_string() => r.test_acc_ar,
+        _ => evaluate(&teacher, &test, None).accuracy,
+    };
     let start_acc = evaluate(&model, &test, Some(&masks)).accuracy;
     let mut objective = Finetune::new(Teacher::new(teacher), masks.clone(), cfg.clone());
     tch::manual_seed(cfg.train.seed as i64);
