@@ -10,6 +10,29 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plot: {e:?}")
 }
 
+/// Draw `labels` rotated, hanging down from the backend points `at` (one per label) below the
+/// x axis (the mesh's own rotated labels are centred on the axis line).
+fn hang_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    labels: &[String],
+    at: impl Iterator<Item = (i32, i32)>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let style = TextStyle::from(
+        ("sans-serif", 11)
+            .into_font()
+            .transform(FontTransform::Rotate90),
+    )
+    .pos(Pos::new(HPos::Left, VPos::Center));
+    for (label, (x, y)) in labels.iter().zip(at) {
+        root.draw(&Text::new(label.clone(), (x, y + 6), style.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// One series of bars over the chart's labels.
 pub struct BarSeries<'a> {
     pub values: &'a [f64],
@@ -109,20 +132,12 @@ pub fn bar_chart(
                     .map_err(err)?;
             }
         }
-        // Site names hang down from the axis, rotated (the mesh's own rotated labels are centred
-        // on the axis line).
-        let label_style = TextStyle::from(
-            ("sans-serif", 11)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
-        .pos(Pos::new(HPos::Left, VPos::Center));
         let y0 = lo - if lo < 0.0 { pad } else { 0.0 };
-        for (i, label) in labels.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(i), y0));
-            root.draw(&Text::new(label.clone(), (x, y + 6), label_style.clone()))
-                .map_err(err)?;
-        }
+        hang_labels(
+            &root,
+            labels,
+            (0..labels.len()).map(|i| chart.backend_coord(&(SegmentValue::CenterOf(i), y0))),
+        )?;
         if series.iter().any(|s| s.label.is_some()) {
             chart
                 .configure_series_labels()
@@ -322,17 +337,11 @@ pub fn lines_over_labels(
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(err)?;
         }
-        let label_style = TextStyle::from(
-            ("sans-serif", 11)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
-        .pos(Pos::new(HPos::Left, VPos::Center));
-        for (i, label) in labels.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(i as f64, 0.0));
-            root.draw(&Text::new(label.clone(), (x, y + 6), label_style.clone()))
-                .map_err(err)?;
-        }
+        hang_labels(
+            &root,
+            labels,
+            (0..labels.len()).map(|i| chart.backend_coord(&(i as f64, 0.0))),
+        )?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)

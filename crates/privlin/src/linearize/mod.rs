@@ -222,3 +222,12 @@ pub fn strip_prefix(
         .filter_map(|(k, v)| k.strip_prefix(&p).map(|n| (n.to_string(), v.copy())))
         .collect()
 }
+
+/// ReLUs per mask entry of every site at `granularity` (1 for pixel masks).
+pub fn entry_sizes(model: &Model, granularity: crate::nn::Granularity) -> Vec<i64> {
+    model
+        .sites()
+        .iter()
+        .map(|s| granularity.entry_size(s.shape))
+        .collect()
+}

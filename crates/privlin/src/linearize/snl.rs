@@ -12,8 +12,8 @@
 use super::config::{DistillConfig, LinearizeConfig, SnlConfig};
 use super::teacher::{distill_loss, Teacher};
 use super::{
-    global_topk, live_set, mask_set, named_state, strip_prefix, trainable_ones, MaskLearner,
-    Targets,
+    entry_sizes, global_topk, live_set, mask_set, named_state, strip_prefix, trainable_ones,
+    MaskLearner, Targets,
 };
 use crate::data::Batch;
 use crate::nn::{Granularity, MaskSet, Model};
@@ -64,11 +64,7 @@ impl Snl {
             teacher,
             distill,
             target: targets.total,
-            entry_size: model
-                .sites()
-                .iter()
-                .map(|s| granularity.entry_size(s.shape))
-                .collect(),
+            entry_size: entry_sizes(model, granularity),
             lambda: cfg.lambda,
             cfg,
             alpha,

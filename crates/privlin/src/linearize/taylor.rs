@@ -24,7 +24,7 @@
 
 use super::config::{DistillConfig, TaylorConfig};
 use super::teacher::{distill_loss, Teacher};
-use super::{global_topk, mask_set, MaskLearner, Targets};
+use super::{entry_sizes, global_topk, mask_set, MaskLearner, Targets};
 use crate::data::Batch;
 use crate::importance::taylor_layer::EPS;
 use crate::nn::{Granularity, MaskSet, Model};
@@ -79,11 +79,7 @@ impl ProgressiveTaylor {
             total_steps: total_steps.max(1),
             target: targets.total,
             capacity: model.relu_count(),
-            entry_size: model
-                .sites()
-                .iter()
-                .map(|s| granularity.entry_size(s.shape))
-                .collect(),
+            entry_size: entry_sizes(model, granularity),
             ranked,
             unit: (0..n).map(|_| None).collect(),
             layer: vec![0.0; n],
