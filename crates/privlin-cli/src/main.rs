@@ -6,6 +6,7 @@ mod eval;
 mod importance;
 mod info;
 mod linearize;
+mod pi;
 mod pipeline;
 mod sweep;
 mod train;
@@ -52,6 +53,12 @@ enum Command {
     Report(linearize::ReportArgs),
     /// Benchmarks that compare against the PyTorch twin in the same run.
     Bench(bench::BenchArgs),
+    /// Two-party private inference (privlin-mpc): export, serve, client, bench.
+    #[command(subcommand)]
+    Pi(pi::PiCommand),
+    /// Predicted private-inference cost per layer: active ReLUs, MACs, bytes, latency per network
+    /// profile (with this machine's measured speeds), and the papers' 0.021 s per 1,000 ReLUs.
+    Cost(pi::CostArgs),
 }
 
 fn main() {
@@ -73,6 +80,8 @@ fn main() {
         Command::Sweep(a) => sweep::run(a),
         Command::Report(a) => linearize::run_report(a),
         Command::Bench(a) => bench::run(a),
+        Command::Pi(c) => pi::run(c),
+        Command::Cost(a) => pi::cost_cmd(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

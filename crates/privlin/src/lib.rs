@@ -12,5 +12,6 @@ pub mod info;
 pub mod io;
 pub mod linearize;
 pub mod nn;
+pub mod pi;
 pub mod plot;
 pub mod train;

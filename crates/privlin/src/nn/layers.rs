@@ -15,6 +15,8 @@ pub struct Conv {
     inner: nn::Conv2D,
     cin: i64,
     k: i64,
+    stride: i64,
+    padding: i64,
 }
 
 impl Conv {
@@ -31,7 +33,14 @@ impl Conv {
             inner: nn::conv2d(p, cin, cout, k, cfg),
             cin,
             k,
+            stride,
+            padding,
         }
+    }
+
+    /// Module path, stride and padding (for exports).
+    pub fn describe(&self) -> (&str, i64, i64) {
+        (&self.name, self.stride, self.padding)
     }
 
     pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
@@ -47,6 +56,7 @@ impl Conv {
 
 #[derive(Debug)]
 pub struct BatchNorm {
+    pub name: String,
     inner: nn::BatchNorm,
 }
 
@@ -54,6 +64,7 @@ impl BatchNorm {
     /// BatchNorm2d with PyTorch's defaults (eps 1e-5, momentum 0.1).
     pub fn new(p: nn::Path, c: i64) -> Self {
         BatchNorm {
+            name: path_name(&p),
             inner: nn::batch_norm2d(p, c, Default::default()),
         }
     }
@@ -79,6 +90,11 @@ impl Linear {
             cin,
             cout,
         }
+    }
+
+    /// Module path, inputs and outputs.
+    pub fn describe(&self) -> (&str, i64, i64) {
+        (&self.name, self.cin, self.cout)
     }
 
     pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
@@ -108,6 +124,18 @@ impl ConvBn {
     pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
         let y = self.conv.forward(x, f);
         self.bn.forward(&y, f)
+    }
+
+    /// This unit as a node of an exported graph.
+    pub fn node(&self, input: usize) -> super::GraphNode {
+        let (name, stride, padding) = self.conv.describe();
+        super::GraphNode::ConvBn {
+            input,
+            conv: name.to_string(),
+            bn: self.bn.name.clone(),
+            stride,
+            padding,
+        }
     }
 }
 

@@ -50,4 +50,36 @@ pub trait Net: std::fmt::Debug + Send {
     fn segments(&self) -> usize;
     /// Run segment `i` on `s` in place.
     fn segment(&self, i: usize, s: &mut State, f: &mut Forward);
+    /// The network as a graph of weight layers, additions, pooling and sites (in site order), for
+    /// export to private inference; `None` where an architecture has no exporter yet.
+    fn graph(&self) -> Option<Vec<GraphNode>> {
+        None
+    }
+}
+
+/// A node of an exported graph. Value `0` is the input, node `i` produces value `i + 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphNode {
+    /// Convolution (no bias) followed by batch norm, both named by module path.
+    ConvBn {
+        input: usize,
+        conv: String,
+        bn: String,
+        stride: i64,
+        padding: i64,
+    },
+    Linear {
+        input: usize,
+        name: String,
+    },
+    GlobalAvgPool {
+        input: usize,
+    },
+    Add {
+        inputs: [usize; 2],
+    },
+    Site {
+        input: usize,
+        name: String,
+    },
 }

@@ -158,6 +158,11 @@ impl Model {
         });
     }
 
+    /// The network as an export graph (`None` for architectures without an exporter).
+    pub fn graph(&self) -> Option<Vec<super::GraphNode>> {
+        self.net.graph()
+    }
+
     /// Parameters and buffers by name, sorted.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();

@@ -8,7 +8,7 @@ use super::forward::Forward;
 use super::layers::{global_avg_pool, path_name, ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
-use super::{Net, State};
+use super::{GraphNode, Net, State};
 use tch::nn::Path;
 use tch::Tensor;
 
@@ -171,7 +171,76 @@ impl ResNet {
     }
 }
 
+impl Block {
+    /// Appends the block's nodes reading value `x`; returns the block's output value.
+    fn graph(&self, g: &mut Vec<GraphNode>, x: usize) -> usize {
+        let push = |g: &mut Vec<GraphNode>, n: GraphNode| {
+            g.push(n);
+            g.len()
+        };
+        let (convs, down, sites): (Vec<&ConvBn>, _, _) = match self {
+            Block::Basic {
+                c1,
+                c2,
+                down,
+                sites,
+            } => (vec![c1, c2], down, sites),
+            Block::Bottleneck {
+                c1,
+                c2,
+                c3,
+                down,
+                sites,
+            } => (vec![c1, c2, c3], down, sites),
+        };
+        let mut h = x;
+        for (k, c) in convs.iter().enumerate() {
+            h = push(g, c.node(h));
+            if k + 1 < convs.len() {
+                h = push(
+                    g,
+                    GraphNode::Site {
+                        input: h,
+                        name: sites[k].clone(),
+                    },
+                );
+            }
+        }
+        let sc = match down {
+            Some(d) => push(g, d.node(x)),
+            None => x,
+        };
+        let s = push(g, GraphNode::Add { inputs: [h, sc] });
+        push(
+            g,
+            GraphNode::Site {
+                input: s,
+                name: sites.last().unwrap().clone(),
+            },
+        )
+    }
+}
+
 impl Net for ResNet {
+    fn graph(&self) -> Option<Vec<GraphNode>> {
+        let mut g = vec![self.stem.node(0)];
+        g.push(GraphNode::Site {
+            input: 1,
+            name: "act1".into(),
+        });
+        let mut x = g.len();
+        for b in &self.blocks {
+            x = b.graph(&mut g, x);
+        }
+        g.push(GraphNode::GlobalAvgPool { input: x });
+        let (name, _, _) = self.fc.describe();
+        g.push(GraphNode::Linear {
+            input: g.len(),
+            name: name.to_string(),
+        });
+        Some(g)
+    }
+
     fn segments(&self) -> usize {
         self.plan.len() + 2
     }

@@ -1,0 +1,672 @@
+//! `privlin pi export|serve|client|bench` and `privlin cost`: two-party private inference of a
+//! partial-ReLU model (privlin-mpc), measured.
+
+use crate::common::runtime;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use privlin::data::{DataConfig, Normalization};
+use privlin::pi;
+use privlin_mpc::bench;
+use privlin_mpc::cost::{self, Calibration};
+use privlin_mpc::model::Arch;
+use privlin_mpc::net::tcp::TcpTransport;
+use privlin_mpc::net::{Channel, Meter, Profile};
+use privlin_mpc::protocol::{Client, Server};
+use privlin_mpc::synthetic::{self, Spec};
+use privlin_mpc::{ModelFile, QuantModel, Ring};
+use rand::SeedableRng;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum PiCommand {
+    /// Export a checkpoint (with its masks) to the private-inference format (model.json +
+    /// weights.safetensors, batch norm folded, active positions per site).
+    Export(ExportArgs),
+    /// Serve private inference of an exported model over TCP (the server holds the model).
+    Serve(ServeArgs),
+    /// Private inference of images against a server (the client holds the images).
+    Client(ClientArgs),
+    /// Per-ReLU and whole-model measurements, checked against the cost model.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RingArgs {
+    /// Ring bits l (32..=64).
+    #[arg(long, default_value_t = 64)]
+    ring_bits: u32,
+    /// Fractional bits f.
+    #[arg(long, default_value_t = 10)]
+    frac: u32,
+    /// Low bits of each share entering a ReLU circuit (w).
+    #[arg(long, default_value_t = 32)]
+    gc_bits: u32,
+}
+
+impl RingArgs {
+    fn ring(&self) -> Result<Ring> {
+        Ok(Ring::new(self.ring_bits, self.frac, self.gc_bits)?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Checkpoint directory (a partial-ReLU checkpoint is exported with its own masks).
+    #[arg(long)]
+    ckpt: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Exported model directory.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: String,
+    #[command(flatten)]
+    ring: RingArgs,
+    /// Network profile the in-process shaper imposes on this side's messages (lan, wan-fast, wan).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Serve this many client sessions, then exit.
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// Seconds a silent peer is waited for.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    connect: String,
+    /// Image folder data set (its test split is used); default: random inputs.
+    #[arg(long)]
+    data: Option<String>,
+    /// Images to classify.
+    #[arg(long, default_value_t = 1)]
+    images: usize,
+    #[arg(long)]
+    profile: Option<String>,
+    /// Also run the float checkpoint on each image and report whether the classes agree.
+    #[arg(long)]
+    check: Option<PathBuf>,
+    /// Write the per-image results and traffic as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Exported model directory (default: a synthetic residual CNN, see --width).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Width of the synthetic model's stem (32x32 inputs, 2 residual blocks).
+    #[arg(long, default_value_t = 16)]
+    width: usize,
+    /// Fraction of active positions of the synthetic model.
+    #[arg(long, default_value_t = 0.1)]
+    keep: f64,
+    #[command(flatten)]
+    ring: RingArgs,
+    /// ReLU circuits in the per-ReLU measurement.
+    #[arg(long, default_value_t = 20000)]
+    relus: usize,
+    /// Network profiles for the whole-model runs (none = unshaped).
+    #[arg(long, value_delimiter = ',', default_value = "none,lan,wan-fast,wan")]
+    profiles: Vec<String>,
+    /// Write the measurements as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CostArgs {
+    /// Exported model directory, or a checkpoint (exported on the fly with its masks).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    ring: RingArgs,
+    /// Skip measuring this machine's speeds; print bytes and rounds only.
+    #[arg(long)]
+    no_calibrate: bool,
+}
+
+pub fn run(cmd: PiCommand) -> Result<()> {
+    match cmd {
+        PiCommand::Export(a) => export(a),
+        PiCommand::Serve(a) => serve(a),
+        PiCommand::Client(a) => client(a),
+        PiCommand::Bench(a) => bench_cmd(a),
+    }
+}
+
+fn export(a: ExportArgs) -> Result<()> {
+    let device = runtime("cpu", 0)?;
+    let (model, spec, masks) = privlin::linearize::run::load_with_masks(&a.ckpt, device)?;
+    let file = pi::export(
+        &model,
+        masks.as_ref(),
+        &spec.normalization,
+        &a.ckpt.display().to_string(),
+    )?;
+    file.save(&a.out)?;
+    println!(
+        "exported {} to {}: {} ops, {} active ReLUs of {} positions",
+        a.ckpt.display(),
+        a.out.display(),
+        file.arch.ops().len(),
+        file.arch.active_total(),
+        model.sites().iter().map(|s| s.count()).sum::<i64>()
+    );
+    Ok(())
+}
+
+/// An exported directory, or a checkpoint exported in memory.
+fn load_export(path: &Path) -> Result<ModelFile> {
+    if path.join(privlin_mpc::model::MODEL_JSON).is_file() {
+        return Ok(ModelFile::load(path)?);
+    }
+    let (model, spec, masks) = privlin::linearize::run::load_with_masks(path, tch::Device::Cpu)
+        .with_context(|| {
+            format!(
+                "{} is neither an export (model.json) nor a checkpoint",
+                path.display()
+            )
+        })?;
+    pi::export(
+        &model,
+        masks.as_ref(),
+        &spec.normalization,
+        &path.display().to_string(),
+    )
+}
+
+fn profile(name: &Option<String>) -> Result<Option<Profile>> {
+    match name.as_deref() {
+        None | Some("none") => Ok(None),
+        Some(n) => Profile::by_name(n)
+            .map(Some)
+            .with_context(|| format!("unknown network profile `{n}` (none, lan, wan-fast, wan)")),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let file = load_export(&a.model)?;
+    let model = QuantModel::new(&file, a.ring.ring()?)?;
+    let prof = profile(&a.profile)?;
+    let listener = TcpListener::bind(&a.listen).with_context(|| format!("binding {}", a.listen))?;
+    eprintln!(
+        "serving {} ({} active ReLUs, ring l={} f={} w={}) on {}; network: {}",
+        a.model.display(),
+        model.arch.active_total(),
+        model.ring.bits,
+        model.ring.frac,
+        model.ring.gc_bits,
+        a.listen,
+        prof.as_ref()
+            .map(|p| p.describe())
+            .unwrap_or_else(|| "unshaped TCP".into())
+    );
+    for _ in 0..a.sessions {
+        let (stream, peer) = listener.accept()?;
+        let t = TcpTransport::new(stream, Duration::from_secs(a.timeout))?;
+        let ch = Channel::new(Box::new(t)).with_profile(prof.clone());
+        let res = Server::start(model.clone(), ch, None).and_then(|mut s| s.serve());
+        match res {
+            Ok(n) => eprintln!("{peer}: {n} inferences served"),
+            Err(e) => eprintln!("{peer}: session failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn inputs(arch: &Arch, data: &Option<String>, n: usize) -> Result<Vec<(Option<i64>, Vec<u8>)>> {
+    let [c, h, w] = arch.json.input_shape;
+    match data {
+        None => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            Ok((0..n)
+                .map(|_| {
+                    let px: Vec<u8> = (0..c * h * w).map(|_| rand::Rng::gen(&mut rng)).collect();
+                    (None, px)
+                })
+                .collect())
+        }
+        Some(src) => {
+            let classes = arch.json.classes;
+            let cfg = DataConfig {
+                source: src.clone(),
+                train_per_class: Some(1),
+                test_per_class: Some(n.div_ceil(classes)),
+                holdout: 0.0,
+                size: Some(h as u32),
+                ..Default::default()
+            };
+            let splits = cfg.load().with_context(|| format!("loading `{src}`"))?;
+            let t = &splits.test;
+            // Interleave classes so that the first n images cover them.
+            let mut order: Vec<usize> = (0..t.len()).collect();
+            order.sort_by_key(|&i| (order_key(&t.labels, i), t.labels[i]));
+            Ok(order
+                .into_iter()
+                .take(n)
+                .map(|i| (Some(t.labels[i]), t.image(i).to_vec()))
+                .collect())
+        }
+    }
+}
+
+/// Rank of image `i` among the images of its class.
+fn order_key(labels: &[i64], i: usize) -> usize {
+    labels[..i].iter().filter(|&&l| l == labels[i]).count()
+}
+
+fn print_traffic(m: &Meter, active: usize) {
+    println!(
+        "{:<28} {:>14} {:>14} {:>6} {:>8} {:>9}",
+        "label", "sent B", "received B", "msgs", "flights", "seconds"
+    );
+    for e in m.entries() {
+        println!(
+            "{:<28} {:>14} {:>14} {:>6} {:>8} {:>9.4}",
+            e.label, e.bytes_sent, e.bytes_received, e.messages, e.flights, e.seconds
+        );
+    }
+    for phase in ["offline/", "online/"] {
+        let t = m.total(phase);
+        let sites: u64 = m
+            .entries()
+            .iter()
+            .filter(|e| e.label.starts_with(phase) && e.label.contains("act"))
+            .map(|e| e.bytes())
+            .sum();
+        println!(
+            "{phase:<9} total {:>12} B ({} flights, {:.3} s); active-ReLU sites {} B = {:.1} B per active ReLU",
+            t.bytes(),
+            t.flights,
+            t.seconds,
+            sites,
+            sites as f64 / active.max(1) as f64
+        );
+    }
+}
+
+fn client(a: ClientArgs) -> Result<()> {
+    let prof = profile(&a.profile)?;
+    let stream =
+        TcpStream::connect(&a.connect).with_context(|| format!("connecting to {}", a.connect))?;
+    let t = TcpTransport::new(stream, Duration::from_secs(a.timeout))?;
+    let mut c = Client::connect(Channel::new(Box::new(t)).with_profile(prof.clone()), None)?;
+    let arch = c.arch().clone();
+    println!(
+        "connected to {}: {} ({} active ReLUs); offline linear layers: {}; network: {}",
+        a.connect,
+        arch.json.name,
+        arch.active_total(),
+        c.hello.offline,
+        prof.as_ref()
+            .map(|p| p.describe())
+            .unwrap_or_else(|| "unshaped TCP".into())
+    );
+    let norm = arch
+        .json
+        .normalize
+        .as_ref()
+        .map(|n| Normalization {
+            mean: [n.mean[0], n.mean[1], n.mean[2]],
+            std: [n.std[0], n.std[1], n.std[2]],
+        })
+        .unwrap_or(Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        });
+    let check = match &a.check {
+        Some(p) => Some(privlin::linearize::run::load_with_masks(
+            p,
+            runtime("cpu", 0)?,
+        )?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    let (mut agree, mut correct, mut labelled) = (0, 0, 0);
+    for (k, (label, px)) in inputs(&arch, &a.data, a.images)?.into_iter().enumerate() {
+        let x = pi::normalize_image(&px, &norm);
+        c.channel().meter.reset();
+        let inf = c.infer(&x)?;
+        c.channel().meter.stop_clock();
+        let float_class = check.as_ref().map(|(model, _, masks)| {
+            let [ch, h, w] = arch.json.input_shape;
+            let t = tch::Tensor::from_slice(&x).view([1, ch as i64, h as i64, w as i64]);
+            let y = tch::no_grad(|| match masks {
+                Some(m) => model.forward_masked(&t, false, m),
+                None => model.forward(&t, false),
+            });
+            y.argmax(-1, false).int64_value(&[0]) as usize
+        });
+        agree += (float_class == Some(inf.class)) as usize;
+        if let Some(l) = label {
+            labelled += 1;
+            correct += (l as usize == inf.class) as usize;
+        }
+        println!(
+            "image {k}: private class {}{}{}; offline {:.3} s, online {:.3} s",
+            inf.class,
+            label.map(|l| format!(", label {l}")).unwrap_or_default(),
+            float_class
+                .map(|f| format!(", float model {f}"))
+                .unwrap_or_default(),
+            inf.offline_s,
+            inf.online_s
+        );
+        rows.push(serde_json::json!({
+            "image": k, "label": label, "private_class": inf.class, "float_class": float_class,
+            "logits": inf.logits, "offline_s": inf.offline_s, "online_s": inf.online_s,
+            "traffic": c.channel().meter.entries(),
+        }));
+    }
+    print_traffic(&c.channel().meter, arch.active_total());
+    if check.is_some() {
+        println!(
+            "private class == float model's class on {agree}/{} images",
+            rows.len()
+        );
+    }
+    if labelled > 0 {
+        println!("private accuracy {correct}/{labelled}");
+    }
+    c.close()?;
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({ "server": a.connect, "offline_linear": "dealer", "network": prof, "images": rows });
+        privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cpu}, {} threads",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    )
+}
+
+fn pct(pred: f64, meas: f64) -> String {
+    if meas == 0.0 {
+        "-".into()
+    } else {
+        format!("{:+.1}%", (pred - meas) / meas * 100.0)
+    }
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let ring = a.ring.ring()?;
+    let file = match &a.model {
+        Some(p) => load_export(p)?,
+        None => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let spec = Spec {
+                input: [3, 32, 32],
+                width: a.width,
+                blocks: 2,
+                downsample: true,
+                classes: 10,
+                keep: a.keep,
+            };
+            synthetic::model(&mut rng, &spec)
+        }
+    };
+    let model = QuantModel::new(&file, ring)?;
+    let all = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("machine: {}", machine());
+    println!(
+        "ring: l={} f={} w={}; offline linear layers: {}",
+        ring.bits,
+        ring.frac,
+        ring.gc_bits,
+        privlin_mpc::protocol::linear::DEALER_LABEL
+    );
+    println!("\n## Per active ReLU ({} circuits)", a.relus);
+    println!(
+        "{:>8} {:>10} {:>12} {:>10} {:>10} {:>14} {:>14}",
+        "threads", "ANDs", "garble us", "eval us", "OT us", "ReLU/s (eval)", "vs DELPHI"
+    );
+    let mut micro = Vec::new();
+    for t in [1, all] {
+        let m = bench::relu_micro(&ring, a.relus, t);
+        let rate = 1e6 / m.eval_us;
+        println!(
+            "{:>8} {:>10} {:>12.2} {:>10.2} {:>10.2} {:>14.0} {:>13.1}x",
+            t,
+            m.and_gates_per_relu,
+            m.garble_us,
+            m.eval_us,
+            m.ot_us,
+            rate,
+            cost::DELPHI_EVAL_US_PER_RELU / m.eval_us
+        );
+        micro.push(m);
+        if all == 1 {
+            break;
+        }
+    }
+    // Bytes per active ReLU, from the protocol's own message sequence (equal to what the channel
+    // counts: tested).
+    let d = privlin_mpc::protocol::SiteDims::new(&ring, 1, ring.frac);
+    let online_b = 16.0 * d.w as f64 + d.l as f64 / 8.0;
+    let offline_b = 32.0 * d.ands as f64 + 32.0 * d.client_bits() as f64;
+    println!(
+        "bytes per active ReLU (asymptotic): online {online_b:.0} (DELPHI {:.0}, ratio {:.2}), offline {offline_b:.0} (DELPHI {:.0}, ratio {:.2})",
+        cost::DELPHI_ONLINE_BYTES_PER_RELU,
+        online_b / cost::DELPHI_ONLINE_BYTES_PER_RELU,
+        cost::DELPHI_OFFLINE_BYTES_PER_RELU,
+        offline_b / cost::DELPHI_OFFLINE_BYTES_PER_RELU
+    );
+
+    println!(
+        "\n## Whole model: {} ({} ops, {} active ReLUs of {} positions), one inference, in-memory channel",
+        file.arch.json.name,
+        file.arch.ops().len(),
+        file.arch.active_total(),
+        (0..file.arch.ops().len()).filter(|&i| matches!(file.arch.ops()[i], privlin_mpc::Op::Relu { .. })).map(|i| file.arch.numel(i + 1)).sum::<usize>()
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let x: Vec<f32> = (0..file.arch.numel(0))
+        .map(|_| rand::Rng::gen_range(&mut rng, -1.0..1.0))
+        .collect();
+    let enc = QuantModel::encode_input(&model.arch, &ring, &x)?;
+    let reference = privlin_mpc::plain::forward(&model, &enc);
+    println!(
+        "{:>9} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "profile",
+        "threads",
+        "offline s",
+        "pred.",
+        "online s",
+        "pred.",
+        "offline MB",
+        "online MB",
+        "off err",
+        "on err"
+    );
+    let mut whole = Vec::new();
+    for pname in &a.profiles {
+        let prof = profile(&Some(pname.clone()))?;
+        for t in if prof.is_none() && all > 1 {
+            vec![1, all]
+        } else {
+            vec![all]
+        } {
+            let cal = bench::calibrate(&ring, t);
+            let s = bench::session(&model, std::slice::from_ref(&enc), prof.clone(), t, 7)?;
+            let inf = &s.inferences[0];
+            let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, &cal);
+            let (p_off, p_on) = (
+                cost::phase_seconds(off_c, &off_t, prof.as_ref()),
+                cost::phase_seconds(on_c, &on_t, prof.as_ref()),
+            );
+            let mon = s.client.total("online/");
+            let moff = s.client.total("offline/");
+            if mon.bytes() != on_t.bytes() || moff.bytes() != off_t.bytes() {
+                bail!(
+                    "measured bytes differ from the cost model: online {} vs {}, offline {} vs {}",
+                    mon.bytes(),
+                    on_t.bytes(),
+                    moff.bytes(),
+                    off_t.bytes()
+                );
+            }
+            let agree = privlin_mpc::plain::decode_logits(&model, &reference.logits).1 == inf.class;
+            println!(
+                "{:>9} {:>8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>12.2} {:>12.2} {:>9} {:>9}",
+                pname,
+                t,
+                inf.offline_s,
+                p_off,
+                inf.online_s,
+                p_on,
+                moff.bytes() as f64 / 1e6,
+                mon.bytes() as f64 / 1e6,
+                pct(p_off, inf.offline_s),
+                pct(p_on, inf.online_s)
+            );
+            whole.push(serde_json::json!({
+                "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
+                "offline_s": inf.offline_s, "online_s": inf.online_s,
+                "predicted_offline_s": p_off, "predicted_online_s": p_on,
+                "offline_bytes": moff.bytes(), "online_bytes": mon.bytes(),
+                "offline_flights": moff.flights, "online_flights": mon.flights,
+                "class_matches_plaintext": agree, "calibration": cal,
+            }));
+        }
+    }
+    println!("bytes: the cost model's message sequence matched the channel's counts exactly in every run");
+    println!(
+        "papers' estimate for {} ReLUs at 0.021 s per 1,000: {:.3} s online",
+        file.arch.active_total(),
+        file.arch.active_total() as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
+    );
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({ "machine": machine(), "ring": ring, "offline_linear": "dealer",
+            "per_relu": micro, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b, "whole_model": whole });
+        privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Calibration for `cost`, or zeros when skipped.
+fn calibration(ring: &Ring, skip: bool) -> Calibration {
+    if skip {
+        return Calibration {
+            mac_ns: 0.0,
+            garble_and_ns: 0.0,
+            eval_and_ns: 0.0,
+            ot_ns: 0.0,
+            threads: 0,
+        };
+    }
+    bench::calibrate(
+        ring,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    )
+}
+
+pub fn cost_cmd(a: CostArgs) -> Result<()> {
+    let ring = a.ring.ring()?;
+    let file = load_export(&a.model)?;
+    let arch = &file.arch;
+    let cal = calibration(&ring, a.no_calibrate);
+    let costs = cost::layer_costs(arch, &ring, &cal);
+    println!(
+        "model: {} | ring l={} f={} w={} | offline linear layers: {}",
+        arch.json.name,
+        ring.bits,
+        ring.frac,
+        ring.gc_bits,
+        privlin_mpc::protocol::linear::DEALER_LABEL
+    );
+    if !a.no_calibrate {
+        println!(
+            "calibration on {}: {:.2} ns/MAC, {:.1} ns/AND garbled, {:.1} ns/AND evaluated, {:.1} ns/OT",
+            machine(), cal.mac_ns, cal.garble_and_ns, cal.eval_and_ns, cal.ot_ns
+        );
+    }
+    println!(
+        "{:<26} {:>6} {:>9} {:>9} {:>13} {:>13} {:>14} {:>10} {:>10}",
+        "layer",
+        "kind",
+        "positions",
+        "active",
+        "MACs",
+        "online B",
+        "offline B",
+        "online s",
+        "offline s"
+    );
+    for c in &costs {
+        println!(
+            "{:<26} {:>6} {:>9} {:>9} {:>13} {:>13} {:>14} {:>10.4} {:>10.4}",
+            c.label,
+            c.kind,
+            if c.kind == "relu" {
+                c.positions.to_string()
+            } else {
+                "".into()
+            },
+            if c.kind == "relu" {
+                c.active.to_string()
+            } else {
+                "".into()
+            },
+            c.macs,
+            c.online.bytes(),
+            c.offline.bytes(),
+            c.online_compute_s,
+            c.offline_compute_s
+        );
+    }
+    let (on, off, on_c, off_c) = cost::totals(arch, &ring, &cal);
+    let active = arch.active_total();
+    println!(
+        "total: {active} active ReLUs, {} MACs; online {} B in {} flights, offline {} B in {} flights",
+        costs.iter().map(|c| c.macs).sum::<u64>(), on.bytes(), on.flights, off.bytes(), off.flights
+    );
+    println!(
+        "{:<40} {:>12} {:>12}",
+        "predicted latency (one inference)", "online s", "offline s"
+    );
+    println!("{:<40} {:>12.3} {:>12.3}", "compute only", on_c, off_c);
+    for p in Profile::presets() {
+        println!(
+            "{:<40} {:>12.3} {:>12.3}",
+            p.describe(),
+            cost::phase_seconds(on_c, &on, Some(&p)),
+            cost::phase_seconds(off_c, &off, Some(&p))
+        );
+    }
+    println!(
+        "{:<40} {:>12.3}",
+        "papers' figure: 0.021 s per 1,000 ReLUs",
+        active as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
+    );
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! Measurements: calibration of the cost model, per-ReLU micro-benchmarks, whole-model sessions
+//! over the in-memory channel (two threads, optionally shaped).
+
+use crate::cost::Calibration;
+use crate::error::Result;
+use crate::gc::FixedKeyHash;
+use crate::linalg;
+use crate::net::{mem, Channel, Meter, Profile};
+use crate::ot::iknp;
+use crate::protocol::{relu, Client, Inference, Server, SiteDims};
+use crate::ring::Ring;
+use crate::wire::Block;
+use crate::QuantModel;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::time::Instant;
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+/// Best of `reps` timings of `f`, in seconds.
+fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Per-ReLU measurements of the circuit and OT layers (no network).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReluMicro {
+    pub threads: usize,
+    pub relus: usize,
+    pub and_gates_per_relu: usize,
+    pub garble_us: f64,
+    pub eval_us: f64,
+    /// IKNP for the client's `w + l` input labels, both parties.
+    pub ot_us: f64,
+}
+
+/// Times garbling, evaluation and OT extension of `n` active-ReLU circuits on `threads` threads.
+pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
+    pool(threads).install(|| {
+        let d = SiteDims::new(ring, n, ring.frac);
+        let hash = FixedKeyHash::new(0);
+        let mut rng = ChaCha12Rng::seed_from_u64(1);
+        let delta: Block = rng.gen::<u128>() | 1;
+        let zs: Vec<Block> = (0..n * d.w).map(|_| rng.gen()).collect();
+        let zc: Vec<Block> = (0..n * d.client_bits()).map(|_| rng.gen()).collect();
+        let mut tables = Vec::new();
+        let g = best(3, || tables = relu::garble(&hash, delta, 0, &d, &zs, &zc).0);
+        let e = best(3, || {
+            std::hint::black_box(relu::evaluate(&hash, 0, &d, &zs, &zc, &tables));
+        });
+        let m = n * d.client_bits();
+        let ot = (0..2)
+            .map(|_| ot_pair(m, threads))
+            .fold(f64::INFINITY, f64::min);
+        ReluMicro {
+            threads,
+            relus: n,
+            and_gates_per_relu: d.ands,
+            garble_us: g / n as f64 * 1e6,
+            eval_us: e / n as f64 * 1e6,
+            ot_us: ot / n as f64 * 1e6,
+        }
+    })
+}
+
+/// `m` correlated OTs between two threads (base OTs excluded).
+fn ot_pair(m: usize, threads: usize) -> f64 {
+    let (a, b) = mem::pair();
+    let sender = std::thread::spawn(move || {
+        pool(threads).install(|| {
+            let mut ch = Channel::new(Box::new(a));
+            let mut rng = ChaCha12Rng::seed_from_u64(2);
+            let mut s = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
+            s.extend(&mut ch, m, 1).unwrap();
+        })
+    });
+    pool(threads).install(|| {
+        let mut ch = Channel::new(Box::new(b));
+        let mut rng = ChaCha12Rng::seed_from_u64(3);
+        let mut r = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
+        let choices: Vec<bool> = (0..m).map(|_| rng.gen()).collect();
+        let t = Instant::now();
+        r.extend(&mut ch, &choices).unwrap();
+        let el = t.elapsed().as_secs_f64();
+        sender.join().unwrap();
+        el
+    })
+}
+
+/// Measures the cost model's per-operation speeds on this machine (about a second).
+pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
+    let micro = relu_micro(ring, 4096, threads);
+    let mac = pool(threads).install(|| {
+        let mut rng = ChaCha12Rng::seed_from_u64(4);
+        let (c, h) = (32usize, 32usize);
+        let x: Vec<u64> = (0..c * h * h).map(|_| rng.gen()).collect();
+        let w: Vec<u64> = (0..c * c * 9).map(|_| rng.gen()).collect();
+        let t = best(3, || {
+            std::hint::black_box(linalg::conv2d(&x, [c, h, h], &w, [c, h, h], 1, 1));
+        });
+        t / (c * c * 9 * h * h) as f64 * 1e9
+    });
+    let ands = micro.and_gates_per_relu as f64;
+    Calibration {
+        mac_ns: mac,
+        garble_and_ns: micro.garble_us * 1e3 / ands,
+        eval_and_ns: micro.eval_us * 1e3 / ands,
+        ot_ns: micro.ot_us * 1e3 / (ring.gc_bits + ring.bits) as f64,
+        threads,
+    }
+}
+
+/// What a two-thread session measured.
+#[derive(Debug)]
+pub struct Session {
+    pub inferences: Vec<Inference>,
+    /// The client's counters for the last inference (setup excluded).
+    pub client: Meter,
+    pub server: Meter,
+    pub setup: Meter,
+}
+
+/// Runs `inputs` through a server and a client in two threads over the in-memory channel, each
+/// party on `threads` threads, the link shaped by `profile`.
+pub fn session(
+    model: &QuantModel,
+    inputs: &[Vec<u64>],
+    profile: Option<Profile>,
+    threads: usize,
+    seed: u64,
+) -> Result<Session> {
+    let (a, b) = mem::pair();
+    let m = model.clone();
+    let p2 = profile.clone();
+    let server = std::thread::spawn(move || -> Result<Meter> {
+        pool(threads).install(|| {
+            let mut s = Server::start(m, Channel::new(Box::new(a)).with_profile(p2), Some(seed))?;
+            while s.serve_one()? {}
+            s.channel().meter.stop_clock();
+            Ok(s.channel().meter.clone())
+        })
+    });
+    let res = pool(threads).install(|| -> Result<(Vec<Inference>, Meter, Meter)> {
+        let mut c = Client::connect(
+            Channel::new(Box::new(b)).with_profile(profile),
+            Some(seed + 1),
+        )?;
+        c.channel().meter.stop_clock();
+        let setup = c.channel().meter.clone();
+        let mut out = Vec::new();
+        for x in inputs {
+            c.channel().meter.reset();
+            out.push(c.infer_encoded(x)?);
+        }
+        c.channel().meter.stop_clock();
+        let meter = c.channel().meter.clone();
+        c.close()?;
+        Ok((out, meter, setup))
+    });
+    let srv = server.join().expect("server thread");
+    let (inferences, client, setup) = res?;
+    Ok(Session {
+        inferences,
+        client,
+        server: srv?,
+        setup,
+    })
+}

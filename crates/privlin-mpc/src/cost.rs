@@ -1,0 +1,206 @@
+//! The cost model: the exact message sequence of the protocol (so predicted bytes, messages and
+//! flights can be compared with a [`Meter`] label by label), plus compute time from a calibration
+//! measured on this machine, plus a network profile.
+
+use crate::gc::circuit::relu_and_gates;
+use crate::model::{Arch, Op};
+use crate::net::{Meter, Profile, Traffic, HEADER};
+use crate::ot::KAPPA;
+use crate::protocol::{op_label, SiteDims};
+use crate::ring::Ring;
+use serde::Serialize;
+
+/// Per-operation compute speeds measured on this machine ([`crate::bench::calibrate`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    /// Ring multiply-accumulates of a weight layer, ns each (all threads).
+    pub mac_ns: f64,
+    /// Garbling, ns per AND gate (all threads).
+    pub garble_and_ns: f64,
+    /// Evaluation, ns per AND gate (all threads).
+    pub eval_and_ns: f64,
+    /// IKNP correlated OT, ns per OT, both parties together.
+    pub ot_ns: f64,
+    pub threads: usize,
+}
+
+/// Predicted cost of one layer (weight layer or site) for one inference.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerCost {
+    pub label: String,
+    pub kind: &'static str,
+    pub positions: usize,
+    pub active: usize,
+    pub macs: u64,
+    pub and_gates: u64,
+    pub online: Traffic,
+    pub offline: Traffic,
+    pub online_compute_s: f64,
+    pub offline_compute_s: f64,
+}
+
+struct Seq {
+    meter: Meter,
+}
+
+impl Seq {
+    /// A message of `payload` bytes; `client` sends it when true.
+    fn msg(&mut self, label: &str, client: bool, payload: u64) {
+        self.meter.set_label(label.to_string());
+        if client {
+            self.meter.sent(payload + HEADER);
+        } else {
+            self.meter.received(payload + HEADER);
+        }
+    }
+}
+
+fn ring_vec(n: usize, ring: &Ring) -> u64 {
+    8 + n as u64 * ring.bits.div_ceil(8) as u64
+}
+
+/// MACs of weight layer `i`.
+pub fn macs(arch: &Arch, i: usize) -> u64 {
+    match &arch.ops()[i] {
+        Op::Conv { weight, .. } => {
+            let w = &arch.json.weight_shapes[weight];
+            let o = &arch.shapes[i + 1];
+            (o[0] * o[1] * o[2] * w[1] * w[2] * w[3]) as u64
+        }
+        Op::Linear { weight, .. } => {
+            let w = &arch.json.weight_shapes[weight];
+            (w[0] * w[1]) as u64
+        }
+        _ => 0,
+    }
+}
+
+/// The client's view of one inference's messages (excluding session setup), label by label.
+pub fn predicted_traffic(arch: &Arch, ring: &Ring) -> Meter {
+    let scales = crate::model::value_scales(arch, ring).expect("validated architecture");
+    let mut s = Seq {
+        meter: Meter::default(),
+    };
+    s.msg("offline/command", true, 1);
+    for (i, op) in arch.ops().iter().enumerate() {
+        let label = format!("offline/{}", op_label(arch, i));
+        match op {
+            Op::Conv { input, .. } | Op::Linear { input, .. } => {
+                s.msg(&label, true, ring_vec(arch.numel(*input), ring));
+                s.msg(&label, false, ring_vec(arch.numel(i + 1), ring));
+            }
+            Op::Relu { input, .. } => {
+                let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
+                if d.n > 0 {
+                    let m = d.n * d.client_bits();
+                    let mp = m.div_ceil(128) * 128;
+                    s.msg(&label, true, 8 + (KAPPA * mp / 8) as u64);
+                    s.msg(&label, false, 8 + 16 * m as u64);
+                    s.msg(&label, false, 8 + 32 * (d.n * d.ands) as u64);
+                }
+            }
+            _ => {}
+        }
+    }
+    s.msg("online/input", true, ring_vec(arch.numel(0), ring));
+    for (i, op) in arch.ops().iter().enumerate() {
+        if let Op::Relu { input, .. } = op {
+            let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
+            if d.n > 0 {
+                let label = format!("online/{}", op_label(arch, i));
+                s.msg(&label, false, 8 + 16 * (d.n * d.w) as u64);
+                s.msg(&label, true, 8 + (d.n * d.l).div_ceil(8) as u64);
+            }
+        }
+    }
+    s.msg("online/output", false, ring_vec(arch.json.classes, ring));
+    s.meter
+}
+
+/// Per-layer predictions.
+pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost> {
+    let scales = crate::model::value_scales(arch, ring).expect("validated architecture");
+    let meter = predicted_traffic(arch, ring);
+    let find = |label: &str| {
+        meter
+            .entries()
+            .iter()
+            .find(|e| e.label == label)
+            .cloned()
+            .unwrap_or(Traffic {
+                label: label.into(),
+                ..Default::default()
+            })
+    };
+    let mut out = Vec::new();
+    for (i, op) in arch.ops().iter().enumerate() {
+        let name = op_label(arch, i);
+        let (kind, active, ands) = match op {
+            Op::Conv { .. } => ("conv", 0, 0),
+            Op::Linear { .. } => ("linear", 0, 0),
+            Op::Relu { input, .. } => {
+                let n = arch.active[&i].len();
+                let a = relu_and_gates(
+                    ring.gc_bits as usize,
+                    ring.bits as usize,
+                    (scales[*input] - ring.frac) as usize,
+                );
+                ("relu", n, (n * a) as u64)
+            }
+            _ => continue,
+        };
+        let mac = macs(arch, i);
+        let ots = active as f64 * (ring.gc_bits + ring.bits) as f64;
+        out.push(LayerCost {
+            label: name.clone(),
+            kind,
+            positions: arch.numel(i + 1),
+            active,
+            macs: mac,
+            and_gates: ands,
+            online: find(&format!("online/{name}")),
+            offline: find(&format!("offline/{name}")),
+            // Online: the server's layer on its share, the client's evaluation.
+            online_compute_s: (mac as f64 * cal.mac_ns + ands as f64 * cal.eval_and_ns) * 1e-9,
+            // Offline: the dealer's W v_C, OT extension, garbling.
+            offline_compute_s: (mac as f64 * cal.mac_ns
+                + ots * cal.ot_ns
+                + ands as f64 * cal.garble_and_ns)
+                * 1e-9,
+        });
+    }
+    out
+}
+
+/// Predicted wall time of a phase: compute, plus transmission and one half round trip per flight
+/// under `profile` (none: compute only).
+pub fn phase_seconds(compute_s: f64, traffic: &Traffic, profile: Option<&Profile>) -> f64 {
+    match profile {
+        None => compute_s,
+        Some(p) => {
+            compute_s + traffic.bytes() as f64 / p.bandwidth + traffic.flights as f64 * p.rtt / 2.0
+        }
+    }
+}
+
+/// Totals for one inference: `(online traffic, offline traffic, online compute s, offline compute s)`.
+pub fn totals(arch: &Arch, ring: &Ring, cal: &Calibration) -> (Traffic, Traffic, f64, f64) {
+    let meter = predicted_traffic(arch, ring);
+    let costs = layer_costs(arch, ring, cal);
+    (
+        meter.total("online/"),
+        meter.total("offline/"),
+        costs.iter().map(|c| c.online_compute_s).sum(),
+        costs.iter().map(|c| c.offline_compute_s).sum(),
+    )
+}
+
+/// PrivShap's latency model (from DELPHI): 0.021 s per 1,000 ReLUs online. A paper's figure,
+/// printed for reference only.
+pub const PAPER_SECONDS_PER_KRELU: f64 = 0.021;
+/// DELPHI on ResNet-18 / CIFAR-10 (paper figures, reference only): bytes per ReLU online and
+/// offline, microseconds per ReLU per thread for evaluation and garbling.
+pub const DELPHI_ONLINE_BYTES_PER_RELU: f64 = 1.2e3;
+pub const DELPHI_OFFLINE_BYTES_PER_RELU: f64 = 18.5e3;
+pub const DELPHI_EVAL_US_PER_RELU: f64 = 50.0;
+pub const DELPHI_GARBLE_US_PER_RELU: f64 = 100.0;

@@ -1,0 +1,202 @@
+//! Linear operations on ring elements (plain values or additive shares alike): convolution, fully
+//! connected layers, sum pooling, scale alignment. Arithmetic wraps mod `2^64`, then reduces mod
+//! `2^l`, which is exact in `Z_2^l`.
+
+use crate::model::{Arch, Op, QuantLayer};
+use crate::ring::Ring;
+use rayon::prelude::*;
+
+/// `y = W x (+ b)` for conv / linear op `i`, reduced mod `2^l`.
+pub fn weight_layer(
+    arch: &Arch,
+    ring: &Ring,
+    i: usize,
+    layer: &QuantLayer,
+    x: &[u64],
+    bias: bool,
+) -> Vec<u64> {
+    let op = &arch.ops()[i];
+    let mut y = match op {
+        Op::Conv {
+            input,
+            stride,
+            padding,
+            ..
+        } => {
+            let s = &arch.shapes[*input];
+            let o = &arch.shapes[i + 1];
+            conv2d(
+                x,
+                [s[0], s[1], s[2]],
+                &layer.weight,
+                [o[0], o[1], o[2]],
+                *stride,
+                *padding,
+            )
+        }
+        Op::Linear { .. } => {
+            let n = x.len();
+            layer
+                .weight
+                .par_chunks(n)
+                .map(|row| {
+                    row.iter()
+                        .zip(x)
+                        .fold(0u64, |a, (&w, &v)| a.wrapping_add(w.wrapping_mul(v)))
+                })
+                .collect()
+        }
+        other => unreachable!("weight_layer on {}", other.kind()),
+    };
+    if bias {
+        let per = y.len() / layer.bias.len();
+        for (c, chunk) in y.chunks_mut(per).enumerate() {
+            for v in chunk {
+                *v = v.wrapping_add(layer.bias[c]);
+            }
+        }
+    }
+    for v in &mut y {
+        *v = ring.reduce(*v);
+    }
+    y
+}
+
+/// Direct convolution of a `(C, H, W)` input with `(O, C, k, k)` weights, one output channel per
+/// task.
+pub fn conv2d(
+    x: &[u64],
+    [c, h, w]: [usize; 3],
+    wt: &[u64],
+    [o, ho, wo]: [usize; 3],
+    stride: usize,
+    pad: usize,
+) -> Vec<u64> {
+    let k2 = wt.len() / (o * c);
+    let k = (k2 as f64).sqrt() as usize;
+    let mut out = vec![0u64; o * ho * wo];
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(oc, acc)| {
+            for ic in 0..c {
+                let plane = &x[ic * h * w..(ic + 1) * h * w];
+                for kh in 0..k {
+                    for kw in 0..k {
+                        let wv = wt[((oc * c + ic) * k + kh) * k + kw];
+                        if wv == 0 {
+                            continue;
+                        }
+                        for oh in 0..ho {
+                            let ih = (oh * stride + kh) as isize - pad as isize;
+                            if ih < 0 || ih >= h as isize {
+                                continue;
+                            }
+                            let row = &plane[ih as usize * w..(ih as usize + 1) * w];
+                            let arow = &mut acc[oh * wo..(oh + 1) * wo];
+                            // Output columns whose input column lies inside the image.
+                            let lo = pad.saturating_sub(kw).div_ceil(stride);
+                            let hi = ((w + pad).saturating_sub(kw)).div_ceil(stride).min(wo);
+                            if stride == 1 {
+                                let base = lo + kw - pad;
+                                for (a, &v) in
+                                    arow[lo..hi].iter_mut().zip(&row[base..base + (hi - lo)])
+                                {
+                                    *a = a.wrapping_add(wv.wrapping_mul(v));
+                                }
+                            } else {
+                                for (ow, a) in arow.iter_mut().enumerate().take(hi).skip(lo) {
+                                    let iw = ow * stride + kw - pad;
+                                    *a = a.wrapping_add(wv.wrapping_mul(row[iw]));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Sum pooling (average pooling without its divisor, which is folded into the next layer).
+pub fn sum_pool(
+    x: &[u64],
+    [c, h, w]: [usize; 3],
+    kernel: usize,
+    stride: usize,
+    ring: &Ring,
+) -> Vec<u64> {
+    let ho = (h - kernel) / stride + 1;
+    let wo = (w - kernel) / stride + 1;
+    let mut out = vec![0u64; c * ho * wo];
+    for ch in 0..c {
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let mut s = 0u64;
+                for kh in 0..kernel {
+                    for kw in 0..kernel {
+                        s = s.wrapping_add(x[(ch * h + oh * stride + kh) * w + ow * stride + kw]);
+                    }
+                }
+                out[(ch * ho + oh) * wo + ow] = ring.reduce(s);
+            }
+        }
+    }
+    out
+}
+
+/// `a * 2^da + b * 2^db`: a residual addition aligned to the larger scale.
+pub fn add_aligned(a: &[u64], da: u32, b: &[u64], db: u32, ring: &Ring) -> Vec<u64> {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| ring.reduce((x << da).wrapping_add(y << db)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct convolution against a naive definition, with padding and stride.
+    #[test]
+    fn conv_matches_definition() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for &(c, h, o, k, s, p) in &[
+            (2, 5, 3, 3, 1, 1),
+            (3, 6, 2, 3, 2, 1),
+            (1, 4, 2, 1, 2, 0),
+            (2, 7, 1, 3, 1, 0),
+        ] {
+            let x: Vec<u64> = (0..c * h * h).map(|_| rng.gen_range(0..100)).collect();
+            let wt: Vec<u64> = (0..o * c * k * k).map(|_| rng.gen_range(0..7)).collect();
+            let ho = (h + 2 * p - k) / s + 1;
+            let got = conv2d(&x, [c, h, h], &wt, [o, ho, ho], s, p);
+            for oc in 0..o {
+                for oh in 0..ho {
+                    for ow in 0..ho {
+                        let mut acc = 0u64;
+                        for ic in 0..c {
+                            for kh in 0..k {
+                                for kw in 0..k {
+                                    let ih = (oh * s + kh) as isize - p as isize;
+                                    let iw = (ow * s + kw) as isize - p as isize;
+                                    if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < h
+                                    {
+                                        acc += wt[((oc * c + ic) * k + kh) * k + kw]
+                                            * x[(ic * h + ih as usize) * h + iw as usize];
+                                    }
+                                }
+                            }
+                        }
+                        assert_eq!(
+                            got[(oc * ho + oh) * ho + ow],
+                            acc,
+                            "case {:?}",
+                            (c, h, o, k, s, p)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

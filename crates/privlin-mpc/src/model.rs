@@ -1,0 +1,578 @@
+//! The export format that privlin writes and the two parties read: `model.json` (the public
+//! architecture: operations, shapes, active ReLU positions per site) and `weights.safetensors`
+//! (float32 weights with batch norm already folded into the preceding convolution, and
+//! `active.<site>`: sorted int64 flat `(C, H, W)` indices of each site's kept ReLUs).
+//!
+//! Values are numbered: `0` is the input, operation `i` produces value `i + 1`.
+
+use crate::error::{MpcError, Result};
+use crate::ring::Ring;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub const FORMAT: &str = "privlin-pi";
+pub const VERSION: u32 = 1;
+pub const MODEL_JSON: &str = "model.json";
+pub const WEIGHTS: &str = "weights.safetensors";
+
+/// One operation of the exported graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// 2-D convolution, weight `(O, I, k, k)`, bias `(O)`, zero padding.
+    Conv {
+        input: usize,
+        weight: String,
+        bias: String,
+        stride: usize,
+        padding: usize,
+    },
+    /// Fully connected layer on the flattened input, weight `(O, I)`, bias `(O)`.
+    Linear {
+        input: usize,
+        weight: String,
+        bias: String,
+    },
+    /// Average pooling (no padding); its `1 / k^2` is folded into the consuming layer's weights,
+    /// so that on shares it is an exact sum.
+    AvgPool {
+        input: usize,
+        kernel: usize,
+        stride: usize,
+    },
+    /// Residual addition.
+    Add { inputs: [usize; 2] },
+    /// Activation site: ReLU at the listed active positions, identity elsewhere.
+    Relu { input: usize, site: String },
+}
+
+impl Op {
+    pub fn inputs(&self) -> Vec<usize> {
+        match self {
+            Op::Conv { input, .. }
+            | Op::Linear { input, .. }
+            | Op::AvgPool { input, .. }
+            | Op::Relu { input, .. } => vec![*input],
+            Op::Add { inputs } => inputs.to_vec(),
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Conv { .. } => "conv",
+            Op::Linear { .. } => "linear",
+            Op::AvgPool { .. } => "avg_pool",
+            Op::Add { .. } => "add",
+            Op::Relu { .. } => "relu",
+        }
+    }
+}
+
+/// Input normalization the client applies before encoding (not part of the two-party computation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// `model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelJson {
+    pub format: String,
+    pub version: u32,
+    pub name: String,
+    /// `(C, H, W)` of one input.
+    pub input_shape: [usize; 3],
+    pub classes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
+    pub ops: Vec<Op>,
+    /// Weight tensor shapes, so the client knows the architecture without the weights.
+    pub weight_shapes: BTreeMap<String, Vec<usize>>,
+    /// Active positions per site.
+    pub active_counts: BTreeMap<String, usize>,
+}
+
+/// The public part of a model: architecture and active ReLU positions. The server sends this to
+/// the client at the start of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arch {
+    pub json: ModelJson,
+    /// Sorted, distinct flat indices of the active positions of each relu op (by op index).
+    pub active: HashMap<usize, Vec<u32>>,
+    pub shapes: Vec<Vec<usize>>,
+}
+
+/// A full export: architecture plus float weights.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub arch: Arch,
+    pub weights: HashMap<String, Vec<f32>>,
+}
+
+fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+impl Arch {
+    /// Validates the graph and infers every value's shape; errors name the op and field.
+    pub fn new(json: ModelJson, active: HashMap<String, Vec<i64>>) -> Result<Self> {
+        if json.format != FORMAT || json.version != VERSION {
+            return Err(MpcError::model(format!(
+                "format `{}` version {} is not {FORMAT} version {VERSION}",
+                json.format, json.version
+            )));
+        }
+        if json.ops.is_empty() || json.ops.len() > 100_000 {
+            return Err(MpcError::model(format!("{} ops", json.ops.len())));
+        }
+        let mut shapes: Vec<Vec<usize>> = vec![json.input_shape.to_vec()];
+        if numel(&shapes[0]) == 0 || numel(&shapes[0]) > 1 << 26 {
+            return Err(MpcError::model(format!(
+                "input_shape {:?} is empty or too large",
+                json.input_shape
+            )));
+        }
+        let mut act = HashMap::new();
+        let wshape = |name: &str, i: usize| -> Result<&Vec<usize>> {
+            json.weight_shapes.get(name).ok_or_else(|| {
+                MpcError::model(format!(
+                    "op {i}: weight `{name}` missing from weight_shapes"
+                ))
+            })
+        };
+        for (i, op) in json.ops.iter().enumerate() {
+            for v in op.inputs() {
+                if v > i {
+                    return Err(MpcError::model(format!(
+                        "op {i} ({}): input value {v} is not produced before it",
+                        op.kind()
+                    )));
+                }
+            }
+            let bad = |msg: String| MpcError::model(format!("op {i} ({}): {msg}", op.kind()));
+            let out: Vec<usize> = match op {
+                Op::Conv {
+                    input,
+                    weight,
+                    bias,
+                    stride,
+                    padding,
+                } => {
+                    let s = &shapes[*input];
+                    let w = wshape(weight, i)?;
+                    let b = wshape(bias, i)?;
+                    if s.len() != 3 || w.len() != 4 || w[1] != s[0] || w[2] != w[3] {
+                        return Err(bad(format!("weight {w:?} does not fit input {s:?}")));
+                    }
+                    if b != &vec![w[0]] || *stride == 0 || w[2] == 0 {
+                        return Err(bad(format!("bias {b:?} / stride {stride} invalid")));
+                    }
+                    let (h, wd) = (s[1] + 2 * padding, s[2] + 2 * padding);
+                    if h < w[2] || wd < w[2] {
+                        return Err(bad(format!("kernel {} larger than padded input", w[2])));
+                    }
+                    vec![w[0], (h - w[2]) / stride + 1, (wd - w[2]) / stride + 1]
+                }
+                Op::Linear {
+                    input,
+                    weight,
+                    bias,
+                } => {
+                    let n = numel(&shapes[*input]);
+                    let w = wshape(weight, i)?;
+                    let b = wshape(bias, i)?;
+                    if w.len() != 2 || w[1] != n || b != &vec![w[0]] {
+                        return Err(bad(format!(
+                            "weight {w:?} / bias {b:?} do not fit {n} inputs"
+                        )));
+                    }
+                    vec![w[0]]
+                }
+                Op::AvgPool {
+                    input,
+                    kernel,
+                    stride,
+                } => {
+                    let s = &shapes[*input];
+                    if s.len() != 3
+                        || *kernel == 0
+                        || *stride == 0
+                        || s[1] < *kernel
+                        || s[2] < *kernel
+                    {
+                        return Err(bad(format!("kernel {kernel} stride {stride} on {s:?}")));
+                    }
+                    vec![
+                        s[0],
+                        (s[1] - kernel) / stride + 1,
+                        (s[2] - kernel) / stride + 1,
+                    ]
+                }
+                Op::Add { inputs } => {
+                    if shapes[inputs[0]] != shapes[inputs[1]] {
+                        return Err(bad(format!(
+                            "shapes {:?} and {:?} differ",
+                            shapes[inputs[0]], shapes[inputs[1]]
+                        )));
+                    }
+                    shapes[inputs[0]].clone()
+                }
+                Op::Relu { input, site } => {
+                    let n = numel(&shapes[*input]);
+                    let idx = active.get(site).ok_or_else(|| {
+                        bad(format!("no active positions `active.{site}` in the export"))
+                    })?;
+                    let mut prev: i64 = -1;
+                    for &j in idx {
+                        if j <= prev || j >= n as i64 {
+                            return Err(bad(format!(
+                                "site `{site}`: active index {j} out of order or outside 0..{n}"
+                            )));
+                        }
+                        prev = j;
+                    }
+                    if json.active_counts.get(site) != Some(&idx.len()) {
+                        return Err(bad(format!(
+                            "site `{site}`: {} active indices, model.json says {:?}",
+                            idx.len(),
+                            json.active_counts.get(site)
+                        )));
+                    }
+                    act.insert(i, idx.iter().map(|&j| j as u32).collect());
+                    shapes[*input].clone()
+                }
+            };
+            shapes.push(out);
+        }
+        // Average pooling is folded into its consumers, which must all be weight layers.
+        for (i, op) in json.ops.iter().enumerate() {
+            if let Op::AvgPool { .. } = op {
+                for (j, o) in json.ops.iter().enumerate() {
+                    if o.inputs().contains(&(i + 1))
+                        && !matches!(o, Op::Conv { .. } | Op::Linear { .. })
+                    {
+                        return Err(MpcError::model(format!(
+                            "op {j} ({}) consumes average pooling op {i}; only conv/linear may",
+                            o.kind()
+                        )));
+                    }
+                }
+            }
+        }
+        let out = shapes.last().unwrap();
+        if numel(out) != json.classes {
+            return Err(MpcError::model(format!(
+                "last op produces {out:?}, expected {} classes",
+                json.classes
+            )));
+        }
+        Ok(Arch {
+            json,
+            active: act,
+            shapes,
+        })
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.json.ops
+    }
+
+    pub fn numel(&self, value: usize) -> usize {
+        numel(&self.shapes[value])
+    }
+
+    pub fn active_total(&self) -> usize {
+        self.active.values().map(|v| v.len()).sum()
+    }
+
+    /// The op that produces `value` (`None` for the input).
+    pub fn producer(&self, value: usize) -> Option<&Op> {
+        value.checked_sub(1).map(|i| &self.json.ops[i])
+    }
+
+    /// Divisor folded into a weight layer reading `input` (the pooled area of an AvgPool, else 1).
+    pub fn pool_divisor(&self, input: usize) -> usize {
+        match self.producer(input) {
+            Some(Op::AvgPool { kernel, .. }) => kernel * kernel,
+            _ => 1,
+        }
+    }
+
+    /// Serializes the public architecture (what the server sends in its hello).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = crate::wire::Writer::new();
+        w.bytes(&serde_json::to_vec(&self.json).expect("serializable"));
+        let mut ops: Vec<_> = self.active.keys().copied().collect();
+        ops.sort();
+        w.u64(ops.len() as u64);
+        for i in ops {
+            w.u64(i as u64);
+            let a = &self.active[&i];
+            w.u64(a.len() as u64);
+            for &j in a {
+                w.u32(j);
+            }
+        }
+        w.finish()
+    }
+
+    /// Parses and validates an architecture sent by a peer.
+    pub fn from_bytes(buf: &[u8]) -> Result<Self> {
+        let mut r = crate::wire::Reader::new(buf, "hello: architecture");
+        let json: ModelJson = serde_json::from_slice(r.bytes()?)
+            .map_err(|e| MpcError::malformed("hello: architecture", e.to_string()))?;
+        let n = r.u64()?;
+        let mut active = HashMap::new();
+        for _ in 0..n {
+            let i = r.u64()? as usize;
+            let m = r.u64()?;
+            if m > (buf.len() as u64) / 4 {
+                return Err(MpcError::malformed("hello: active", format!("{m} indices")));
+            }
+            let mut v = Vec::with_capacity(m as usize);
+            for _ in 0..m {
+                v.push(r.u32()? as i64);
+            }
+            let site = match json.ops.get(i) {
+                Some(Op::Relu { site, .. }) => site.clone(),
+                _ => {
+                    return Err(MpcError::malformed(
+                        "hello: active",
+                        format!("op {i} is not a relu"),
+                    ))
+                }
+            };
+            active.insert(site, v);
+        }
+        r.end()?;
+        Arch::new(json, active)
+            .map_err(|e| MpcError::malformed("hello: architecture", e.to_string()))
+    }
+}
+
+fn tensor_f32(view: &TensorView, name: &str, path: &Path) -> Result<Vec<f32>> {
+    if view.dtype() != Dtype::F32 {
+        return Err(MpcError::file(
+            path,
+            format!("`{name}` is {:?}, expected F32", view.dtype()),
+        ));
+    }
+    Ok(view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect())
+}
+
+impl ModelFile {
+    /// Reads `dir/model.json` and `dir/weights.safetensors`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let jp = dir.join(MODEL_JSON);
+        let text = std::fs::read(&jp).map_err(|e| MpcError::file(&jp, e))?;
+        let json: ModelJson = serde_json::from_slice(&text).map_err(|e| MpcError::file(&jp, e))?;
+        let wp = dir.join(WEIGHTS);
+        let raw = std::fs::read(&wp).map_err(|e| MpcError::file(&wp, e))?;
+        let st =
+            SafeTensors::deserialize(&raw).map_err(|e| MpcError::file(&wp, format!("{e:?}")))?;
+        let mut active = HashMap::new();
+        let mut weights = HashMap::new();
+        for (name, view) in st.tensors() {
+            if let Some(site) = name.strip_prefix("active.") {
+                if view.dtype() != Dtype::I64 {
+                    return Err(MpcError::file(&wp, format!("`{name}` must be I64")));
+                }
+                let v = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                active.insert(site.to_string(), v);
+            } else {
+                let want = json.weight_shapes.get(&name).ok_or_else(|| {
+                    MpcError::file(
+                        &wp,
+                        format!("`{name}` is not in model.json's weight_shapes"),
+                    )
+                })?;
+                if view.shape() != want.as_slice() {
+                    return Err(MpcError::file(
+                        &wp,
+                        format!(
+                            "`{name}` has shape {:?}, model.json says {want:?}",
+                            view.shape()
+                        ),
+                    ));
+                }
+                weights.insert(name.clone(), tensor_f32(&view, &name, &wp)?);
+            }
+        }
+        for name in json.weight_shapes.keys() {
+            if !weights.contains_key(name) {
+                return Err(MpcError::file(&wp, format!("weight `{name}` is missing")));
+            }
+        }
+        let arch = Arch::new(json, active).map_err(|e| MpcError::file(&jp, e))?;
+        Ok(ModelFile { arch, weights })
+    }
+
+    /// Writes the export atomically (temporary files, then rename).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| MpcError::file(dir, e))?;
+        let mut data: Vec<(String, Vec<u8>, Dtype, Vec<usize>)> = Vec::new();
+        for (name, w) in &self.weights {
+            let bytes = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+            data.push((
+                name.clone(),
+                bytes,
+                Dtype::F32,
+                self.arch.json.weight_shapes[name].clone(),
+            ));
+        }
+        for (i, idx) in &self.arch.active {
+            if let Op::Relu { site, .. } = &self.arch.json.ops[*i] {
+                let bytes = idx.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect();
+                data.push((format!("active.{site}"), bytes, Dtype::I64, vec![idx.len()]));
+            }
+        }
+        data.sort_by(|a, b| a.0.cmp(&b.0));
+        let views: Vec<(String, TensorView)> = data
+            .iter()
+            .map(|(n, b, d, s)| {
+                Ok((
+                    n.clone(),
+                    TensorView::new(*d, s.clone(), b)
+                        .map_err(|e| MpcError::model(format!("{n}: {e:?}")))?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let wp = dir.join(WEIGHTS);
+        let bytes = safetensors::serialize(views, &None)
+            .map_err(|e| MpcError::file(&wp, format!("{e:?}")))?;
+        write_atomic(&wp, &bytes)?;
+        let jp = dir.join(MODEL_JSON);
+        write_atomic(
+            &jp,
+            &serde_json::to_vec_pretty(&self.arch.json).expect("serializable"),
+        )?;
+        Ok(())
+    }
+}
+
+/// Writes `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| MpcError::file(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| MpcError::file(path, e))
+}
+
+/// A weight layer in fixed point, on the server.
+#[derive(Debug, Clone)]
+pub struct QuantLayer {
+    /// Weights at scale `f` (with a folded average-pool divisor).
+    pub weight: Vec<u64>,
+    /// Bias at the layer's output scale.
+    pub bias: Vec<u64>,
+}
+
+/// The model in the ring: fixed-point weights and the scale of every value.
+#[derive(Debug, Clone)]
+pub struct QuantModel {
+    pub arch: Arch,
+    pub ring: Ring,
+    /// Weight layers by op index.
+    pub layers: HashMap<usize, QuantLayer>,
+    /// Scale (fractional bits) of every value.
+    pub scales: Vec<u32>,
+}
+
+/// Scales of every value: inputs at `f`, weight layers add `f`, sites bring a value back to `f`,
+/// additions align to the larger scale.
+pub fn value_scales(arch: &Arch, ring: &Ring) -> Result<Vec<u32>> {
+    let f = ring.frac;
+    let mut sc = vec![f];
+    for (i, op) in arch.ops().iter().enumerate() {
+        let s = match op {
+            Op::Conv { input, .. } | Op::Linear { input, .. } => sc[*input] + f,
+            Op::AvgPool { input, .. } => sc[*input],
+            Op::Add { inputs } => sc[inputs[0]].max(sc[inputs[1]]),
+            Op::Relu { input, .. } => {
+                if sc[*input] < f {
+                    return Err(MpcError::model(format!(
+                        "op {i}: site input at scale {}",
+                        sc[*input]
+                    )));
+                }
+                f
+            }
+        };
+        if s > 3 * f {
+            return Err(MpcError::model(format!(
+                "op {i} ({}): scale 2^{s} grows past 3f; put a site between weight layers",
+                op.kind()
+            )));
+        }
+        sc.push(s);
+    }
+    Ok(sc)
+}
+
+impl QuantModel {
+    /// Encodes the float weights in `ring` (errors name the tensor that does not fit).
+    pub fn new(model: &ModelFile, ring: Ring) -> Result<Self> {
+        ring.validate()?;
+        let arch = model.arch.clone();
+        let scales = value_scales(&arch, &ring)?;
+        let mut layers = HashMap::new();
+        for (i, op) in arch.ops().iter().enumerate() {
+            let (input, weight, bias) = match op {
+                Op::Conv {
+                    input,
+                    weight,
+                    bias,
+                    ..
+                }
+                | Op::Linear {
+                    input,
+                    weight,
+                    bias,
+                } => (*input, weight, bias),
+                _ => continue,
+            };
+            let div = arch.pool_divisor(input) as f64;
+            let w = model.weights[weight]
+                .iter()
+                .map(|&x| ring.encode(x as f64 / div, ring.frac, weight))
+                .collect::<Result<Vec<_>>>()?;
+            let b = model.weights[bias]
+                .iter()
+                .map(|&x| ring.encode(x as f64, scales[i + 1], bias))
+                .collect::<Result<Vec<_>>>()?;
+            layers.insert(i, QuantLayer { weight: w, bias: b });
+        }
+        Ok(QuantModel {
+            arch,
+            ring,
+            layers,
+            scales,
+        })
+    }
+
+    /// Encodes one (already normalized) input at scale `f`.
+    pub fn encode_input(arch: &Arch, ring: &Ring, x: &[f32]) -> Result<Vec<u64>> {
+        if x.len() != arch.numel(0) {
+            return Err(MpcError::Params(format!(
+                "input has {} values, the model takes {:?}",
+                x.len(),
+                arch.json.input_shape
+            )));
+        }
+        x.iter()
+            .map(|&v| ring.encode(v as f64, ring.frac, "input"))
+            .collect()
+    }
+}

@@ -1,0 +1,106 @@
+//! Plaintext fixed-point inference of an exported model: the reference the two-party protocol must
+//! reproduce.
+
+use crate::linalg;
+use crate::model::{Op, QuantModel};
+
+/// What plaintext inference reports besides the logits.
+#[derive(Debug, Clone, Default)]
+pub struct PlainRun {
+    /// Logits at the output's scale (`scales.last()`).
+    pub logits: Vec<u64>,
+    /// Active positions whose pre-activation did not fit the circuit width `w` (the protocol and
+    /// this reference then agree with each other but not with the float model).
+    pub gc_overflows: usize,
+}
+
+/// Runs the model on an encoded input. `identity(op, position, y, shift)` truncates an identity
+/// position: [`exact_identity`] is `floor(y / 2^shift)`; tests replay the protocol's local
+/// truncation through it.
+pub fn forward_with(
+    model: &QuantModel,
+    x: &[u64],
+    identity: &mut dyn FnMut(usize, usize, u64, u32) -> u64,
+) -> PlainRun {
+    let ring = &model.ring;
+    let arch = &model.arch;
+    let mut vals: Vec<Vec<u64>> = vec![x.to_vec()];
+    let mut overflows = 0;
+    for (i, op) in arch.ops().iter().enumerate() {
+        let out = match op {
+            Op::Conv { input, .. } | Op::Linear { input, .. } => {
+                linalg::weight_layer(arch, ring, i, &model.layers[&i], &vals[*input], true)
+            }
+            Op::AvgPool {
+                input,
+                kernel,
+                stride,
+            } => {
+                let s = &arch.shapes[*input];
+                linalg::sum_pool(&vals[*input], [s[0], s[1], s[2]], *kernel, *stride, ring)
+            }
+            Op::Add { inputs: [a, b] } => {
+                let s = model.scales[i + 1];
+                linalg::add_aligned(
+                    &vals[*a],
+                    s - model.scales[*a],
+                    &vals[*b],
+                    s - model.scales[*b],
+                    ring,
+                )
+            }
+            Op::Relu { input, .. } => {
+                let shift = model.scales[*input] - ring.frac;
+                let active = &arch.active[&i];
+                let mut k = 0;
+                vals[*input]
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &y)| {
+                        if k < active.len() && active[k] as usize == p {
+                            k += 1;
+                            if ring.sext_gc(y) != ring.signed(y) {
+                                overflows += 1;
+                            }
+                            ring.relu_trunc(y, shift)
+                        } else {
+                            identity(i, p, y, shift)
+                        }
+                    })
+                    .collect()
+            }
+        };
+        vals.push(out);
+    }
+    PlainRun {
+        logits: vals.pop().unwrap(),
+        gc_overflows: overflows,
+    }
+}
+
+/// Plaintext inference with exact truncation at identity positions.
+pub fn forward(model: &QuantModel, x: &[u64]) -> PlainRun {
+    let ring = model.ring;
+    forward_with(model, x, &mut |_, _, y, shift| ring.truncate(y, shift))
+}
+
+/// Decoded logits and the predicted class.
+pub fn decode_logits(model: &QuantModel, logits: &[u64]) -> (Vec<f64>, usize) {
+    let scale = *model.scales.last().unwrap();
+    let v: Vec<f64> = logits
+        .iter()
+        .map(|&x| model.ring.decode(x, scale))
+        .collect();
+    let arg = argmax(&v);
+    (v, arg)
+}
+
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

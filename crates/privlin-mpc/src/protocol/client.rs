@@ -1,0 +1,257 @@
+//! The client: holds the input, evaluates the garbled circuits, learns the logits.
+
+use super::linear::{Dealer, LinearOffline};
+use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
+use crate::error::{MpcError, Result};
+use crate::gc::circuit::to_bits;
+use crate::gc::FixedKeyHash;
+use crate::linalg;
+use crate::model::{value_scales, Arch, Op, QuantModel};
+use crate::net::Channel;
+use crate::ot::iknp;
+use crate::ring::Ring;
+use crate::wire::{Block, Reader, Writer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The result of one private inference, as the client sees it.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// Logits in the ring, at the output scale.
+    pub raw: Vec<u64>,
+    pub logits: Vec<f64>,
+    pub class: usize,
+    pub offline_s: f64,
+    pub online_s: f64,
+    /// The client's pre-activation share at every site (kept when [`Client::record_shares`] is on,
+    /// for tests that replay local truncation).
+    pub site_shares: HashMap<usize, Vec<u64>>,
+}
+
+struct Offline {
+    /// Client share of the input (`r_0`).
+    r0: Vec<u64>,
+    /// Client shares of the logits.
+    out: Vec<u64>,
+    /// Per site: client input labels, tables, first gate.
+    sites: HashMap<usize, (Vec<Block>, Vec<Block>, u64)>,
+}
+
+pub struct Client {
+    pub hello: Hello,
+    ch: Channel,
+    rng: ChaCha12Rng,
+    ot: iknp::Receiver,
+    linear: Box<dyn LinearOffline>,
+    hash: FixedKeyHash,
+    gate: u64,
+    scales: Vec<u32>,
+    record: bool,
+}
+
+impl Client {
+    /// Reads and validates the server's hello and runs the base OTs.
+    pub fn connect(mut ch: Channel, seed: Option<u64>) -> Result<Self> {
+        let mut rng = match seed {
+            Some(s) => ChaCha12Rng::seed_from_u64(s),
+            None => ChaCha12Rng::from_entropy(),
+        };
+        ch.phase("setup");
+        let hello = Hello::decode(&ch.recv("hello")?)?;
+        let scales = value_scales(&hello.arch, &hello.ring)
+            .map_err(|e| MpcError::malformed("hello", e.to_string()))?;
+        let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
+        Ok(Client {
+            hello,
+            ch,
+            rng,
+            ot,
+            linear: Box::new(Dealer),
+            hash: FixedKeyHash::new(0),
+            gate: 0,
+            scales,
+            record: false,
+        })
+    }
+
+    pub fn arch(&self) -> &Arch {
+        &self.hello.arch
+    }
+
+    pub fn ring(&self) -> Ring {
+        self.hello.ring
+    }
+
+    pub fn channel(&mut self) -> &mut Channel {
+        &mut self.ch
+    }
+
+    /// Keep each site's client share in [`Inference::site_shares`].
+    pub fn record_shares(&mut self, on: bool) {
+        self.record = on;
+    }
+
+    /// Private inference of one normalized input `(C, H, W)`.
+    pub fn infer(&mut self, x: &[f32]) -> Result<Inference> {
+        let ring = self.ring();
+        let enc = QuantModel::encode_input(&self.hello.arch, &ring, x)?;
+        self.infer_encoded(&enc)
+    }
+
+    /// Private inference of an input already encoded at scale `f`.
+    pub fn infer_encoded(&mut self, x: &[u64]) -> Result<Inference> {
+        let ring = self.ring();
+        if x.len() != self.hello.arch.numel(0) {
+            return Err(MpcError::Params(format!(
+                "input has {} values, expected {}",
+                x.len(),
+                self.hello.arch.numel(0)
+            )));
+        }
+        let t0 = Instant::now();
+        self.ch.phase("offline/command");
+        self.ch.send(&[CMD_INFER])?;
+        let off = self.offline()?;
+        let t1 = Instant::now();
+        let raw = self.online(x, off.0)?;
+        let online_s = t1.elapsed().as_secs_f64();
+        let scale = *self.scales.last().unwrap();
+        let logits: Vec<f64> = raw.iter().map(|&v| ring.decode(v, scale)).collect();
+        let class = crate::plain::argmax(&logits);
+        Ok(Inference {
+            raw,
+            logits,
+            class,
+            offline_s: (t1 - t0).as_secs_f64(),
+            online_s,
+            site_shares: off.1,
+        })
+    }
+
+    /// Ends the session.
+    pub fn close(mut self) -> Result<Channel> {
+        self.ch.phase("close");
+        self.ch.send(&[CMD_BYE])?;
+        Ok(self.ch)
+    }
+
+    fn offline(&mut self) -> Result<(Offline, HashMap<usize, Vec<u64>>)> {
+        let arch = self.hello.arch.clone();
+        let ring = self.ring();
+        let rng = &mut self.rng;
+        let r0: Vec<u64> = (0..arch.numel(0)).map(|_| ring.reduce(rng.gen())).collect();
+        let mut cs: Vec<Vec<u64>> = vec![r0.clone()];
+        let mut sites = HashMap::new();
+        let mut shares = HashMap::new();
+        for (i, op) in arch.ops().iter().enumerate() {
+            let out = match op {
+                Op::Conv { input, .. } | Op::Linear { input, .. } => {
+                    self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                    self.linear
+                        .client(&mut self.ch, &arch, &ring, i, &cs[*input])?
+                }
+                Op::AvgPool {
+                    input,
+                    kernel,
+                    stride,
+                } => {
+                    let s = &arch.shapes[*input];
+                    linalg::sum_pool(&cs[*input], [s[0], s[1], s[2]], *kernel, *stride, &ring)
+                }
+                Op::Add { inputs: [a, b] } => {
+                    let s = self.scales[i + 1];
+                    linalg::add_aligned(
+                        &cs[*a],
+                        s - self.scales[*a],
+                        &cs[*b],
+                        s - self.scales[*b],
+                        &ring,
+                    )
+                }
+                Op::Relu { input, .. } => {
+                    let shift = self.scales[*input] - ring.frac;
+                    let y = &cs[*input];
+                    let mut out: Vec<u64> = y
+                        .iter()
+                        .map(|&v| ring.truncate_share_client(v, shift))
+                        .collect();
+                    let active = &arch.active[&i];
+                    let d = SiteDims::new(&ring, active.len(), shift);
+                    if d.n > 0 {
+                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                        let mut choices = Vec::with_capacity(d.n * d.client_bits());
+                        for &p in active {
+                            let r: u64 = ring.reduce(self.rng.gen());
+                            choices.extend(to_bits(y[p as usize], d.w));
+                            choices.extend(to_bits(ring.reduce(r.wrapping_neg()), d.l));
+                            out[p as usize] = r;
+                        }
+                        let labels = self.ot.extend(&mut self.ch, &choices)?;
+                        let msg = self.ch.recv("garbled tables")?;
+                        let mut rd = Reader::new(&msg, "garbled tables");
+                        let tables = rd.blocks()?;
+                        rd.end()?;
+                        rd.expect_len(&tables, d.n * 2 * d.ands, "tables")?;
+                        sites.insert(i, (labels, tables, self.gate));
+                        self.gate += (d.n * d.ands) as u64;
+                    }
+                    if self.record {
+                        shares.insert(i, y.clone());
+                    }
+                    out
+                }
+            };
+            cs.push(out);
+        }
+        let out = cs.pop().unwrap();
+        Ok((Offline { r0, out, sites }, shares))
+    }
+
+    fn online(&mut self, x: &[u64], mut off: Offline) -> Result<Vec<u64>> {
+        let arch = self.hello.arch.clone();
+        let ring = self.ring();
+        self.ch.phase("online/input");
+        let masked: Vec<u64> = x
+            .iter()
+            .zip(&off.r0)
+            .map(|(&a, &b)| ring.reduce(a.wrapping_sub(b)))
+            .collect();
+        let mut w = Writer::new();
+        w.ring_vec(&masked, ring.bits);
+        self.ch.send(&w.finish())?;
+        for (i, op) in arch.ops().iter().enumerate() {
+            if let Op::Relu { input, .. } = op {
+                let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {
+                    continue;
+                };
+                let d = SiteDims::new(
+                    &ring,
+                    arch.active[&i].len(),
+                    self.scales[*input] - ring.frac,
+                );
+                self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                let msg = self.ch.recv("server labels")?;
+                let mut r = Reader::new(&msg, "server labels");
+                let lab_s = r.blocks()?;
+                r.end()?;
+                r.expect_len(&lab_s, d.n * d.w, "labels")?;
+                let bits = relu::evaluate(&self.hash, gate0, &d, &lab_s, &lab_c, &tables);
+                let mut w = Writer::with_capacity(bits.len() / 8 + 16);
+                w.bits(&bits);
+                self.ch.send(&w.finish())?;
+            }
+        }
+        self.ch.phase("online/output");
+        let msg = self.ch.recv("output share")?;
+        let mut r = Reader::new(&msg, "output share");
+        let s = r.ring_vec(ring.bits)?;
+        r.end()?;
+        r.expect_len(&s, off.out.len(), "logits")?;
+        Ok(s.iter()
+            .zip(&off.out)
+            .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
+            .collect())
+    }
+}

@@ -1,0 +1,100 @@
+//! Offline correlations of the weight layers: the client needs `W v_C - s` for its share `v_C` of
+//! the layer's input, the server keeps `s`.
+//!
+//! DELPHI computes this with additively homomorphic encryption (the client sends `Enc(v_C)`, the
+//! server returns `Enc(W v_C - s)`). [`Dealer`] sends the same two messages in the clear: the
+//! server learns the client's offline masks, so it is a *measurement stand-in*, labelled `dealer`
+//! in every output; its offline bytes are not those of HE. An HE backend implements
+//! [`LinearOffline`] with the same call pattern.
+
+use crate::error::Result;
+use crate::linalg;
+use crate::model::{Arch, QuantModel};
+use crate::net::Channel;
+use crate::ring::Ring;
+use crate::wire::{Reader, Writer};
+use rand::Rng;
+use rand_chacha::ChaCha12Rng;
+
+pub trait LinearOffline: Send {
+    /// Shown in every report next to offline figures.
+    fn label(&self) -> &'static str;
+    /// Client side of weight layer `op`: returns `W v_c - s`.
+    fn client(
+        &mut self,
+        ch: &mut Channel,
+        arch: &Arch,
+        ring: &Ring,
+        op: usize,
+        v_c: &[u64],
+    ) -> Result<Vec<u64>>;
+    /// Server side of weight layer `op`: returns `s`.
+    fn server(
+        &mut self,
+        ch: &mut Channel,
+        model: &QuantModel,
+        op: usize,
+        rng: &mut ChaCha12Rng,
+    ) -> Result<Vec<u64>>;
+}
+
+/// The dealer stand-in (insecure offline phase for measurement).
+pub struct Dealer;
+
+pub const DEALER_LABEL: &str =
+    "dealer (insecure stand-in for the HE offline phase of weight layers)";
+
+impl LinearOffline for Dealer {
+    fn label(&self) -> &'static str {
+        DEALER_LABEL
+    }
+
+    fn client(
+        &mut self,
+        ch: &mut Channel,
+        arch: &Arch,
+        ring: &Ring,
+        op: usize,
+        v_c: &[u64],
+    ) -> Result<Vec<u64>> {
+        let mut w = Writer::new();
+        w.ring_vec(v_c, ring.bits);
+        ch.send(&w.finish())?;
+        let msg = ch.recv("dealer: correlation")?;
+        let mut r = Reader::new(&msg, "dealer: correlation");
+        let out = r.ring_vec(ring.bits)?;
+        r.end()?;
+        r.expect_len(&out, arch.numel(op + 1), "W v - s")?;
+        Ok(out)
+    }
+
+    fn server(
+        &mut self,
+        ch: &mut Channel,
+        model: &QuantModel,
+        op: usize,
+        rng: &mut ChaCha12Rng,
+    ) -> Result<Vec<u64>> {
+        let arch = &model.arch;
+        let ring = &model.ring;
+        let input = arch.ops()[op].inputs()[0];
+        let msg = ch.recv("dealer: client mask")?;
+        let mut r = Reader::new(&msg, "dealer: client mask");
+        let v = r.ring_vec(ring.bits)?;
+        r.end()?;
+        r.expect_len(&v, arch.numel(input), "client mask")?;
+        let s: Vec<u64> = (0..arch.numel(op + 1))
+            .map(|_| ring.reduce(rng.gen()))
+            .collect();
+        let wv = linalg::weight_layer(arch, ring, op, &model.layers[&op], &v, false);
+        let out: Vec<u64> = wv
+            .iter()
+            .zip(&s)
+            .map(|(&a, &b)| ring.reduce(a.wrapping_sub(b)))
+            .collect();
+        let mut w = Writer::new();
+        w.ring_vec(&out, ring.bits);
+        ch.send(&w.finish())?;
+        Ok(s)
+    }
+}

@@ -1,0 +1,118 @@
+//! The DELPHI-style protocol (Mishra et al., USENIX Security 2020, Fig. 3) for partial-ReLU
+//! models, semi-honest, client input and server model.
+//!
+//! Invariant: every value `v` is shared as `v = v_S + v_C mod 2^l` where the client's share `v_C`
+//! is fixed in the offline phase (a random mask at the input and at every active ReLU's output,
+//! derived locally elsewhere), and the server's share is computed online.
+//!
+//! *Offline* (input-independent): per weight layer, the client obtains `W v_C - s` and the server
+//! keeps `s` ([`linear`]); per site with active positions, IKNP gives the client the labels of its
+//! circuit inputs (its share `y_C` and `q = -r'`) and the server garbles the circuits ([`relu`]).
+//! *Online*: the client sends `x - r_0`; the server evaluates weight layers on its shares
+//! (`W v_S + b + s`) and, at each site, sends the labels of its share's low `w` bits; the client
+//! evaluates and returns the permute bit of each output wire, which only the server can decode
+//! into its new share `ReLU(y) >> f - r'`. Identity positions are truncated locally by each
+//! party. At the end the server sends its share of the logits.
+
+pub mod client;
+pub mod linear;
+pub mod relu;
+pub mod server;
+
+pub use client::{Client, Inference};
+pub use server::Server;
+
+use crate::error::{MpcError, Result};
+use crate::model::{Arch, Op};
+use crate::ring::Ring;
+use crate::wire::{Reader, Writer};
+
+const MAGIC: &[u8] = b"privlin-pi/1";
+/// Client commands.
+pub(crate) const CMD_INFER: u8 = 1;
+pub(crate) const CMD_BYE: u8 = 0;
+
+/// What the server announces: ring, offline mode, architecture and active positions.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    pub ring: Ring,
+    pub offline: String,
+    pub arch: Arch,
+}
+
+impl Hello {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.bytes(MAGIC)
+            .u32(self.ring.bits)
+            .u32(self.ring.frac)
+            .u32(self.ring.gc_bits)
+            .bytes(self.offline.as_bytes())
+            .bytes(&self.arch.to_bytes());
+        w.finish()
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self> {
+        let what = "hello";
+        let mut r = Reader::new(buf, what);
+        if r.bytes()? != MAGIC {
+            return Err(MpcError::malformed(what, "not a privlin-pi/1 server"));
+        }
+        let ring = Ring {
+            bits: r.u32()?,
+            frac: r.u32()?,
+            gc_bits: r.u32()?,
+        };
+        ring.validate()
+            .map_err(|e| MpcError::malformed(what, e.to_string()))?;
+        let offline = String::from_utf8(r.bytes()?.to_vec())
+            .map_err(|_| MpcError::malformed(what, "offline mode is not UTF-8"))?;
+        let arch = Arch::from_bytes(r.bytes()?)?;
+        r.end()?;
+        Ok(Hello {
+            ring,
+            offline,
+            arch,
+        })
+    }
+}
+
+/// The label of op `i` in traffic reports: the weight's module path or the site name.
+pub fn op_label(arch: &Arch, i: usize) -> String {
+    match &arch.ops()[i] {
+        Op::Conv { weight, .. } | Op::Linear { weight, .. } => {
+            weight.strip_suffix(".weight").unwrap_or(weight).to_string()
+        }
+        Op::Relu { site, .. } => site.clone(),
+        Op::AvgPool { .. } => format!("pool{i}"),
+        Op::Add { .. } => format!("add{i}"),
+    }
+}
+
+/// Dimensions of one site's circuits.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteDims {
+    /// Active positions.
+    pub n: usize,
+    pub w: usize,
+    pub l: usize,
+    pub shift: usize,
+    pub ands: usize,
+}
+
+impl SiteDims {
+    pub fn new(ring: &Ring, n: usize, shift: u32) -> Self {
+        let (w, l) = (ring.gc_bits as usize, ring.bits as usize);
+        SiteDims {
+            n,
+            w,
+            l,
+            shift: shift as usize,
+            ands: crate::gc::circuit::relu_and_gates(w, l, shift as usize),
+        }
+    }
+    /// Client input bits per circuit: its share (`w`) and its mask (`l`).
+    pub fn client_bits(&self) -> usize {
+        self.w + self.l
+    }
+}

@@ -1,0 +1,82 @@
+//! Garbling and evaluating one site's active-ReLU circuits, in parallel over positions.
+
+use super::SiteDims;
+use crate::gc::circuit;
+use crate::gc::eval::Evaluator;
+use crate::gc::garble::Garbler;
+use crate::gc::{lsb, FixedKeyHash};
+use crate::wire::Block;
+use rayon::prelude::*;
+
+/// Garbles `d.n` circuits. `zero_s`: zero-labels of the server's input bits (`w` per circuit),
+/// `zero_c`: of the client's (`w + l` per circuit, from OT). Returns the tables and the permute
+/// bits of the output zero-labels (the server's decoding information).
+pub fn garble(
+    hash: &FixedKeyHash,
+    delta: Block,
+    gate0: u64,
+    d: &SiteDims,
+    zero_s: &[Block],
+    zero_c: &[Block],
+) -> (Vec<Block>, Vec<bool>) {
+    let per = 2 * d.ands;
+    let mut tables = vec![0u128; d.n * per];
+    let mut decode = vec![false; d.n * d.l];
+    let cb = d.client_bits();
+    tables
+        .par_chunks_mut(per)
+        .zip(decode.par_chunks_mut(d.l))
+        .enumerate()
+        .with_min_len(32)
+        .for_each(|(k, (t, dec))| {
+            let mut g = Garbler::new(delta, hash, gate0 + (k * d.ands) as u64, t);
+            let c = &zero_c[k * cb..(k + 1) * cb];
+            let out = circuit::relu(
+                &mut g,
+                &zero_s[k * d.w..(k + 1) * d.w],
+                &c[..d.w],
+                &c[d.w..],
+                d.shift,
+            );
+            for (x, o) in dec.iter_mut().zip(out) {
+                *x = lsb(o);
+            }
+        });
+    (tables, decode)
+}
+
+/// Evaluates `d.n` circuits; returns the permute bits of the output labels.
+pub fn evaluate(
+    hash: &FixedKeyHash,
+    gate0: u64,
+    d: &SiteDims,
+    lab_s: &[Block],
+    lab_c: &[Block],
+    tables: &[Block],
+) -> Vec<bool> {
+    let per = 2 * d.ands;
+    let cb = d.client_bits();
+    let mut bits = vec![false; d.n * d.l];
+    bits.par_chunks_mut(d.l)
+        .enumerate()
+        .with_min_len(32)
+        .for_each(|(k, out_bits)| {
+            let mut e = Evaluator::new(
+                hash,
+                gate0 + (k * d.ands) as u64,
+                &tables[k * per..(k + 1) * per],
+            );
+            let c = &lab_c[k * cb..(k + 1) * cb];
+            let out = circuit::relu(
+                &mut e,
+                &lab_s[k * d.w..(k + 1) * d.w],
+                &c[..d.w],
+                &c[d.w..],
+                d.shift,
+            );
+            for (x, o) in out_bits.iter_mut().zip(out) {
+                *x = lsb(o);
+            }
+        });
+    bits
+}

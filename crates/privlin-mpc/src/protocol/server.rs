@@ -1,0 +1,232 @@
+//! The server: holds the fixed-point model, garbles, evaluates weight layers on its shares.
+
+use super::linear::{Dealer, LinearOffline};
+use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
+use crate::error::{MpcError, Result};
+use crate::gc::FixedKeyHash;
+use crate::linalg;
+use crate::model::{Op, QuantModel};
+use crate::net::Channel;
+use crate::ot::iknp;
+use crate::wire::{Block, Reader, Writer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use std::collections::HashMap;
+
+/// Offline state of one inference.
+struct Offline {
+    /// `s` per weight layer.
+    s: HashMap<usize, Vec<u64>>,
+    /// Per site: zero-labels of the server's input bits and decoding bits.
+    sites: HashMap<usize, (Vec<Block>, Vec<bool>, u64)>,
+}
+
+pub struct Server {
+    model: QuantModel,
+    ch: Channel,
+    rng: ChaCha12Rng,
+    ot: iknp::Sender,
+    linear: Box<dyn LinearOffline>,
+    delta: Block,
+    hash: FixedKeyHash,
+    gate: u64,
+}
+
+impl Server {
+    /// Sends the hello (architecture, ring) and runs the base OTs.
+    pub fn start(model: QuantModel, mut ch: Channel, seed: Option<u64>) -> Result<Self> {
+        let mut rng = match seed {
+            Some(s) => ChaCha12Rng::seed_from_u64(s),
+            None => ChaCha12Rng::from_entropy(),
+        };
+        let linear: Box<dyn LinearOffline> = Box::new(Dealer);
+        ch.phase("setup");
+        let hello = Hello {
+            ring: model.ring,
+            offline: linear.label().to_string(),
+            arch: model.arch.clone(),
+        };
+        ch.send(&hello.encode())?;
+        let ot = iknp::Sender::setup(&mut ch, &mut rng)?;
+        let delta = rng.gen::<u128>() | 1;
+        Ok(Server {
+            model,
+            ch,
+            rng,
+            ot,
+            linear,
+            delta,
+            hash: FixedKeyHash::new(0),
+            gate: 0,
+        })
+    }
+
+    pub fn channel(&mut self) -> &mut Channel {
+        &mut self.ch
+    }
+
+    /// Serves inferences until the client says goodbye; returns how many.
+    pub fn serve(&mut self) -> Result<usize> {
+        let mut n = 0;
+        while self.serve_one()? {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Serves one inference; `false` when the client closed the session.
+    pub fn serve_one(&mut self) -> Result<bool> {
+        self.ch.phase("offline/command");
+        let msg = self.ch.recv("command")?;
+        match msg.as_slice() {
+            [CMD_INFER] => {}
+            [CMD_BYE] => return Ok(false),
+            other => {
+                return Err(MpcError::malformed(
+                    "command",
+                    format!("unknown command {other:?}"),
+                ));
+            }
+        }
+        let off = self.offline()?;
+        self.online(off)?;
+        Ok(true)
+    }
+
+    fn offline(&mut self) -> Result<Offline> {
+        let arch = self.model.arch.clone();
+        let ring = self.model.ring;
+        let mut off = Offline {
+            s: HashMap::new(),
+            sites: HashMap::new(),
+        };
+        for (i, op) in arch.ops().iter().enumerate() {
+            match op {
+                Op::Conv { .. } | Op::Linear { .. } => {
+                    self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                    let s = self
+                        .linear
+                        .server(&mut self.ch, &self.model, i, &mut self.rng)?;
+                    off.s.insert(i, s);
+                }
+                Op::Relu { input, .. } => {
+                    let d = SiteDims::new(
+                        &ring,
+                        arch.active[&i].len(),
+                        self.model.scales[*input] - ring.frac,
+                    );
+                    if d.n == 0 {
+                        continue;
+                    }
+                    self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                    let zero_c = self
+                        .ot
+                        .extend(&mut self.ch, d.n * d.client_bits(), self.delta)?;
+                    let zero_s: Vec<Block> = (0..d.n * d.w).map(|_| self.rng.gen()).collect();
+                    let gate0 = self.gate;
+                    self.gate += (d.n * d.ands) as u64;
+                    let (tables, decode) =
+                        relu::garble(&self.hash, self.delta, gate0, &d, &zero_s, &zero_c);
+                    let mut w = Writer::with_capacity(tables.len() * 16 + 16);
+                    w.blocks(&tables);
+                    self.ch.send(&w.finish())?;
+                    off.sites.insert(i, (zero_s, decode, gate0));
+                }
+                _ => {}
+            }
+        }
+        Ok(off)
+    }
+
+    fn online(&mut self, mut off: Offline) -> Result<()> {
+        let arch = self.model.arch.clone();
+        let ring = self.model.ring;
+        self.ch.phase("online/input");
+        let msg = self.ch.recv("masked input")?;
+        let mut r = Reader::new(&msg, "masked input");
+        let x = r.ring_vec(ring.bits)?;
+        r.end()?;
+        r.expect_len(&x, arch.numel(0), "input")?;
+        let mut vals: Vec<Vec<u64>> = vec![x];
+        for (i, op) in arch.ops().iter().enumerate() {
+            let out = match op {
+                Op::Conv { input, .. } | Op::Linear { input, .. } => {
+                    let y = linalg::weight_layer(
+                        &arch,
+                        &ring,
+                        i,
+                        &self.model.layers[&i],
+                        &vals[*input],
+                        true,
+                    );
+                    let s = off.s.remove(&i).expect("offline ran");
+                    y.iter()
+                        .zip(&s)
+                        .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
+                        .collect()
+                }
+                Op::AvgPool {
+                    input,
+                    kernel,
+                    stride,
+                } => {
+                    let s = &arch.shapes[*input];
+                    linalg::sum_pool(&vals[*input], [s[0], s[1], s[2]], *kernel, *stride, &ring)
+                }
+                Op::Add { inputs: [a, b] } => {
+                    let s = self.model.scales[i + 1];
+                    linalg::add_aligned(
+                        &vals[*a],
+                        s - self.model.scales[*a],
+                        &vals[*b],
+                        s - self.model.scales[*b],
+                        &ring,
+                    )
+                }
+                Op::Relu { input, .. } => {
+                    let shift = self.model.scales[*input] - ring.frac;
+                    let y = &vals[*input];
+                    let mut out: Vec<u64> = y
+                        .iter()
+                        .map(|&v| ring.truncate_share_server(v, shift))
+                        .collect();
+                    let active = &arch.active[&i];
+                    if !active.is_empty() {
+                        self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                        let d = SiteDims::new(&ring, active.len(), shift);
+                        let (zero_s, decode, _) = off.sites.remove(&i).expect("offline ran");
+                        let mut labels = Vec::with_capacity(d.n * d.w);
+                        for (k, &p) in active.iter().enumerate() {
+                            let v = y[p as usize];
+                            for bit in 0..d.w {
+                                let z = zero_s[k * d.w + bit];
+                                labels.push(if v >> bit & 1 == 1 { z ^ self.delta } else { z });
+                            }
+                        }
+                        let mut w = Writer::with_capacity(labels.len() * 16 + 16);
+                        w.blocks(&labels);
+                        self.ch.send(&w.finish())?;
+                        let msg = self.ch.recv("circuit outputs")?;
+                        let mut r = Reader::new(&msg, "circuit outputs");
+                        let bits = r.bits()?;
+                        r.end()?;
+                        r.expect_len(&bits, d.n * d.l, "output bits")?;
+                        for (k, &p) in active.iter().enumerate() {
+                            let mut v = 0u64;
+                            for bit in 0..d.l {
+                                v |= ((bits[k * d.l + bit] ^ decode[k * d.l + bit]) as u64) << bit;
+                            }
+                            out[p as usize] = v;
+                        }
+                    }
+                    out
+                }
+            };
+            vals.push(out);
+        }
+        self.ch.phase("online/output");
+        let mut w = Writer::new();
+        w.ring_vec(vals.last().unwrap(), ring.bits);
+        self.ch.send(&w.finish())
+    }
+}
