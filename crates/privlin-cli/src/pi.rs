@@ -38,7 +38,7 @@ pub struct RingArgs {
     #[arg(long, default_value_t = 64)]
     ring_bits: u32,
     /// Fractional bits f.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 12)]
     frac: u32,
     /// Low bits of each share entering a ReLU circuit (w).
     #[arg(long, default_value_t = 32)]
@@ -334,6 +334,16 @@ fn client(a: ClientArgs) -> Result<()> {
         )?),
         None => None,
     };
+    // With --check, also the plaintext fixed-point model (what the protocol computes, up to local
+    // truncation), to tell quantization from protocol effects.
+    let fixed = match &check {
+        Some((model, spec, masks)) => {
+            let file = pi::export(model, masks.as_ref(), &spec.normalization, "check")?;
+            Some(QuantModel::new(&file, c.ring())?)
+        }
+        None => None,
+    };
+    let (mut fixed_agree, mut overflows) = (0, 0);
     let mut rows = Vec::new();
     let (mut agree, mut correct, mut labelled) = (0, 0, 0);
     for (k, (label, px)) in inputs(&arch, &a.data, a.images)?.into_iter().enumerate() {
@@ -351,23 +361,33 @@ fn client(a: ClientArgs) -> Result<()> {
             y.argmax(-1, false).int64_value(&[0]) as usize
         });
         agree += (float_class == Some(inf.class)) as usize;
+        let fixed_class = fixed.as_ref().map(|q| {
+            let enc = QuantModel::encode_input(&q.arch, &q.ring, &x).expect("input fits");
+            let r = privlin_mpc::plain::forward(q, &enc);
+            overflows += r.gc_overflows;
+            privlin_mpc::plain::decode_logits(q, &r.logits).1
+        });
+        fixed_agree += (fixed_class.is_some() && fixed_class == float_class) as usize;
         if let Some(l) = label {
             labelled += 1;
             correct += (l as usize == inf.class) as usize;
         }
         println!(
-            "image {k}: private class {}{}{}; offline {:.3} s, online {:.3} s",
+            "image {k}: private class {}{}{}{}; offline {:.3} s, online {:.3} s",
             inf.class,
             label.map(|l| format!(", label {l}")).unwrap_or_default(),
             float_class
                 .map(|f| format!(", float model {f}"))
+                .unwrap_or_default(),
+            fixed_class
+                .map(|f| format!(", plaintext fixed point {f}"))
                 .unwrap_or_default(),
             inf.offline_s,
             inf.online_s
         );
         rows.push(serde_json::json!({
             "image": k, "label": label, "private_class": inf.class, "float_class": float_class,
-            "logits": inf.logits, "offline_s": inf.offline_s, "online_s": inf.online_s,
+            "fixed_point_class": fixed_class, "logits": inf.logits, "offline_s": inf.offline_s, "online_s": inf.online_s,
             "traffic": c.channel().meter.entries(),
         }));
     }
@@ -375,6 +395,10 @@ fn client(a: ClientArgs) -> Result<()> {
     if check.is_some() {
         println!(
             "private class == float model's class on {agree}/{} images",
+            rows.len()
+        );
+        println!(
+            "plaintext fixed-point class == float model's class on {fixed_agree}/{} images; {overflows} active pre-activations outside the circuit width",
             rows.len()
         );
     }
@@ -519,8 +543,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             let inf = &s.inferences[0];
             let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, &cal);
             let (p_off, p_on) = (
-                cost::phase_seconds(off_c, &off_t, prof.as_ref()),
-                cost::phase_seconds(on_c, &on_t, prof.as_ref()),
+                cost::phase_seconds(off_c, &off_t, prof.as_ref(), &cal),
+                cost::phase_seconds(on_c, &on_t, prof.as_ref(), &cal),
             );
             let mon = s.client.total("online/");
             let moff = s.client.total("offline/");
@@ -579,6 +603,9 @@ fn calibration(ring: &Ring, skip: bool) -> Calibration {
             garble_and_ns: 0.0,
             eval_and_ns: 0.0,
             ot_ns: 0.0,
+            relu_online_ns: 0.0,
+            elem_ns: 0.0,
+            flight_ns: 0.0,
             threads: 0,
         };
     }
@@ -654,17 +681,22 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
         "{:<40} {:>12} {:>12}",
         "predicted latency (one inference)", "online s", "offline s"
     );
-    println!("{:<40} {:>12.3} {:>12.3}", "compute only", on_c, off_c);
+    println!(
+        "{:<50} {:>12.3} {:>12.3}",
+        "compute and hand-over only (no network delay)",
+        cost::phase_seconds(on_c, &on, None, &cal),
+        cost::phase_seconds(off_c, &off, None, &cal)
+    );
     for p in Profile::presets() {
         println!(
-            "{:<40} {:>12.3} {:>12.3}",
+            "{:<50} {:>12.3} {:>12.3}",
             p.describe(),
-            cost::phase_seconds(on_c, &on, Some(&p)),
-            cost::phase_seconds(off_c, &off, Some(&p))
+            cost::phase_seconds(on_c, &on, Some(&p), &cal),
+            cost::phase_seconds(off_c, &off, Some(&p), &cal)
         );
     }
     println!(
-        "{:<40} {:>12.3}",
+        "{:<50} {:>12.3}",
         "papers' figure: 0.021 s per 1,000 ReLUs",
         active as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );

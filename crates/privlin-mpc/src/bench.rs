@@ -43,6 +43,9 @@ pub struct ReluMicro {
     pub eval_us: f64,
     /// IKNP for the client's `w + l` input labels, both parties.
     pub ot_us: f64,
+    /// Online work outside the circuit: the server's label selection and output decoding, the
+    /// client's packing of output bits.
+    pub online_overhead_us: f64,
 }
 
 /// Times garbling, evaluation and OT extension of `n` active-ReLU circuits on `threads` threads.
@@ -59,6 +62,14 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
         let e = best(3, || {
             std::hint::black_box(relu::evaluate(&hash, 0, &d, &zs, &zc, &tables));
         });
+        let shares: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+        let out_bits: Vec<bool> = (0..n * d.l).map(|_| rng.gen()).collect();
+        let over = best(3, || {
+            let lab = relu::encode(&zs, delta, &shares, d.w);
+            let mut w = crate::wire::Writer::new();
+            w.blocks(&lab).bits(&out_bits);
+            std::hint::black_box(relu::decode(&out_bits, &out_bits, d.l));
+        });
         let m = n * d.client_bits();
         let ot = (0..2)
             .map(|_| ot_pair(m, threads))
@@ -70,6 +81,7 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
             garble_us: g / n as f64 * 1e6,
             eval_us: e / n as f64 * 1e6,
             ot_us: ot / n as f64 * 1e6,
+            online_overhead_us: over / n as f64 * 1e6,
         }
     })
 }
@@ -112,13 +124,51 @@ pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
         t / (c * c * 9 * h * h) as f64 * 1e9
     });
     let ands = micro.and_gates_per_relu as f64;
+    let elem = {
+        let ring = *ring;
+        let mut rng = ChaCha12Rng::seed_from_u64(5);
+        let v: Vec<u64> = (0..1 << 20).map(|_| rng.gen()).collect();
+        best(3, || {
+            let t: Vec<u64> = v
+                .iter()
+                .map(|&x| ring.reduce(ring.truncate_share_server(x, 12).wrapping_add(x)))
+                .collect();
+            std::hint::black_box(t);
+        }) / (1u64 << 20) as f64
+            * 1e9
+    };
     Calibration {
+        elem_ns: elem,
+        flight_ns: ping_pong_ns(),
         mac_ns: mac,
         garble_and_ns: micro.garble_us * 1e3 / ands,
         eval_and_ns: micro.eval_us * 1e3 / ands,
         ot_ns: micro.ot_us * 1e3 / (ring.gc_bits + ring.bits) as f64,
+        relu_online_ns: micro.online_overhead_us * 1e3,
         threads,
     }
+}
+
+/// Half the round trip of a small message between two threads on the in-memory channel.
+fn ping_pong_ns() -> f64 {
+    let (a, b) = mem::pair();
+    let n = 200;
+    let echo = std::thread::spawn(move || {
+        let mut ch = Channel::new(Box::new(a));
+        for _ in 0..n {
+            let m = ch.recv("ping").unwrap();
+            ch.send(&m).unwrap();
+        }
+    });
+    let mut ch = Channel::new(Box::new(b));
+    let t = Instant::now();
+    for _ in 0..n {
+        ch.send(&[0u8; 16]).unwrap();
+        ch.recv("pong").unwrap();
+    }
+    let el = t.elapsed().as_secs_f64();
+    echo.join().unwrap();
+    el / (2 * n) as f64 * 1e9
 }
 
 /// What a two-thread session measured.

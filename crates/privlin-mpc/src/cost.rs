@@ -21,6 +21,13 @@ pub struct Calibration {
     pub eval_and_ns: f64,
     /// IKNP correlated OT, ns per OT, both parties together.
     pub ot_ns: f64,
+    /// Online work per active ReLU outside the circuit (label selection, decoding, packing).
+    pub relu_online_ns: f64,
+    /// Element-wise work per output position of a layer (bias, masks, reduction, truncation).
+    pub elem_ns: f64,
+    /// Hand-over of one flight between the parties beyond the wire (wake-up, copies), measured as
+    /// half a ping-pong of small messages on the in-memory channel.
+    pub flight_ns: f64,
     pub threads: usize,
 }
 
@@ -161,7 +168,11 @@ pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost
             online: find(&format!("online/{name}")),
             offline: find(&format!("offline/{name}")),
             // Online: the server's layer on its share, the client's evaluation.
-            online_compute_s: (mac as f64 * cal.mac_ns + ands as f64 * cal.eval_and_ns) * 1e-9,
+            online_compute_s: (mac as f64 * cal.mac_ns
+                + ands as f64 * cal.eval_and_ns
+                + active as f64 * cal.relu_online_ns
+                + arch.numel(i + 1) as f64 * cal.elem_ns)
+                * 1e-9,
             // Offline: the dealer's W v_C, OT extension, garbling.
             offline_compute_s: (mac as f64 * cal.mac_ns
                 + ots * cal.ot_ns
@@ -172,13 +183,19 @@ pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost
     out
 }
 
-/// Predicted wall time of a phase: compute, plus transmission and one half round trip per flight
-/// under `profile` (none: compute only).
-pub fn phase_seconds(compute_s: f64, traffic: &Traffic, profile: Option<&Profile>) -> f64 {
+/// Predicted wall time of a phase: compute and the hand-over of each flight, plus transmission
+/// and one half round trip per flight under `profile`.
+pub fn phase_seconds(
+    compute_s: f64,
+    traffic: &Traffic,
+    profile: Option<&Profile>,
+    cal: &Calibration,
+) -> f64 {
+    let base = compute_s + traffic.flights as f64 * cal.flight_ns * 1e-9;
     match profile {
-        None => compute_s,
+        None => base,
         Some(p) => {
-            compute_s + traffic.bytes() as f64 / p.bandwidth + traffic.flights as f64 * p.rtt / 2.0
+            base + traffic.bytes() as f64 / p.bandwidth + traffic.flights as f64 * p.rtt / 2.0
         }
     }
 }

@@ -22,11 +22,12 @@ pub struct Ring {
 
 impl Default for Ring {
     /// `l = 64` (local truncation of identity positions fails with probability about
-    /// `2^(w - l)` per position, SecureML Thm. 1), `f = 10`, `w = 32`.
+    /// `2^(w - l)` per position, SecureML Thm. 1), `f = 12`, `w = 32` (pre-activations up to
+    /// `2^(w - 1 - 2f) = 128` in magnitude; measured on CIFAR-10, see docs/results.md).
     fn default() -> Self {
         Ring {
             bits: 64,
-            frac: 10,
+            frac: 12,
             gc_bits: 32,
         }
     }
@@ -157,10 +158,10 @@ mod tests {
     #[test]
     fn encode_decode_and_truncate() {
         let r = Ring::default();
-        let x = r.encode(-3.25, 10, "x").unwrap();
-        assert_eq!(r.decode(x, 10), -3.25);
-        let y = r.encode(-3.25 * 1.5, 20, "y").unwrap();
-        assert_eq!(r.decode(r.truncate(y, 10), 10), -4.875);
+        let x = r.encode(-3.25, 12, "x").unwrap();
+        assert_eq!(r.decode(x, 12), -3.25);
+        let y = r.encode(-3.25 * 1.5, 24, "y").unwrap();
+        assert_eq!(r.decode(r.truncate(y, 12), 12), -4.875);
         assert!(r.encode(1e30, 10, "big").is_err());
         let r32 = Ring::new(32, 8, 24).unwrap();
         assert_eq!(r32.signed(r32.from_signed(-5)), -5);

@@ -1,10 +1,8 @@
 //! Misbehaving peers get clear errors, never a panic or an unbounded allocation.
 
-use privlin_mpc::model::Arch;
 use privlin_mpc::net::{mem, Channel};
 use privlin_mpc::protocol::{Client, Hello, Server};
 use privlin_mpc::synthetic::{self, Spec};
-use privlin_mpc::wire::Reader;
 use privlin_mpc::{MpcError, QuantModel, Ring};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -110,12 +108,21 @@ fn decoders_survive_random_bytes() {
             }
             _ => buf = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect(),
         }
-        let _ = Hello::decode(&buf);
-        let _ = Arch::from_bytes(&buf);
-        let mut r = Reader::new(&buf, "fuzz");
-        let _ = r.blocks();
-        let _ = r.bits();
-        let _ = r.ring_vec(40);
+        privlin_mpc::wire::decode_everything(&buf);
     }
     assert!(Hello::decode(&hello).is_ok());
+}
+
+/// A delivery stamp far in the future is an error, not a sleep.
+#[test]
+fn far_future_stamp_is_refused() {
+    let (mut a, b) = mem::pair();
+    let mut f = 0u32.to_le_bytes().to_vec();
+    f.extend_from_slice(&u64::MAX.to_le_bytes());
+    a.send_raw(f).unwrap();
+    let mut ch = Channel::new(Box::new(b)).with_profile(privlin_mpc::net::Profile::by_name("wan"));
+    let t = std::time::Instant::now();
+    let err = ch.recv("stamped").unwrap_err();
+    assert!(err.to_string().contains("in the future"), "{err}");
+    assert!(t.elapsed().as_secs() < 5);
 }

@@ -89,7 +89,19 @@ impl Channel {
             });
         }
         let payload = self.transport.read_payload(len as usize, what)?;
-        if at != 0 {
+        // Delivery stamps are honoured only when this side shapes too, and never beyond a bound:
+        // a peer cannot make us sleep arbitrarily long.
+        if at != 0 && self.shaper.is_some() {
+            let now = shaper::now_ns();
+            if at > now + shaper::MAX_DELAY_NS {
+                return Err(MpcError::malformed(
+                    what,
+                    format!(
+                        "delivery stamp {:.1} s in the future",
+                        (at - now) as f64 * 1e-9
+                    ),
+                ));
+            }
             shaper::wait_until(at);
         }
         self.meter.received(len + HEADER);

@@ -60,6 +60,9 @@ pub struct Shaper {
     link_free_ns: u64,
 }
 
+/// The longest a delivery stamp may lie in the future (a slow link with a large frame).
+pub const MAX_DELAY_NS: u64 = 120_000_000_000;
+
 pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -80,3 +80,28 @@ pub fn evaluate(
         });
     bits
 }
+
+/// The server's input labels for its shares: bit `i` of share `k` selects
+/// `zero_s[k w + i] ^ bit * delta`.
+pub fn encode(zero_s: &[Block], delta: Block, shares: &[u64], w: usize) -> Vec<Block> {
+    let mut labels = Vec::with_capacity(shares.len() * w);
+    for (k, &v) in shares.iter().enumerate() {
+        for (bit, &z) in zero_s[k * w..(k + 1) * w].iter().enumerate() {
+            labels.push(z ^ crate::gc::select(v >> bit & 1 == 1, delta));
+        }
+    }
+    labels
+}
+
+/// The server's new shares from the client's output permute bits and its decoding bits.
+pub fn decode(bits: &[bool], decode: &[bool], l: usize) -> Vec<u64> {
+    bits.chunks(l)
+        .zip(decode.chunks(l))
+        .map(|(b, d)| {
+            b.iter()
+                .zip(d)
+                .enumerate()
+                .fold(0u64, |v, (i, (&x, &y))| v | ((x ^ y) as u64) << i)
+        })
+        .collect()
+}

@@ -195,14 +195,8 @@ impl Server {
                         self.ch.phase(format!("online/{}", op_label(&arch, i)));
                         let d = SiteDims::new(&ring, active.len(), shift);
                         let (zero_s, decode, _) = off.sites.remove(&i).expect("offline ran");
-                        let mut labels = Vec::with_capacity(d.n * d.w);
-                        for (k, &p) in active.iter().enumerate() {
-                            let v = y[p as usize];
-                            for bit in 0..d.w {
-                                let z = zero_s[k * d.w + bit];
-                                labels.push(if v >> bit & 1 == 1 { z ^ self.delta } else { z });
-                            }
-                        }
+                        let shares: Vec<u64> = active.iter().map(|&p| y[p as usize]).collect();
+                        let labels = relu::encode(&zero_s, self.delta, &shares, d.w);
                         let mut w = Writer::with_capacity(labels.len() * 16 + 16);
                         w.blocks(&labels);
                         self.ch.send(&w.finish())?;
@@ -211,11 +205,7 @@ impl Server {
                         let bits = r.bits()?;
                         r.end()?;
                         r.expect_len(&bits, d.n * d.l, "output bits")?;
-                        for (k, &p) in active.iter().enumerate() {
-                            let mut v = 0u64;
-                            for bit in 0..d.l {
-                                v |= ((bits[k * d.l + bit] ^ decode[k * d.l + bit]) as u64) << bit;
-                            }
+                        for (&p, v) in active.iter().zip(relu::decode(&bits, &decode, d.l)) {
                             out[p as usize] = v;
                         }
                     }
