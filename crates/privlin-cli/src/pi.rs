@@ -538,7 +538,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         } else {
             vec![all]
         } {
-            let cal = bench::calibrate(&ring, t);
+            let cal = bench::calibrate_for(&model, t);
             let s = bench::session(&model, std::slice::from_ref(&enc), prof.clone(), t, 7)?;
             let inf = &s.inferences[0];
             let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, &cal);
@@ -595,10 +595,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Calibration for `cost`, or zeros when skipped.
-fn calibration(ring: &Ring, skip: bool) -> Calibration {
+/// Calibration for `cost` (this machine's speeds, and the model's own weight layers timed), or
+/// zeros when skipped.
+fn calibration(file: &ModelFile, ring: &Ring, skip: bool) -> Result<Calibration> {
     if skip {
-        return Calibration {
+        return Ok(Calibration {
             mac_ns: 0.0,
             garble_and_ns: 0.0,
             eval_and_ns: 0.0,
@@ -606,22 +607,25 @@ fn calibration(ring: &Ring, skip: bool) -> Calibration {
             relu_online_ns: 0.0,
             elem_ns: 0.0,
             flight_ns: 0.0,
+            byte_ns: 0.0,
+            layer_s: Default::default(),
             threads: 0,
-        };
+        });
     }
-    bench::calibrate(
-        ring,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-    )
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    Ok(bench::calibrate_for(
+        &QuantModel::new(file, *ring)?,
+        threads,
+    ))
 }
 
 pub fn cost_cmd(a: CostArgs) -> Result<()> {
     let ring = a.ring.ring()?;
     let file = load_export(&a.model)?;
     let arch = &file.arch;
-    let cal = calibration(&ring, a.no_calibrate);
+    let cal = calibration(&file, &ring, a.no_calibrate)?;
     let costs = cost::layer_costs(arch, &ring, &cal);
     println!(
         "model: {} | ring l={} f={} w={} | offline linear layers: {}",

@@ -70,9 +70,12 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
             w.blocks(&lab).bits(&out_bits);
             std::hint::black_box(relu::decode(&out_bits, &out_bits, d.l));
         });
-        let m = n * d.client_bits();
+        // In batches of one site of 1,024 active ReLUs, as the protocol extends per site.
+        let sizes: Vec<usize> = (0..n.div_ceil(1024))
+            .map(|b| (n - b * 1024).min(1024) * d.client_bits())
+            .collect();
         let ot = (0..2)
-            .map(|_| ot_pair(m, threads))
+            .map(|_| ot_pair(&sizes, threads))
             .fold(f64::INFINITY, f64::min);
         ReluMicro {
             threads,
@@ -86,24 +89,32 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
     })
 }
 
-/// `m` correlated OTs between two threads (base OTs excluded).
-fn ot_pair(m: usize, threads: usize) -> f64 {
+/// Correlated OTs in batches of `sizes` between two threads (base OTs excluded).
+fn ot_pair(sizes: &[usize], threads: usize) -> f64 {
     let (a, b) = mem::pair();
+    let sz = sizes.to_vec();
     let sender = std::thread::spawn(move || {
         pool(threads).install(|| {
             let mut ch = Channel::new(Box::new(a));
             let mut rng = ChaCha12Rng::seed_from_u64(2);
             let mut s = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-            s.extend(&mut ch, m, 1).unwrap();
+            for &m in &sz {
+                s.extend(&mut ch, m, 1).unwrap();
+            }
         })
     });
     pool(threads).install(|| {
         let mut ch = Channel::new(Box::new(b));
         let mut rng = ChaCha12Rng::seed_from_u64(3);
         let mut r = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-        let choices: Vec<bool> = (0..m).map(|_| rng.gen()).collect();
+        let choices: Vec<Vec<bool>> = sizes
+            .iter()
+            .map(|&m| (0..m).map(|_| rng.gen()).collect())
+            .collect();
         let t = Instant::now();
-        r.extend(&mut ch, &choices).unwrap();
+        for c in &choices {
+            r.extend(&mut ch, c).unwrap();
+        }
         let el = t.elapsed().as_secs_f64();
         sender.join().unwrap();
         el
@@ -140,6 +151,8 @@ pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
     Calibration {
         elem_ns: elem,
         flight_ns: ping_pong_ns(),
+        byte_ns: transfer_ns_per_byte(),
+        layer_s: Default::default(),
         mac_ns: mac,
         garble_and_ns: micro.garble_us * 1e3 / ands,
         eval_and_ns: micro.eval_us * 1e3 / ands,
@@ -147,6 +160,36 @@ pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
         relu_online_ns: micro.online_overhead_us * 1e3,
         threads,
     }
+}
+
+/// The calibration plus the measured time of every weight layer of `model` (random shares).
+pub fn calibrate_for(model: &QuantModel, threads: usize) -> Calibration {
+    let mut cal = calibrate(&model.ring, threads);
+    cal.layer_s = pool(threads).install(|| {
+        let mut rng = ChaCha12Rng::seed_from_u64(6);
+        model
+            .layers
+            .iter()
+            .map(|(&i, layer)| {
+                let input = model.arch.ops()[i].inputs()[0];
+                let x: Vec<u64> = (0..model.arch.numel(input))
+                    .map(|_| model.ring.reduce(rng.gen()))
+                    .collect();
+                let t = best(2, || {
+                    std::hint::black_box(linalg::weight_layer(
+                        &model.arch,
+                        &model.ring,
+                        i,
+                        layer,
+                        &x,
+                        true,
+                    ));
+                });
+                (i, t)
+            })
+            .collect()
+    });
+    cal
 }
 
 /// Half the round trip of a small message between two threads on the in-memory channel.
@@ -169,6 +212,37 @@ fn ping_pong_ns() -> f64 {
     let el = t.elapsed().as_secs_f64();
     echo.join().unwrap();
     el / (2 * n) as f64 * 1e9
+}
+
+/// Sending, receiving and decoding a 4 MiB block vector between two threads, per byte.
+fn transfer_ns_per_byte() -> f64 {
+    let (a, b) = mem::pair();
+    let n = 1usize << 18;
+    let reps = 5;
+    let sink = std::thread::spawn(move || {
+        let mut ch = Channel::new(Box::new(a));
+        for _ in 0..reps {
+            let m = ch.recv("block vector").unwrap();
+            let v = crate::wire::Reader::new(&m, "block vector")
+                .blocks()
+                .unwrap();
+            std::hint::black_box(v);
+            ch.send(&[0]).unwrap();
+        }
+    });
+    let mut ch = Channel::new(Box::new(b));
+    let blocks: Vec<Block> = (0..n as u128).collect();
+    let mut best_s = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut w = crate::wire::Writer::with_capacity(16 * n + 8);
+        w.blocks(&blocks);
+        ch.send(&w.finish()).unwrap();
+        ch.recv("ack").unwrap();
+        best_s = best_s.min(t.elapsed().as_secs_f64());
+    }
+    sink.join().unwrap();
+    best_s / (16 * n) as f64 * 1e9
 }
 
 /// What a two-thread session measured.

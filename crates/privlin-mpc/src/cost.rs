@@ -28,6 +28,12 @@ pub struct Calibration {
     /// Hand-over of one flight between the parties beyond the wire (wake-up, copies), measured as
     /// half a ping-pong of small messages on the in-memory channel.
     pub flight_ns: f64,
+    /// Hand-over cost per byte (framing, copies, decoding into vectors), measured with large
+    /// messages on the in-memory channel.
+    pub byte_ns: f64,
+    /// Measured seconds of each weight layer of the model at hand (op index -> s), which
+    /// replaces `MACs * mac_ns` (small feature maps cost more per MAC than the calibration conv).
+    pub layer_s: std::collections::BTreeMap<usize, f64>,
     pub threads: usize,
 }
 
@@ -157,6 +163,10 @@ pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost
             _ => continue,
         };
         let mac = macs(arch, i);
+        let layer_ns = match cal.layer_s.get(&i) {
+            Some(&t) => t * 1e9,
+            None => mac as f64 * cal.mac_ns,
+        };
         let ots = active as f64 * (ring.gc_bits + ring.bits) as f64;
         out.push(LayerCost {
             label: name.clone(),
@@ -168,14 +178,15 @@ pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost
             online: find(&format!("online/{name}")),
             offline: find(&format!("offline/{name}")),
             // Online: the server's layer on its share, the client's evaluation.
-            online_compute_s: (mac as f64 * cal.mac_ns
+            online_compute_s: (layer_ns
                 + ands as f64 * cal.eval_and_ns
                 + active as f64 * cal.relu_online_ns
                 + arch.numel(i + 1) as f64 * cal.elem_ns)
                 * 1e-9,
-            // Offline: the dealer's W v_C, OT extension, garbling.
-            offline_compute_s: (mac as f64 * cal.mac_ns
-                + ots * cal.ot_ns
+            // Offline: the dealer's W v_C, OT extension, garbling. The OT calibration already
+            // includes moving its 32 bytes per OT, which `phase_seconds` charges again.
+            offline_compute_s: (layer_ns
+                + ots * (cal.ot_ns - 32.0 * cal.byte_ns).max(0.0)
                 + ands as f64 * cal.garble_and_ns)
                 * 1e-9,
         });
@@ -191,7 +202,8 @@ pub fn phase_seconds(
     profile: Option<&Profile>,
     cal: &Calibration,
 ) -> f64 {
-    let base = compute_s + traffic.flights as f64 * cal.flight_ns * 1e-9;
+    let base = compute_s
+        + (traffic.flights as f64 * cal.flight_ns + traffic.bytes() as f64 * cal.byte_ns) * 1e-9;
     match profile {
         None => base,
         Some(p) => {
