@@ -209,6 +209,7 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
     let ft = read(l.final_.join(FINETUNE_REPORT))?;
     let imp = privlin::io::read_json(&l.importance).ok();
     let alloc = privlin::io::read_json(&l.budget).ok();
+    let pi = privlin::io::read_json(&l.pi.join(privlin::pi::PI_REPORT)).ok();
     let md = markdown(&ReportInputs {
         title: &format!("privlin report: {}", a.run.display()),
         model: &model,
@@ -216,6 +217,7 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         allocation: alloc.as_ref(),
         linearize: lin.as_ref(),
         finetune: ft.as_ref(),
+        pi: pi.as_ref(),
     });
     privlin::io::atomic_write_bytes(&l.report, md.as_bytes())?;
     println!("{md}");

@@ -30,6 +30,29 @@ pub enum PiCommand {
     Client(ClientArgs),
     /// Per-ReLU and whole-model measurements, checked against the cost model.
     Bench(BenchArgs),
+    /// The pipeline's private-inference stage on a checkpoint: export, classify test images of its
+    /// own data under the protocol (two threads, in-memory channel), write `pi.json`.
+    Measure(MeasureArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MeasureArgs {
+    /// Checkpoint directory (a partial-ReLU checkpoint is measured with its own masks).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Export directory (model.json, weights.safetensors, pi.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Test images of the checkpoint's data set.
+    #[arg(long, default_value_t = 16)]
+    images: usize,
+    #[command(flatten)]
+    ring: RingArgs,
+    /// Threads per party (0: every core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -144,7 +167,25 @@ pub fn run(cmd: PiCommand) -> Result<()> {
         PiCommand::Serve(a) => serve(a),
         PiCommand::Client(a) => client(a),
         PiCommand::Bench(a) => bench_cmd(a),
+        PiCommand::Measure(a) => measure(a),
     }
+}
+
+fn measure(a: MeasureArgs) -> Result<()> {
+    let cfg = pi::PiConfig {
+        images: a.images,
+        ring_bits: a.ring.ring_bits,
+        frac: a.ring.frac,
+        gc_bits: a.ring.gc_bits,
+        threads: a.threads,
+        seed: a.seed,
+    };
+    let r = pi::measure(&a.ckpt, &a.out, &cfg)?;
+    let mut md = String::new();
+    privlin::linearize::report::private_inference(&mut md, &r);
+    println!("{md}");
+    println!("wrote {}", a.out.join(pi::PI_REPORT).display());
+    Ok(())
 }
 
 fn export(a: ExportArgs) -> Result<()> {
@@ -240,35 +281,29 @@ fn inputs(arch: &Arch, data: &Option<String>, n: usize) -> Result<Vec<(Option<i6
                 .collect())
         }
         Some(src) => {
-            let classes = arch.json.classes;
             let cfg = DataConfig {
                 source: src.clone(),
-                train_per_class: Some(1),
-                test_per_class: Some(n.div_ceil(classes)),
-                holdout: 0.0,
-                size: Some(h as u32),
                 ..Default::default()
             };
-            let splits = cfg.load().with_context(|| format!("loading `{src}`"))?;
-            let t = &splits.test;
-            // Interleave classes so that the first n images cover them.
-            let mut order: Vec<usize> = (0..t.len()).collect();
-            order.sort_by_key(|&i| (order_key(&t.labels, i), t.labels[i]));
-            Ok(order
+            Ok(pi::test_images(&cfg, h as u32, arch.json.classes, n)?
                 .into_iter()
-                .take(n)
-                .map(|i| (Some(t.labels[i]), t.image(i).to_vec()))
+                .map(|(l, px)| (Some(l), px))
                 .collect())
         }
     }
 }
 
-/// Rank of image `i` among the images of its class.
-fn order_key(labels: &[i64], i: usize) -> usize {
-    labels[..i].iter().filter(|&&l| l == labels[i]).count()
+/// Labels of the sites with active positions (their messages are the ReLUs' cost).
+fn site_labels(arch: &Arch) -> Vec<String> {
+    (0..arch.ops().len())
+        .filter(|i| arch.active.get(i).is_some_and(|v| !v.is_empty()))
+        .map(|i| privlin_mpc::protocol::op_label(arch, i))
+        .collect()
 }
 
-fn print_traffic(m: &Meter, active: usize) {
+fn print_traffic(m: &Meter, arch: &Arch) {
+    let active = arch.active_total();
+    let sites = site_labels(arch);
     println!(
         "{:<28} {:>14} {:>14} {:>6} {:>8} {:>9}",
         "label", "sent B", "received B", "msgs", "flights", "seconds"
@@ -281,10 +316,14 @@ fn print_traffic(m: &Meter, active: usize) {
     }
     for phase in ["offline/", "online/"] {
         let t = m.total(phase);
-        let sites: u64 = m
+        let site_bytes: u64 = m
             .entries()
             .iter()
-            .filter(|e| e.label.starts_with(phase) && e.label.contains("act"))
+            .filter(|e| {
+                e.label
+                    .strip_prefix(phase)
+                    .is_some_and(|l| sites.iter().any(|x| x == l))
+            })
             .map(|e| e.bytes())
             .sum();
         println!(
@@ -292,8 +331,8 @@ fn print_traffic(m: &Meter, active: usize) {
             t.bytes(),
             t.flights,
             t.seconds,
-            sites,
-            sites as f64 / active.max(1) as f64
+            site_bytes,
+            site_bytes as f64 / active.max(1) as f64
         );
     }
 }
@@ -315,18 +354,13 @@ fn client(a: ClientArgs) -> Result<()> {
             .map(|p| p.describe())
             .unwrap_or_else(|| "unshaped TCP".into())
     );
-    let norm = arch
-        .json
-        .normalize
-        .as_ref()
-        .map(|n| Normalization {
-            mean: [n.mean[0], n.mean[1], n.mean[2]],
-            std: [n.std[0], n.std[1], n.std[2]],
-        })
-        .unwrap_or(Normalization {
+    let norm = match &arch.json.normalize {
+        Some(n) => pi::images::normalization(n)?,
+        None => Normalization {
             mean: [0.5; 3],
             std: [0.25; 3],
-        });
+        },
+    };
     let check = match &a.check {
         Some(p) => Some(privlin::linearize::run::load_with_masks(
             p,
@@ -352,21 +386,23 @@ fn client(a: ClientArgs) -> Result<()> {
         let inf = c.infer(&x)?;
         c.channel().meter.stop_clock();
         let float_class = check.as_ref().map(|(model, _, masks)| {
-            let [ch, h, w] = arch.json.input_shape;
-            let t = tch::Tensor::from_slice(&x).view([1, ch as i64, h as i64, w as i64]);
-            let y = tch::no_grad(|| match masks {
-                Some(m) => model.forward_masked(&t, false, m),
-                None => model.forward(&t, false),
-            });
-            y.argmax(-1, false).int64_value(&[0]) as usize
+            pi::float_classes(
+                model,
+                masks.as_ref(),
+                std::slice::from_ref(&x),
+                arch.json.input_shape,
+            )[0]
         });
         agree += (float_class == Some(inf.class)) as usize;
-        let fixed_class = fixed.as_ref().map(|q| {
-            let enc = QuantModel::encode_input(&q.arch, &q.ring, &x).expect("input fits");
-            let r = privlin_mpc::plain::forward(q, &enc);
-            overflows += r.gc_overflows;
-            privlin_mpc::plain::decode_logits(q, &r.logits).1
-        });
+        let fixed_class = match &fixed {
+            Some(q) => {
+                let enc = QuantModel::encode_input(&q.arch, &q.ring, &x)?;
+                let r = privlin_mpc::plain::forward(q, &enc);
+                overflows += r.gc_overflows;
+                Some(privlin_mpc::plain::decode_logits(q, &r.logits).1)
+            }
+            None => None,
+        };
         fixed_agree += (fixed_class.is_some() && fixed_class == float_class) as usize;
         if let Some(l) = label {
             labelled += 1;
@@ -391,7 +427,7 @@ fn client(a: ClientArgs) -> Result<()> {
             "traffic": c.channel().meter.entries(),
         }));
     }
-    print_traffic(&c.channel().meter, arch.active_total());
+    print_traffic(&c.channel().meter, &arch);
     if check.is_some() {
         println!(
             "private class == float model's class on {agree}/{} images",
@@ -411,23 +447,6 @@ fn client(a: ClientArgs) -> Result<()> {
         privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(())
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{cpu}, {} threads",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
 }
 
 fn pct(pred: f64, meas: f64) -> String {
@@ -459,7 +478,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let all = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!("machine: {}", machine());
+    println!("machine: {}", bench::machine());
     println!(
         "ring: l={} f={} w={}; offline linear layers: {}",
         ring.bits,
@@ -467,30 +486,52 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         ring.gc_bits,
         privlin_mpc::protocol::linear::DEALER_LABEL
     );
-    println!("\n## Per active ReLU ({} circuits)", a.relus);
     println!(
-        "{:>8} {:>10} {:>12} {:>10} {:>10} {:>14} {:>14}",
-        "threads", "ANDs", "garble us", "eval us", "OT us", "ReLU/s (eval)", "vs DELPHI"
+        "\n## Per active ReLU ({} circuits; offline = garbling + OT extension of the client's w + l input labels, online = evaluation + the server's label selection and decoding)",
+        a.relus
+    );
+    println!(
+        "{:>7} {:>5} {:>9} {:>8} {:>11} {:>8} {:>9} {:>10} {:>12} {:>11} {:>11}",
+        "threads",
+        "ANDs",
+        "garble us",
+        "OT us",
+        "offline us",
+        "eval us",
+        "other us",
+        "online us",
+        "online ReLU/s",
+        "x DELPHI on",
+        "x DELPHI off"
     );
     let mut micro = Vec::new();
     for t in [1, all] {
         let m = bench::relu_micro(&ring, a.relus, t);
-        let rate = 1e6 / m.eval_us;
+        let (off, on) = (m.garble_us + m.ot_us, m.eval_us + m.online_overhead_us);
         println!(
-            "{:>8} {:>10} {:>12.2} {:>10.2} {:>10.2} {:>14.0} {:>13.1}x",
+            "{:>7} {:>5} {:>9.2} {:>8.2} {:>11.2} {:>8.2} {:>9.2} {:>10.2} {:>12.0} {:>10.1}x {:>10.1}x",
             t,
             m.and_gates_per_relu,
             m.garble_us,
-            m.eval_us,
             m.ot_us,
-            rate,
-            cost::DELPHI_EVAL_US_PER_RELU / m.eval_us
+            off,
+            m.eval_us,
+            m.online_overhead_us,
+            on,
+            1e6 / on,
+            cost::DELPHI_EVAL_US_PER_RELU / on,
+            cost::DELPHI_GARBLE_US_PER_RELU / m.garble_us
         );
         micro.push(m);
         if all == 1 {
             break;
         }
     }
+    println!(
+        "x DELPHI: its {} us evaluation and {} us garbling per ReLU per thread (paper figures, ../shared/docs/reference.md) over ours on this machine",
+        cost::DELPHI_EVAL_US_PER_RELU,
+        cost::DELPHI_GARBLE_US_PER_RELU
+    );
     // Bytes per active ReLU, from the protocol's own message sequence (equal to what the channel
     // counts: tested).
     let d = privlin_mpc::protocol::SiteDims::new(&ring, 1, ring.frac);
@@ -531,6 +572,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         "on err"
     );
     let mut whole = Vec::new();
+    let mut site_bytes = None;
     for pname in &a.profiles {
         let prof = profile(&Some(pname.clone()))?;
         for t in if prof.is_none() && all > 1 {
@@ -557,6 +599,22 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                     off_t.bytes()
                 );
             }
+            // Bytes of the site messages (server labels, client output bits, framing) per active ReLU.
+            site_bytes = Some(
+                site_labels(&model.arch)
+                    .into_iter()
+                    .map(|l| {
+                        let label = format!("online/{l}");
+                        s.client
+                            .entries()
+                            .iter()
+                            .filter(|e| e.label == label)
+                            .map(|e| e.bytes())
+                            .sum::<u64>()
+                    })
+                    .sum::<u64>() as f64
+                    / model.arch.active_total().max(1) as f64,
+            );
             let agree = privlin_mpc::plain::decode_logits(&model, &reference.logits).1 == inf.class;
             println!(
                 "{:>9} {:>8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>12.2} {:>12.2} {:>9} {:>9}",
@@ -582,13 +640,20 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     }
     println!("bytes: the cost model's message sequence matched the channel's counts exactly in every run");
+    if let Some(b) = site_bytes {
+        println!(
+            "measured online bytes at the sites per active ReLU (labels, output bits, frame headers): {b:.1} (DELPHI {:.0}, ratio {:.2})",
+            cost::DELPHI_ONLINE_BYTES_PER_RELU,
+            b / cost::DELPHI_ONLINE_BYTES_PER_RELU
+        );
+    }
     println!(
         "papers' estimate for {} ReLUs at 0.021 s per 1,000: {:.3} s online",
         file.arch.active_total(),
         file.arch.active_total() as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );
     if let Some(p) = &a.json {
-        let v = serde_json::json!({ "machine": machine(), "ring": ring, "offline_linear": "dealer",
+        let v = serde_json::json!({ "machine": bench::machine(), "ring": ring, "offline_linear": "dealer",
             "per_relu": micro, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b, "whole_model": whole });
         privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
@@ -638,7 +703,7 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
     if !a.no_calibrate {
         println!(
             "calibration on {}: {:.2} ns/MAC, {:.1} ns/AND garbled, {:.1} ns/AND evaluated, {:.1} ns/OT",
-            machine(), cal.mac_ns, cal.garble_and_ns, cal.eval_and_ns, cal.ot_ns
+            bench::machine(), cal.mac_ns, cal.garble_and_ns, cal.eval_and_ns, cal.ot_ns
         );
     }
     println!(

@@ -1,5 +1,5 @@
 //! `privlin run` and `privlin sweep`: train -> importance -> allocate -> linearize -> finetune ->
-//! report, each stage skipped when its artifacts are complete, so a killed run resumes.
+//! private inference -> report, each stage skipped when its artifacts are complete, so a killed run resumes.
 
 use crate::common::runtime;
 use anyhow::{bail, Context, Result};
@@ -12,6 +12,7 @@ use privlin::linearize::run::{
     finetune, linearize, BudgetSource, StageReport, FINETUNE_REPORT, LINEARIZE_REPORT,
 };
 use privlin::linearize::{FinetuneConfig, LinearizeConfig, Method};
+use privlin::pi::{PiConfig, PiReport, PI_REPORT};
 use privlin::train::{ModelConfig, RunConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct PipelineConfig {
     pub importance: toml::Table,
     pub linearize: LinearizeConfig,
     pub finetune: FinetuneConfig,
+    /// The private-inference stage (test images under the two-party protocol).
+    pub pi: PiConfig,
 }
 
 impl Default for PipelineConfig {
@@ -52,6 +55,7 @@ impl Default for PipelineConfig {
             importance: toml::Table::new(),
             linearize: LinearizeConfig::default(),
             finetune: FinetuneConfig::default(),
+            pi: PiConfig::default(),
         }
     }
 }
@@ -115,6 +119,9 @@ impl PipelineConfig {
         cfg.finetune
             .validate()
             .with_context(|| format!("config {origin}: [finetune]"))?;
+        cfg.pi
+            .validate()
+            .with_context(|| format!("config {origin}: [pi]"))?;
         Ok(cfg)
     }
 
@@ -158,6 +165,8 @@ pub struct Layout {
     pub budget: PathBuf,
     pub pr: PathBuf,
     pub final_: PathBuf,
+    /// The private-inference export and `pi.json`.
+    pub pi: PathBuf,
     pub report: PathBuf,
 }
 
@@ -169,6 +178,7 @@ impl Layout {
             budget: out.join("budget.json"),
             pr: out.join("pr"),
             final_: out.join("final"),
+            pi: out.join("pi"),
             report: out.join("report.md"),
         }
     }
@@ -258,11 +268,11 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
                 layout.ar.display()
             );
         }
-        eprintln!("[1/5] train: {} is complete, skipped", layout.ar.display());
+        eprintln!("[1/6] train: {} is complete, skipped", layout.ar.display());
     } else {
         let resume = layout.ar.join("resume.safetensors").exists();
         eprintln!(
-            "[1/5] train: all-ReLU model -> {}{}",
+            "[1/6] train: all-ReLU model -> {}{}",
             layout.ar.display(),
             if resume { " (resuming)" } else { "" }
         );
@@ -273,11 +283,11 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
     let source = if let (Some(m), false) = (&imp_method, learner.is_global()) {
         if layout.importance.exists() {
             eprintln!(
-                "[2/5] importance: {} exists, skipped",
+                "[2/6] importance: {} exists, skipped",
                 layout.importance.display()
             );
         } else {
-            eprintln!("[2/5] importance: {m} -> {}", layout.importance.display());
+            eprintln!("[2/6] importance: {m} -> {}", layout.importance.display());
             let flags = importance_flags(cfg, m, &layout.ar, model.spec.classes)?;
             let imp = crate::importance::compute(&crate::importance::args_from(&flags)?)?;
             if let Some(dir) = layout.importance.parent() {
@@ -298,12 +308,12 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
             .is_some_and(|a| a.budget == want && a.method == imp.method)
         {
             eprintln!(
-                "[3/5] allocate: {} exists, skipped",
+                "[3/6] allocate: {} exists, skipped",
                 layout.budget.display()
             );
         } else {
             eprintln!(
-                "[3/5] allocate: {} ReLUs by {} -> {}",
+                "[3/6] allocate: {} ReLUs by {} -> {}",
                 want,
                 imp.method,
                 layout.budget.display()
@@ -321,7 +331,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         BudgetSource::Allocation(&layout.budget)
     } else {
         eprintln!(
-            "[2-3/5] importance, allocate: `{}` ranks ReLUs globally, no per-site budgets",
+            "[2-3/6] importance, allocate: `{}` ranks ReLUs globally, no per-site budgets",
             learner.name()
         );
         BudgetSource::Total(cfg.budget.parse()?)
@@ -334,14 +344,14 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         let r: StageReport = privlin::io::read_json(&lin_report)?;
         same_config(&r, &lin_cfg, &layout.pr)?;
         eprintln!(
-            "[4/5] linearize: {} is complete, skipped",
+            "[4/6] linearize: {} is complete, skipped",
             layout.pr.display()
         );
         r
     } else {
         let resume = layout.pr.join("resume.safetensors").exists();
         eprintln!(
-            "[4/5] linearize: {} -> {}{}",
+            "[4/6] linearize: {} -> {}{}",
             learner.name(),
             layout.pr.display(),
             if resume { " (resuming)" } else { "" }
@@ -354,14 +364,14 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         let r: StageReport = privlin::io::read_json(&ft_report)?;
         same_config(&r, &cfg.finetune, &layout.final_)?;
         eprintln!(
-            "[5/5] finetune: {} is complete, skipped",
+            "[5/6] finetune: {} is complete, skipped",
             layout.final_.display()
         );
         r
     } else {
         let resume = layout.final_.join("resume.safetensors").exists();
         eprintln!(
-            "[5/5] finetune: KL + CE + PRAM -> {}{}",
+            "[5/6] finetune: KL + CE + PRAM -> {}{}",
             layout.final_.display(),
             if resume { " (resuming)" } else { "" }
         );
@@ -374,6 +384,8 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
             resume,
         )?
     };
+    // 6. Private inference of the result.
+    let pi = private_inference(cfg, layout, &model)?;
     // Report.
     let imp: Option<Importance> = privlin::io::read_json(&layout.importance).ok();
     let alloc: Option<Allocation> = match (&imp_method, learner.is_global()) {
@@ -387,6 +399,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         allocation: alloc.as_ref(),
         linearize: Some(&lin),
         finetune: Some(&ft),
+        pi: pi.as_ref(),
     });
     privlin::io::atomic_write_bytes(&layout.report, md.as_bytes())?;
     println!(
@@ -400,6 +413,21 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         ft.relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
         DELPHI_SECONDS_PER_KRELU
     );
+    if let Some(p) = &pi {
+        let wan = p.partial.predicted.last().expect("profiles");
+        println!(
+            "private inference of {} test images: private class = float class on {}/{}; per inference {:.2} MB online, {:.2} MB offline, measured {:.3} s online / {:.3} s offline here; predicted online {:.3} s on {}",
+            p.images,
+            p.agree_float,
+            p.images,
+            p.partial.online_bytes as f64 / 1e6,
+            p.partial.offline_bytes as f64 / 1e6,
+            p.online_s,
+            p.offline_s,
+            wan.online_s,
+            wan.network
+        );
+    }
     println!(
         "report: {}; masks: {}/masks.safetensors, active ReLU index: {}/active.safetensors",
         layout.report.display(),
@@ -407,6 +435,43 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         layout.final_.display()
     );
     Ok(())
+}
+
+/// Stage 6: export `final/` and classify test images under the two-party protocol (skipped when
+/// `pi/pi.json` was made from the same checkpoint with the same `[pi]`, or when `[pi] images = 0`).
+fn private_inference(
+    cfg: &PipelineConfig,
+    layout: &Layout,
+    model: &privlin::nn::Model,
+) -> Result<Option<PiReport>> {
+    if cfg.pi.images == 0 {
+        eprintln!("[6/6] private inference: [pi] images = 0, skipped");
+        return Ok(None);
+    }
+    if let Some(why) = privlin::pi::export::unsupported(model) {
+        eprintln!("[6/6] private inference: skipped: {why}");
+        return Ok(None);
+    }
+    let done = layout.pi.join(PI_REPORT);
+    if let Ok(r) = privlin::io::read_json::<PiReport>(&done) {
+        if r.config == cfg.pi && r.checkpoint == layout.final_.display().to_string() {
+            eprintln!(
+                "[6/6] private inference: {} is complete, skipped",
+                done.display()
+            );
+            return Ok(Some(r));
+        }
+        eprintln!(
+            "[6/6] private inference: {} was made with another [pi] or checkpoint, measuring again",
+            done.display()
+        );
+    }
+    eprintln!(
+        "[6/6] private inference: export -> {}, {} test images under the two-party protocol",
+        layout.pi.display(),
+        cfg.pi.images
+    );
+    privlin::pi::measure(&layout.final_, &layout.pi, &cfg.pi).map(Some)
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use privlin::linearize::report::DELPHI_SECONDS_PER_KRELU;
 use privlin::linearize::run::{StageReport, FINETUNE_REPORT, LINEARIZE_REPORT};
+use privlin::pi::{PiReport, PI_REPORT};
 use privlin::plot::{lines_over_labels, pareto, Line};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -91,6 +92,7 @@ pub fn run(a: SweepArgs) -> Result<()> {
                     budget: point.join("budget.json"),
                     pr: point.join("pr"),
                     final_: point.join("final"),
+                    pi: point.join("pi"),
                     report: point.join("report.md"),
                 };
                 let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
@@ -108,6 +110,7 @@ struct Point {
     label: String,
     lin: StageReport,
     ft: StageReport,
+    pi: Option<PiReport>,
 }
 
 fn points(out: &Path) -> Result<Vec<Point>> {
@@ -134,6 +137,7 @@ fn points(out: &Path) -> Result<Vec<Point>> {
                     label: b.file_name().unwrap_or_default().to_string_lossy().into(),
                     lin: privlin::io::read_json(&l)?,
                     ft: privlin::io::read_json(&f)?,
+                    pi: privlin::io::read_json(&b.join("pi").join(PI_REPORT)).ok(),
                 });
             }
         }
@@ -148,12 +152,28 @@ pub fn collect(out: &Path) -> Result<()> {
         bail!("{}: no finished sweep points", out.display());
     }
     let mut csv = String::from(
-        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s\n",
+        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float\n",
     );
     for p in &pts {
+        let pi = match &p.pi {
+            Some(r) => format!(
+                "{},{},{:.4},{:.4},{}/{}",
+                r.partial.online_bytes,
+                r.partial.offline_bytes,
+                r.online_s,
+                r.partial
+                    .predicted
+                    .last()
+                    .map(|x| x.online_s)
+                    .unwrap_or(f64::NAN),
+                r.agree_float,
+                r.images
+            ),
+            None => ",,,,".into(),
+        };
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1}",
+            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi}",
             p.tag,
             p.lin.method,
             p.label,
@@ -190,11 +210,41 @@ pub fn collect(out: &Path) -> Result<()> {
         "test accuracy (%)",
         &lines,
     )?;
+    let mut written = vec![out.join("sweep.csv"), out.join("pareto.svg")];
+    // What the budget buys: accuracy against the predicted online latency on the slowest profile.
+    let mut by_tag: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut network = String::new();
+    for p in &pts {
+        if let Some(w) = p.pi.as_ref().and_then(|r| r.partial.predicted.last()) {
+            network = w.network.clone();
+            by_tag
+                .entry(&p.tag)
+                .or_default()
+                .push((w.online_s, 100.0 * p.ft.test_acc));
+        }
+    }
+    if !by_tag.is_empty() {
+        let lines: Vec<Line> = by_tag
+            .into_iter()
+            .map(|(t, points)| Line {
+                label: t.to_string(),
+                points,
+            })
+            .collect();
+        let path = out.join("pareto-latency.svg");
+        pareto(
+            &path,
+            "Accuracy after fine-tuning vs predicted private-inference latency",
+            &format!("online seconds per image, {network} (log)"),
+            "test accuracy (%)",
+            &lines,
+        )?;
+        written.push(path);
+    }
     let mut by_budget: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
     for p in &pts {
         by_budget.entry(&p.label).or_default().push(p);
     }
-    let mut written = vec![out.join("sweep.csv"), out.join("pareto.svg")];
     for (label, ps) in by_budget {
         let sites: Vec<String> = ps[0]
             .ft

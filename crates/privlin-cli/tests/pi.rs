@@ -153,3 +153,128 @@ fn bad_exports_get_clear_errors() {
     let (ok, _, err) = privlin(&["cost", "--model", s(dir.path()), "--ring-bits", "16"]);
     assert!(!ok && err.contains("ring bits"), "{err}");
 }
+
+/// The pipeline's private-inference stage: export, test images under the protocol, pi.json, the
+/// report section; skipped when done, redone when `[pi]` changes; sweep columns and the latency
+/// Pareto plot; `privlin pi measure` on its own.
+#[test]
+fn pipeline_measures_private_inference() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+out = "{}"
+preset = "relupruner"
+budget = "3%"
+device = "cpu"
+
+[model]
+arch = "resnet18"
+width = 0.125
+
+[data]
+source = "synthetic"
+train_per_class = 20
+test_per_class = 5
+
+[train]
+epochs = 1
+batch_size = 32
+
+[linearize.train]
+epochs = 1
+batch_size = 32
+
+[linearize.taylor]
+update_every = 1
+
+[finetune.train]
+epochs = 1
+batch_size = 32
+
+[pi]
+images = 4
+"#,
+            run.display()
+        ),
+    )
+    .unwrap();
+    let c = s(&cfg);
+    let (ok, out, err) = privlin(&["run", c]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("private inference of 4 test images: private class = float class on"),
+        "{out}"
+    );
+    let pi: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("pi/pi.json")).unwrap()).unwrap();
+    let ft: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("final/finetune.json")).unwrap())
+            .unwrap();
+    assert_eq!(pi["images"], 4);
+    assert_eq!(pi["partial"]["active_relus"], ft["relus"]);
+    assert!(pi["agree_float"].as_u64().unwrap() >= 3, "{pi}");
+    assert!(pi["offline_linear"].as_str().unwrap().contains("dealer"));
+    // Online bytes: 16 w + l / 8 per active ReLU plus the input, the logits and framing.
+    let active = pi["partial"]["active_relus"].as_u64().unwrap();
+    let online = pi["partial"]["online_bytes"].as_u64().unwrap();
+    assert!(
+        online > 520 * active && online < 520 * active + 200_000,
+        "{pi}"
+    );
+    // The all-ReLU network costs more: what the budget bought.
+    assert!(pi["all_relu"]["online_bytes"].as_u64().unwrap() > 10 * online);
+    assert!(run.join("pi/model.json").exists() && run.join("pi/weights.safetensors").exists());
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Private inference (privlin-mpc, measured)") && report.contains("wan"),
+        "{report}"
+    );
+    // Done: skipped; another [pi]: measured again.
+    let (ok, _, err) = privlin(&["run", c]);
+    assert!(ok && err.contains("pi.json is complete, skipped"), "{err}");
+    let (ok, _, err) = privlin(&["run", c, "--set", "pi.images=2"]);
+    assert!(ok && err.contains("measuring again"), "{err}");
+    let (ok, _, err) = privlin(&["run", c, "--set", "pi.ring_bits=16"]);
+    assert!(
+        !ok && err.contains("[pi]") && err.contains("ring bits"),
+        "{err}"
+    );
+    // A sweep carries the measured cost into its CSV and plots accuracy against latency.
+    let (ok, out, err) = privlin(&["sweep", c, "--budgets", "3%,6%"]);
+    assert!(ok, "{out}{err}");
+    let csv = std::fs::read_to_string(run.join("sweep.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "pi_online_bytes").unwrap();
+    for line in csv.lines().skip(1) {
+        let v: u64 = line.split(',').nth(col).unwrap().parse().unwrap();
+        assert!(v > 0, "{csv}");
+    }
+    assert!(std::fs::read_to_string(run.join("pareto-latency.svg"))
+        .unwrap()
+        .contains("<svg"));
+    // The stage on its own, with another ring.
+    let out_dir = dir.path().join("measure");
+    let (ok, out, err) = privlin(&[
+        "pi",
+        "measure",
+        "--ckpt",
+        s(&run.join("final")),
+        "--out",
+        s(&out_dir),
+        "--images",
+        "2",
+        "--ring-bits",
+        "48",
+        "--frac",
+        "10",
+        "--gc-bits",
+        "28",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ring l = 48, f = 10, w = 28"), "{out}");
+    assert!(out_dir.join("pi.json").exists());
+}

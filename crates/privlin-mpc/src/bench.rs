@@ -22,6 +22,24 @@ fn pool(threads: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
+/// The processor and its hardware threads, for the header of every measurement.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cpu}, {} threads",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    )
+}
+
 /// Best of `reps` timings of `f`, in seconds.
 fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     (0..reps)
@@ -264,6 +282,18 @@ pub fn session(
     threads: usize,
     seed: u64,
 ) -> Result<Session> {
+    session_with_progress(model, inputs, profile, threads, seed, &mut |_| {})
+}
+
+/// [`session`], calling `done(k)` after the `k`-th inference (for progress bars).
+pub fn session_with_progress(
+    model: &QuantModel,
+    inputs: &[Vec<u64>],
+    profile: Option<Profile>,
+    threads: usize,
+    seed: u64,
+    done: &mut (dyn FnMut(usize) + Send),
+) -> Result<Session> {
     let (a, b) = mem::pair();
     let m = model.clone();
     let p2 = profile.clone();
@@ -283,9 +313,10 @@ pub fn session(
         c.channel().meter.stop_clock();
         let setup = c.channel().meter.clone();
         let mut out = Vec::new();
-        for x in inputs {
+        for (k, x) in inputs.iter().enumerate() {
             c.channel().meter.reset();
             out.push(c.infer_encoded(x)?);
+            done(k + 1);
         }
         c.channel().meter.stop_clock();
         let meter = c.channel().meter.clone();

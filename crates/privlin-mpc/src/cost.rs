@@ -8,10 +8,10 @@ use crate::net::{Meter, Profile, Traffic, HEADER};
 use crate::ot::KAPPA;
 use crate::protocol::{op_label, SiteDims};
 use crate::ring::Ring;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Per-operation compute speeds measured on this machine ([`crate::bench::calibrate`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Calibration {
     /// Ring multiply-accumulates of a weight layer, ns each (all threads).
     pub mac_ns: f64,

@@ -196,6 +196,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Runs every decoder of peer input on `data` (the fuzz target and the randomized test call this):
+/// the hello and architecture, a frame through the channel, and each vector decoder.
+pub fn decode_everything(data: &[u8]) {
+    let _ = crate::protocol::Hello::decode(data);
+    let _ = crate::model::Arch::from_bytes(data);
+    let (mut a, b) = crate::net::mem::pair();
+    if a.send_raw(data.to_vec()).is_ok() {
+        let mut ch = crate::net::Channel::new(Box::new(b))
+            .with_max_frame(1 << 16)
+            .with_profile(crate::net::Profile::by_name("lan"));
+        let _ = ch.recv("fuzz frame");
+    }
+    for bits in [32, 41, 64] {
+        let mut r = Reader::new(data, "fuzz");
+        let _ = r.ring_vec(bits);
+        let _ = r.blocks();
+        let _ = r.bits();
+        let _ = r.bytes();
+        let _ = r.end();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,27 +252,5 @@ mod tests {
         w.u64(u64::MAX);
         let err = Reader::new(&w.finish(), "huge").blocks().unwrap_err();
         assert!(err.to_string().contains("huge"), "{err}");
-    }
-}
-
-/// Runs every decoder of peer input on `data` (the fuzz target and the randomized test call this):
-/// the hello and architecture, a frame through the channel, and each vector decoder.
-pub fn decode_everything(data: &[u8]) {
-    let _ = crate::protocol::Hello::decode(data);
-    let _ = crate::model::Arch::from_bytes(data);
-    let (mut a, b) = crate::net::mem::pair();
-    if a.send_raw(data.to_vec()).is_ok() {
-        let mut ch = crate::net::Channel::new(Box::new(b))
-            .with_max_frame(1 << 16)
-            .with_profile(crate::net::Profile::by_name("lan"));
-        let _ = ch.recv("fuzz frame");
-    }
-    for bits in [32, 41, 64] {
-        let mut r = Reader::new(data, "fuzz");
-        let _ = r.ring_vec(bits);
-        let _ = r.blocks();
-        let _ = r.bits();
-        let _ = r.bytes();
-        let _ = r.end();
     }
 }

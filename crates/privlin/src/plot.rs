@@ -234,7 +234,8 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
     if x0 > x1 {
         anyhow::bail!("plot {}: no points", path.display());
     }
-    let (x0, x1) = (x0.max(1.0) / 1.5, x1.max(1.0) * 1.5);
+    // Log axis: positive values only (ReLU counts, seconds).
+    let (x0, x1) = (x0.max(1e-9) / 1.5, x1.max(1e-9) * 1.5);
     let pad = (0.05 * (y1 - y0)).max(0.5);
     let mut svg = String::new();
     {
@@ -256,8 +257,12 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
                     format!("{:.1}M", v / 1e6)
                 } else if *v >= 1e3 {
                     format!("{:.0}k", v / 1e3)
-                } else {
+                } else if *v >= 1.0 {
                     format!("{v:.0}")
+                } else if *v >= 0.01 {
+                    format!("{v:.2}")
+                } else {
+                    format!("{v:.1e}")
                 }
             })
             .draw()

@@ -1,9 +1,9 @@
 //! Traffic counters per phase label.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Bytes, messages and flights under one label, from one party's side.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
     pub label: String,
     pub bytes_sent: u64,

@@ -70,6 +70,12 @@ impl Channel {
 
     pub fn send(&mut self, payload: &[u8]) -> Result<()> {
         let len = payload.len() as u64;
+        if len > u32::MAX as u64 {
+            return Err(MpcError::Protocol(format!(
+                "a message of {len} bytes does not fit a frame (at most {} bytes)",
+                u32::MAX
+            )));
+        }
         let at = match self.shaper.as_mut() {
             Some(s) => s.departure(len + HEADER),
             None => 0,

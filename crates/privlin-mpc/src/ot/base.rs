@@ -95,3 +95,51 @@ pub fn receive<R: RngCore + CryptoRng>(
     ch.send(&w.finish())?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{mem, Channel};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha12Rng;
+
+    /// The definition of 1-out-of-2 OT: the receiver's key is the sender's key of its choice, and
+    /// differs from the other one; keys differ across instances.
+    #[test]
+    fn receiver_gets_the_chosen_key() {
+        let (a, b) = mem::pair();
+        let sender = std::thread::spawn(move || {
+            let mut ch = Channel::new(Box::new(a));
+            send(&mut ch, 64, &mut ChaCha12Rng::seed_from_u64(1)).unwrap()
+        });
+        let mut rng = ChaCha12Rng::seed_from_u64(2);
+        let choices: Vec<bool> = (0..64).map(|_| rng.gen()).collect();
+        let mut ch = Channel::new(Box::new(b));
+        let got = receive(&mut ch, &choices, &mut rng).unwrap();
+        let pairs = sender.join().unwrap();
+        for (i, ((k0, k1), (k, &c))) in pairs.iter().zip(got.iter().zip(&choices)).enumerate() {
+            assert_eq!(k, if c { k1 } else { k0 }, "OT {i}");
+            assert_ne!(k0, k1, "OT {i}");
+        }
+        assert_ne!(pairs[0].0, pairs[1].0);
+    }
+
+    /// A receiver that sends the wrong number of points, or bytes that are not a point, is refused.
+    #[test]
+    fn bad_receiver_points_are_refused() {
+        for payload in [vec![0u8; 31], vec![0xffu8; 32 * 4]] {
+            let (a, b) = mem::pair();
+            let sender = std::thread::spawn(move || {
+                let mut ch = Channel::new(Box::new(a));
+                send(&mut ch, 4, &mut ChaCha12Rng::seed_from_u64(1))
+            });
+            let mut ch = Channel::new(Box::new(b));
+            ch.recv("sender point").unwrap();
+            let mut w = Writer::new();
+            w.bytes(&payload);
+            ch.send(&w.finish()).unwrap();
+            let err = sender.join().unwrap().unwrap_err();
+            assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
+        }
+    }
+}

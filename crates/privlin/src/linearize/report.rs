@@ -5,6 +5,7 @@ use super::run::StageReport;
 use crate::budget::Allocation;
 use crate::importance::Importance;
 use crate::nn::Model;
+use crate::pi::PiReport;
 use std::fmt::Write;
 
 /// DELPHI's online cost per ReLU as the papers quote it (PrivShap section 4, ReLUPruner Table 1):
@@ -19,6 +20,8 @@ pub struct ReportInputs<'a> {
     pub allocation: Option<&'a Allocation>,
     pub linearize: Option<&'a StageReport>,
     pub finetune: Option<&'a StageReport>,
+    /// The private-inference stage (`pi/pi.json`).
+    pub pi: Option<&'a PiReport>,
 }
 
 fn pct(x: f64) -> String {
@@ -91,6 +94,9 @@ pub fn markdown(r: &ReportInputs) -> String {
             l.test_images, l.train_images
         );
     }
+    if let Some(p) = r.pi {
+        private_inference(&mut s, p);
+    }
     if let Some(imp) = r.importance {
         let _ = writeln!(s, "## Layer importance (`{}`)\n", imp.method);
         let _ = writeln!(s, "| player | value |");
@@ -146,4 +152,83 @@ pub fn markdown(r: &ReportInputs) -> String {
         }
     }
     s
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
+}
+
+/// The private-inference section: measured traffic and time of this model beside the cost
+/// model's predictions, and the all-ReLU network's predicted cost.
+pub fn private_inference(s: &mut String, p: &PiReport) {
+    let _ = writeln!(s, "## Private inference (privlin-mpc, measured)\n");
+    let _ = writeln!(
+        s,
+        "Two-party inference (DELPHI-style: garbled circuits for the active ReLUs only, identity \
+         positions truncated locally) of {} test images, ring l = {}, f = {}, w = {}; {}; on {} ({} \
+         threads per party), {}. Export: `{}`.\n",
+        p.images,
+        p.ring.bits,
+        p.ring.frac,
+        p.ring.gc_bits,
+        p.offline_linear,
+        p.machine,
+        p.threads,
+        p.network,
+        p.export
+    );
+    let _ = writeln!(s, "| per inference | all-ReLU (predicted) | partial-ReLU |");
+    let _ = writeln!(s, "|---|---:|---:|");
+    let (a, m) = (&p.all_relu, &p.partial);
+    let _ = writeln!(
+        s,
+        "| ReLUs in garbled circuits | {} | {} |",
+        a.active_relus, m.active_relus
+    );
+    let _ = writeln!(
+        s,
+        "| online traffic (measured = predicted) | {} | {} |",
+        mb(a.online_bytes),
+        mb(m.online_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "| offline traffic (measured = predicted) | {} | {} |",
+        mb(a.offline_bytes),
+        mb(m.offline_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "| online / offline flights | {} / {} | {} / {} |",
+        a.online_flights, a.offline_flights, m.online_flights, m.offline_flights
+    );
+    let _ = writeln!(
+        s,
+        "| online s, measured (in-memory channel) | | {:.3} s |",
+        p.online_s
+    );
+    let _ = writeln!(
+        s,
+        "| offline s, measured (in-memory channel) | | {:.3} s |",
+        p.offline_s
+    );
+    for (x, y) in a.predicted.iter().zip(&m.predicted) {
+        let _ = writeln!(
+            s,
+            "| online / offline s, predicted: {} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            x.network, x.online_s, x.offline_s, y.online_s, y.offline_s
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| papers' estimate (0.021 s per 1,000 ReLUs online) | {:.3} s | {:.3} s |",
+        a.active_relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
+        m.active_relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU
+    );
+    let _ = writeln!(
+        s,
+        "\nPrivate class = float model's class on {}/{} images (plaintext fixed point: {}/{}; \
+         {} active pre-activations outside the circuit width); private class = label on {}/{}.\n",
+        p.agree_float, p.images, p.agree_fixed_point, p.images, p.gc_overflows, p.correct, p.images
+    );
 }

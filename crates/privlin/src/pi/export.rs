@@ -44,6 +44,24 @@ pub fn active_indices(mask: &SiteMask, shape: [i64; 3]) -> Vec<i64> {
     }
 }
 
+/// Why `model` cannot be exported for private inference, if it cannot: the two-party protocol
+/// runs ReLU sites, and the export graph exists for the ResNets (no max-pooling).
+pub fn unsupported(model: &Model) -> Option<String> {
+    if model.spec.activation != Activation::Relu {
+        return Some(format!(
+            "private inference runs ReLU sites; this model uses {:?}",
+            model.spec.activation
+        ));
+    }
+    if model.graph().is_none() {
+        return Some(format!(
+            "no private-inference exporter for {} yet (ResNet-18/34/50 have one)",
+            model.spec.arch
+        ));
+    }
+    None
+}
+
 /// The model (with `masks`, or all ReLUs kept) in the private-inference format.
 pub fn export(
     model: &Model,
@@ -51,18 +69,10 @@ pub fn export(
     norm: &Normalization,
     name: &str,
 ) -> Result<ModelFile> {
-    if model.spec.activation != Activation::Relu {
-        bail!(
-            "private inference runs ReLU sites; this model uses {:?}",
-            model.spec.activation
-        );
+    if let Some(why) = unsupported(model) {
+        bail!("{why}");
     }
-    let graph = model.graph().with_context(|| {
-        format!(
-            "no private-inference exporter for {} yet (ResNet-18/34/50 have one)",
-            model.spec.arch
-        )
-    })?;
+    let graph = model.graph().expect("checked by unsupported()");
     let tensors: HashMap<String, Tensor> = model.named_tensors().into_iter().collect();
     let get = |n: &str| -> Result<&Tensor> {
         tensors

@@ -1,0 +1,288 @@
+//! The private-inference stage: export a partial-ReLU checkpoint, classify test images under the
+//! two-party protocol of `privlin-mpc` (DELPHI-style, Mishra et al. 2020: garbled circuits for
+//! the active ReLUs only, local truncation at identity positions), check the classes against the
+//! float model and the plaintext fixed-point model, and put the measured traffic and time beside
+//! the cost model's predictions under each network profile, for this model and for the same
+//! network with every ReLU active (what the ReLU budget bought).
+
+use super::{export, float_classes, normalize_image, test_images};
+use crate::linearize::run::load_with_masks;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use privlin_mpc::cost::{self, Calibration};
+use privlin_mpc::model::Arch;
+use privlin_mpc::net::{Meter, Profile};
+use privlin_mpc::{bench, plain, QuantModel, Ring};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// The stage's report in the export directory; written last, so its presence marks the stage done.
+pub const PI_REPORT: &str = "pi.json";
+
+/// `[pi]` of a pipeline config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiConfig {
+    /// Test images classified under the protocol (0 skips the stage).
+    pub images: usize,
+    /// Ring bits `l` (32..=64).
+    pub ring_bits: u32,
+    /// Fractional bits `f`.
+    pub frac: u32,
+    /// Low bits of each share that enter a ReLU circuit (`w`).
+    pub gc_bits: u32,
+    /// Threads per party (0: every core).
+    pub threads: usize,
+    /// Seed of both parties' randomness (masks, labels, OT).
+    pub seed: u64,
+}
+
+impl Default for PiConfig {
+    fn default() -> Self {
+        let r = Ring::default();
+        PiConfig {
+            images: 16,
+            ring_bits: r.bits,
+            frac: r.frac,
+            gc_bits: r.gc_bits,
+            threads: 0,
+            seed: 0,
+        }
+    }
+}
+
+impl PiConfig {
+    pub fn ring(&self) -> Result<Ring> {
+        Ring::new(self.ring_bits, self.frac, self.gc_bits).context("[pi] ring")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.ring()?;
+        Ok(())
+    }
+}
+
+/// Predicted seconds of one inference on one network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Predicted {
+    pub network: String,
+    pub online_s: f64,
+    pub offline_s: f64,
+}
+
+/// Traffic of one inference (client's view, session set-up excluded) and predicted time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cost {
+    pub active_relus: usize,
+    pub online_bytes: u64,
+    pub offline_bytes: u64,
+    pub online_flights: u64,
+    pub offline_flights: u64,
+    /// Compute and hand-over only first, then each network profile.
+    pub predicted: Vec<Predicted>,
+}
+
+/// One weight layer or site of the exported model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerRow {
+    pub label: String,
+    pub kind: String,
+    pub active: usize,
+    pub macs: u64,
+    pub online_bytes: u64,
+    pub offline_bytes: u64,
+}
+
+/// `pi.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PiReport {
+    pub checkpoint: String,
+    pub export: String,
+    pub machine: String,
+    /// Threads of each party.
+    pub threads: usize,
+    /// Where the weight layers' offline correlations came from.
+    pub offline_linear: String,
+    pub network: String,
+    pub ring: Ring,
+    pub images: usize,
+    /// Images whose private class equals the label.
+    pub correct: usize,
+    /// Images whose private class equals the float model's.
+    pub agree_float: usize,
+    /// Images whose plaintext fixed-point class equals the float model's.
+    pub agree_fixed_point: usize,
+    /// Active pre-activations outside the circuit width `w`, over all images.
+    pub gc_overflows: usize,
+    /// Mean measured seconds of one inference (the client's clock).
+    pub online_s: f64,
+    pub offline_s: f64,
+    /// This model: bytes as measured (checked equal to the cost model's), predicted seconds.
+    pub partial: Cost,
+    /// The same network with every ReLU active: the cost model's prediction.
+    pub all_relu: Cost,
+    pub layers: Vec<LayerRow>,
+    /// Wall-clock of the stage.
+    pub seconds: f64,
+    pub config: PiConfig,
+}
+
+/// Traffic and predicted time of `arch` under every network, from the calibration `cal`.
+fn summarize(arch: &Arch, ring: &Ring, cal: &Calibration) -> Cost {
+    let (on, off, on_c, off_c) = cost::totals(arch, ring, cal);
+    let mut predicted = vec![Predicted {
+        network: "compute and hand-over only (no network delay)".into(),
+        online_s: cost::phase_seconds(on_c, &on, None, cal),
+        offline_s: cost::phase_seconds(off_c, &off, None, cal),
+    }];
+    for p in Profile::presets() {
+        predicted.push(Predicted {
+            network: p.describe(),
+            online_s: cost::phase_seconds(on_c, &on, Some(&p), cal),
+            offline_s: cost::phase_seconds(off_c, &off, Some(&p), cal),
+        });
+    }
+    Cost {
+        active_relus: arch.active_total(),
+        online_bytes: on.bytes(),
+        offline_bytes: off.bytes(),
+        online_flights: on.flights,
+        offline_flights: off.flights,
+        predicted,
+    }
+}
+
+/// Label, bytes each way, messages and flights per label (the seconds left out).
+fn counts(m: &Meter) -> Vec<(String, u64, u64, u64, u64)> {
+    m.entries()
+        .iter()
+        .map(|e| {
+            (
+                e.label.clone(),
+                e.bytes_sent,
+                e.bytes_received,
+                e.messages,
+                e.flights,
+            )
+        })
+        .collect()
+}
+
+/// Runs the stage for checkpoint `ckpt` (its masks applied) and writes the export and `pi.json`
+/// into `out`.
+pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
+    let t0 = Instant::now();
+    let ring = cfg.ring()?;
+    if cfg.images == 0 {
+        bail!("[pi] images = 0: no image to classify");
+    }
+    let (model, spec, masks) = load_with_masks(ckpt, tch::Device::Cpu)?;
+    let name = ckpt.display().to_string();
+    let file = export(&model, masks.as_ref(), &spec.normalization, &name)?;
+    file.save(out)
+        .with_context(|| format!("writing the export to {}", out.display()))?;
+    let qm = QuantModel::new(&file, ring)
+        .with_context(|| format!("{name}: encoding the weights in the ring"))?;
+    let shape = file.arch.json.input_shape;
+    let images = test_images(
+        &spec.data,
+        shape[1] as u32,
+        spec.model.classes as usize,
+        cfg.images,
+    )?;
+    let xs: Vec<Vec<f32>> = images
+        .iter()
+        .map(|(_, px)| normalize_image(px, &spec.normalization))
+        .collect();
+    let float = float_classes(&model, masks.as_ref(), &xs, shape);
+    let enc = xs
+        .iter()
+        .map(|x| QuantModel::encode_input(&qm.arch, &ring, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut gc_overflows = 0;
+    let fixed: Vec<usize> = enc
+        .iter()
+        .map(|x| {
+            let r = plain::forward(&qm, x);
+            gc_overflows += r.gc_overflows;
+            plain::decode_logits(&qm, &r.logits).1
+        })
+        .collect();
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        t => t,
+    };
+    let pb = ProgressBar::new(enc.len() as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "private inference [{bar:30}] {pos}/{len} images {elapsed_precise} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    let session = bench::session_with_progress(&qm, &enc, None, threads, cfg.seed, &mut |k| {
+        pb.set_position(k as u64)
+    })?;
+    pb.finish_and_clear();
+    // The cost model rebuilds the message sequence from the architecture: it must match the meter.
+    let predicted = cost::predicted_traffic(&qm.arch, &ring);
+    if counts(&session.client) != counts(&predicted) {
+        bail!(
+            "the traffic counted on the channel differs from the cost model's message sequence \
+             (online {} vs {} bytes, offline {} vs {} bytes)",
+            session.client.total("online/").bytes(),
+            predicted.total("online/").bytes(),
+            session.client.total("offline/").bytes(),
+            predicted.total("offline/").bytes()
+        );
+    }
+    let cal = bench::calibrate_for(&qm, threads);
+    let all_relu = export(&model, None, &spec.normalization, &name)?;
+    let labels: Vec<i64> = images.iter().map(|(l, _)| *l).collect();
+    let infs = &session.inferences;
+    let n = infs.len();
+    let report = PiReport {
+        checkpoint: name,
+        export: out.display().to_string(),
+        machine: bench::machine(),
+        threads,
+        offline_linear: privlin_mpc::protocol::linear::DEALER_LABEL.into(),
+        network: "two threads of one process over an in-memory channel, unshaped".into(),
+        ring,
+        images: n,
+        correct: infs
+            .iter()
+            .zip(&labels)
+            .filter(|(i, &l)| i.class as i64 == l)
+            .count(),
+        agree_float: infs
+            .iter()
+            .zip(&float)
+            .filter(|(i, &f)| i.class == f)
+            .count(),
+        agree_fixed_point: fixed.iter().zip(&float).filter(|(a, b)| a == b).count(),
+        gc_overflows,
+        online_s: infs.iter().map(|i| i.online_s).sum::<f64>() / n as f64,
+        offline_s: infs.iter().map(|i| i.offline_s).sum::<f64>() / n as f64,
+        partial: summarize(&qm.arch, &ring, &cal),
+        all_relu: summarize(&all_relu.arch, &ring, &cal),
+        layers: cost::layer_costs(&qm.arch, &ring, &cal)
+            .into_iter()
+            .map(|c| LayerRow {
+                label: c.label,
+                kind: c.kind.into(),
+                active: c.active,
+                macs: c.macs,
+                online_bytes: c.online.bytes(),
+                offline_bytes: c.offline.bytes(),
+            })
+            .collect(),
+        seconds: t0.elapsed().as_secs_f64(),
+        config: cfg.clone(),
+    };
+    crate::io::atomic_write_json(&out.join(PI_REPORT), &report)?;
+    Ok(report)
+}
