@@ -48,7 +48,7 @@ pub struct MeasureArgs {
     images: usize,
     #[command(flatten)]
     ring: RingArgs,
-    /// Threads per party (0: every core).
+    /// Threads per party (0: half the cores, as both parties share the machine).
     #[arg(long, default_value_t = 0)]
     threads: usize,
     #[arg(long, default_value_t = 0)]
@@ -147,6 +147,10 @@ pub struct BenchArgs {
     /// Write the measurements as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// After the first whole-model run, list every layer's measured seconds (client's clock)
+    /// beside the cost model's.
+    #[arg(long)]
+    per_layer: bool,
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +163,12 @@ pub struct CostArgs {
     /// Skip measuring this machine's speeds; print bytes and rounds only.
     #[arg(long)]
     no_calibrate: bool,
+    /// Draw the predicted seconds of each layer (online filled, offline outlined) as an SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Network profile of the plot (none, lan, wan-fast, wan).
+    #[arg(long, default_value = "wan")]
+    plot_profile: String,
 }
 
 pub fn run(cmd: PiCommand) -> Result<()> {
@@ -546,7 +556,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     );
 
     println!(
-        "\n## Whole model: {} ({} ops, {} active ReLUs of {} positions), one inference, in-memory channel",
+        "\n## Whole model: {} ({} ops, {} active ReLUs of {} positions), one inference, two threads of this process over the in-memory channel, threads per party",
         file.arch.json.name,
         file.arch.ops().len(),
         file.arch.active_total(),
@@ -575,10 +585,13 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let mut site_bytes = None;
     for pname in &a.profiles {
         let prof = profile(&Some(pname.clone()))?;
-        for t in if prof.is_none() && all > 1 {
-            vec![1, all]
+        // Both parties share this machine: at most half the cores each, so that neither waits
+        // for the other's threads (the cost model describes a party with its cores to itself).
+        let per_party = (all / 2).max(1);
+        for t in if prof.is_none() && per_party > 1 {
+            vec![1, per_party]
         } else {
-            vec![all]
+            vec![per_party]
         } {
             let cal = bench::calibrate_for(&model, t);
             let s = bench::session(&model, std::slice::from_ref(&enc), prof.clone(), t, 7)?;
@@ -629,6 +642,9 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 pct(p_off, inf.offline_s),
                 pct(p_on, inf.online_s)
             );
+            if a.per_layer && whole.is_empty() {
+                print_per_layer(&model, &cal, &s.client, prof.as_ref());
+            }
             whole.push(serde_json::json!({
                 "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
                 "offline_s": inf.offline_s, "online_s": inf.online_s,
@@ -660,6 +676,48 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Measured seconds of every label of one inference (client's clock) beside the cost model's.
+fn print_per_layer(model: &QuantModel, cal: &Calibration, m: &Meter, prof: Option<&Profile>) {
+    println!(
+        "{:<26} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
+        "layer", "offline s", "pred.", "err", "online s", "pred.", "err"
+    );
+    let seconds = |label: String| -> f64 {
+        m.entries()
+            .iter()
+            .filter(|e| e.label == label)
+            .map(|e| e.seconds)
+            .sum()
+    };
+    // Online, the client waits for the server's weight layers under the next site's label: they
+    // are predicted into that row.
+    let mut pending = 0.0;
+    for c in cost::layer_costs(&model.arch, &model.ring, cal) {
+        let (off, on) = (
+            seconds(format!("offline/{}", c.label)),
+            seconds(format!("online/{}", c.label)),
+        );
+        let p_off = cost::phase_seconds(c.offline_compute_s, &c.offline, prof, cal);
+        let mut p_on = cost::phase_seconds(c.online_compute_s, &c.online, prof, cal);
+        if c.online.messages == 0 {
+            pending += p_on;
+            p_on = 0.0;
+        } else {
+            p_on += std::mem::take(&mut pending);
+        }
+        println!(
+            "{:<26} {:>10.4} {:>10.4} {:>8} {:>10.4} {:>10.4} {:>8}",
+            c.label,
+            off,
+            p_off,
+            pct(p_off, off),
+            on,
+            p_on,
+            pct(p_on, on)
+        );
+    }
+}
+
 /// Calibration for `cost` (this machine's speeds, and the model's own weight layers timed), or
 /// zeros when skipped.
 fn calibration(file: &ModelFile, ring: &Ring, skip: bool) -> Result<Calibration> {
@@ -688,6 +746,10 @@ fn calibration(file: &ModelFile, ring: &Ring, skip: bool) -> Result<Calibration>
 
 pub fn cost_cmd(a: CostArgs) -> Result<()> {
     let ring = a.ring.ring()?;
+    let plot_profile = profile(&Some(a.plot_profile.clone()))?;
+    if a.plot.is_some() && a.no_calibrate {
+        bail!("--plot draws predicted seconds: it needs the calibration (drop --no-calibrate)");
+    }
     let file = load_export(&a.model)?;
     let arch = &file.arch;
     let cal = calibration(&file, &ring, a.no_calibrate)?;
@@ -769,5 +831,49 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
         "papers' figure: 0.021 s per 1,000 ReLUs",
         active as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );
+    if let Some(path) = &a.plot {
+        let labels: Vec<String> = costs.iter().map(|c| c.label.clone()).collect();
+        let per = |online: bool| -> Vec<f64> {
+            costs
+                .iter()
+                .map(|c| {
+                    let (compute, traffic) = if online {
+                        (c.online_compute_s, &c.online)
+                    } else {
+                        (c.offline_compute_s, &c.offline)
+                    };
+                    cost::phase_seconds(compute, traffic, plot_profile.as_ref(), &cal)
+                })
+                .collect()
+        };
+        let (on, off) = (per(true), per(false));
+        let network = plot_profile
+            .as_ref()
+            .map(|p| p.describe())
+            .unwrap_or_else(|| "no network delay".into());
+        privlin::plot::bar_chart(
+            path,
+            &format!("Predicted seconds per layer, {network}"),
+            "seconds per inference",
+            &labels,
+            &[
+                privlin::plot::BarSeries {
+                    values: &off,
+                    errors: None,
+                    color: privlin::plot::palette(1),
+                    filled: false,
+                    label: Some("offline"),
+                },
+                privlin::plot::BarSeries {
+                    values: &on,
+                    errors: None,
+                    color: privlin::plot::palette(0),
+                    filled: true,
+                    label: Some("online"),
+                },
+            ],
+        )?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }

@@ -97,6 +97,26 @@ fn private_class_equals_float_class_on_cifar10() {
         "{out}"
     );
 
+    // With this machine's calibration: predicted seconds per profile, and the per-layer chart.
+    let svg = dir.path().join("cost.svg");
+    let (ok, out, err) = privlin(&["cost", "--model", s(&export), "--plot", s(&svg)]);
+    assert!(ok, "{err}");
+    assert!(out.contains("wan (50 MB/s, 40 ms RTT"), "{out}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.contains("<svg") && chart.contains("layer1.0.act1"),
+        "{chart}"
+    );
+    let (ok, _, err) = privlin(&[
+        "cost",
+        "--model",
+        s(&export),
+        "--plot",
+        s(&svg),
+        "--no-calibrate",
+    ]);
+    assert!(!ok && err.contains("--no-calibrate"), "{err}");
+
     let addr = format!("127.0.0.1:{}", free_port());
     let mut server = Command::new(bin())
         .args(["pi", "serve", "--model", s(&export), "--listen", &addr])

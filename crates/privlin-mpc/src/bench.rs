@@ -40,15 +40,18 @@ pub fn machine() -> String {
     )
 }
 
-/// Best of `reps` timings of `f`, in seconds.
-fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    (0..reps)
+/// Median of `reps` timings of `f`, in seconds (a session runs each step once, cold: the median
+/// is closer to that than the best).
+fn median<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64()
         })
-        .fold(f64::INFINITY, f64::min)
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
 /// Per-ReLU measurements of the circuit and OT layers (no network).
@@ -76,25 +79,24 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
         let zs: Vec<Block> = (0..n * d.w).map(|_| rng.gen()).collect();
         let zc: Vec<Block> = (0..n * d.client_bits()).map(|_| rng.gen()).collect();
         let mut tables = Vec::new();
-        let g = best(3, || tables = relu::garble(&hash, delta, 0, &d, &zs, &zc).0);
-        let e = best(3, || {
+        let g = median(3, || tables = relu::garble(&hash, delta, 0, &d, &zs, &zc).0);
+        let e = median(3, || {
             std::hint::black_box(relu::evaluate(&hash, 0, &d, &zs, &zc, &tables));
         });
         let shares: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
         let out_bits: Vec<bool> = (0..n * d.l).map(|_| rng.gen()).collect();
-        let over = best(3, || {
+        let over = median(3, || {
             let lab = relu::encode(&zs, delta, &shares, d.w);
             let mut w = crate::wire::Writer::new();
             w.blocks(&lab).bits(&out_bits);
             std::hint::black_box(relu::decode(&out_bits, &out_bits, d.l));
         });
-        // In batches of one site of 1,024 active ReLUs, as the protocol extends per site.
-        let sizes: Vec<usize> = (0..n.div_ceil(1024))
-            .map(|b| (n - b * 1024).min(1024) * d.client_bits())
+        // One extension for all `n` circuits, as the protocol extends once per site.
+        let mut ots: Vec<f64> = (0..3)
+            .map(|_| ot_pair(&[n * d.client_bits()], threads))
             .collect();
-        let ot = (0..2)
-            .map(|_| ot_pair(&sizes, threads))
-            .fold(f64::INFINITY, f64::min);
+        ots.sort_by(f64::total_cmp);
+        let ot = ots[1];
         ReluMicro {
             threads,
             relus: n,
@@ -139,15 +141,17 @@ fn ot_pair(sizes: &[usize], threads: usize) -> f64 {
     })
 }
 
-/// Measures the cost model's per-operation speeds on this machine (about a second).
-pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
-    let micro = relu_micro(ring, 4096, threads);
+/// Measures the cost model's per-operation speeds on this machine, the circuit and OT layers on
+/// sites of `relus` active ReLUs (their speed per ReLU depends on the site's size: small sites
+/// stay in cache).
+pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
+    let micro = relu_micro(ring, relus, threads);
     let mac = pool(threads).install(|| {
         let mut rng = ChaCha12Rng::seed_from_u64(4);
         let (c, h) = (32usize, 32usize);
         let x: Vec<u64> = (0..c * h * h).map(|_| rng.gen()).collect();
         let w: Vec<u64> = (0..c * c * 9).map(|_| rng.gen()).collect();
-        let t = best(3, || {
+        let t = median(3, || {
             std::hint::black_box(linalg::conv2d(&x, [c, h, h], &w, [c, h, h], 1, 1));
         });
         t / (c * c * 9 * h * h) as f64 * 1e9
@@ -157,7 +161,7 @@ pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
         let ring = *ring;
         let mut rng = ChaCha12Rng::seed_from_u64(5);
         let v: Vec<u64> = (0..1 << 20).map(|_| rng.gen()).collect();
-        best(3, || {
+        median(3, || {
             let t: Vec<u64> = v
                 .iter()
                 .map(|&x| ring.reduce(ring.truncate_share_server(x, 12).wrapping_add(x)))
@@ -169,7 +173,10 @@ pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
     Calibration {
         elem_ns: elem,
         flight_ns: ping_pong_ns(),
-        byte_ns: transfer_ns_per_byte(),
+        // Messages of the size of a site's garbled tables.
+        byte_ns: transfer_ns_per_byte(
+            (relus * 2 * micro.and_gates_per_relu).clamp(1 << 18, 1 << 24),
+        ),
         layer_s: Default::default(),
         mac_ns: mac,
         garble_and_ns: micro.garble_us * 1e3 / ands,
@@ -180,9 +187,34 @@ pub fn calibrate(ring: &Ring, threads: usize) -> Calibration {
     }
 }
 
-/// The calibration plus the measured time of every weight layer of `model` (random shares).
+/// The site size whose circuits and OTs stand for `model`'s: the size of the site that holds the
+/// median active ReLU (sites weighted by their active ReLUs), between 1,024 and 65,536.
+pub fn representative_site(model: &QuantModel) -> usize {
+    let mut sizes: Vec<usize> = model
+        .arch
+        .active
+        .values()
+        .map(|v| v.len())
+        .filter(|&n| n > 0)
+        .collect();
+    sizes.sort_unstable();
+    let total: usize = sizes.iter().sum();
+    let mut acc = 0;
+    let median = sizes
+        .iter()
+        .find(|&&n| {
+            acc += n;
+            2 * acc >= total
+        })
+        .copied()
+        .unwrap_or(0);
+    median.clamp(1024, 65536)
+}
+
+/// The calibration at the model's representative site size, plus the measured time of every
+/// weight layer of `model` (random shares).
 pub fn calibrate_for(model: &QuantModel, threads: usize) -> Calibration {
-    let mut cal = calibrate(&model.ring, threads);
+    let mut cal = calibrate(&model.ring, threads, representative_site(model));
     cal.layer_s = pool(threads).install(|| {
         let mut rng = ChaCha12Rng::seed_from_u64(6);
         model
@@ -193,7 +225,7 @@ pub fn calibrate_for(model: &QuantModel, threads: usize) -> Calibration {
                 let x: Vec<u64> = (0..model.arch.numel(input))
                     .map(|_| model.ring.reduce(rng.gen()))
                     .collect();
-                let t = best(2, || {
+                let t = median(3, || {
                     std::hint::black_box(linalg::weight_layer(
                         &model.arch,
                         &model.ring,
@@ -218,13 +250,13 @@ fn ping_pong_ns() -> f64 {
         let mut ch = Channel::new(Box::new(a));
         for _ in 0..n {
             let m = ch.recv("ping").unwrap();
-            ch.send(&m).unwrap();
+            ch.send(m).unwrap();
         }
     });
     let mut ch = Channel::new(Box::new(b));
     let t = Instant::now();
     for _ in 0..n {
-        ch.send(&[0u8; 16]).unwrap();
+        ch.send(vec![0u8; 16]).unwrap();
         ch.recv("pong").unwrap();
     }
     let el = t.elapsed().as_secs_f64();
@@ -232,11 +264,10 @@ fn ping_pong_ns() -> f64 {
     el / (2 * n) as f64 * 1e9
 }
 
-/// Sending, receiving and decoding a 4 MiB block vector between two threads, per byte.
-fn transfer_ns_per_byte() -> f64 {
+/// Sending, receiving and decoding a vector of `n` blocks between two threads, per byte.
+fn transfer_ns_per_byte(n: usize) -> f64 {
     let (a, b) = mem::pair();
-    let n = 1usize << 18;
-    let reps = 5;
+    let reps = 3;
     let sink = std::thread::spawn(move || {
         let mut ch = Channel::new(Box::new(a));
         for _ in 0..reps {
@@ -245,22 +276,19 @@ fn transfer_ns_per_byte() -> f64 {
                 .blocks()
                 .unwrap();
             std::hint::black_box(v);
-            ch.send(&[0]).unwrap();
+            ch.send(vec![0]).unwrap();
         }
     });
     let mut ch = Channel::new(Box::new(b));
     let blocks: Vec<Block> = (0..n as u128).collect();
-    let mut best_s = f64::INFINITY;
-    for _ in 0..reps {
-        let t = Instant::now();
+    let t = median(reps, || {
         let mut w = crate::wire::Writer::with_capacity(16 * n + 8);
         w.blocks(&blocks);
-        ch.send(&w.finish()).unwrap();
+        ch.send(w.finish()).unwrap();
         ch.recv("ack").unwrap();
-        best_s = best_s.min(t.elapsed().as_secs_f64());
-    }
+    });
     sink.join().unwrap();
-    best_s / (16 * n) as f64 * 1e9
+    t / (16 * n) as f64 * 1e9
 }
 
 /// What a two-thread session measured.

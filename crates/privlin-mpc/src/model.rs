@@ -16,6 +16,8 @@ pub const FORMAT: &str = "privlin-pi";
 pub const VERSION: u32 = 1;
 pub const MODEL_JSON: &str = "model.json";
 pub const WEIGHTS: &str = "weights.safetensors";
+/// The largest value or weight tensor an architecture may declare, in elements.
+pub const MAX_VALUE_ELEMENTS: usize = 1 << 26;
 
 /// One operation of the exported graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,8 +113,11 @@ pub struct ModelFile {
     pub weights: HashMap<String, Vec<f32>>,
 }
 
+/// Elements of a shape, saturating (a peer's shapes may be absurd; they are refused, not wrapped).
 fn numel(s: &[usize]) -> usize {
-    s.iter().product()
+    s.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX)
 }
 
 impl Arch {
@@ -128,7 +133,15 @@ impl Arch {
             return Err(MpcError::model(format!("{} ops", json.ops.len())));
         }
         let mut shapes: Vec<Vec<usize>> = vec![json.input_shape.to_vec()];
-        if numel(&shapes[0]) == 0 || numel(&shapes[0]) > 1 << 26 {
+        for (name, shape) in &json.weight_shapes {
+            let n = numel(shape);
+            if shape.is_empty() || n == 0 || n > MAX_VALUE_ELEMENTS {
+                return Err(MpcError::model(format!(
+                    "weight `{name}`: shape {shape:?} is empty or above {MAX_VALUE_ELEMENTS} elements"
+                )));
+            }
+        }
+        if numel(&shapes[0]) == 0 || numel(&shapes[0]) > MAX_VALUE_ELEMENTS {
             return Err(MpcError::model(format!(
                 "input_shape {:?} is empty or too large",
                 json.input_shape
@@ -168,6 +181,12 @@ impl Arch {
                     }
                     if b != &vec![w[0]] || *stride == 0 || w[2] == 0 {
                         return Err(bad(format!("bias {b:?} / stride {stride} invalid")));
+                    }
+                    if *padding >= w[2] || *stride > 64 {
+                        return Err(bad(format!(
+                            "padding {padding} / stride {stride} out of range for kernel {}",
+                            w[2]
+                        )));
                     }
                     let (h, wd) = (s[1] + 2 * padding, s[2] + 2 * padding);
                     if h < w[2] || wd < w[2] {
@@ -244,6 +263,14 @@ impl Arch {
                     shapes[*input].clone()
                 }
             };
+            // A peer's architecture sizes our buffers: bound every value before anything is
+            // allocated for it (2^26 ring elements, 512 MiB, is far above any CIFAR/ImageNet CNN).
+            let n = numel(&out);
+            if n == 0 || n > MAX_VALUE_ELEMENTS {
+                return Err(bad(format!(
+                    "output shape {out:?} is empty or above {MAX_VALUE_ELEMENTS} elements"
+                )));
+            }
             shapes.push(out);
         }
         // Average pooling is folded into its consumers, which must all be weight layers.

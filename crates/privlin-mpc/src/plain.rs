@@ -14,9 +14,10 @@ pub struct PlainRun {
     pub gc_overflows: usize,
 }
 
-/// Runs the model on an encoded input. `identity(op, position, y, shift)` truncates an identity
-/// position: [`exact_identity`] is `floor(y / 2^shift)`; tests replay the protocol's local
-/// truncation through it.
+/// Runs the model on an encoded input. Sites round to nearest: `y + 2^(shift-1)` is truncated
+/// (`ReLU` of it at active positions, which equals rounding `ReLU(y)`). `identity(op, position,
+/// y, shift)` truncates an identity position's `y` (the half already added): [`forward`] uses
+/// `floor(y / 2^shift)`; tests replay the protocol's local truncation through it.
 pub fn forward_with(
     model: &QuantModel,
     x: &[u64],
@@ -50,13 +51,16 @@ pub fn forward_with(
                 )
             }
             Op::Relu { input, .. } => {
+                // Round to nearest: the half unit is added before the floor truncation.
                 let shift = model.scales[*input] - ring.frac;
+                let half = ring.half(shift);
                 let active = &arch.active[&i];
                 let mut k = 0;
                 vals[*input]
                     .iter()
                     .enumerate()
                     .map(|(p, &y)| {
+                        let y = ring.reduce(y.wrapping_add(half));
                         if k < active.len() && active[k] as usize == p {
                             k += 1;
                             if ring.sext_gc(y) != ring.signed(y) {
@@ -78,7 +82,7 @@ pub fn forward_with(
     }
 }
 
-/// Plaintext inference with exact truncation at identity positions.
+/// Plaintext inference with exact (round-to-nearest) truncation at identity positions.
 pub fn forward(model: &QuantModel, x: &[u64]) -> PlainRun {
     let ring = model.ring;
     forward_with(model, x, &mut |_, _, y, shift| ring.truncate(y, shift))

@@ -117,6 +117,15 @@ impl Ring {
         self.from_signed(self.signed(y) >> shift)
     }
 
+    /// `2^(shift - 1)`: added to a value (by the server, to its share: free) before a floor
+    /// truncation by `shift`, it makes the truncation round to nearest (half up), which removes
+    /// floor's bias of half a unit in the last place per layer.
+    #[inline]
+    pub fn half(&self, shift: u32) -> u64 {
+        debug_assert!(shift >= 1);
+        1u64 << (shift - 1)
+    }
+
     /// The garbled circuit's view of `y`: its low `w` bits, sign-extended.
     #[inline]
     pub fn sext_gc(&self, y: u64) -> i64 {

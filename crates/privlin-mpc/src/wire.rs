@@ -41,17 +41,19 @@ impl Writer {
     pub fn ring_vec(&mut self, v: &[u64], bits: u32) -> &mut Self {
         let nb = bits.div_ceil(8) as usize;
         self.u64(v.len() as u64);
-        self.buf.reserve(v.len() * nb);
-        for x in v {
-            self.buf.extend_from_slice(&x.to_le_bytes()[..nb]);
+        let at = self.buf.len();
+        self.buf.resize(at + v.len() * nb, 0);
+        for (dst, x) in self.buf[at..].chunks_exact_mut(nb).zip(v) {
+            dst.copy_from_slice(&x.to_le_bytes()[..nb]);
         }
         self
     }
     pub fn blocks(&mut self, v: &[Block]) -> &mut Self {
         self.u64(v.len() as u64);
-        self.buf.reserve(v.len() * 16);
-        for x in v {
-            self.buf.extend_from_slice(&x.to_le_bytes());
+        let at = self.buf.len();
+        self.buf.resize(at + v.len() * 16, 0);
+        for (dst, x) in self.buf[at..].chunks_exact_mut(16).zip(v) {
+            dst.copy_from_slice(&x.to_le_bytes());
         }
         self
     }

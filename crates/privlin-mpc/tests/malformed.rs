@@ -68,7 +68,7 @@ fn server_reports_bad_and_vanishing_clients() {
         std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), Some(1)).err());
     let mut c = Channel::new(Box::new(b));
     Hello::decode(&c.recv("hello").unwrap()).unwrap();
-    c.send(b"not a point").unwrap();
+    c.send(b"not a point".to_vec()).unwrap();
     let err = server.join().unwrap().expect("server must fail");
     assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
 
@@ -79,7 +79,7 @@ fn server_reports_bad_and_vanishing_clients() {
         s.serve()
     });
     let mut c = Client::connect(Channel::new(Box::new(b)), Some(2)).unwrap();
-    c.channel().send(&[1]).unwrap(); // start an inference, then vanish
+    c.channel().send(vec![1]).unwrap(); // start an inference, then vanish
     drop(c);
     let err = server.join().unwrap().unwrap_err();
     assert!(matches!(err, MpcError::Disconnected { .. }), "{err}");
@@ -125,4 +125,71 @@ fn far_future_stamp_is_refused() {
     let err = ch.recv("stamped").unwrap_err();
     assert!(err.to_string().contains("in the future"), "{err}");
     assert!(t.elapsed().as_secs() < 5);
+}
+
+/// A server whose architecture declares absurd tensor sizes is refused before the client
+/// allocates anything for them.
+#[test]
+fn absurd_architecture_is_refused() {
+    let m = model();
+    for (field, size) in [("weight", 1usize << 40), ("weight", usize::MAX / 2)] {
+        let mut json = m.arch.json.clone();
+        let shape = json
+            .weight_shapes
+            .iter_mut()
+            .find(|(n, _)| n.ends_with(field))
+            .unwrap()
+            .1;
+        shape[0] = size;
+        let mut w = privlin_mpc::wire::Writer::new();
+        w.bytes(&serde_json::to_vec(&json).unwrap()).u64(0);
+        let err = privlin_mpc::model::Arch::from_bytes(&w.finish()).unwrap_err();
+        assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("elements"), "{err}");
+    }
+}
+
+/// An offline backend other than the dealer, for the hand-shake test.
+struct OtherBackend;
+
+impl privlin_mpc::protocol::linear::LinearOffline for OtherBackend {
+    fn label(&self) -> &'static str {
+        "other backend"
+    }
+    fn client(
+        &mut self,
+        _: &mut Channel,
+        _: &privlin_mpc::model::Arch,
+        _: &Ring,
+        _: usize,
+        _: &[u64],
+    ) -> privlin_mpc::Result<Vec<u64>> {
+        unreachable!("refused before any weight layer")
+    }
+    fn server(
+        &mut self,
+        _: &mut Channel,
+        _: &QuantModel,
+        _: usize,
+        _: &mut rand_chacha::ChaCha12Rng,
+    ) -> privlin_mpc::Result<Vec<u64>> {
+        unreachable!("refused before any weight layer")
+    }
+}
+
+/// Both parties must compute the weight layers' offline correlations the same way.
+#[test]
+fn mismatched_offline_backend_is_refused() {
+    let (a, b) = mem::pair();
+    let m = model();
+    let server = std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), Some(1)));
+    let err = Client::connect_with(Channel::new(Box::new(b)), Some(2), Box::new(OtherBackend))
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("dealer") && msg.contains("other backend"),
+        "{msg}"
+    );
+    assert!(server.join().unwrap().is_err());
 }

@@ -66,7 +66,7 @@ fn two_party_equals_plaintext_fixed_point() {
                 inf.raw, reference.logits,
                 "case {case} spec {spec:?} ring {ring:?}"
             );
-            // Against exact floor truncation the difference is a few units in the last place.
+            // Against exact (round-to-nearest) truncation the difference is a few units in the last place.
             let exact = plain::forward(&model, x);
             let scale = *model.scales.last().unwrap();
             for (a, b) in inf.raw.iter().zip(&exact.logits) {

@@ -23,8 +23,9 @@ pub const DEFAULT_MAX_FRAME: u64 = 1 << 30;
 
 /// A byte pipe that carries frames.
 pub trait Transport: Send {
-    /// Writes one frame (header then payload) and flushes.
-    fn write_frame(&mut self, deliver_at_ns: u64, payload: &[u8]) -> Result<()>;
+    /// Writes one frame (header then payload) and flushes; the payload is handed over, so that an
+    /// in-memory transport moves it instead of copying.
+    fn write_frame(&mut self, deliver_at_ns: u64, payload: Vec<u8>) -> Result<()>;
     /// Reads one frame's header: `(payload length, deliver_at_ns)`.
     fn read_header(&mut self, context: &str) -> Result<(u64, u64)>;
     /// Reads `len` payload bytes after a header.
@@ -68,7 +69,7 @@ impl Channel {
         self.meter.set_label(label.into());
     }
 
-    pub fn send(&mut self, payload: &[u8]) -> Result<()> {
+    pub fn send(&mut self, payload: Vec<u8>) -> Result<()> {
         let len = payload.len() as u64;
         if len > u32::MAX as u64 {
             return Err(MpcError::Protocol(format!(

@@ -37,11 +37,11 @@ fn read_err(e: std::io::Error, context: &str) -> MpcError {
 }
 
 impl Transport for TcpTransport {
-    fn write_frame(&mut self, at: u64, payload: &[u8]) -> Result<()> {
+    fn write_frame(&mut self, at: u64, payload: Vec<u8>) -> Result<()> {
         let wr = |w: &mut BufWriter<TcpStream>| -> std::io::Result<()> {
             w.write_all(&(payload.len() as u32).to_le_bytes())?;
             w.write_all(&at.to_le_bytes())?;
-            w.write_all(payload)?;
+            w.write_all(&payload)?;
             w.flush()
         };
         wr(&mut self.w).map_err(|e| match e.kind() {

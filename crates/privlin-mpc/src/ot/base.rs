@@ -46,7 +46,7 @@ pub fn send<R: RngCore + CryptoRng>(
     let big_a = &a * RISTRETTO_BASEPOINT_TABLE;
     let mut w = Writer::new();
     w.bytes(big_a.compress().as_bytes());
-    ch.send(&w.finish())?;
+    ch.send(w.finish())?;
     let msg = ch.recv("base OT: receiver points")?;
     let mut r = Reader::new(&msg, "base OT: receiver points");
     let raw = r.bytes()?;
@@ -92,7 +92,7 @@ pub fn receive<R: RngCore + CryptoRng>(
     }
     let mut w = Writer::new();
     w.bytes(&pts);
-    ch.send(&w.finish())?;
+    ch.send(w.finish())?;
     Ok(out)
 }
 
@@ -137,7 +137,7 @@ mod tests {
             ch.recv("sender point").unwrap();
             let mut w = Writer::new();
             w.bytes(&payload);
-            ch.send(&w.finish()).unwrap();
+            ch.send(w.finish()).unwrap();
             let err = sender.join().unwrap().unwrap_err();
             assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
         }

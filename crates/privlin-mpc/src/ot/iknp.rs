@@ -2,7 +2,9 @@
 //! Schneider-Zohner 2013): `m` OTs from [`KAPPA`] base OTs with the roles swapped. The receiver
 //! sends the `KAPPA x m` matrix `u^i = G(k_i^0) ^ G(k_i^1) ^ r`; the sender's rows are
 //! `q_j = t_j ^ r_j s`. The sender's messages are `(H(j, q_j), H(j, q_j) ^ delta)` for a global
-//! `delta` (the garbling offset), so it sends one 16-byte correction per OT.
+//! `delta` (the garbling offset), so it sends one 16-byte correction per OT. Column PRGs are
+//! ChaCha12 keyed by the base-OT keys; the matrix is expanded, transposed and hashed in chunks of
+//! [`CHUNK`] OTs, in parallel.
 
 use super::base::{self, Key};
 use super::{transpose128, KAPPA};
@@ -17,35 +19,51 @@ use rayon::prelude::*;
 /// Domain of the OT hash, distinct from garbling.
 const OT_DOMAIN: u8 = 1;
 
-fn prgs(keys: impl Iterator<Item = Key>) -> Vec<ChaCha12Rng> {
-    keys.map(ChaCha12Rng::from_seed).collect()
+/// OTs per task: the 128 column stripes of a chunk (`CHUNK / 8` bytes each, 64 KiB together)
+/// stay in cache while they are expanded, transposed and hashed, and chunks run in parallel.
+/// The matrix message is laid out chunk by chunk (all 128 stripes of a chunk, then the next).
+const CHUNK: usize = 4096;
+
+/// Fills `out` with column PRG output starting `word` 32-bit words into the stream of `key`
+/// (ChaCha12 seeks in constant time, so every chunk expands its stripes independently).
+fn expand(key: &Key, word: u128, out: &mut [u8]) {
+    let mut g = ChaCha12Rng::from_seed(*key);
+    g.set_word_pos(word);
+    g.fill_bytes(out);
 }
 
-/// Rows `j` of a `KAPPA x m` bit matrix given by its columns (each `m / 8` bytes).
-fn rows(cols: &[Vec<u8>], m: usize) -> Vec<Block> {
-    let mut out = vec![0u128; m];
-    out.par_chunks_mut(128).enumerate().for_each(|(b, chunk)| {
+/// The rows of one chunk from its 128 column stripes (`stripes[i * cb..]`, `cb` bytes each),
+/// `n` rows written to `out`.
+fn transpose_chunk(stripes: &[u8], cb: usize, out: &mut [Block]) {
+    for (b, rows) in out.chunks_mut(128).enumerate() {
         let mut t: [u128; 128] = std::array::from_fn(|i| {
-            u128::from_le_bytes(cols[i][b * 16..b * 16 + 16].try_into().unwrap())
+            let at = i * cb + b * 16;
+            u128::from_le_bytes(stripes[at..at + 16].try_into().unwrap())
         });
         transpose128(&mut t);
-        chunk.copy_from_slice(&t[..chunk.len()]);
-    });
-    out
+        rows.copy_from_slice(&t[..rows.len()]);
+    }
 }
 
-/// The sender's (server's) state: its base choices `s` and one PRG per column.
+/// Padded length (a multiple of 128) and the word position after an extension of `m` OTs.
+fn padded(m: usize) -> usize {
+    m.div_ceil(128) * 128
+}
+
+/// The sender's (server's) state: its base choices `s` and the PRG key of each column.
 pub struct Sender {
     s: u128,
-    prg: Vec<ChaCha12Rng>,
+    keys: Vec<Key>,
+    /// OTs extended so far (padded): the hash tweak of the next OT and, divided by 32, the word
+    /// position of the next chunk in every column stream.
     next: u64,
     hash: FixedKeyHash,
 }
 
-/// The receiver's (client's) state: both PRGs per column.
+/// The receiver's (client's) state: both PRG keys of each column.
 pub struct Receiver {
-    prg0: Vec<ChaCha12Rng>,
-    prg1: Vec<ChaCha12Rng>,
+    keys0: Vec<Key>,
+    keys1: Vec<Key>,
     next: u64,
     hash: FixedKeyHash,
 }
@@ -58,7 +76,7 @@ impl Sender {
         let keys = base::receive(ch, &choices, rng)?;
         Ok(Sender {
             s,
-            prg: prgs(keys.into_iter()),
+            keys,
             next: 0,
             hash: FixedKeyHash::new(OT_DOMAIN),
         })
@@ -67,7 +85,7 @@ impl Sender {
     /// `m` correlated OTs: returns the zero-labels `H(j, q_j)`; the receiver gets
     /// `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, m: usize, delta: Block) -> Result<Vec<Block>> {
-        let mp = m.div_ceil(128) * 128;
+        let mp = padded(m);
         let msg = ch.recv("OT extension: matrix")?;
         let mut r = Reader::new(&msg, "OT extension: matrix");
         let u = r.bytes()?;
@@ -78,38 +96,40 @@ impl Sender {
                 format!("{} bytes, expected {}", u.len(), KAPPA * mp / 8),
             ));
         }
-        let s = self.s;
-        let cols: Vec<Vec<u8>> = self
-            .prg
-            .par_iter_mut()
+        let (s, base) = (self.s, self.next);
+        self.next += mp as u64;
+        let (keys, hash) = (&self.keys, &self.hash);
+        let mut zero = vec![0u128; m];
+        let mut corr = vec![0u128; m];
+        zero.par_chunks_mut(CHUNK)
+            .zip(corr.par_chunks_mut(CHUNK))
+            .zip(u.par_chunks(KAPPA * CHUNK / 8))
             .enumerate()
-            .map(|(i, g)| {
-                let mut q = vec![0u8; mp / 8];
-                g.fill_bytes(&mut q);
-                if s >> i & 1 == 1 {
-                    for (x, y) in q.iter_mut().zip(&u[i * mp / 8..(i + 1) * mp / 8]) {
-                        *x ^= y;
+            .for_each(|(c, ((zero, corr), u))| {
+                let cb = u.len() / KAPPA;
+                let word = (base as u128 + (c * CHUNK) as u128) / 32;
+                let mut q = vec![0u8; KAPPA * cb];
+                for (i, col) in q.chunks_mut(cb).enumerate() {
+                    expand(&keys[i], word, col);
+                    if s >> i & 1 == 1 {
+                        for (x, y) in col.iter_mut().zip(&u[i * cb..(i + 1) * cb]) {
+                            *x ^= y;
+                        }
                     }
                 }
-                q
-            })
-            .collect();
-        let q = rows(&cols, m);
-        let base = self.next as u128;
-        self.next += mp as u64;
-        let mut h0 = q.clone();
-        let mut h1: Vec<Block> = q.iter().map(|&x| x ^ s).collect();
-        h0.par_chunks_mut(4096)
-            .enumerate()
-            .for_each(|(c, ch)| self.hash.hash_slice(ch, base + (c * 4096) as u128));
-        h1.par_chunks_mut(4096)
-            .enumerate()
-            .for_each(|(c, ch)| self.hash.hash_slice(ch, base + (c * 4096) as u128));
-        let corr: Vec<Block> = h0.iter().zip(&h1).map(|(a, b)| a ^ b ^ delta).collect();
+                transpose_chunk(&q, cb, zero);
+                let tweak = base as u128 + (c * CHUNK) as u128;
+                let mut h1: Vec<Block> = zero.iter().map(|&x| x ^ s).collect();
+                hash.hash_slice(zero, tweak);
+                hash.hash_slice(&mut h1, tweak);
+                for ((c, &h0), &h1) in corr.iter_mut().zip(zero.iter()).zip(&h1) {
+                    *c = h0 ^ h1 ^ delta;
+                }
+            });
         let mut w = Writer::with_capacity(16 * m + 16);
         w.blocks(&corr);
-        ch.send(&w.finish())?;
-        Ok(h0)
+        ch.send(w.finish())?;
+        Ok(zero)
     }
 }
 
@@ -118,8 +138,8 @@ impl Receiver {
     pub fn setup<R: RngCore + CryptoRng>(ch: &mut Channel, rng: &mut R) -> Result<Self> {
         let keys = base::send(ch, KAPPA, rng)?;
         Ok(Receiver {
-            prg0: prgs(keys.iter().map(|k| k.0)),
-            prg1: prgs(keys.iter().map(|k| k.1)),
+            keys0: keys.iter().map(|k| k.0).collect(),
+            keys1: keys.iter().map(|k| k.1).collect(),
             next: 0,
             hash: FixedKeyHash::new(OT_DOMAIN),
         })
@@ -128,42 +148,46 @@ impl Receiver {
     /// `m` correlated OTs with `choices`: returns `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
         let m = choices.len();
-        let mp = m.div_ceil(128) * 128;
+        let mp = padded(m);
         let mut r = vec![0u8; mp / 8];
         for (j, &c) in choices.iter().enumerate() {
             r[j / 8] |= (c as u8) << (j % 8);
         }
-        let (t, u): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self
-            .prg0
-            .par_iter_mut()
-            .zip(self.prg1.par_iter_mut())
-            .map(|(g0, g1)| {
-                let mut t = vec![0u8; mp / 8];
-                let mut u = vec![0u8; mp / 8];
-                g0.fill_bytes(&mut t);
-                g1.fill_bytes(&mut u);
-                for ((x, y), z) in u.iter_mut().zip(&t).zip(&r) {
-                    *x ^= y ^ z;
-                }
-                (t, u)
-            })
-            .unzip();
-        let mut w = Writer::with_capacity(KAPPA * mp / 8 + 8);
-        w.bytes(&u.concat());
-        ch.send(&w.finish())?;
-        let mut rows_t = rows(&t, m);
-        let base = self.next as u128;
+        let base = self.next;
         self.next += mp as u64;
-        rows_t
-            .par_chunks_mut(4096)
+        let (keys0, keys1, hash) = (&self.keys0, &self.keys1, &self.hash);
+        // The message: a length prefix, then u chunk by chunk; `t` rows hashed as they are made.
+        let mut msg = Writer::with_capacity(KAPPA * mp / 8 + 8);
+        msg.u64((KAPPA * mp / 8) as u64);
+        let mut msg = msg.finish();
+        let head = msg.len();
+        msg.resize(head + KAPPA * mp / 8, 0);
+        let mut rows = vec![0u128; m];
+        rows.par_chunks_mut(CHUNK)
+            .zip(msg[head..].par_chunks_mut(KAPPA * CHUNK / 8))
             .enumerate()
-            .for_each(|(c, ch)| self.hash.hash_slice(ch, base + (c * 4096) as u128));
-        let msg = ch.recv("OT extension: corrections")?;
-        let mut rd = Reader::new(&msg, "OT extension: corrections");
+            .for_each(|(c, (rows, u))| {
+                let cb = u.len() / KAPPA;
+                let word = (base as u128 + (c * CHUNK) as u128) / 32;
+                let bits = &r[c * CHUNK / 8..c * CHUNK / 8 + cb];
+                let mut t = vec![0u8; KAPPA * cb];
+                for (i, (tc, uc)) in t.chunks_mut(cb).zip(u.chunks_mut(cb)).enumerate() {
+                    expand(&keys0[i], word, tc);
+                    expand(&keys1[i], word, uc);
+                    for ((x, y), z) in uc.iter_mut().zip(tc.iter()).zip(bits) {
+                        *x ^= y ^ z;
+                    }
+                }
+                transpose_chunk(&t, cb, rows);
+                hash.hash_slice(rows, base as u128 + (c * CHUNK) as u128);
+            });
+        ch.send(msg)?;
+        let reply = ch.recv("OT extension: corrections")?;
+        let mut rd = Reader::new(&reply, "OT extension: corrections");
         let corr = rd.blocks()?;
         rd.end()?;
         rd.expect_len(&corr, m, "corrections")?;
-        Ok(rows_t
+        Ok(rows
             .iter()
             .zip(&corr)
             .zip(choices)

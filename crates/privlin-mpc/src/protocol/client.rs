@@ -3,7 +3,6 @@
 use super::linear::{Dealer, LinearOffline};
 use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
-use crate::gc::circuit::to_bits;
 use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::model::{value_scales, Arch, Op, QuantModel};
@@ -52,14 +51,32 @@ pub struct Client {
 }
 
 impl Client {
-    /// Reads and validates the server's hello and runs the base OTs.
-    pub fn connect(mut ch: Channel, seed: Option<u64>) -> Result<Self> {
+    /// Reads and validates the server's hello and runs the base OTs; weight layers' offline
+    /// correlations from the [`Dealer`].
+    pub fn connect(ch: Channel, seed: Option<u64>) -> Result<Self> {
+        Self::connect_with(ch, seed, Box::new(Dealer))
+    }
+
+    /// [`Client::connect`] with another offline backend for the weight layers; it must be the
+    /// one the server announces.
+    pub fn connect_with(
+        mut ch: Channel,
+        seed: Option<u64>,
+        linear: Box<dyn LinearOffline>,
+    ) -> Result<Self> {
         let mut rng = match seed {
             Some(s) => ChaCha12Rng::seed_from_u64(s),
             None => ChaCha12Rng::from_entropy(),
         };
         ch.phase("setup");
         let hello = Hello::decode(&ch.recv("hello")?)?;
+        if hello.offline != linear.label() {
+            return Err(MpcError::Protocol(format!(
+                "the server computes weight layers' offline correlations with `{}`, this client with `{}`",
+                hello.offline,
+                linear.label()
+            )));
+        }
         let scales = value_scales(&hello.arch, &hello.ring)
             .map_err(|e| MpcError::malformed("hello", e.to_string()))?;
         let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
@@ -68,7 +85,7 @@ impl Client {
             ch,
             rng,
             ot,
-            linear: Box::new(Dealer),
+            linear,
             hash: FixedKeyHash::new(0),
             gate: 0,
             scales,
@@ -112,7 +129,7 @@ impl Client {
         }
         let t0 = Instant::now();
         self.ch.phase("offline/command");
-        self.ch.send(&[CMD_INFER])?;
+        self.ch.send(vec![CMD_INFER])?;
         let off = self.offline()?;
         let t1 = Instant::now();
         let raw = self.online(x, off.0)?;
@@ -133,7 +150,7 @@ impl Client {
     /// Ends the session.
     pub fn close(mut self) -> Result<Channel> {
         self.ch.phase("close");
-        self.ch.send(&[CMD_BYE])?;
+        self.ch.send(vec![CMD_BYE])?;
         Ok(self.ch)
     }
 
@@ -184,8 +201,9 @@ impl Client {
                         let mut choices = Vec::with_capacity(d.n * d.client_bits());
                         for &p in active {
                             let r: u64 = ring.reduce(self.rng.gen());
-                            choices.extend(to_bits(y[p as usize], d.w));
-                            choices.extend(to_bits(ring.reduce(r.wrapping_neg()), d.l));
+                            let (share, mask) = (y[p as usize], ring.reduce(r.wrapping_neg()));
+                            choices.extend((0..d.w).map(|i| share >> i & 1 == 1));
+                            choices.extend((0..d.l).map(|i| mask >> i & 1 == 1));
                             out[p as usize] = r;
                         }
                         let labels = self.ot.extend(&mut self.ch, &choices)?;
@@ -220,7 +238,7 @@ impl Client {
             .collect();
         let mut w = Writer::new();
         w.ring_vec(&masked, ring.bits);
-        self.ch.send(&w.finish())?;
+        self.ch.send(w.finish())?;
         for (i, op) in arch.ops().iter().enumerate() {
             if let Op::Relu { input, .. } = op {
                 let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {
@@ -240,7 +258,7 @@ impl Client {
                 let bits = relu::evaluate(&self.hash, gate0, &d, &lab_s, &lab_c, &tables);
                 let mut w = Writer::with_capacity(bits.len() / 8 + 16);
                 w.bits(&bits);
-                self.ch.send(&w.finish())?;
+                self.ch.send(w.finish())?;
             }
         }
         self.ch.phase("online/output");

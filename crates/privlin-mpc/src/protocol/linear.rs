@@ -59,7 +59,7 @@ impl LinearOffline for Dealer {
     ) -> Result<Vec<u64>> {
         let mut w = Writer::new();
         w.ring_vec(v_c, ring.bits);
-        ch.send(&w.finish())?;
+        ch.send(w.finish())?;
         let msg = ch.recv("dealer: correlation")?;
         let mut r = Reader::new(&msg, "dealer: correlation");
         let out = r.ring_vec(ring.bits)?;
@@ -94,7 +94,7 @@ impl LinearOffline for Dealer {
             .collect();
         let mut w = Writer::new();
         w.ring_vec(&out, ring.bits);
-        ch.send(&w.finish())?;
+        ch.send(w.finish())?;
         Ok(s)
     }
 }

@@ -33,20 +33,31 @@ pub struct Server {
 }
 
 impl Server {
-    /// Sends the hello (architecture, ring) and runs the base OTs.
-    pub fn start(model: QuantModel, mut ch: Channel, seed: Option<u64>) -> Result<Self> {
+    /// Sends the hello (architecture, ring) and runs the base OTs; weight layers' offline
+    /// correlations from the [`Dealer`].
+    pub fn start(model: QuantModel, ch: Channel, seed: Option<u64>) -> Result<Self> {
+        Self::start_with(model, ch, seed, Box::new(Dealer))
+    }
+
+    /// [`Server::start`] with another offline backend for the weight layers (e.g. homomorphic
+    /// encryption); its label is announced in the hello, and the client must run the same one.
+    pub fn start_with(
+        model: QuantModel,
+        mut ch: Channel,
+        seed: Option<u64>,
+        linear: Box<dyn LinearOffline>,
+    ) -> Result<Self> {
         let mut rng = match seed {
             Some(s) => ChaCha12Rng::seed_from_u64(s),
             None => ChaCha12Rng::from_entropy(),
         };
-        let linear: Box<dyn LinearOffline> = Box::new(Dealer);
         ch.phase("setup");
         let hello = Hello {
             ring: model.ring,
             offline: linear.label().to_string(),
             arch: model.arch.clone(),
         };
-        ch.send(&hello.encode())?;
+        ch.send(hello.encode())?;
         let ot = iknp::Sender::setup(&mut ch, &mut rng)?;
         let delta = rng.gen::<u128>() | 1;
         Ok(Server {
@@ -129,7 +140,7 @@ impl Server {
                         relu::garble(&self.hash, self.delta, gate0, &d, &zero_s, &zero_c);
                     let mut w = Writer::with_capacity(tables.len() * 16 + 16);
                     w.blocks(&tables);
-                    self.ch.send(&w.finish())?;
+                    self.ch.send(w.finish())?;
                     off.sites.insert(i, (zero_s, decode, gate0));
                 }
                 _ => {}
@@ -184,8 +195,14 @@ impl Server {
                     )
                 }
                 Op::Relu { input, .. } => {
+                    // The half unit that makes every truncation round to nearest goes into the
+                    // server's share (plain::forward_with does the same on the value).
                     let shift = self.model.scales[*input] - ring.frac;
-                    let y = &vals[*input];
+                    let half = ring.half(shift);
+                    let y: Vec<u64> = vals[*input]
+                        .iter()
+                        .map(|&v| ring.reduce(v.wrapping_add(half)))
+                        .collect();
                     let mut out: Vec<u64> = y
                         .iter()
                         .map(|&v| ring.truncate_share_server(v, shift))
@@ -199,7 +216,7 @@ impl Server {
                         let labels = relu::encode(&zero_s, self.delta, &shares, d.w);
                         let mut w = Writer::with_capacity(labels.len() * 16 + 16);
                         w.blocks(&labels);
-                        self.ch.send(&w.finish())?;
+                        self.ch.send(w.finish())?;
                         let msg = self.ch.recv("circuit outputs")?;
                         let mut r = Reader::new(&msg, "circuit outputs");
                         let bits = r.bits()?;
@@ -217,6 +234,6 @@ impl Server {
         self.ch.phase("online/output");
         let mut w = Writer::new();
         w.ring_vec(vals.last().unwrap(), ring.bits);
-        self.ch.send(&w.finish())
+        self.ch.send(w.finish())
     }
 }

@@ -32,7 +32,7 @@ pub struct PiConfig {
     pub frac: u32,
     /// Low bits of each share that enter a ReLU circuit (`w`).
     pub gc_bits: u32,
-    /// Threads per party (0: every core).
+    /// Threads per party (0: half the cores, as both parties share the machine).
     pub threads: usize,
     /// Seed of both parties' randomness (masks, labels, OT).
     pub seed: u64,
@@ -209,10 +209,13 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
             plain::decode_logits(&qm, &r.logits).1
         })
         .collect();
+    // Both parties run on this machine: half the cores each unless told otherwise.
     let threads = match cfg.threads {
-        0 => std::thread::available_parallelism()
+        0 => (std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1),
+            .unwrap_or(1)
+            / 2)
+        .max(1),
         t => t,
     };
     let pb = ProgressBar::new(enc.len() as u64);
