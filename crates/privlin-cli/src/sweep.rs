@@ -220,7 +220,7 @@ pub fn collect(out: &Path) -> Result<()> {
             by_tag
                 .entry(&p.tag)
                 .or_default()
-                .push((w.online_s, 100.0 * p.ft.test_acc));
+                .push((1e3 * w.online_s, 100.0 * p.ft.test_acc));
         }
     }
     if !by_tag.is_empty() {
@@ -235,7 +235,7 @@ pub fn collect(out: &Path) -> Result<()> {
         pareto(
             &path,
             "Accuracy after fine-tuning vs predicted private-inference latency",
-            &format!("online seconds per image, {network} (log)"),
+            &format!("online milliseconds per image, {network} (log)"),
             "test accuracy (%)",
             &lines,
         )?;

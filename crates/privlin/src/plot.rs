@@ -234,8 +234,11 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
     if x0 > x1 {
         anyhow::bail!("plot {}: no points", path.display());
     }
-    // Log axis: positive values only (ReLU counts, seconds).
-    let (x0, x1) = (x0.max(1e-9) / 1.5, x1.max(1e-9) * 1.5);
+    // Log axis drawn as a linear axis over log10(x) (positive values only: ReLU counts, seconds),
+    // so that a range within one decade still gets several labels (plotters' log axis labels
+    // powers of ten only).
+    let lg = |x: f64| x.max(1e-9).log10();
+    let (x0, x1) = (lg(x0) - 0.18, lg(x1) + 0.18);
     let pad = (0.05 * (y1 - y0)).max(0.5);
     let mut svg = String::new();
     {
@@ -246,17 +249,21 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
             .margin(14)
             .x_label_area_size(50)
             .y_label_area_size(60)
-            .build_cartesian_2d((x0..x1).log_scale(), (y0 - pad)..(y1 + pad))
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
             .map_err(err)?;
         chart
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
-            .x_label_formatter(&|v| {
+            .x_labels(8)
+            .x_label_formatter(&|e| {
+                let v = &10f64.powf(*e);
                 if *v >= 1e6 {
                     format!("{:.1}M", v / 1e6)
-                } else if *v >= 1e3 {
+                } else if *v >= 1e4 {
                     format!("{:.0}k", v / 1e3)
+                } else if *v >= 1e3 {
+                    format!("{:.1}k", v / 1e3)
                 } else if *v >= 1.0 {
                     format!("{v:.0}")
                 } else if *v >= 0.01 {
@@ -269,7 +276,7 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
             .map_err(err)?;
         for (i, l) in lines.iter().enumerate() {
             let c = palette(i);
-            let mut pts = l.points.clone();
+            let mut pts: Vec<(f64, f64)> = l.points.iter().map(|&(x, y)| (lg(x), y)).collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
