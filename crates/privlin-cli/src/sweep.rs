@@ -145,6 +145,27 @@ fn points(out: &Path) -> Result<Vec<Point>> {
     Ok(pts)
 }
 
+/// One Pareto line per method tag: (x, accuracy after fine-tuning in %) for the points where `x`
+/// has a value.
+fn lines_by_tag(pts: &[Point], x: impl Fn(&Point) -> Option<f64>) -> Vec<Line> {
+    let mut by_tag: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in pts {
+        if let Some(x) = x(p) {
+            by_tag
+                .entry(&p.tag)
+                .or_default()
+                .push((x, 100.0 * p.ft.test_acc));
+        }
+    }
+    by_tag
+        .into_iter()
+        .map(|(t, points)| Line {
+            label: t.to_string(),
+            points,
+        })
+        .collect()
+}
+
 /// Write `sweep.csv`, `pareto.svg` and `retention-<budget>.svg` from the finished points.
 pub fn collect(out: &Path) -> Result<()> {
     let pts = points(out)?;
@@ -189,20 +210,7 @@ pub fn collect(out: &Path) -> Result<()> {
         );
     }
     privlin::io::atomic_write_bytes(&out.join("sweep.csv"), csv.as_bytes())?;
-    let mut by_tag: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    for p in &pts {
-        by_tag
-            .entry(&p.tag)
-            .or_default()
-            .push((p.ft.relus as f64, 100.0 * p.ft.test_acc));
-    }
-    let lines: Vec<Line> = by_tag
-        .into_iter()
-        .map(|(t, points)| Line {
-            label: t.to_string(),
-            points,
-        })
-        .collect();
+    let lines = lines_by_tag(&pts, |p| Some(p.ft.relus as f64));
     pareto(
         &out.join("pareto.svg"),
         "Accuracy after fine-tuning vs ReLU count",
@@ -212,25 +220,17 @@ pub fn collect(out: &Path) -> Result<()> {
     )?;
     let mut written = vec![out.join("sweep.csv"), out.join("pareto.svg")];
     // What the budget buys: accuracy against the predicted online latency on the slowest profile.
-    let mut by_tag: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut network = String::new();
-    for p in &pts {
-        if let Some(w) = p.pi.as_ref().and_then(|r| r.partial.predicted.last()) {
-            network = w.network.clone();
-            by_tag
-                .entry(&p.tag)
-                .or_default()
-                .push((1e3 * w.online_s, 100.0 * p.ft.test_acc));
-        }
-    }
-    if !by_tag.is_empty() {
-        let lines: Vec<Line> = by_tag
-            .into_iter()
-            .map(|(t, points)| Line {
-                label: t.to_string(),
-                points,
-            })
-            .collect();
+    let slowest = |p: &Point| {
+        p.pi.as_ref()
+            .and_then(|r| r.partial.predicted.last().cloned())
+    };
+    let network = pts
+        .iter()
+        .find_map(slowest)
+        .map(|w| w.network)
+        .unwrap_or_default();
+    let lines = lines_by_tag(&pts, |p| slowest(p).map(|w| 1e3 * w.online_s));
+    if !lines.is_empty() {
         let path = out.join("pareto-latency.svg");
         pareto(
             &path,

@@ -1,18 +1,8 @@
 //! The `privlin` binary end to end: info, importance on a utility table, allocate, train/eval.
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn privlin(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_privlin"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::privlin;
+use std::path::Path;
 
 #[test]
 fn info_json_has_the_documented_fields() {
@@ -280,12 +270,10 @@ fn train_importance_allocate_eval_on_synthetic_data() {
 }
 
 fn pipeline_config(dir: &Path) -> std::path::PathBuf {
-    let cfg = format!(
-        r#"
-out = "{}"
-preset = "senet"
+    common::pipeline_config(
+        dir,
+        r#"preset = "senet"
 budget = "4%"
-device = "cpu"
 
 [model]
 arch = "resnet9"
@@ -297,30 +285,11 @@ train_per_class = 30
 test_per_class = 10
 holdout = 0.2
 
-[train]
-epochs = 1
-batch_size = 32
-
 [importance]
 players = "stages"
 density = 0.2
-
-[linearize.train]
-epochs = 1
-batch_size = 32
-
-[linearize.taylor]
-update_every = 1
-
-[finetune.train]
-epochs = 1
-batch_size = 32
 "#,
-        dir.join("run").display()
-    );
-    let p = dir.join("run.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
+    )
 }
 
 #[test]

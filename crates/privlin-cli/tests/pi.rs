@@ -1,21 +1,11 @@
 //! Private inference end to end over TCP: a narrow ResNet-18 trained and linearized on real
 //! CIFAR-10 images, exported, served and queried by two processes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{privlin, s};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_privlin")
-}
-
-fn privlin(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn cifar() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cifar10");
@@ -29,10 +19,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -118,7 +104,7 @@ fn private_class_equals_float_class_on_cifar10() {
     assert!(!ok && err.contains("--no-calibrate"), "{err}");
 
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut server = Command::new(bin())
+    let mut server = Command::new(env!("CARGO_BIN_EXE_privlin"))
         .args(["pi", "serve", "--model", s(&export), "--listen", &addr])
         .stderr(Stdio::piped())
         .spawn()
@@ -181,15 +167,10 @@ fn bad_exports_get_clear_errors() {
 fn pipeline_measures_private_inference() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let cfg = dir.path().join("run.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-out = "{}"
-preset = "relupruner"
+    let cfg = common::pipeline_config(
+        dir.path(),
+        r#"preset = "relupruner"
 budget = "3%"
-device = "cpu"
 
 [model]
 arch = "resnet18"
@@ -200,28 +181,10 @@ source = "synthetic"
 train_per_class = 20
 test_per_class = 5
 
-[train]
-epochs = 1
-batch_size = 32
-
-[linearize.train]
-epochs = 1
-batch_size = 32
-
-[linearize.taylor]
-update_every = 1
-
-[finetune.train]
-epochs = 1
-batch_size = 32
-
 [pi]
 images = 4
 "#,
-            run.display()
-        ),
-    )
-    .unwrap();
+    );
     let c = s(&cfg);
     let (ok, out, err) = privlin(&["run", c]);
     assert!(ok, "{err}");

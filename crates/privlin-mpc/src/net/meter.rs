@@ -79,6 +79,18 @@ impl Meter {
         &self.entries
     }
 
+    /// The entries with their clocks zeroed: what two meters of the same message sequence (a
+    /// session's and the cost model's replay) must agree on to the byte.
+    pub fn counts(&self) -> Vec<Traffic> {
+        self.entries
+            .iter()
+            .map(|e| Traffic {
+                seconds: 0.0,
+                ..e.clone()
+            })
+            .collect()
+    }
+
     /// Sum over labels starting with `prefix`.
     pub fn total(&self, prefix: &str) -> Traffic {
         let mut t = Traffic {

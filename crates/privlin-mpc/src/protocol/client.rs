@@ -10,7 +10,7 @@ use crate::net::Channel;
 use crate::ot::iknp;
 use crate::ring::Ring;
 use crate::wire::{Block, Reader, Writer};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -64,10 +64,7 @@ impl Client {
         seed: Option<u64>,
         linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
-        let mut rng = match seed {
-            Some(s) => ChaCha12Rng::seed_from_u64(s),
-            None => ChaCha12Rng::from_entropy(),
-        };
+        let mut rng = super::party_rng(seed);
         ch.phase("setup");
         let hello = Hello::decode(&ch.recv("hello")?)?;
         if hello.offline != linear.label() {

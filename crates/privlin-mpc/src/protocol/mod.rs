@@ -28,6 +28,15 @@ use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
 
 const MAGIC: &[u8] = b"privlin-pi/1";
+
+/// A party's randomness: seeded for reproducible measurements, from the OS otherwise.
+pub(crate) fn party_rng(seed: Option<u64>) -> rand_chacha::ChaCha12Rng {
+    use rand::SeedableRng;
+    match seed {
+        Some(s) => rand_chacha::ChaCha12Rng::seed_from_u64(s),
+        None => rand_chacha::ChaCha12Rng::from_entropy(),
+    }
+}
 /// Client commands.
 pub(crate) const CMD_INFER: u8 = 1;
 pub(crate) const CMD_BYE: u8 = 0;

@@ -9,7 +9,7 @@ use crate::model::{Op, QuantModel};
 use crate::net::Channel;
 use crate::ot::iknp;
 use crate::wire::{Block, Reader, Writer};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use std::collections::HashMap;
 
@@ -47,10 +47,7 @@ impl Server {
         seed: Option<u64>,
         linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
-        let mut rng = match seed {
-            Some(s) => ChaCha12Rng::seed_from_u64(s),
-            None => ChaCha12Rng::from_entropy(),
-        };
+        let mut rng = super::party_rng(seed);
         ch.phase("setup");
         let hello = Hello {
             ring: model.ring,

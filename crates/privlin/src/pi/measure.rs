@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
-use privlin_mpc::net::{Meter, Profile};
+use privlin_mpc::net::Profile;
 use privlin_mpc::{bench, plain, QuantModel, Ring};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -153,22 +153,6 @@ fn summarize(arch: &Arch, ring: &Ring, cal: &Calibration) -> Cost {
     }
 }
 
-/// Label, bytes each way, messages and flights per label (the seconds left out).
-fn counts(m: &Meter) -> Vec<(String, u64, u64, u64, u64)> {
-    m.entries()
-        .iter()
-        .map(|e| {
-            (
-                e.label.clone(),
-                e.bytes_sent,
-                e.bytes_received,
-                e.messages,
-                e.flights,
-            )
-        })
-        .collect()
-}
-
 /// Runs the stage for checkpoint `ckpt` (its masks applied) and writes the export and `pi.json`
 /// into `out`.
 pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
@@ -232,7 +216,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     pb.finish_and_clear();
     // The cost model rebuilds the message sequence from the architecture: it must match the meter.
     let predicted = cost::predicted_traffic(&qm.arch, &ring);
-    if counts(&session.client) != counts(&predicted) {
+    if session.client.counts() != predicted.counts() {
         bail!(
             "the traffic counted on the channel differs from the cost model's message sequence \
              (online {} vs {} bytes, offline {} vs {} bytes)",
