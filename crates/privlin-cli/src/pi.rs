@@ -311,9 +311,22 @@ fn site_labels(arch: &Arch) -> Vec<String> {
         .collect()
 }
 
+/// Bytes under `phase` of the sites with active positions (their messages are the ReLUs' cost).
+fn active_site_bytes(m: &Meter, arch: &Arch, phase: &str) -> u64 {
+    let sites = site_labels(arch);
+    m.entries()
+        .iter()
+        .filter(|e| {
+            e.label
+                .strip_prefix(phase)
+                .is_some_and(|l| sites.iter().any(|x| x == l))
+        })
+        .map(|e| e.bytes())
+        .sum()
+}
+
 fn print_traffic(m: &Meter, arch: &Arch) {
     let active = arch.active_total();
-    let sites = site_labels(arch);
     println!(
         "{:<28} {:>14} {:>14} {:>6} {:>8} {:>9}",
         "label", "sent B", "received B", "msgs", "flights", "seconds"
@@ -326,16 +339,7 @@ fn print_traffic(m: &Meter, arch: &Arch) {
     }
     for phase in ["offline/", "online/"] {
         let t = m.total(phase);
-        let site_bytes: u64 = m
-            .entries()
-            .iter()
-            .filter(|e| {
-                e.label
-                    .strip_prefix(phase)
-                    .is_some_and(|l| sites.iter().any(|x| x == l))
-            })
-            .map(|e| e.bytes())
-            .sum();
+        let site_bytes = active_site_bytes(m, arch, phase);
         println!(
             "{phase:<9} total {:>12} B ({} flights, {:.3} s); active-ReLU sites {} B = {:.1} B per active ReLU",
             t.bytes(),
@@ -485,9 +489,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     };
     let model = QuantModel::new(&file, ring)?;
-    let all = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let all = bench::cores();
     println!("machine: {}", bench::machine());
     println!(
         "ring: l={} f={} w={}; offline linear layers: {}",
@@ -585,9 +587,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let mut site_bytes = None;
     for pname in &a.profiles {
         let prof = profile(&Some(pname.clone()))?;
-        // Both parties share this machine: at most half the cores each, so that neither waits
-        // for the other's threads (the cost model describes a party with its cores to itself).
-        let per_party = (all / 2).max(1);
+        let per_party = bench::threads_per_party();
         for t in if prof.is_none() && per_party > 1 {
             vec![1, per_party]
         } else {
@@ -601,31 +601,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 cost::phase_seconds(off_c, &off_t, prof.as_ref(), &cal),
                 cost::phase_seconds(on_c, &on_t, prof.as_ref(), &cal),
             );
-            let mon = s.client.total("online/");
-            let moff = s.client.total("offline/");
-            if mon.bytes() != on_t.bytes() || moff.bytes() != off_t.bytes() {
-                bail!(
-                    "measured bytes differ from the cost model: online {} vs {}, offline {} vs {}",
-                    mon.bytes(),
-                    on_t.bytes(),
-                    moff.bytes(),
-                    off_t.bytes()
-                );
-            }
+            cost::check_traffic(&s.client, &model.arch, &ring)?;
+            let (mon, moff) = (s.client.total("online/"), s.client.total("offline/"));
             // Bytes of the site messages (server labels, client output bits, framing) per active ReLU.
             site_bytes = Some(
-                site_labels(&model.arch)
-                    .into_iter()
-                    .map(|l| {
-                        let label = format!("online/{l}");
-                        s.client
-                            .entries()
-                            .iter()
-                            .filter(|e| e.label == label)
-                            .map(|e| e.bytes())
-                            .sum::<u64>()
-                    })
-                    .sum::<u64>() as f64
+                active_site_bytes(&s.client, &model.arch, "online/") as f64
                     / model.arch.active_total().max(1) as f64,
             );
             let agree = privlin_mpc::plain::decode_logits(&model, &reference.logits).1 == inf.class;
@@ -682,12 +662,13 @@ fn print_per_layer(model: &QuantModel, cal: &Calibration, m: &Meter, prof: Optio
         "{:<26} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
         "layer", "offline s", "pred.", "err", "online s", "pred.", "err"
     );
+    // Labels are unique in a meter; a layer without messages in a phase took no time there (an
+    // empty float sum would print as -0).
     let seconds = |label: String| -> f64 {
         m.entries()
             .iter()
-            .filter(|e| e.label == label)
-            .map(|e| e.seconds)
-            .sum()
+            .find(|e| e.label == label)
+            .map_or(0.0, |e| e.seconds)
     };
     // Online, the client waits for the server's weight layers under the next site's label: they
     // are predicted into that row.
@@ -735,12 +716,9 @@ fn calibration(file: &ModelFile, ring: &Ring, skip: bool) -> Result<Calibration>
             threads: 0,
         });
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     Ok(bench::calibrate_for(
         &QuantModel::new(file, *ring)?,
-        threads,
+        bench::cores(),
     ))
 }
 

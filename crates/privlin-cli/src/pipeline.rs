@@ -414,7 +414,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, layout: &Layout, title: &str) -> Resul
         DELPHI_SECONDS_PER_KRELU
     );
     if let Some(p) = &pi {
-        let wan = p.partial.predicted.last().expect("profiles");
+        let wan = p.partial.slowest().expect("profiles");
         println!(
             "private inference of {} test images: private class = float class on {}/{}; per inference {:.2} MB online, {:.2} MB offline, measured {:.3} s online / {:.3} s offline here; predicted online {:.3} s on {}",
             p.images,

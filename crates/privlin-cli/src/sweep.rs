@@ -182,11 +182,7 @@ pub fn collect(out: &Path) -> Result<()> {
                 r.partial.online_bytes,
                 r.partial.offline_bytes,
                 r.online_s,
-                r.partial
-                    .predicted
-                    .last()
-                    .map(|x| x.online_s)
-                    .unwrap_or(f64::NAN),
+                r.partial.slowest().map(|x| x.online_s).unwrap_or(f64::NAN),
                 r.agree_float,
                 r.images
             ),
@@ -220,10 +216,7 @@ pub fn collect(out: &Path) -> Result<()> {
     )?;
     let mut written = vec![out.join("sweep.csv"), out.join("pareto.svg")];
     // What the budget buys: accuracy against the predicted online latency on the slowest profile.
-    let slowest = |p: &Point| {
-        p.pi.as_ref()
-            .and_then(|r| r.partial.predicted.last().cloned())
-    };
+    let slowest = |p: &Point| p.pi.as_ref().and_then(|r| r.partial.slowest().cloned());
     let network = pts
         .iter()
         .find_map(slowest)

@@ -22,6 +22,19 @@ fn pool(threads: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
+/// Hardware threads of this machine.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Threads of each party when both run on this machine: half the cores each, so that neither
+/// waits for the other's threads (the cost model describes a party with its cores to itself).
+pub fn threads_per_party() -> usize {
+    (cores() / 2).max(1)
+}
+
 /// The processor and its hardware threads, for the header of every measurement.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -32,26 +45,27 @@ pub fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{cpu}, {} threads",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    )
+    format!("{cpu}, {} threads", cores())
+}
+
+/// Median of `times`.
+fn median_of(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// Median of `reps` timings of `f`, in seconds (a session runs each step once, cold: the median
 /// is closer to that than the best).
 fn median<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median_of(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 /// Per-ReLU measurements of the circuit and OT layers (no network).
@@ -92,11 +106,11 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
             std::hint::black_box(relu::decode(&out_bits, &out_bits, d.l));
         });
         // One extension for all `n` circuits, as the protocol extends once per site.
-        let mut ots: Vec<f64> = (0..3)
-            .map(|_| ot_pair(&[n * d.client_bits()], threads))
-            .collect();
-        ots.sort_by(f64::total_cmp);
-        let ot = ots[1];
+        let ot = median_of(
+            (0..3)
+                .map(|_| ot_pair(n * d.client_bits(), threads))
+                .collect(),
+        );
         ReluMicro {
             threads,
             relus: n,
@@ -109,32 +123,24 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
     })
 }
 
-/// Correlated OTs in batches of `sizes` between two threads (base OTs excluded).
-fn ot_pair(sizes: &[usize], threads: usize) -> f64 {
+/// One extension of `m` correlated OTs between two threads (base OTs excluded), in seconds.
+fn ot_pair(m: usize, threads: usize) -> f64 {
     let (a, b) = mem::pair();
-    let sz = sizes.to_vec();
     let sender = std::thread::spawn(move || {
         pool(threads).install(|| {
             let mut ch = Channel::new(Box::new(a));
             let mut rng = ChaCha12Rng::seed_from_u64(2);
             let mut s = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-            for &m in &sz {
-                s.extend(&mut ch, m, 1).unwrap();
-            }
+            s.extend(&mut ch, m, 1).unwrap();
         })
     });
     pool(threads).install(|| {
         let mut ch = Channel::new(Box::new(b));
         let mut rng = ChaCha12Rng::seed_from_u64(3);
         let mut r = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-        let choices: Vec<Vec<bool>> = sizes
-            .iter()
-            .map(|&m| (0..m).map(|_| rng.gen()).collect())
-            .collect();
+        let choices: Vec<bool> = (0..m).map(|_| rng.gen()).collect();
         let t = Instant::now();
-        for c in &choices {
-            r.extend(&mut ch, c).unwrap();
-        }
+        r.extend(&mut ch, &choices).unwrap();
         let el = t.elapsed().as_secs_f64();
         sender.join().unwrap();
         el

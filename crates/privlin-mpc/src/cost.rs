@@ -130,6 +130,24 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring) -> Meter {
     s.meter
 }
 
+/// Checks the client's meter of one inference against [`predicted_traffic`], label by label
+/// (bytes each way, messages, flights): where it passes, the cost model's bytes are the measured
+/// ones.
+pub fn check_traffic(measured: &Meter, arch: &Arch, ring: &Ring) -> crate::error::Result<()> {
+    let predicted = predicted_traffic(arch, ring);
+    if measured.counts() == predicted.counts() {
+        return Ok(());
+    }
+    Err(crate::error::MpcError::Protocol(format!(
+        "the traffic counted on the channel differs from the cost model's message sequence \
+         (online {} vs {} bytes, offline {} vs {} bytes)",
+        measured.total("online/").bytes(),
+        predicted.total("online/").bytes(),
+        measured.total("offline/").bytes(),
+        predicted.total("offline/").bytes()
+    )))
+}
+
 /// Per-layer predictions.
 pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost> {
     let scales = crate::model::value_scales(arch, ring).expect("validated architecture");

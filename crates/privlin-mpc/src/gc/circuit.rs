@@ -106,9 +106,14 @@ pub fn relu_and_gates(w: usize, l: usize, shift: usize) -> usize {
     c.ands
 }
 
-/// Bits of `x` (LSB first).
+/// The low `n` bits of `x`, least significant first.
+pub fn bits(x: u64, n: usize) -> impl Iterator<Item = bool> {
+    (0..n).map(move |i| x >> i & 1 == 1)
+}
+
+/// [`bits`] collected.
 pub fn to_bits(x: u64, n: usize) -> Vec<bool> {
-    (0..n).map(|i| x >> i & 1 == 1).collect()
+    bits(x, n).collect()
 }
 
 pub fn from_bits(b: &[bool]) -> u64 {

@@ -45,7 +45,14 @@ fn transpose_chunk(stripes: &[u8], cb: usize, out: &mut [Block]) {
     }
 }
 
-/// Padded length (a multiple of 128) and the word position after an extension of `m` OTs.
+/// The index of the first OT of chunk `c` of an extension that starts at OT `base`: the hash
+/// tweak of that OT, and (one bit per OT in every column stream) 32 times the word position
+/// where the chunk's stripes start.
+fn chunk_start(base: u64, c: usize) -> u128 {
+    base as u128 + (c * CHUNK) as u128
+}
+
+/// `m` rounded up to a multiple of 128 (extensions transpose 128 x 128 bit blocks).
 fn padded(m: usize) -> usize {
     m.div_ceil(128) * 128
 }
@@ -107,7 +114,7 @@ impl Sender {
             .enumerate()
             .for_each(|(c, ((zero, corr), u))| {
                 let cb = u.len() / KAPPA;
-                let word = (base as u128 + (c * CHUNK) as u128) / 32;
+                let word = chunk_start(base, c) / 32;
                 let mut q = vec![0u8; KAPPA * cb];
                 for (i, col) in q.chunks_mut(cb).enumerate() {
                     expand(&keys[i], word, col);
@@ -118,7 +125,7 @@ impl Sender {
                     }
                 }
                 transpose_chunk(&q, cb, zero);
-                let tweak = base as u128 + (c * CHUNK) as u128;
+                let tweak = chunk_start(base, c);
                 let mut h1: Vec<Block> = zero.iter().map(|&x| x ^ s).collect();
                 hash.hash_slice(zero, tweak);
                 hash.hash_slice(&mut h1, tweak);
@@ -168,7 +175,7 @@ impl Receiver {
             .enumerate()
             .for_each(|(c, (rows, u))| {
                 let cb = u.len() / KAPPA;
-                let word = (base as u128 + (c * CHUNK) as u128) / 32;
+                let word = chunk_start(base, c) / 32;
                 let bits = &r[c * CHUNK / 8..c * CHUNK / 8 + cb];
                 let mut t = vec![0u8; KAPPA * cb];
                 for (i, (tc, uc)) in t.chunks_mut(cb).zip(u.chunks_mut(cb)).enumerate() {
@@ -179,7 +186,7 @@ impl Receiver {
                     }
                 }
                 transpose_chunk(&t, cb, rows);
-                hash.hash_slice(rows, base as u128 + (c * CHUNK) as u128);
+                hash.hash_slice(rows, chunk_start(base, c));
             });
         ch.send(msg)?;
         let reply = ch.recv("OT extension: corrections")?;

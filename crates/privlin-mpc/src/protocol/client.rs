@@ -3,6 +3,7 @@
 use super::linear::{Dealer, LinearOffline};
 use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
+use crate::gc::circuit::bits;
 use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::model::{value_scales, Arch, Op, QuantModel};
@@ -198,9 +199,8 @@ impl Client {
                         let mut choices = Vec::with_capacity(d.n * d.client_bits());
                         for &p in active {
                             let r: u64 = ring.reduce(self.rng.gen());
-                            let (share, mask) = (y[p as usize], ring.reduce(r.wrapping_neg()));
-                            choices.extend((0..d.w).map(|i| share >> i & 1 == 1));
-                            choices.extend((0..d.l).map(|i| mask >> i & 1 == 1));
+                            choices.extend(bits(y[p as usize], d.w));
+                            choices.extend(bits(ring.reduce(r.wrapping_neg()), d.l));
                             out[p as usize] = r;
                         }
                         let labels = self.ot.extend(&mut self.ch, &choices)?;

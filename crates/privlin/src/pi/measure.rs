@@ -83,6 +83,14 @@ pub struct Cost {
     pub predicted: Vec<Predicted>,
 }
 
+impl Cost {
+    /// The prediction on the slowest network ([`Profile::presets`] run from fastest to slowest,
+    /// after the no-network row).
+    pub fn slowest(&self) -> Option<&Predicted> {
+        self.predicted.last()
+    }
+}
+
 /// One weight layer or site of the exported model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerRow {
@@ -195,11 +203,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         .collect();
     // Both parties run on this machine: half the cores each unless told otherwise.
     let threads = match cfg.threads {
-        0 => (std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            / 2)
-        .max(1),
+        0 => bench::threads_per_party(),
         t => t,
     };
     let pb = ProgressBar::new(enc.len() as u64);
@@ -215,17 +219,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     })?;
     pb.finish_and_clear();
     // The cost model rebuilds the message sequence from the architecture: it must match the meter.
-    let predicted = cost::predicted_traffic(&qm.arch, &ring);
-    if session.client.counts() != predicted.counts() {
-        bail!(
-            "the traffic counted on the channel differs from the cost model's message sequence \
-             (online {} vs {} bytes, offline {} vs {} bytes)",
-            session.client.total("online/").bytes(),
-            predicted.total("online/").bytes(),
-            session.client.total("offline/").bytes(),
-            predicted.total("offline/").bytes()
-        );
-    }
+    cost::check_traffic(&session.client, &qm.arch, &ring)?;
     let cal = bench::calibrate_for(&qm, threads);
     let all_relu = export(&model, None, &spec.normalization, &name)?;
     let labels: Vec<i64> = images.iter().map(|(l, _)| *l).collect();
