@@ -11,7 +11,7 @@ use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::tcp::TcpTransport;
 use privlin_mpc::net::{Channel, Meter, Profile};
-use privlin_mpc::protocol::{Client, Server};
+use privlin_mpc::protocol::{Client, Options, OutputMode, Server};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{ModelFile, QuantModel, Ring};
 use rand::SeedableRng;
@@ -51,8 +51,9 @@ pub struct MeasureArgs {
     /// Threads per party (0: half the cores, as both parties share the machine).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Public seed of both parties' randomness: reproducible, NOT private (the stage measures).
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    insecure_seed: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -66,11 +67,19 @@ pub struct RingArgs {
     /// Low bits of each share entering a ReLU circuit (w).
     #[arg(long, default_value_t = 32)]
     gc_bits: u32,
+    /// What the client learns: `class` (garbled argmax) or `logits` (leaks low bits of
+    /// pre-activations over repeated queries; measurement mode).
+    #[arg(long, default_value = "class")]
+    output: String,
 }
 
 impl RingArgs {
     fn ring(&self) -> Result<Ring> {
         Ok(Ring::new(self.ring_bits, self.frac, self.gc_bits)?)
+    }
+
+    fn output(&self) -> Result<OutputMode> {
+        Ok(OutputMode::by_name(&self.output)?)
     }
 }
 
@@ -98,9 +107,12 @@ pub struct ServeArgs {
     /// Serve this many client sessions, then exit.
     #[arg(long, default_value_t = 1)]
     sessions: usize,
-    /// Seconds a silent peer is waited for.
+    /// Seconds a silent peer (or one that takes no bytes) is waited for.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Seconds a whole client session may last.
+    #[arg(long, default_value_t = 3600)]
+    session_deadline: u64,
 }
 
 #[derive(Args, Debug)]
@@ -123,6 +135,9 @@ pub struct ClientArgs {
     json: Option<PathBuf>,
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Seconds the whole session may last.
+    #[arg(long, default_value_t = 3600)]
+    session_deadline: u64,
 }
 
 #[derive(Args, Debug)]
@@ -188,7 +203,8 @@ fn measure(a: MeasureArgs) -> Result<()> {
         frac: a.ring.frac,
         gc_bits: a.ring.gc_bits,
         threads: a.threads,
-        seed: a.seed,
+        insecure_seed: a.insecure_seed,
+        output: a.ring.output()?.name().into(),
     };
     let r = pi::measure(&a.ckpt, &a.out, &cfg)?;
     let mut md = String::new();
@@ -251,15 +267,18 @@ fn profile(name: &Option<String>) -> Result<Option<Profile>> {
 fn serve(a: ServeArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let model = QuantModel::new(&file, a.ring.ring()?)?;
+    let opts = Options::default().with_output(a.ring.output()?);
+    privlin_mpc::protocol::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
     let prof = profile(&a.profile)?;
     let listener = TcpListener::bind(&a.listen).with_context(|| format!("binding {}", a.listen))?;
     eprintln!(
-        "serving {} ({} active ReLUs, ring l={} f={} w={}) on {}; network: {}",
+        "serving {} ({} active ReLUs, ring l={} f={} w={}; output: {}) on {}; network: {}",
         a.model.display(),
         model.arch.active_total(),
         model.ring.bits,
         model.ring.frac,
         model.ring.gc_bits,
+        opts.output.label(),
         a.listen,
         prof.as_ref()
             .map(|p| p.describe())
@@ -268,8 +287,10 @@ fn serve(a: ServeArgs) -> Result<()> {
     for _ in 0..a.sessions {
         let (stream, peer) = listener.accept()?;
         let t = TcpTransport::new(stream, Duration::from_secs(a.timeout))?;
-        let ch = Channel::new(Box::new(t)).with_profile(prof.clone());
-        let res = Server::start(model.clone(), ch, None).and_then(|mut s| s.serve());
+        let ch = Channel::new(Box::new(t))
+            .with_profile(prof.clone())
+            .with_deadline(Duration::from_secs(a.session_deadline));
+        let res = Server::start(model.clone(), ch, &opts).and_then(|mut s| s.serve());
         match res {
             Ok(n) => eprintln!("{peer}: {n} inferences served"),
             Err(e) => eprintln!("{peer}: session failed: {e}"),
@@ -356,14 +377,18 @@ fn client(a: ClientArgs) -> Result<()> {
     let stream =
         TcpStream::connect(&a.connect).with_context(|| format!("connecting to {}", a.connect))?;
     let t = TcpTransport::new(stream, Duration::from_secs(a.timeout))?;
-    let mut c = Client::connect(Channel::new(Box::new(t)).with_profile(prof.clone()), None)?;
+    let ch = Channel::new(Box::new(t))
+        .with_profile(prof.clone())
+        .with_deadline(Duration::from_secs(a.session_deadline));
+    let mut c = Client::connect(ch, &Options::default())?;
     let arch = c.arch().clone();
     println!(
-        "connected to {}: {} ({} active ReLUs); offline linear layers: {}; network: {}",
+        "connected to {}: {} ({} active ReLUs); offline linear layers: {}; output: {}; network: {}",
         a.connect,
         arch.json.name,
         arch.active_total(),
         c.hello.offline,
+        c.hello.output.label(),
         prof.as_ref()
             .map(|p| p.describe())
             .unwrap_or_else(|| "unshaped TCP".into())
@@ -442,6 +467,7 @@ fn client(a: ClientArgs) -> Result<()> {
         }));
     }
     print_traffic(&c.channel().meter, &arch);
+    let (c_offline, c_output) = (c.hello.offline.clone(), c.hello.output.label());
     if check.is_some() {
         println!(
             "private class == float model's class on {agree}/{} images",
@@ -457,7 +483,8 @@ fn client(a: ClientArgs) -> Result<()> {
     }
     c.close()?;
     if let Some(p) = &a.json {
-        let v = serde_json::json!({ "server": a.connect, "offline_linear": "dealer", "network": prof, "images": rows });
+        let v = serde_json::json!({ "server": a.connect, "offline_linear": c_offline, "output": c_output,
+            "randomness": "operating-system randomness", "network": prof, "images": rows });
         privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(())
@@ -484,13 +511,21 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 downsample: true,
                 classes: 10,
                 keep: a.keep,
+                input_site: false,
             };
             synthetic::model(&mut rng, &spec)
         }
     };
     let model = QuantModel::new(&file, ring)?;
+    // Both parties are this process: seeded so that runs repeat; labelled as not private.
+    let opts = Options::insecure_seeded(7).with_output(a.ring.output()?);
     let all = bench::cores();
     println!("machine: {}", bench::machine());
+    println!(
+        "randomness: {}; output: {}",
+        opts.randomness.label(),
+        opts.output.label()
+    );
     println!(
         "ring: l={} f={} w={}; offline linear layers: {}",
         ring.bits,
@@ -539,6 +574,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             break;
         }
     }
+    let (gkwy, mmo) = bench::hash_cost(1 << 20);
+    println!(
+        "garbling hash, one thread: {gkwy:.1} ns (GKWY tweakable CCR, 2 AES calls) vs {mmo:.1} ns for the one-call form it replaced ({:.2}x)",
+        gkwy / mmo
+    );
     println!(
         "x DELPHI: its {} us evaluation and {} us garbling per ReLU per thread (paper figures, ../shared/docs/reference.md) over ours on this machine",
         cost::DELPHI_EVAL_US_PER_RELU,
@@ -594,14 +634,14 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             vec![per_party]
         } {
             let cal = bench::calibrate_for(&model, t);
-            let s = bench::session(&model, std::slice::from_ref(&enc), prof.clone(), t, 7)?;
+            let s = bench::session(&model, std::slice::from_ref(&enc), prof.clone(), t, &opts)?;
             let inf = &s.inferences[0];
-            let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, &cal);
+            let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, opts.output, &cal);
             let (p_off, p_on) = (
                 cost::phase_seconds(off_c, &off_t, prof.as_ref(), &cal),
                 cost::phase_seconds(on_c, &on_t, prof.as_ref(), &cal),
             );
-            cost::check_traffic(&s.client, &model.arch, &ring)?;
+            cost::check_traffic(&s.client, &model.arch, &ring, opts.output)?;
             let (mon, moff) = (s.client.total("online/"), s.client.total("offline/"));
             // Bytes of the site messages (server labels, client output bits, framing) per active ReLU.
             site_bytes = Some(
@@ -623,7 +663,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 pct(p_on, inf.online_s)
             );
             if a.per_layer && whole.is_empty() {
-                print_per_layer(&model, &cal, &s.client, prof.as_ref());
+                print_per_layer(&model, opts.output, &cal, &s.client, prof.as_ref());
             }
             whole.push(serde_json::json!({
                 "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
@@ -650,6 +690,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     );
     if let Some(p) = &a.json {
         let v = serde_json::json!({ "machine": bench::machine(), "ring": ring, "offline_linear": "dealer",
+            "randomness": opts.randomness.label(), "output": opts.output.label(),
+            "hash_ns": { "gkwy": gkwy, "one_call_mmo_replaced": mmo },
             "per_relu": micro, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b, "whole_model": whole });
         privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
@@ -657,7 +699,13 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
 }
 
 /// Measured seconds of every label of one inference (client's clock) beside the cost model's.
-fn print_per_layer(model: &QuantModel, cal: &Calibration, m: &Meter, prof: Option<&Profile>) {
+fn print_per_layer(
+    model: &QuantModel,
+    output: OutputMode,
+    cal: &Calibration,
+    m: &Meter,
+    prof: Option<&Profile>,
+) {
     println!(
         "{:<26} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
         "layer", "offline s", "pred.", "err", "online s", "pred.", "err"
@@ -673,7 +721,7 @@ fn print_per_layer(model: &QuantModel, cal: &Calibration, m: &Meter, prof: Optio
     // Online, the client waits for the server's weight layers under the next site's label: they
     // are predicted into that row.
     let mut pending = 0.0;
-    for c in cost::layer_costs(&model.arch, &model.ring, cal) {
+    for c in cost::layer_costs(&model.arch, &model.ring, output, cal) {
         let (off, on) = (
             seconds(format!("offline/{}", c.label)),
             seconds(format!("online/{}", c.label)),
@@ -731,7 +779,7 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let arch = &file.arch;
     let cal = calibration(&file, &ring, a.no_calibrate)?;
-    let costs = cost::layer_costs(arch, &ring, &cal);
+    let costs = cost::layer_costs(arch, &ring, a.ring.output()?, &cal);
     println!(
         "model: {} | ring l={} f={} w={} | offline linear layers: {}",
         arch.json.name,
@@ -780,7 +828,7 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
             c.offline_compute_s
         );
     }
-    let (on, off, on_c, off_c) = cost::totals(arch, &ring, &cal);
+    let (on, off, on_c, off_c) = cost::totals(arch, &ring, a.ring.output()?, &cal);
     let active = arch.active_total();
     println!(
         "total: {active} active ReLUs, {} MACs; online {} B in {} flights, offline {} B in {} flights",

@@ -136,9 +136,13 @@ fn private_class_equals_float_class_on_cifar10() {
         out.contains("private class == float model's class on 12/12 images"),
         "{out}"
     );
-    // Traffic was counted per layer.
+    // Traffic was counted per layer; the default output is the class, by a garbled argmax.
     assert!(
         out.contains("online/layer1.0.act1") && out.contains("offline/layer1.0.conv1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("output: class only") && out.contains("online/argmax"),
         "{out}"
     );
 }
@@ -154,6 +158,11 @@ fn bad_exports_get_clear_errors() {
     let (ok, _, err) = privlin(&["pi", "bench", "--profiles", "moon"]);
     assert!(
         !ok && err.contains("unknown network profile `moon`"),
+        "{err}"
+    );
+    let (ok, _, err) = privlin(&["pi", "bench", "--output", "everything"]);
+    assert!(
+        !ok && err.contains("unknown output mode `everything`"),
         "{err}"
     );
     let (ok, _, err) = privlin(&["cost", "--model", s(dir.path()), "--ring-bits", "16"]);
@@ -201,6 +210,15 @@ images = 4
     assert_eq!(pi["partial"]["active_relus"], ft["relus"]);
     assert!(pi["agree_float"].as_u64().unwrap() >= 3, "{pi}");
     assert!(pi["offline_linear"].as_str().unwrap().contains("dealer"));
+    // Both parties ran from a public seed: said so; the client learned the class only.
+    assert!(
+        pi["randomness"].as_str().unwrap().contains("INSECURE"),
+        "{pi}"
+    );
+    assert!(
+        pi["output"].as_str().unwrap().contains("class only"),
+        "{pi}"
+    );
     // Online bytes: 16 w + l / 8 per active ReLU plus the input, the logits and framing.
     let active = pi["partial"]["active_relus"].as_u64().unwrap();
     let online = pi["partial"]["online_bytes"].as_u64().unwrap();
@@ -216,6 +234,7 @@ images = 4
         report.contains("## Private inference (privlin-mpc, measured)") && report.contains("wan"),
         "{report}"
     );
+    assert!(report.contains("INSECURE seeded randomness"), "{report}");
     // Done: skipped; another [pi]: measured again.
     let (ok, _, err) = privlin(&["run", c]);
     assert!(ok && err.contains("pi.json is complete, skipped"), "{err}");
@@ -251,13 +270,32 @@ images = 4
         "--images",
         "2",
         "--ring-bits",
-        "48",
+        "56",
         "--frac",
         "10",
         "--gc-bits",
         "28",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("ring l = 48, f = 10, w = 28"), "{out}");
+    assert!(out.contains("ring l = 56, f = 10, w = 28"), "{out}");
     assert!(out_dir.join("pi.json").exists());
+    // A ring whose local truncation would fail too often for this model is refused up front.
+    let (ok, _, err) = privlin(&[
+        "pi",
+        "measure",
+        "--ckpt",
+        s(&run.join("final")),
+        "--out",
+        s(&dir.path().join("measure48")),
+        "--ring-bits",
+        "48",
+        "--frac",
+        "10",
+        "--gc-bits",
+        "28",
+    ]);
+    assert!(
+        !ok && err.contains("l = 48") && err.contains("per inference"),
+        "{err}"
+    );
 }

@@ -7,7 +7,7 @@ use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::net::{mem, Channel, Meter, Profile};
 use crate::ot::iknp;
-use crate::protocol::{relu, Client, Inference, Server, SiteDims};
+use crate::protocol::{relu, Client, Inference, Options, Server, SiteDims};
 use crate::ring::Ring;
 use crate::wire::Block;
 use crate::QuantModel;
@@ -121,6 +121,29 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
             online_overhead_us: over / n as f64 * 1e6,
         }
     })
+}
+
+/// Nanoseconds per hash on one thread, in batches of four as half-gates garbling calls it: the
+/// GKWY hash the protocol uses (two AES calls) and the one-call form it replaced (one AES call;
+/// not tweakable-CCR, measured only to price the fix). Same run, same inputs.
+pub fn hash_cost(n: usize) -> (f64, f64) {
+    let h = FixedKeyHash::new(0);
+    let mut rng = ChaCha12Rng::seed_from_u64(8);
+    let xs: Vec<[Block; 4]> = (0..n / 4).map(|_| rng.gen()).collect();
+    let time = |f: &dyn Fn([Block; 4], [Block; 4]) -> [Block; 4]| {
+        median(5, || {
+            let mut acc = 0u128;
+            for (j, x) in xs.iter().enumerate() {
+                let t = (j as u128) << 2;
+                acc ^= f(*x, [t, t, t | 1, t | 1])[0];
+            }
+            std::hint::black_box(acc);
+        }) / (4 * xs.len()) as f64
+            * 1e9
+    };
+    let gkwy = time(&|x, t| h.hash(x, t));
+    let old = time(&|x, t| h.one_call_mmo(x, t));
+    (gkwy, old)
 }
 
 /// One extension of `m` correlated OTs between two threads (base OTs excluded), in seconds.
@@ -255,7 +278,7 @@ fn ping_pong_ns() -> f64 {
     let echo = std::thread::spawn(move || {
         let mut ch = Channel::new(Box::new(a));
         for _ in 0..n {
-            let m = ch.recv("ping").unwrap();
+            let m = ch.recv("ping", crate::net::Expect::Exact(16)).unwrap();
             ch.send(m).unwrap();
         }
     });
@@ -263,7 +286,7 @@ fn ping_pong_ns() -> f64 {
     let t = Instant::now();
     for _ in 0..n {
         ch.send(vec![0u8; 16]).unwrap();
-        ch.recv("pong").unwrap();
+        ch.recv("pong", crate::net::Expect::Exact(16)).unwrap();
     }
     let el = t.elapsed().as_secs_f64();
     echo.join().unwrap();
@@ -277,7 +300,12 @@ fn transfer_ns_per_byte(n: usize) -> f64 {
     let sink = std::thread::spawn(move || {
         let mut ch = Channel::new(Box::new(a));
         for _ in 0..reps {
-            let m = ch.recv("block vector").unwrap();
+            let m = ch
+                .recv(
+                    "block vector",
+                    crate::net::Expect::Exact(crate::wire::blocks_bytes(n)),
+                )
+                .unwrap();
             let v = crate::wire::Reader::new(&m, "block vector")
                 .blocks()
                 .unwrap();
@@ -291,7 +319,7 @@ fn transfer_ns_per_byte(n: usize) -> f64 {
         let mut w = crate::wire::Writer::with_capacity(16 * n + 8);
         w.blocks(&blocks);
         ch.send(w.finish()).unwrap();
-        ch.recv("ack").unwrap();
+        ch.recv("ack", crate::net::Expect::Exact(1)).unwrap();
     });
     sink.join().unwrap();
     t / (16 * n) as f64 * 1e9
@@ -308,15 +336,16 @@ pub struct Session {
 }
 
 /// Runs `inputs` through a server and a client in two threads over the in-memory channel, each
-/// party on `threads` threads, the link shaped by `profile`.
+/// party on `threads` threads, the link shaped by `profile`, both with `opts` (each party draws
+/// its own stream from `opts.randomness`).
 pub fn session(
     model: &QuantModel,
     inputs: &[Vec<u64>],
     profile: Option<Profile>,
     threads: usize,
-    seed: u64,
+    opts: &Options,
 ) -> Result<Session> {
-    session_with_progress(model, inputs, profile, threads, seed, &mut |_| {})
+    session_with_progress(model, inputs, profile, threads, opts, &mut |_| {})
 }
 
 /// [`session`], calling `done(k)` after the `k`-th inference (for progress bars).
@@ -325,25 +354,23 @@ pub fn session_with_progress(
     inputs: &[Vec<u64>],
     profile: Option<Profile>,
     threads: usize,
-    seed: u64,
+    opts: &Options,
     done: &mut (dyn FnMut(usize) + Send),
 ) -> Result<Session> {
     let (a, b) = mem::pair();
     let m = model.clone();
     let p2 = profile.clone();
+    let so = *opts;
     let server = std::thread::spawn(move || -> Result<Meter> {
         pool(threads).install(|| {
-            let mut s = Server::start(m, Channel::new(Box::new(a)).with_profile(p2), Some(seed))?;
+            let mut s = Server::start(m, Channel::new(Box::new(a)).with_profile(p2), &so)?;
             while s.serve_one()? {}
             s.channel().meter.stop_clock();
             Ok(s.channel().meter.clone())
         })
     });
     let res = pool(threads).install(|| -> Result<(Vec<Inference>, Meter, Meter)> {
-        let mut c = Client::connect(
-            Channel::new(Box::new(b)).with_profile(profile),
-            Some(seed + 1),
-        )?;
+        let mut c = Client::connect(Channel::new(Box::new(b)).with_profile(profile), opts)?;
         c.channel().meter.stop_clock();
         let setup = c.channel().meter.clone();
         let mut out = Vec::new();
@@ -358,7 +385,12 @@ pub fn session_with_progress(
         Ok((out, meter, setup))
     });
     let srv = server.join().expect("server thread");
-    let (inferences, client, setup) = res?;
+    // A server that refused (say, its ring) shows up at the client as a disconnect: report the
+    // server's reason.
+    let (inferences, client, setup) = match (res, &srv) {
+        (Err(_), Err(e)) => return Err(crate::MpcError::Protocol(format!("server: {e}"))),
+        (res, _) => res?,
+    };
     Ok(Session {
         inferences,
         client,

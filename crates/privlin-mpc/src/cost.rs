@@ -6,8 +6,10 @@ use crate::gc::circuit::relu_and_gates;
 use crate::model::{Arch, Op};
 use crate::net::{Meter, Profile, Traffic, HEADER};
 use crate::ot::KAPPA;
-use crate::protocol::{op_label, SiteDims};
+use crate::protocol::argmax::{ArgmaxDims, Tables};
+use crate::protocol::{op_label, OutputMode, SiteDims};
 use crate::ring::Ring;
+use crate::wire::{bits_bytes, blocks_bytes, bytes_bytes, ring_vec_bytes};
 use serde::{Deserialize, Serialize};
 
 /// Per-operation compute speeds measured on this machine ([`crate::bench::calibrate`]).
@@ -69,7 +71,14 @@ impl Seq {
 }
 
 fn ring_vec(n: usize, ring: &Ring) -> u64 {
-    8 + n as u64 * ring.bits.div_ceil(8) as u64
+    ring_vec_bytes(n, ring.bits)
+}
+
+/// The IKNP messages of `m` correlated OTs: the receiver's matrix up, the corrections down.
+fn ot_messages(s: &mut Seq, label: &str, m: usize) {
+    let mp = m.div_ceil(128) * 128;
+    s.msg(label, true, bytes_bytes(KAPPA * mp / 8));
+    s.msg(label, false, blocks_bytes(m));
 }
 
 /// MACs of weight layer `i`.
@@ -89,7 +98,7 @@ pub fn macs(arch: &Arch, i: usize) -> u64 {
 }
 
 /// The client's view of one inference's messages (excluding session setup), label by label.
-pub fn predicted_traffic(arch: &Arch, ring: &Ring) -> Meter {
+pub fn predicted_traffic(arch: &Arch, ring: &Ring, output: OutputMode) -> Meter {
     let scales = crate::model::value_scales(arch, ring).expect("validated architecture");
     let mut s = Seq {
         meter: Meter::default(),
@@ -105,15 +114,20 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring) -> Meter {
             Op::Relu { input, .. } => {
                 let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
                 if d.n > 0 {
-                    let m = d.n * d.client_bits();
-                    let mp = m.div_ceil(128) * 128;
-                    s.msg(&label, true, 8 + (KAPPA * mp / 8) as u64);
-                    s.msg(&label, false, 8 + 16 * m as u64);
-                    s.msg(&label, false, 8 + 32 * (d.n * d.ands) as u64);
+                    ot_messages(&mut s, &label, d.n * d.client_bits());
+                    s.msg(&label, false, blocks_bytes(2 * d.n * d.ands));
                 }
             }
             _ => {}
         }
+    }
+    let argmax = match output {
+        OutputMode::Class => ArgmaxDims::new(arch.json.classes, ring),
+        OutputMode::Logits => None,
+    };
+    if let Some(d) = &argmax {
+        ot_messages(&mut s, "offline/argmax", d.input_bits());
+        s.msg("offline/argmax", false, Tables::size(d.ands, d.index_bits));
     }
     s.msg("online/input", true, ring_vec(arch.numel(0), ring));
     for (i, op) in arch.ops().iter().enumerate() {
@@ -121,20 +135,29 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring) -> Meter {
             let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
             if d.n > 0 {
                 let label = format!("online/{}", op_label(arch, i));
-                s.msg(&label, false, 8 + 16 * (d.n * d.w) as u64);
-                s.msg(&label, true, 8 + (d.n * d.l).div_ceil(8) as u64);
+                s.msg(&label, false, blocks_bytes(d.n * d.w));
+                s.msg(&label, true, bits_bytes(d.n * d.l));
             }
         }
     }
-    s.msg("online/output", false, ring_vec(arch.json.classes, ring));
+    match (output, &argmax) {
+        (OutputMode::Class, Some(d)) => s.msg("online/argmax", false, blocks_bytes(d.input_bits())),
+        (OutputMode::Class, None) => {}
+        (OutputMode::Logits, _) => s.msg("online/output", false, ring_vec(arch.json.classes, ring)),
+    }
     s.meter
 }
 
 /// Checks the client's meter of one inference against [`predicted_traffic`], label by label
 /// (bytes each way, messages, flights): where it passes, the cost model's bytes are the measured
 /// ones.
-pub fn check_traffic(measured: &Meter, arch: &Arch, ring: &Ring) -> crate::error::Result<()> {
-    let predicted = predicted_traffic(arch, ring);
+pub fn check_traffic(
+    measured: &Meter,
+    arch: &Arch,
+    ring: &Ring,
+    output: OutputMode,
+) -> crate::error::Result<()> {
+    let predicted = predicted_traffic(arch, ring, output);
     if measured.counts() == predicted.counts() {
         return Ok(());
     }
@@ -148,10 +171,15 @@ pub fn check_traffic(measured: &Meter, arch: &Arch, ring: &Ring) -> crate::error
     )))
 }
 
-/// Per-layer predictions.
-pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost> {
+/// Per-layer predictions (the argmax circuit of the class output last, labelled `argmax`).
+pub fn layer_costs(
+    arch: &Arch,
+    ring: &Ring,
+    output: OutputMode,
+    cal: &Calibration,
+) -> Vec<LayerCost> {
     let scales = crate::model::value_scales(arch, ring).expect("validated architecture");
-    let meter = predicted_traffic(arch, ring);
+    let meter = predicted_traffic(arch, ring, output);
     let find = |label: &str| {
         meter
             .entries()
@@ -209,6 +237,25 @@ pub fn layer_costs(arch: &Arch, ring: &Ring, cal: &Calibration) -> Vec<LayerCost
                 * 1e-9,
         });
     }
+    if let (OutputMode::Class, Some(d)) = (output, ArgmaxDims::new(arch.json.classes, ring)) {
+        let ands = d.ands as u64;
+        out.push(LayerCost {
+            label: "argmax".into(),
+            kind: "argmax",
+            positions: d.classes,
+            active: 0,
+            macs: 0,
+            and_gates: ands,
+            online: find("online/argmax"),
+            offline: find("offline/argmax"),
+            online_compute_s: (ands as f64 * cal.eval_and_ns
+                + (d.input_bits() as f64 / ring.gc_bits as f64) * cal.relu_online_ns)
+                * 1e-9,
+            offline_compute_s: (d.input_bits() as f64 * (cal.ot_ns - 32.0 * cal.byte_ns).max(0.0)
+                + ands as f64 * cal.garble_and_ns)
+                * 1e-9,
+        });
+    }
     out
 }
 
@@ -231,9 +278,14 @@ pub fn phase_seconds(
 }
 
 /// Totals for one inference: `(online traffic, offline traffic, online compute s, offline compute s)`.
-pub fn totals(arch: &Arch, ring: &Ring, cal: &Calibration) -> (Traffic, Traffic, f64, f64) {
-    let meter = predicted_traffic(arch, ring);
-    let costs = layer_costs(arch, ring, cal);
+pub fn totals(
+    arch: &Arch,
+    ring: &Ring,
+    output: OutputMode,
+    cal: &Calibration,
+) -> (Traffic, Traffic, f64, f64) {
+    let meter = predicted_traffic(arch, ring, output);
+    let costs = layer_costs(arch, ring, output, cal);
     (
         meter.total("online/"),
         meter.total("offline/"),

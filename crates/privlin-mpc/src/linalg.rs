@@ -82,10 +82,9 @@ pub fn conv2d(
                 let plane = &x[ic * h * w..(ic + 1) * h * w];
                 for kh in 0..k {
                     for kw in 0..k {
+                        // No shortcut for zero weights: the layer's time must not depend on
+                        // how many of the server's fixed-point weights are zero.
                         let wv = wt[((oc * c + ic) * k + kh) * k + kw];
-                        if wv == 0 {
-                            continue;
-                        }
                         for oh in 0..ho {
                             let ih = (oh * stride + kh) as isize - pad as isize;
                             if ih < 0 || ih >= h as isize {

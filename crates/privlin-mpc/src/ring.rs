@@ -51,13 +51,14 @@ impl Ring {
                 self.bits
             )));
         }
-        if self.frac == 0 || 3 * self.frac >= self.bits {
+        if self.frac == 0 || self.frac.saturating_mul(3) >= self.bits {
             return Err(MpcError::Params(format!(
                 "fractional bits f = {} must satisfy 0 < 3f < l = {}",
                 self.frac, self.bits
             )));
         }
-        if self.gc_bits < 2 * self.frac + 2 || self.gc_bits > self.bits {
+        if self.gc_bits < self.frac.saturating_mul(2).saturating_add(2) || self.gc_bits > self.bits
+        {
             return Err(MpcError::Params(format!(
                 "circuit width w = {} must satisfy 2f + 2 = {} <= w <= l = {}",
                 self.gc_bits,
@@ -119,11 +120,14 @@ impl Ring {
 
     /// `2^(shift - 1)`: added to a value (by the server, to its share: free) before a floor
     /// truncation by `shift`, it makes the truncation round to nearest (half up), which removes
-    /// floor's bias of half a unit in the last place per layer.
+    /// floor's bias of half a unit in the last place per layer. Zero for `shift = 0` (a site on a
+    /// value already at scale `f`, e.g. the input: nothing is truncated).
     #[inline]
     pub fn half(&self, shift: u32) -> u64 {
-        debug_assert!(shift >= 1);
-        1u64 << (shift - 1)
+        match shift {
+            0 => 0,
+            s => 1u64 << (s - 1),
+        }
     }
 
     /// The garbled circuit's view of `y`: its low `w` bits, sign-extended.
@@ -178,6 +182,25 @@ mod tests {
         assert_eq!(r32.relu_trunc(r32.from_signed(21), 2), 5);
         assert!(Ring::new(16, 4, 12).is_err());
         assert!(Ring::new(64, 10, 20).is_err());
+    }
+
+    /// Shift 0 (a site on a value at scale `f`) truncates nothing and adds no half, on values
+    /// and on shares alike.
+    #[test]
+    fn shift_zero_is_the_identity() {
+        let r = Ring::default();
+        assert_eq!(r.half(0), 0);
+        assert_eq!(r.half(12), 1 << 11);
+        for (y, b) in [(5i64, 77u64), (-3, u64::MAX - 4), (0, 1 << 63)] {
+            let y = r.from_signed(y);
+            let a = r.reduce(y.wrapping_sub(b));
+            let t = r.reduce(
+                r.truncate_share_server(a, 0)
+                    .wrapping_add(r.truncate_share_client(b, 0)),
+            );
+            assert_eq!(t, y);
+            assert_eq!(r.truncate(y, 0), y);
+        }
     }
 
     #[test]

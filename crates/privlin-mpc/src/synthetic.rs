@@ -17,6 +17,8 @@ pub struct Spec {
     pub classes: usize,
     /// Fraction of each site's positions that are active.
     pub keep: f64,
+    /// A site directly on the input (a value at scale `f`: its truncation shift is 0).
+    pub input_site: bool,
 }
 
 impl Default for Spec {
@@ -28,6 +30,7 @@ impl Default for Spec {
             downsample: true,
             classes: 5,
             keep: 0.5,
+            input_site: false,
         }
     }
 }
@@ -114,7 +117,12 @@ pub fn model<R: Rng>(rng: &mut R, spec: &Spec) -> ModelFile {
         dims: vec![spec.input],
         keep: spec.keep,
     };
-    let mut x = b.conv("conv1", 0, spec.width, 3, 1);
+    let stem_in = if spec.input_site {
+        b.relu("input_act", 0)
+    } else {
+        0
+    };
+    let mut x = b.conv("conv1", stem_in, spec.width, 3, 1);
     x = b.relu("act1", x);
     let mut c = spec.width;
     for blk in 0..spec.blocks {

@@ -6,6 +6,26 @@ use crate::error::{MpcError, Result};
 /// A garbled-circuit wire label or OT key: 128 bits.
 pub type Block = u128;
 
+/// Encoded size of a ring vector of `n` elements (length prefix, `ceil(l / 8)` bytes each).
+pub fn ring_vec_bytes(n: usize, bits: u32) -> u64 {
+    8 + n as u64 * bits.div_ceil(8) as u64
+}
+
+/// Encoded size of `n` blocks.
+pub fn blocks_bytes(n: usize) -> u64 {
+    8 + 16 * n as u64
+}
+
+/// Encoded size of `n` bits.
+pub fn bits_bytes(n: usize) -> u64 {
+    8 + (n as u64).div_ceil(8)
+}
+
+/// Encoded size of a byte string of `n` bytes.
+pub fn bytes_bytes(n: usize) -> u64 {
+    8 + n as u64
+}
+
 #[derive(Default)]
 pub struct Writer {
     pub buf: Vec<u8>,
@@ -163,6 +183,8 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
+    /// A bit vector; it allocates one `bool` per bit, so callers that know the count use
+    /// [`Reader::bits_n`], and every frame is bounded by its expected size first.
     pub fn bits(&mut self) -> Result<Vec<bool>> {
         let n = self.u64()?;
         let left = (self.buf.len() - self.pos) as u64;
@@ -175,23 +197,45 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
+    /// A length prefix that must equal `n` (checked before anything is allocated).
+    fn exact_len(&mut self, n: usize, field: &str) -> Result<()> {
+        let got = self.u64()?;
+        if got != n as u64 {
+            return Err(self.err(format!("{field}: {got} items, expected {n}")));
+        }
+        Ok(())
+    }
+
+    /// A ring vector of exactly `n` elements.
+    pub fn ring_vec_n(&mut self, bits: u32, n: usize, field: &str) -> Result<Vec<u64>> {
+        let at = self.pos;
+        self.exact_len(n, field)?;
+        self.pos = at;
+        self.ring_vec(bits)
+    }
+
+    /// Exactly `n` blocks.
+    pub fn blocks_n(&mut self, n: usize, field: &str) -> Result<Vec<Block>> {
+        let at = self.pos;
+        self.exact_len(n, field)?;
+        self.pos = at;
+        self.blocks()
+    }
+
+    /// Exactly `n` bits.
+    pub fn bits_n(&mut self, n: usize, field: &str) -> Result<Vec<bool>> {
+        let at = self.pos;
+        self.exact_len(n, field)?;
+        self.pos = at;
+        self.bits()
+    }
+
     /// Checks that the whole message was consumed.
     pub fn end(&self) -> Result<()> {
         if self.pos != self.buf.len() {
             return Err(MpcError::malformed(
                 self.what,
                 format!("{} trailing bytes", self.buf.len() - self.pos),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Expects a vector of exactly `n` items (a message sized by the public architecture).
-    pub fn expect_len<T>(&self, v: &[T], n: usize, field: &str) -> Result<()> {
-        if v.len() != n {
-            return Err(MpcError::malformed(
-                self.what,
-                format!("{field}: {} items, expected {n}", v.len()),
             ));
         }
         Ok(())
@@ -203,13 +247,20 @@ impl<'a> Reader<'a> {
 pub fn decode_everything(data: &[u8]) {
     let _ = crate::protocol::Hello::decode(data);
     let _ = crate::model::Arch::from_bytes(data);
-    let (mut a, b) = crate::net::mem::pair();
-    if a.send_raw(data.to_vec()).is_ok() {
-        let mut ch = crate::net::Channel::new(Box::new(b))
-            .with_max_frame(1 << 16)
-            .with_profile(crate::net::Profile::by_name("lan"));
-        let _ = ch.recv("fuzz frame");
+    use crate::net::Expect;
+    for expect in [
+        Expect::AtMost(1 << 16),
+        Expect::Exact(data.len().saturating_sub(12) as u64),
+    ] {
+        let (mut a, b) = crate::net::mem::pair();
+        if a.send_raw(data.to_vec()).is_ok() {
+            let mut ch = crate::net::Channel::new(Box::new(b))
+                .with_max_frame(1 << 16)
+                .with_profile(crate::net::Profile::by_name("lan"));
+            let _ = ch.recv("fuzz frame", expect);
+        }
     }
+    let n = data.first().copied().unwrap_or(0) as usize;
     for bits in [32, 41, 64] {
         let mut r = Reader::new(data, "fuzz");
         let _ = r.ring_vec(bits);
@@ -217,7 +268,12 @@ pub fn decode_everything(data: &[u8]) {
         let _ = r.bits();
         let _ = r.bytes();
         let _ = r.end();
+        let mut r = Reader::new(data, "fuzz");
+        let _ = r.ring_vec_n(bits, n, "ring");
+        let _ = r.blocks_n(n, "blocks");
+        let _ = r.bits_n(8 * n, "bits");
     }
+    let _ = crate::protocol::argmax::Tables::decode(data, n, 3);
 }
 
 #[cfg(test)]

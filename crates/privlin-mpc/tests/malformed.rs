@@ -1,7 +1,8 @@
 //! Misbehaving peers get clear errors, never a panic or an unbounded allocation.
 
-use privlin_mpc::net::{mem, Channel};
-use privlin_mpc::protocol::{Client, Hello, Server};
+use privlin_mpc::net::{mem, Channel, Expect};
+use privlin_mpc::protocol::policy::{Limits, MAX_HELLO_BYTES};
+use privlin_mpc::protocol::{Client, Hello, Options, OutputMode, Server};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{MpcError, QuantModel, Ring};
 use rand::{Rng, SeedableRng};
@@ -16,6 +17,10 @@ fn model() -> QuantModel {
     .unwrap()
 }
 
+fn opts() -> Options {
+    Options::insecure_seeded(1)
+}
+
 fn frame(len: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = len.to_le_bytes().to_vec();
     f.extend_from_slice(&0u64.to_le_bytes());
@@ -27,7 +32,7 @@ fn frame(len: u32, payload: &[u8]) -> Vec<u8> {
 fn garbage_hello_is_malformed() {
     let (mut a, b) = mem::pair();
     a.send_raw(frame(5, b"hello")).unwrap();
-    let err = Client::connect(Channel::new(Box::new(b)), Some(1))
+    let err = Client::connect(Channel::new(Box::new(b)), &opts())
         .err()
         .unwrap();
     assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
@@ -39,10 +44,70 @@ fn oversized_frame_is_refused_before_allocation() {
     let (mut a, b) = mem::pair();
     a.send_raw(frame(u32::MAX, b"")).unwrap();
     let mut ch = Channel::new(Box::new(b)).with_max_frame(1 << 20);
-    let err = ch.recv("anything").unwrap_err();
+    let err = ch.recv("anything", Expect::AtMost(1 << 40)).unwrap_err();
     assert!(
         matches!(err, MpcError::Oversized { len, max } if len == u32::MAX as u64 && max == 1 << 20),
         "{err}"
+    );
+}
+
+/// Every message has the size the public architecture implies: a forged bits frame announcing
+/// 1 GiB (8 GiB of `bool`s once decoded, before the fix) is refused from its header, and a frame
+/// of the right size whose bit count is inflated is refused from its length prefix.
+#[test]
+fn forged_oversized_bits_frame_is_refused_without_allocation() {
+    let n = 1000;
+    let want = privlin_mpc::wire::bits_bytes(n);
+    let (mut a, b) = mem::pair();
+    a.send_raw(frame(1 << 30, b"")).unwrap();
+    let mut ch = Channel::new(Box::new(b));
+    let err = ch.recv("circuit outputs", Expect::Exact(want)).unwrap_err();
+    assert!(
+        err.to_string().contains("circuit outputs") && err.to_string().contains("exactly"),
+        "{err}"
+    );
+    // Right frame size, inflated count: refused by the count before any bool is allocated.
+    let mut w = privlin_mpc::wire::Writer::new();
+    w.u64(1 << 40).buf.resize(want as usize, 0xff);
+    let msg = w.finish();
+    let err = privlin_mpc::wire::Reader::new(&msg, "circuit outputs")
+        .bits_n(n, "output bits")
+        .unwrap_err();
+    assert!(err.to_string().contains("expected 1000"), "{err}");
+}
+
+/// Over TCP the server reads a header, finds it announces more than the one-byte command, and
+/// drops the session at once: it never waits for (or allocates) the gigabyte announced.
+#[test]
+fn server_refuses_forged_frame_header_over_tcp() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let m = model();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let t =
+            privlin_mpc::net::tcp::TcpTransport::new(stream, std::time::Duration::from_secs(30))
+                .unwrap();
+        let mut s = Server::start(m, Channel::new(Box::new(t)), &opts())?;
+        s.serve()
+    });
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut raw = stream.try_clone().unwrap();
+    let t = privlin_mpc::net::tcp::TcpTransport::new(stream, std::time::Duration::from_secs(30))
+        .unwrap();
+    let mut ch = Channel::new(Box::new(t));
+    Hello::decode(&ch.recv("hello", Expect::AtMost(MAX_HELLO_BYTES)).unwrap()).unwrap();
+    let mut rng = <rand_chacha::ChaCha12Rng as SeedableRng>::seed_from_u64(3);
+    privlin_mpc::ot::iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
+    let started = std::time::Instant::now();
+    raw.write_all(&frame(1 << 30, b"")).unwrap();
+    let err = server.join().unwrap().unwrap_err();
+    assert!(err.to_string().contains("command"), "{err}");
+    assert!(err.to_string().contains("exactly 1"), "{err}");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "refused from the header, not by a timeout"
     );
 }
 
@@ -51,11 +116,13 @@ fn truncated_frame_is_malformed() {
     let (mut a, b) = mem::pair();
     a.send_raw(frame(100, b"short")).unwrap();
     let mut ch = Channel::new(Box::new(b));
-    let err = ch.recv("masked input").unwrap_err();
+    let err = ch.recv("masked input", Expect::Exact(100)).unwrap_err();
     assert!(err.to_string().contains("masked input"), "{err}");
     let (mut a, b) = mem::pair();
     a.send_raw(vec![1, 2, 3]).unwrap();
-    let err = Channel::new(Box::new(b)).recv("x").unwrap_err();
+    let err = Channel::new(Box::new(b))
+        .recv("x", Expect::AtMost(10))
+        .unwrap_err();
     assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
 }
 
@@ -65,9 +132,9 @@ fn server_reports_bad_and_vanishing_clients() {
     let (a, b) = mem::pair();
     let m = model();
     let server =
-        std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), Some(1)).err());
+        std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), &opts()).err());
     let mut c = Channel::new(Box::new(b));
-    Hello::decode(&c.recv("hello").unwrap()).unwrap();
+    Hello::decode(&c.recv("hello", Expect::AtMost(MAX_HELLO_BYTES)).unwrap()).unwrap();
     c.send(b"not a point".to_vec()).unwrap();
     let err = server.join().unwrap().expect("server must fail");
     assert!(matches!(err, MpcError::Malformed { .. }), "{err}");
@@ -75,10 +142,10 @@ fn server_reports_bad_and_vanishing_clients() {
     let (a, b) = mem::pair();
     let m = model();
     let server = std::thread::spawn(move || {
-        let mut s = Server::start(m, Channel::new(Box::new(a)), Some(1))?;
+        let mut s = Server::start(m, Channel::new(Box::new(a)), &opts())?;
         s.serve()
     });
-    let mut c = Client::connect(Channel::new(Box::new(b)), Some(2)).unwrap();
+    let mut c = Client::connect(Channel::new(Box::new(b)), &opts()).unwrap();
     c.channel().send(vec![1]).unwrap(); // start an inference, then vanish
     drop(c);
     let err = server.join().unwrap().unwrap_err();
@@ -92,6 +159,7 @@ fn decoders_survive_random_bytes() {
     let hello = Hello {
         ring: m.ring,
         offline: "dealer".into(),
+        output: OutputMode::Class,
         arch: m.arch.clone(),
     }
     .encode();
@@ -122,7 +190,7 @@ fn far_future_stamp_is_refused() {
     a.send_raw(f).unwrap();
     let mut ch = Channel::new(Box::new(b)).with_profile(privlin_mpc::net::Profile::by_name("wan"));
     let t = std::time::Instant::now();
-    let err = ch.recv("stamped").unwrap_err();
+    let err = ch.recv("stamped", Expect::Exact(0)).unwrap_err();
     assert!(err.to_string().contains("in the future"), "{err}");
     assert!(t.elapsed().as_secs() < 5);
 }
@@ -182,8 +250,8 @@ impl privlin_mpc::protocol::linear::LinearOffline for OtherBackend {
 fn mismatched_offline_backend_is_refused() {
     let (a, b) = mem::pair();
     let m = model();
-    let server = std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), Some(1)));
-    let err = Client::connect_with(Channel::new(Box::new(b)), Some(2), Box::new(OtherBackend))
+    let server = std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), &opts()));
+    let err = Client::connect_with(Channel::new(Box::new(b)), &opts(), Box::new(OtherBackend))
         .err()
         .unwrap();
     let msg = err.to_string();
@@ -192,4 +260,83 @@ fn mismatched_offline_backend_is_refused() {
         "{msg}"
     );
     assert!(server.join().unwrap().is_err());
+}
+
+/// The client bounds what the server's hello may make it allocate: the hello's own size, then the
+/// architecture's totals (here: more active ReLUs than the client accepts).
+#[test]
+fn hello_bounds_are_enforced() {
+    let (mut a, b) = mem::pair();
+    a.send_raw(frame(MAX_HELLO_BYTES as u32 + 1, b"")).unwrap();
+    let err = Client::connect(Channel::new(Box::new(b)), &opts())
+        .err()
+        .unwrap();
+    assert!(matches!(err, MpcError::Oversized { .. }), "{err}");
+
+    let (a, b) = mem::pair();
+    let m = model();
+    let active = m.arch.active_total() as u64;
+    let server = std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), &opts()));
+    let strict = Options {
+        limits: Limits {
+            max_active: active - 1,
+            ..Limits::default()
+        },
+        ..opts()
+    };
+    let err = Client::connect(Channel::new(Box::new(b)), &strict)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("active ReLUs"), "{err}");
+    assert!(server.join().unwrap().is_err());
+}
+
+/// Rings at which local truncation fails too often for the model are refused by both parties
+/// before any work; the default ring is accepted.
+#[test]
+fn rings_with_likely_wrap_failures_are_refused() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let file = synthetic::model(&mut rng, &Spec::default());
+    let small = QuantModel::new(&file, Ring::new(40, 8, 24).unwrap()).unwrap();
+    let p = privlin_mpc::protocol::policy::wrap_failure_log2(&small.arch, &small.ring).unwrap();
+    assert!(p > -12.0, "{p}");
+    let (a, _b) = mem::pair();
+    let err = Server::start(small, Channel::new(Box::new(a)), &opts())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("l = 40") && err.to_string().contains("2^"),
+        "{err}"
+    );
+    let ok = QuantModel::new(&file, Ring::default()).unwrap();
+    let p = privlin_mpc::protocol::policy::wrap_failure_log2(&ok.arch, &ok.ring).unwrap();
+    assert!(p < -12.0, "{p}");
+}
+
+/// A peer that trickles a frame one byte at a time keeps every read inside its timeout; the
+/// session deadline still ends the session.
+#[test]
+fn session_deadline_cuts_a_trickling_peer() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let trickler = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        for b in frame(64, &[0u8; 64]) {
+            if s.write_all(&[b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (stream, _) = listener.accept().unwrap();
+    let t = privlin_mpc::net::tcp::TcpTransport::new(stream, Duration::from_secs(5)).unwrap();
+    let mut ch = Channel::new(Box::new(t)).with_deadline(Duration::from_millis(800));
+    let started = Instant::now();
+    let err = ch.recv("slow frame", Expect::Exact(64)).unwrap_err();
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(ch);
+    trickler.join().unwrap();
 }

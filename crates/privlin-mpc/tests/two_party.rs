@@ -1,21 +1,35 @@
 //! The two-party protocol against plaintext fixed-point inference, over the in-memory channel.
 
 use privlin_mpc::net::{mem, Channel};
-use privlin_mpc::protocol::{Client, Inference, Server};
+use privlin_mpc::protocol::{Client, Inference, Options, OutputMode, Server};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{plain, QuantModel, Ring};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Runs `inputs` through a two-thread session; returns the client's results.
+/// Seeded (reproducible, insecure) options revealing `output`; the wrap-failure bound is lifted
+/// for the small rings that these tests use to exercise the arithmetic.
+fn opts(seed: u64, output: OutputMode) -> Options {
+    Options {
+        max_wrap_log2: 0.0,
+        ..Options::insecure_seeded(seed).with_output(output)
+    }
+}
+
+/// Runs `inputs` through a two-thread session revealing the logits; returns the client's results.
 fn run(model: &QuantModel, inputs: &[Vec<u64>], seed: u64) -> Vec<Inference> {
+    run_with(model, inputs, &opts(seed, OutputMode::Logits))
+}
+
+fn run_with(model: &QuantModel, inputs: &[Vec<u64>], o: &Options) -> Vec<Inference> {
     let (a, b) = mem::pair();
     let m = model.clone();
+    let so = *o;
     let server = std::thread::spawn(move || {
-        let mut s = Server::start(m, Channel::new(Box::new(a)), Some(seed)).unwrap();
+        let mut s = Server::start(m, Channel::new(Box::new(a)), &so).unwrap();
         s.serve().unwrap()
     });
-    let mut c = Client::connect(Channel::new(Box::new(b)), Some(seed + 1)).unwrap();
+    let mut c = Client::connect(Channel::new(Box::new(b)), o).unwrap();
     c.record_shares(true);
     let out = inputs.iter().map(|x| c.infer_encoded(x).unwrap()).collect();
     c.close().unwrap();
@@ -41,12 +55,14 @@ fn two_party_equals_plaintext_fixed_point() {
         Ring::new(48, 8, 24).unwrap(),
         Ring::new(40, 6, 20).unwrap(),
     ];
-    for case in 0..6 {
+    for case in 0..7 {
         let spec = Spec {
             width: rng.gen_range(2..5),
             blocks: rng.gen_range(1..3),
             downsample: rng.gen_bool(0.5),
             keep: [0.0, 0.1, 0.5, 1.0][case % 4],
+            // A site on the input: truncation shift 0 (once refused by a panic in debug builds).
+            input_site: case >= 5,
             ..Spec::default()
         };
         let ring = rings[case % rings.len()];
@@ -54,6 +70,7 @@ fn two_party_equals_plaintext_fixed_point() {
         let inputs: Vec<Vec<u64>> = (0..2).map(|_| random_input(&model, &mut rng)).collect();
         let results = run(&model, &inputs, 100 + case as u64);
         for (x, inf) in inputs.iter().zip(&results) {
+            let raw = inf.raw.as_ref().expect("logits mode");
             let reference = plain::forward_with(&model, x, &mut |op, p, y, shift| {
                 let yc = inf.site_shares[&op][p];
                 let ys = ring.reduce(y.wrapping_sub(yc));
@@ -63,19 +80,19 @@ fn two_party_equals_plaintext_fixed_point() {
                 )
             });
             assert_eq!(
-                inf.raw, reference.logits,
+                raw, &reference.logits,
                 "case {case} spec {spec:?} ring {ring:?}"
             );
             // Against exact (round-to-nearest) truncation the difference is a few units in the last place.
             let exact = plain::forward(&model, x);
             let scale = *model.scales.last().unwrap();
-            for (a, b) in inf.raw.iter().zip(&exact.logits) {
+            for (a, b) in raw.iter().zip(&exact.logits) {
                 let d = (ring.decode(*a, scale) - ring.decode(*b, scale)).abs();
                 assert!(d < 0.05, "case {case}: local truncation drifted by {d}");
             }
             if spec.keep == 1.0 {
                 assert_eq!(
-                    inf.raw, exact.logits,
+                    raw, &exact.logits,
                     "all-active model must match exact truncation"
                 );
             }
@@ -110,16 +127,157 @@ fn predicted_traffic_equals_measured() {
     };
     let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
     let x = random_input(&model, &mut rng);
-    let s = privlin_mpc::bench::session(&model, &[x], None, 2, 9).unwrap();
-    let predicted = privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring);
-    assert_eq!(s.client.counts(), predicted.counts());
-    // The server saw the mirror image.
-    let c = s.client.total("");
-    let srv = s.server.total("");
-    let setup = s.setup.total("");
-    assert_eq!(
-        srv.bytes_received,
-        c.bytes_sent + setup.bytes_sent + privlin_mpc::net::HEADER + 1
-    );
-    assert!(c.bytes_sent > 0 && c.bytes_received > 0);
+    for output in [OutputMode::Logits, OutputMode::Class] {
+        let s = privlin_mpc::bench::session(
+            &model,
+            std::slice::from_ref(&x),
+            None,
+            2,
+            &opts(9, output),
+        )
+        .unwrap();
+        let predicted = privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, output);
+        assert_eq!(s.client.counts(), predicted.counts(), "{output:?}");
+        // The server saw the mirror image.
+        let c = s.client.total("");
+        let srv = s.server.total("");
+        let setup = s.setup.total("");
+        assert_eq!(
+            srv.bytes_received,
+            c.bytes_sent + setup.bytes_sent + privlin_mpc::net::HEADER + 1
+        );
+        assert!(c.bytes_sent > 0 && c.bytes_received > 0);
+        let labels: Vec<&str> = s
+            .client
+            .entries()
+            .iter()
+            .map(|e| e.label.as_str())
+            .collect();
+        match output {
+            OutputMode::Class => {
+                assert!(labels.contains(&"online/argmax") && !labels.contains(&"online/output"))
+            }
+            OutputMode::Logits => assert!(!labels.contains(&"online/argmax")),
+        }
+    }
+}
+
+/// Class output: for random models, masks and inputs the class the client decodes from the
+/// garbled argmax equals the class of the logits the same session would reveal (same seeds), and
+/// the client gets no logits.
+#[test]
+fn class_output_equals_argmax_of_logits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for case in 0..4 {
+        let spec = Spec {
+            classes: [2, 5, 10, 3][case],
+            keep: [0.0, 0.3, 1.0, 0.1][case],
+            ..Spec::default()
+        };
+        let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
+        let inputs: Vec<Vec<u64>> = (0..3).map(|_| random_input(&model, &mut rng)).collect();
+        let logits = run_with(&model, &inputs, &opts(30 + case as u64, OutputMode::Logits));
+        let classes = run_with(&model, &inputs, &opts(30 + case as u64, OutputMode::Class));
+        for (l, c) in logits.iter().zip(&classes) {
+            assert!(c.raw.is_none() && c.logits.is_none());
+            assert_eq!(c.class, l.class, "case {case}");
+        }
+    }
+}
+
+/// The truncation leak (security review, medium): with logits revealed, the client's output over
+/// repeated queries of one input is an exact linear function of the local-truncation carries at
+/// the identity positions (slope 1 when regressed on them: low bits of pre-activations and the
+/// last layer's weights can be regressed out). With the class output the same statistic is flat
+/// (slope 0): every repetition reveals the same class.
+#[test]
+fn truncation_leak_statistic_is_flat_with_class_output() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    // Stem conv, one fully linearized site, pooling, linear head: every carry reaches the logits.
+    let spec = Spec {
+        blocks: 0,
+        keep: 0.0,
+        width: 3,
+        classes: 4,
+        ..Spec::default()
+    };
+    let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
+    let ring = model.ring;
+    let scale = *model.scales.last().unwrap();
+    let (site, fc) = (1usize, 3usize); // ops: conv, relu, avg_pool, linear
+    let w = &model.layers[&fc].weight;
+    let per_channel = model.arch.numel(site) / spec.width;
+    let ch_of = |p: usize| p / per_channel;
+    // An input whose top-2 margin exceeds the largest deviation carries can cause.
+    let bound: f64 = (0..spec.classes)
+        .map(|k| {
+            (0..spec.width)
+                .map(|c| {
+                    ring.signed(w[k * spec.width + c]).unsigned_abs() as f64 * per_channel as f64
+                })
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max)
+        / f64::powi(2.0, scale as i32);
+    let x = (0..200)
+        .map(|_| random_input(&model, &mut rng))
+        .find(|x| {
+            let (l, _) = plain::decode_logits(&model, &plain::forward(&model, x).logits);
+            let mut s = l.clone();
+            s.sort_by(|a, b| b.total_cmp(a));
+            s[0] - s[1] > 2.0 * bound
+        })
+        .expect("an input with a clear margin");
+    let exact = plain::forward(&model, &x).logits;
+    let statistic = |output: OutputMode| -> (f64, usize) {
+        let (mut carry_effect, mut observed) = (Vec::new(), Vec::new());
+        let mut distinct = std::collections::HashSet::new();
+        for rep in 0..24u64 {
+            let inf = &run_with(&model, std::slice::from_ref(&x), &opts(1000 + rep, output))[0];
+            // What the carries added to logit 0 (known here from the plaintext value; the client
+            // would search for it): sum over positions of W[0, channel] * carry.
+            let mut effect = 0i64;
+            plain::forward_with(&model, &x, &mut |op, p, y, shift| {
+                let yc = inf.site_shares[&op][p];
+                let ys = ring.reduce(y.wrapping_sub(yc));
+                let local = ring.reduce(
+                    ring.truncate_share_server(ys, shift)
+                        .wrapping_add(ring.truncate_share_client(yc, shift)),
+                );
+                let carry = ring.signed(local) - ring.signed(ring.truncate(y, shift));
+                assert!(carry == 0 || carry == 1);
+                effect += carry * ring.signed(w[ch_of(p)]);
+                local
+            });
+            let seen = match output {
+                OutputMode::Logits => {
+                    ring.signed(inf.raw.as_ref().unwrap()[0]) - ring.signed(exact[0])
+                }
+                OutputMode::Class => inf.class as i64,
+            };
+            distinct.insert(seen);
+            carry_effect.push(effect as f64);
+            observed.push(seen as f64);
+        }
+        // Least-squares slope of what the client sees on the carries' effect.
+        let n = carry_effect.len() as f64;
+        let (mx, my) = (
+            carry_effect.iter().sum::<f64>() / n,
+            observed.iter().sum::<f64>() / n,
+        );
+        let sxy: f64 = carry_effect
+            .iter()
+            .zip(&observed)
+            .map(|(a, b)| (a - mx) * (b - my))
+            .sum();
+        let sxx: f64 = carry_effect.iter().map(|a| (a - mx).powi(2)).sum();
+        assert!(sxx > 0.0, "fresh shares must change the carries");
+        (sxy / sxx, distinct.len())
+    };
+    let (slope, distinct) = statistic(OutputMode::Logits);
+    assert!((slope - 1.0).abs() < 1e-9, "logits: slope {slope}");
+    assert!(distinct > 1, "logits vary with the client's shares");
+    let (slope, distinct) = statistic(OutputMode::Class);
+    assert_eq!(slope, 0.0, "class output: flat");
+    assert_eq!(distinct, 1);
 }

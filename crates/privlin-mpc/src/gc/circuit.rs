@@ -99,6 +99,104 @@ pub fn relu<G: Gates>(
     add(g, &z, q)
 }
 
+/// `x > y` for `l`-bit two's-complement numbers (LSB first): with the sign bits flipped (free),
+/// unsigned `x' > y'` is the absence of a carry out of `y' + !x' + 1`; `l` ANDs (the carry chain
+/// `c' = c ^ ((a ^ c) & (b ^ c))`, whose first step with the constant carry 1 is `a | b`).
+pub fn signed_gt<G: Gates>(g: &mut G, x: &[G::Bit], y: &[G::Bit]) -> G::Bit {
+    let l = x.len();
+    debug_assert_eq!(y.len(), l);
+    let mut carry: Option<G::Bit> = None; // None: the constant 1
+    for i in 0..l {
+        let (mut a, mut b) = (y[i], g.not(x[i]));
+        if i + 1 == l {
+            a = g.not(a);
+            b = g.not(b);
+        }
+        carry = Some(match carry {
+            None => {
+                // a | b = !(!a & !b)
+                let (na, nb) = (g.not(a), g.not(b));
+                let t = g.and(na, nb);
+                g.not(t)
+            }
+            Some(c) => {
+                let (ac, bc) = (g.xor(a, c), g.xor(b, c));
+                let t = g.and(ac, bc);
+                g.xor(c, t)
+            }
+        });
+    }
+    let c = carry.expect("l >= 1");
+    g.not(c)
+}
+
+/// `if s { x } else { y }` bit by bit: `y ^ (s & (x ^ y))`, one AND per bit.
+pub fn mux<G: Gates>(g: &mut G, s: G::Bit, x: &[G::Bit], y: &[G::Bit]) -> Vec<G::Bit> {
+    x.iter()
+        .zip(y)
+        .map(|(&a, &b)| {
+            let d = g.xor(a, b);
+            let t = g.and(s, d);
+            g.xor(b, t)
+        })
+        .collect()
+}
+
+/// Bits of a class index (LSB first) for `classes` classes.
+pub fn index_bits(classes: usize) -> usize {
+    (usize::BITS - (classes.max(2) - 1).leading_zeros()) as usize
+}
+
+/// The class-only output (section "Output modes" of docs/private-inference.md): the logits are
+/// `v_k = a_k + b_k mod 2^l` (the server's and the client's shares, `l` bits each), and the circuit
+/// outputs only `argmax_k v_k` (signed; the first maximum on ties, as `plain::argmax`), as
+/// [`index_bits`] bits, LSB first (`None`: constant zero). A running maximum: per class `l - 1`
+/// ANDs for the addition, `l` for the comparison, `l` for the maximum's multiplexer and one per
+/// index bit.
+pub fn argmax<G: Gates>(g: &mut G, a: &[Vec<G::Bit>], b: &[Vec<G::Bit>]) -> Vec<Option<G::Bit>> {
+    let classes = a.len();
+    let nb = index_bits(classes);
+    let mut idx: Vec<Option<G::Bit>> = vec![None; nb];
+    let mut best: Vec<G::Bit> = Vec::new();
+    for k in 0..classes {
+        let ak: Vec<Option<G::Bit>> = a[k].iter().map(|&x| Some(x)).collect();
+        let v = add(g, &ak, &b[k]);
+        if k == 0 {
+            best = v;
+            continue;
+        }
+        let gt = signed_gt(g, &v, &best);
+        if k + 1 < classes {
+            best = mux(g, gt, &v, &best);
+        }
+        for (i, bit) in idx.iter_mut().enumerate() {
+            let one = k >> i & 1 == 1;
+            *bit = match (*bit, one) {
+                (None, false) => None,
+                (None, true) => Some(gt),
+                (Some(x), false) => {
+                    let t = g.and(gt, x);
+                    Some(g.xor(x, t))
+                }
+                (Some(x), true) => {
+                    let nx = g.not(x);
+                    let t = g.and(gt, nx);
+                    Some(g.xor(x, t))
+                }
+            };
+        }
+    }
+    idx
+}
+
+/// AND gates of the argmax circuit over `classes` logits of `l` bits.
+pub fn argmax_and_gates(classes: usize, l: usize) -> usize {
+    let mut c = Counter::default();
+    let v = vec![vec![(); l]; classes];
+    argmax(&mut c, &v, &v);
+    c.ands
+}
+
 /// AND gates of one active-site circuit.
 pub fn relu_and_gates(w: usize, l: usize, shift: usize) -> usize {
     let mut c = Counter::default();
@@ -167,6 +265,46 @@ mod tests {
             assert_eq!(
                 relu_and_gates(w, l, ring.frac as usize),
                 (w - 1) + (w - 1 - ring.frac as usize) + (l - 1)
+            );
+        }
+    }
+
+    /// The plaintext argmax circuit equals `plain::argmax` of the decoded shares, ties and
+    /// extreme values included.
+    #[test]
+    fn argmax_circuit_matches_definition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for (classes, l) in [(2usize, 32usize), (5, 41), (10, 64), (17, 64), (3, 33)] {
+            let ring = Ring::new(l as u32, 8, 24.min(l as u32)).unwrap();
+            for t in 0..300 {
+                let v: Vec<i64> = (0..classes)
+                    .map(|_| match t % 3 {
+                        0 => rng.gen_range(-4..4), // many ties
+                        1 => ring.signed(ring.reduce(rng.gen())),
+                        _ => rng.gen_range(-(1i64 << 20)..(1i64 << 20)),
+                    })
+                    .collect();
+                let b: Vec<u64> = (0..classes).map(|_| ring.reduce(rng.gen())).collect();
+                let a: Vec<u64> = v
+                    .iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| ring.reduce(ring.from_signed(x).wrapping_sub(y)))
+                    .collect();
+                let bits_a: Vec<Vec<bool>> = a.iter().map(|&x| to_bits(x, l)).collect();
+                let bits_b: Vec<Vec<bool>> = b.iter().map(|&x| to_bits(x, l)).collect();
+                let idx = argmax(&mut Plain, &bits_a, &bits_b);
+                let got = from_bits(&idx.iter().map(|x| x.unwrap_or(false)).collect::<Vec<_>>());
+                let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+                assert_eq!(got as usize, crate::plain::argmax(&f), "{v:?}");
+            }
+            assert_eq!(
+                argmax_and_gates(classes, l),
+                classes * (l - 1)
+                    + (classes - 1) * l
+                    + (classes - 2) * l
+                    + (1..classes)
+                        .map(|k| (0..index_bits(classes)).filter(|&i| k > 1 << i).count())
+                        .sum::<usize>()
             );
         }
     }

@@ -2,8 +2,10 @@
 //!
 //! Every message is one frame: a 12-byte header (payload length, and the instant the in-process
 //! shaper delivers it, zero when unshaped) and the payload. [`Channel`] counts bytes each way,
-//! messages and flights (maximal runs of messages in one direction), per phase label, and refuses
-//! frames larger than its limit before allocating them.
+//! messages and flights (maximal runs of messages in one direction), per phase label. Every
+//! receive states the size it expects ([`Expect`]: exactly the size the public architecture
+//! implies, or a bound), and a frame header that announces anything else is refused before its
+//! payload is read or allocated. A session deadline bounds the whole exchange.
 
 pub mod mem;
 pub mod meter;
@@ -18,8 +20,27 @@ use shaper::Shaper;
 
 /// Bytes of the frame header on the wire.
 pub const HEADER: u64 = 12;
-/// Default largest frame accepted from a peer.
+/// Default largest frame accepted from a peer (a second bound beside each message's [`Expect`]).
 pub const DEFAULT_MAX_FRAME: u64 = 1 << 30;
+
+/// The payload size a receive accepts, stated before the frame is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly this many bytes (every protocol message: its size follows from the public
+    /// architecture and ring).
+    Exact(u64),
+    /// At most this many bytes (the hello, whose architecture is not known yet).
+    AtMost(u64),
+}
+
+impl Expect {
+    fn admits(&self, len: u64) -> bool {
+        match *self {
+            Expect::Exact(n) => len == n,
+            Expect::AtMost(n) => len <= n,
+        }
+    }
+}
 
 /// A byte pipe that carries frames.
 pub trait Transport: Send {
@@ -30,6 +51,8 @@ pub trait Transport: Send {
     fn read_header(&mut self, context: &str) -> Result<(u64, u64)>;
     /// Reads `len` payload bytes after a header.
     fn read_payload(&mut self, len: usize, context: &str) -> Result<Vec<u8>>;
+    /// Cuts reads and writes at `at` (the session deadline); in-memory transports ignore it.
+    fn set_deadline(&mut self, _at: std::time::Instant) {}
 }
 
 pub struct Channel {
@@ -37,6 +60,7 @@ pub struct Channel {
     pub meter: Meter,
     max_frame: u64,
     shaper: Option<Shaper>,
+    deadline: Option<std::time::Instant>,
 }
 
 impl Channel {
@@ -46,6 +70,25 @@ impl Channel {
             meter: Meter::default(),
             max_frame: DEFAULT_MAX_FRAME,
             shaper: None,
+            deadline: None,
+        }
+    }
+
+    /// Ends the session with an error once `limit` has passed from now: no send or receive
+    /// starts after it, and the transport's reads and writes are cut at it.
+    pub fn with_deadline(mut self, limit: std::time::Duration) -> Self {
+        let at = std::time::Instant::now() + limit;
+        self.deadline = Some(at);
+        self.transport.set_deadline(at);
+        self
+    }
+
+    fn check_deadline(&self, what: &str) -> Result<()> {
+        match self.deadline {
+            Some(at) if std::time::Instant::now() >= at => Err(MpcError::Protocol(format!(
+                "session deadline passed before {what}"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -70,6 +113,7 @@ impl Channel {
     }
 
     pub fn send(&mut self, payload: Vec<u8>) -> Result<()> {
+        self.check_deadline("sending")?;
         let len = payload.len() as u64;
         if len > u32::MAX as u64 {
             return Err(MpcError::Protocol(format!(
@@ -86,13 +130,24 @@ impl Channel {
         Ok(())
     }
 
-    /// Receives one message; `what` names it in errors.
-    pub fn recv(&mut self, what: &str) -> Result<Vec<u8>> {
+    /// Receives one message of the `expect`ed size; `what` names it in errors. The header is
+    /// checked against `expect` (and the channel's frame limit) before the payload is read.
+    pub fn recv(&mut self, what: &str, expect: Expect) -> Result<Vec<u8>> {
+        self.check_deadline(what)?;
         let (len, at) = self.transport.read_header(what)?;
         if len > self.max_frame {
             return Err(MpcError::Oversized {
                 len,
                 max: self.max_frame,
+            });
+        }
+        if !expect.admits(len) {
+            return Err(match expect {
+                Expect::AtMost(max) => MpcError::Oversized { len, max },
+                Expect::Exact(n) => MpcError::malformed(
+                    what,
+                    format!("frame announces {len} bytes, the protocol sends exactly {n}"),
+                ),
             });
         }
         let payload = self.transport.read_payload(len as usize, what)?;

@@ -4,21 +4,75 @@ use super::{Transport, HEADER};
 use crate::error::{MpcError, Result};
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct TcpTransport {
     r: BufReader<TcpStream>,
     w: BufWriter<TcpStream>,
+    /// Per-operation timeout: a peer that neither sends nor takes bytes for this long is dropped.
+    timeout: Duration,
+    /// The session deadline: reads and writes are cut at it, however the peer trickles bytes.
+    deadline: Option<Instant>,
 }
 
 impl TcpTransport {
-    /// Wraps a connected stream; a peer silent for `timeout` is an error.
+    /// Wraps a connected stream; a peer silent for `timeout` (reading) or not taking bytes for
+    /// `timeout` (writing) is an error.
     pub fn new(stream: TcpStream, timeout: Duration) -> Result<Self> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
         let r = BufReader::with_capacity(1 << 20, stream.try_clone()?);
         let w = BufWriter::with_capacity(1 << 20, stream);
-        Ok(TcpTransport { r, w })
+        Ok(TcpTransport {
+            r,
+            w,
+            timeout,
+            deadline: None,
+        })
+    }
+
+    /// The socket timeouts for the next operation: the per-operation timeout, shortened to what
+    /// is left of the session; an error once the deadline has passed.
+    fn arm(&mut self, context: &str) -> Result<()> {
+        let Some(at) = self.deadline else {
+            return Ok(());
+        };
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(MpcError::Protocol(format!(
+                "session deadline passed while {context}"
+            )));
+        }
+        let t = Some(self.timeout.min(left));
+        self.r.get_ref().set_read_timeout(t)?;
+        self.w.get_ref().set_write_timeout(t)?;
+        Ok(())
+    }
+
+    /// `read_exact` in pieces, re-arming the timeouts before each, so that a peer sending one
+    /// byte per timeout period still meets the session deadline.
+    fn read_all(&mut self, buf: &mut [u8], context: &str) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            self.arm(context)?;
+            match self.r.read(&mut buf[done..]) {
+                Ok(0) => {
+                    return Err(MpcError::Disconnected {
+                        context: format!("while reading {context}"),
+                    })
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if self.deadline.is_some_and(|at| Instant::now() >= at) => {
+                    return Err(MpcError::Protocol(format!(
+                        "session deadline passed while reading {context} ({e})"
+                    )))
+                }
+                Err(e) => return Err(read_err(e, context)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -38,6 +92,7 @@ fn read_err(e: std::io::Error, context: &str) -> MpcError {
 
 impl Transport for TcpTransport {
     fn write_frame(&mut self, at: u64, payload: Vec<u8>) -> Result<()> {
+        self.arm("sending")?;
         let wr = |w: &mut BufWriter<TcpStream>| -> std::io::Result<()> {
             w.write_all(&(payload.len() as u32).to_le_bytes())?;
             w.write_all(&at.to_le_bytes())?;
@@ -48,15 +103,20 @@ impl Transport for TcpTransport {
             ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => MpcError::Disconnected {
                 context: "while sending".into(),
             },
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                MpcError::Protocol("timed out sending: the peer does not take bytes".into())
+            }
             _ => MpcError::Io(e),
         })
     }
 
+    fn set_deadline(&mut self, at: Instant) {
+        self.deadline = Some(at);
+    }
+
     fn read_header(&mut self, context: &str) -> Result<(u64, u64)> {
         let mut h = [0u8; HEADER as usize];
-        self.r
-            .read_exact(&mut h)
-            .map_err(|e| read_err(e, context))?;
+        self.read_all(&mut h, context)?;
         Ok((
             u32::from_le_bytes(h[0..4].try_into().unwrap()) as u64,
             u64::from_le_bytes(h[4..12].try_into().unwrap()),
@@ -65,9 +125,7 @@ impl Transport for TcpTransport {
 
     fn read_payload(&mut self, len: usize, context: &str) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.r
-            .read_exact(&mut buf)
-            .map_err(|e| read_err(e, context))?;
+        self.read_all(&mut buf, context)?;
         Ok(buf)
     }
 }

@@ -3,13 +3,14 @@
 //! `B = bG + cA`; keys are `H(aB)`, `H(a(B - A))` for the sender and `H(bA)` for the receiver.
 
 use crate::error::{MpcError, Result};
-use crate::net::Channel;
-use crate::wire::{Reader, Writer};
+use crate::net::{Channel, Expect};
+use crate::wire::{bytes_bytes, Reader, Writer};
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConditionallySelectable};
 
 pub type Key = [u8; 32];
 
@@ -47,7 +48,10 @@ pub fn send<R: RngCore + CryptoRng>(
     let mut w = Writer::new();
     w.bytes(big_a.compress().as_bytes());
     ch.send(w.finish())?;
-    let msg = ch.recv("base OT: receiver points")?;
+    let msg = ch.recv(
+        "base OT: receiver points",
+        Expect::Exact(bytes_bytes(32 * n)),
+    )?;
     let mut r = Reader::new(&msg, "base OT: receiver points");
     let raw = r.bytes()?;
     r.end()?;
@@ -75,7 +79,7 @@ pub fn receive<R: RngCore + CryptoRng>(
     choices: &[bool],
     rng: &mut R,
 ) -> Result<Vec<Key>> {
-    let msg = ch.recv("base OT: sender point")?;
+    let msg = ch.recv("base OT: sender point", Expect::Exact(bytes_bytes(32)))?;
     let mut r = Reader::new(&msg, "base OT: sender point");
     let big_a = point(r.bytes()?, "base OT: sender point")?;
     r.end()?;
@@ -83,10 +87,10 @@ pub fn receive<R: RngCore + CryptoRng>(
     let mut pts = Vec::with_capacity(32 * choices.len());
     for (i, &c) in choices.iter().enumerate() {
         let b = random_scalar(rng);
-        let mut big_b = &b * RISTRETTO_BASEPOINT_TABLE;
-        if c {
-            big_b += big_a;
-        }
+        // The choice is a secret of the receiver (in IKNP, the server's `s`): select without a
+        // branch, both candidates computed.
+        let bg = &b * RISTRETTO_BASEPOINT_TABLE;
+        let big_b = RistrettoPoint::conditional_select(&bg, &(bg + big_a), Choice::from(c as u8));
         pts.extend_from_slice(big_b.compress().as_bytes());
         out.push(kdf(i, &big_a, &big_b, &(b * big_a)));
     }
@@ -127,14 +131,14 @@ mod tests {
     /// A receiver that sends the wrong number of points, or bytes that are not a point, is refused.
     #[test]
     fn bad_receiver_points_are_refused() {
-        for payload in [vec![0u8; 31], vec![0xffu8; 32 * 4]] {
+        for payload in [vec![0u8; 32 * 4 - 1], vec![0xffu8; 32 * 4]] {
             let (a, b) = mem::pair();
             let sender = std::thread::spawn(move || {
                 let mut ch = Channel::new(Box::new(a));
                 send(&mut ch, 4, &mut ChaCha12Rng::seed_from_u64(1))
             });
             let mut ch = Channel::new(Box::new(b));
-            ch.recv("sender point").unwrap();
+            ch.recv("sender point", Expect::Exact(40)).unwrap();
             let mut w = Writer::new();
             w.bytes(&payload);
             ch.send(w.finish()).unwrap();

@@ -9,9 +9,10 @@
 use super::base::{self, Key};
 use super::{transpose128, KAPPA};
 use crate::error::{MpcError, Result};
+use crate::gc::select;
 use crate::gc::FixedKeyHash;
-use crate::net::Channel;
-use crate::wire::{Block, Reader, Writer};
+use crate::net::{Channel, Expect};
+use crate::wire::{blocks_bytes, bytes_bytes, Block, Reader, Writer};
 use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
@@ -93,7 +94,10 @@ impl Sender {
     /// `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, m: usize, delta: Block) -> Result<Vec<Block>> {
         let mp = padded(m);
-        let msg = ch.recv("OT extension: matrix")?;
+        let msg = ch.recv(
+            "OT extension: matrix",
+            Expect::Exact(bytes_bytes(KAPPA * mp / 8)),
+        )?;
         let mut r = Reader::new(&msg, "OT extension: matrix");
         let u = r.bytes()?;
         r.end()?;
@@ -118,10 +122,10 @@ impl Sender {
                 let mut q = vec![0u8; KAPPA * cb];
                 for (i, col) in q.chunks_mut(cb).enumerate() {
                     expand(&keys[i], word, col);
-                    if s >> i & 1 == 1 {
-                        for (x, y) in col.iter_mut().zip(&u[i * cb..(i + 1) * cb]) {
-                            *x ^= y;
-                        }
+                    // q_i = G(k_i) ^ s_i u_i, without a branch on the secret bit s_i.
+                    let m = 0u8.wrapping_sub((s >> i & 1) as u8);
+                    for (x, y) in col.iter_mut().zip(&u[i * cb..(i + 1) * cb]) {
+                        *x ^= y & m;
                     }
                 }
                 transpose_chunk(&q, cb, zero);
@@ -189,16 +193,15 @@ impl Receiver {
                 hash.hash_slice(rows, chunk_start(base, c));
             });
         ch.send(msg)?;
-        let reply = ch.recv("OT extension: corrections")?;
+        let reply = ch.recv("OT extension: corrections", Expect::Exact(blocks_bytes(m)))?;
         let mut rd = Reader::new(&reply, "OT extension: corrections");
-        let corr = rd.blocks()?;
+        let corr = rd.blocks_n(m, "corrections")?;
         rd.end()?;
-        rd.expect_len(&corr, m, "corrections")?;
         Ok(rows
             .iter()
             .zip(&corr)
             .zip(choices)
-            .map(|((&h, &c), &b)| if b { h ^ c } else { h })
+            .map(|((&h, &c), &b)| h ^ select(b, c))
             .collect())
     }
 }

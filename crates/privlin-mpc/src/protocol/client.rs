@@ -1,16 +1,18 @@
 //! The client: holds the input, evaluates the garbled circuits, learns the logits.
 
+use super::argmax::{self, ArgmaxDims, Tables};
 use super::linear::{Dealer, LinearOffline};
+use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
 use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
 use crate::gc::circuit::bits;
 use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::model::{value_scales, Arch, Op, QuantModel};
-use crate::net::Channel;
+use crate::net::{Channel, Expect};
 use crate::ot::iknp;
 use crate::ring::Ring;
-use crate::wire::{Block, Reader, Writer};
+use crate::wire::{blocks_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use std::collections::HashMap;
@@ -19,9 +21,10 @@ use std::time::Instant;
 /// The result of one private inference, as the client sees it.
 #[derive(Debug, Clone)]
 pub struct Inference {
-    /// Logits in the ring, at the output scale.
-    pub raw: Vec<u64>,
-    pub logits: Vec<f64>,
+    /// Logits in the ring, at the output scale ([`OutputMode::Logits`] only).
+    pub raw: Option<Vec<u64>>,
+    /// Decoded logits ([`OutputMode::Logits`] only).
+    pub logits: Option<Vec<f64>>,
     pub class: usize,
     pub offline_s: f64,
     pub online_s: f64,
@@ -37,6 +40,8 @@ struct Offline {
     out: Vec<u64>,
     /// Per site: client input labels, tables, first gate.
     sites: HashMap<usize, (Vec<Block>, Vec<Block>, u64)>,
+    /// Class output: the client's input labels, the tables and decoding bits, first gate.
+    argmax: Option<(Vec<Block>, Tables, u64)>,
 }
 
 pub struct Client {
@@ -54,20 +59,22 @@ pub struct Client {
 impl Client {
     /// Reads and validates the server's hello and runs the base OTs; weight layers' offline
     /// correlations from the [`Dealer`].
-    pub fn connect(ch: Channel, seed: Option<u64>) -> Result<Self> {
-        Self::connect_with(ch, seed, Box::new(Dealer))
+    pub fn connect(ch: Channel, opts: &Options) -> Result<Self> {
+        Self::connect_with(ch, opts, Box::new(Dealer))
     }
 
     /// [`Client::connect`] with another offline backend for the weight layers; it must be the
-    /// one the server announces.
+    /// one the server announces. The hello is read with a bound ([`MAX_HELLO_BYTES`]), and the
+    /// architecture it announces is checked against `opts.limits` (elements, active ReLUs,
+    /// offline material, MACs) and the wrap-failure bound before anything is sized from it.
     pub fn connect_with(
         mut ch: Channel,
-        seed: Option<u64>,
+        opts: &Options,
         linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
-        let mut rng = super::party_rng(seed);
+        let mut rng = opts.randomness.rng(Party::Client);
         ch.phase("setup");
-        let hello = Hello::decode(&ch.recv("hello")?)?;
+        let hello = Hello::decode(&ch.recv("hello", Expect::AtMost(MAX_HELLO_BYTES))?)?;
         if hello.offline != linear.label() {
             return Err(MpcError::Protocol(format!(
                 "the server computes weight layers' offline correlations with `{}`, this client with `{}`",
@@ -77,6 +84,8 @@ impl Client {
         }
         let scales = value_scales(&hello.arch, &hello.ring)
             .map_err(|e| MpcError::malformed("hello", e.to_string()))?;
+        Footprint::of(&hello.arch, &hello.ring)?.check(&opts.limits)?;
+        check_wrap(&hello.arch, &hello.ring, opts.max_wrap_log2)?;
         let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
         Ok(Client {
             hello,
@@ -130,11 +139,17 @@ impl Client {
         self.ch.send(vec![CMD_INFER])?;
         let off = self.offline()?;
         let t1 = Instant::now();
-        let raw = self.online(x, off.0)?;
+        let (raw, class) = self.online(x, off.0)?;
         let online_s = t1.elapsed().as_secs_f64();
         let scale = *self.scales.last().unwrap();
-        let logits: Vec<f64> = raw.iter().map(|&v| ring.decode(v, scale)).collect();
-        let class = crate::plain::argmax(&logits);
+        let logits: Option<Vec<f64>> = raw
+            .as_ref()
+            .map(|r| r.iter().map(|&v| ring.decode(v, scale)).collect());
+        let class = match (&logits, class) {
+            (Some(l), _) => crate::plain::argmax(l),
+            (None, Some(c)) => c,
+            (None, None) => 0, // a single class
+        };
         Ok(Inference {
             raw,
             logits,
@@ -204,11 +219,13 @@ impl Client {
                             out[p as usize] = r;
                         }
                         let labels = self.ot.extend(&mut self.ch, &choices)?;
-                        let msg = self.ch.recv("garbled tables")?;
+                        let msg = self.ch.recv(
+                            "garbled tables",
+                            Expect::Exact(blocks_bytes(d.n * 2 * d.ands)),
+                        )?;
                         let mut rd = Reader::new(&msg, "garbled tables");
-                        let tables = rd.blocks()?;
+                        let tables = rd.blocks_n(d.n * 2 * d.ands, "tables")?;
                         rd.end()?;
-                        rd.expect_len(&tables, d.n * 2 * d.ands, "tables")?;
                         sites.insert(i, (labels, tables, self.gate));
                         self.gate += (d.n * d.ands) as u64;
                     }
@@ -221,10 +238,34 @@ impl Client {
             cs.push(out);
         }
         let out = cs.pop().unwrap();
-        Ok((Offline { r0, out, sites }, shares))
+        let mut argmax = None;
+        if self.hello.output == OutputMode::Class {
+            if let Some(d) = ArgmaxDims::new(arch.json.classes, &ring) {
+                self.ch.phase("offline/argmax");
+                let choices: Vec<bool> = out.iter().flat_map(|&v| bits(v, d.l)).collect();
+                let labels = self.ot.extend(&mut self.ch, &choices)?;
+                let msg = self.ch.recv(
+                    "argmax tables",
+                    Expect::Exact(Tables::size(d.ands, d.index_bits)),
+                )?;
+                let t = Tables::decode(&msg, d.ands, d.index_bits)?;
+                argmax = Some((labels, t, self.gate));
+                self.gate += d.ands as u64;
+            }
+        }
+        Ok((
+            Offline {
+                r0,
+                out,
+                sites,
+                argmax,
+            },
+            shares,
+        ))
     }
 
-    fn online(&mut self, x: &[u64], mut off: Offline) -> Result<Vec<u64>> {
+    /// Returns the logits ([`OutputMode::Logits`]) or the class ([`OutputMode::Class`]).
+    fn online(&mut self, x: &[u64], mut off: Offline) -> Result<(Option<Vec<u64>>, Option<usize>)> {
         let arch = self.hello.arch.clone();
         let ring = self.ring();
         self.ch.phase("online/input");
@@ -247,26 +288,46 @@ impl Client {
                     self.scales[*input] - ring.frac,
                 );
                 self.ch.phase(format!("online/{}", op_label(&arch, i)));
-                let msg = self.ch.recv("server labels")?;
+                let msg = self
+                    .ch
+                    .recv("server labels", Expect::Exact(blocks_bytes(d.n * d.w)))?;
                 let mut r = Reader::new(&msg, "server labels");
-                let lab_s = r.blocks()?;
+                let lab_s = r.blocks_n(d.n * d.w, "labels")?;
                 r.end()?;
-                r.expect_len(&lab_s, d.n * d.w, "labels")?;
                 let bits = relu::evaluate(&self.hash, gate0, &d, &lab_s, &lab_c, &tables);
                 let mut w = Writer::with_capacity(bits.len() / 8 + 16);
                 w.bits(&bits);
                 self.ch.send(w.finish())?;
             }
         }
+        if self.hello.output == OutputMode::Class {
+            let Some((lab_c, tables, gate0)) = off.argmax else {
+                return Ok((None, None));
+            };
+            let d = ArgmaxDims::new(arch.json.classes, &ring).expect("two or more classes");
+            self.ch.phase("online/argmax");
+            let msg = self
+                .ch
+                .recv("argmax labels", Expect::Exact(blocks_bytes(d.input_bits())))?;
+            let mut r = Reader::new(&msg, "argmax labels");
+            let lab_s = r.blocks_n(d.input_bits(), "labels")?;
+            r.end()?;
+            let class = argmax::evaluate(&self.hash, gate0, &d, &lab_s, &lab_c, &tables)?;
+            return Ok((None, Some(class)));
+        }
         self.ch.phase("online/output");
-        let msg = self.ch.recv("output share")?;
+        let n = off.out.len();
+        let msg = self
+            .ch
+            .recv("output share", Expect::Exact(ring_vec_bytes(n, ring.bits)))?;
         let mut r = Reader::new(&msg, "output share");
-        let s = r.ring_vec(ring.bits)?;
+        let s = r.ring_vec_n(ring.bits, n, "logits")?;
         r.end()?;
-        r.expect_len(&s, off.out.len(), "logits")?;
-        Ok(s.iter()
+        let raw = s
+            .iter()
             .zip(&off.out)
             .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
-            .collect())
+            .collect();
+        Ok((Some(raw), None))
     }
 }

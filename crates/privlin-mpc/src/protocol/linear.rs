@@ -10,9 +10,9 @@
 use crate::error::Result;
 use crate::linalg;
 use crate::model::{Arch, QuantModel};
-use crate::net::Channel;
+use crate::net::{Channel, Expect};
 use crate::ring::Ring;
-use crate::wire::{Reader, Writer};
+use crate::wire::{ring_vec_bytes, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 
@@ -60,11 +60,14 @@ impl LinearOffline for Dealer {
         let mut w = Writer::new();
         w.ring_vec(v_c, ring.bits);
         ch.send(w.finish())?;
-        let msg = ch.recv("dealer: correlation")?;
+        let n = arch.numel(op + 1);
+        let msg = ch.recv(
+            "dealer: correlation",
+            Expect::Exact(ring_vec_bytes(n, ring.bits)),
+        )?;
         let mut r = Reader::new(&msg, "dealer: correlation");
-        let out = r.ring_vec(ring.bits)?;
+        let out = r.ring_vec_n(ring.bits, n, "W v - s")?;
         r.end()?;
-        r.expect_len(&out, arch.numel(op + 1), "W v - s")?;
         Ok(out)
     }
 
@@ -78,11 +81,14 @@ impl LinearOffline for Dealer {
         let arch = &model.arch;
         let ring = &model.ring;
         let input = arch.ops()[op].inputs()[0];
-        let msg = ch.recv("dealer: client mask")?;
+        let n = arch.numel(input);
+        let msg = ch.recv(
+            "dealer: client mask",
+            Expect::Exact(ring_vec_bytes(n, ring.bits)),
+        )?;
         let mut r = Reader::new(&msg, "dealer: client mask");
-        let v = r.ring_vec(ring.bits)?;
+        let v = r.ring_vec_n(ring.bits, n, "client mask")?;
         r.end()?;
-        r.expect_len(&v, arch.numel(input), "client mask")?;
         let s: Vec<u64> = (0..arch.numel(op + 1))
             .map(|_| ring.reduce(rng.gen()))
             .collect();

@@ -12,14 +12,19 @@
 //! (`W v_S + b + s`) and, at each site, sends the labels of its share's low `w` bits; the client
 //! evaluates and returns the permute bit of each output wire, which only the server can decode
 //! into its new share `ReLU(y) >> f - r'`. Identity positions are truncated locally by each
-//! party. At the end the server sends its share of the logits.
+//! party. At the end the client learns the class through a garbled argmax over the logits'
+//! shares ([`argmax`], the default [`OutputMode::Class`]), or the server sends its share of the
+//! logits ([`OutputMode::Logits`]).
 
+pub mod argmax;
 pub mod client;
 pub mod linear;
+pub mod policy;
 pub mod relu;
 pub mod server;
 
 pub use client::{Client, Inference};
+pub use policy::{Limits, Options, OutputMode, Randomness};
 pub use server::Server;
 
 use crate::error::{MpcError, Result};
@@ -27,25 +32,17 @@ use crate::model::{Arch, Op};
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
 
-const MAGIC: &[u8] = b"privlin-pi/1";
-
-/// A party's randomness: seeded for reproducible measurements, from the OS otherwise.
-pub(crate) fn party_rng(seed: Option<u64>) -> rand_chacha::ChaCha12Rng {
-    use rand::SeedableRng;
-    match seed {
-        Some(s) => rand_chacha::ChaCha12Rng::seed_from_u64(s),
-        None => rand_chacha::ChaCha12Rng::from_entropy(),
-    }
-}
+const MAGIC: &[u8] = b"privlin-pi/2";
 /// Client commands.
 pub(crate) const CMD_INFER: u8 = 1;
 pub(crate) const CMD_BYE: u8 = 0;
 
-/// What the server announces: ring, offline mode, architecture and active positions.
+/// What the server announces: ring, offline mode, output mode, architecture and active positions.
 #[derive(Debug, Clone)]
 pub struct Hello {
     pub ring: Ring,
     pub offline: String,
+    pub output: OutputMode,
     pub arch: Arch,
 }
 
@@ -57,6 +54,7 @@ impl Hello {
             .u32(self.ring.frac)
             .u32(self.ring.gc_bits)
             .bytes(self.offline.as_bytes())
+            .u8(self.output.code())
             .bytes(&self.arch.to_bytes());
         w.finish()
     }
@@ -65,7 +63,7 @@ impl Hello {
         let what = "hello";
         let mut r = Reader::new(buf, what);
         if r.bytes()? != MAGIC {
-            return Err(MpcError::malformed(what, "not a privlin-pi/1 server"));
+            return Err(MpcError::malformed(what, "not a privlin-pi/2 server"));
         }
         let ring = Ring {
             bits: r.u32()?,
@@ -76,11 +74,15 @@ impl Hello {
             .map_err(|e| MpcError::malformed(what, e.to_string()))?;
         let offline = String::from_utf8(r.bytes()?.to_vec())
             .map_err(|_| MpcError::malformed(what, "offline mode is not UTF-8"))?;
+        let code = r.u8()?;
+        let output = OutputMode::from_code(code)
+            .ok_or_else(|| MpcError::malformed(what, format!("unknown output mode {code}")))?;
         let arch = Arch::from_bytes(r.bytes()?)?;
         r.end()?;
         Ok(Hello {
             ring,
             offline,
+            output,
             arch,
         })
     }

@@ -1,14 +1,16 @@
 //! The server: holds the fixed-point model, garbles, evaluates weight layers on its shares.
 
+use super::argmax::{self, ArgmaxDims};
 use super::linear::{Dealer, LinearOffline};
+use super::policy::{check_wrap, Options, OutputMode, Party};
 use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
 use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::model::{Op, QuantModel};
-use crate::net::Channel;
+use crate::net::{Channel, Expect};
 use crate::ot::iknp;
-use crate::wire::{Block, Reader, Writer};
+use crate::wire::{bits_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use std::collections::HashMap;
@@ -19,6 +21,8 @@ struct Offline {
     s: HashMap<usize, Vec<u64>>,
     /// Per site: zero-labels of the server's input bits and decoding bits.
     sites: HashMap<usize, (Vec<Block>, Vec<bool>, u64)>,
+    /// Class output: zero-labels of the server's logit-share bits.
+    argmax: Option<Vec<Block>>,
 }
 
 pub struct Server {
@@ -30,13 +34,15 @@ pub struct Server {
     delta: Block,
     hash: FixedKeyHash,
     gate: u64,
+    output: OutputMode,
 }
 
 impl Server {
-    /// Sends the hello (architecture, ring) and runs the base OTs; weight layers' offline
-    /// correlations from the [`Dealer`].
-    pub fn start(model: QuantModel, ch: Channel, seed: Option<u64>) -> Result<Self> {
-        Self::start_with(model, ch, seed, Box::new(Dealer))
+    /// Sends the hello (architecture, ring, output mode) and runs the base OTs; weight layers'
+    /// offline correlations from the [`Dealer`]. Refuses a ring at which local truncation fails
+    /// too often for the model ([`check_wrap`]) before anything is sent.
+    pub fn start(model: QuantModel, ch: Channel, opts: &Options) -> Result<Self> {
+        Self::start_with(model, ch, opts, Box::new(Dealer))
     }
 
     /// [`Server::start`] with another offline backend for the weight layers (e.g. homomorphic
@@ -44,14 +50,16 @@ impl Server {
     pub fn start_with(
         model: QuantModel,
         mut ch: Channel,
-        seed: Option<u64>,
+        opts: &Options,
         linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
-        let mut rng = super::party_rng(seed);
+        check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
+        let mut rng = opts.randomness.rng(Party::Server);
         ch.phase("setup");
         let hello = Hello {
             ring: model.ring,
             offline: linear.label().to_string(),
+            output: opts.output,
             arch: model.arch.clone(),
         };
         ch.send(hello.encode())?;
@@ -66,6 +74,7 @@ impl Server {
             delta,
             hash: FixedKeyHash::new(0),
             gate: 0,
+            output: opts.output,
         })
     }
 
@@ -85,7 +94,7 @@ impl Server {
     /// Serves one inference; `false` when the client closed the session.
     pub fn serve_one(&mut self) -> Result<bool> {
         self.ch.phase("offline/command");
-        let msg = self.ch.recv("command")?;
+        let msg = self.ch.recv("command", Expect::Exact(1))?;
         match msg.as_slice() {
             [CMD_INFER] => {}
             [CMD_BYE] => return Ok(false),
@@ -107,6 +116,7 @@ impl Server {
         let mut off = Offline {
             s: HashMap::new(),
             sites: HashMap::new(),
+            argmax: None,
         };
         for (i, op) in arch.ops().iter().enumerate() {
             match op {
@@ -143,6 +153,17 @@ impl Server {
                 _ => {}
             }
         }
+        if self.output == OutputMode::Class {
+            if let Some(d) = ArgmaxDims::new(arch.json.classes, &ring) {
+                self.ch.phase("offline/argmax");
+                let zero_c = self.ot.extend(&mut self.ch, d.input_bits(), self.delta)?;
+                let zero_s: Vec<Block> = (0..d.input_bits()).map(|_| self.rng.gen()).collect();
+                let t = argmax::garble(&self.hash, self.delta, self.gate, &d, &zero_s, &zero_c);
+                self.gate += d.ands as u64;
+                self.ch.send(t.encode())?;
+                off.argmax = Some(zero_s);
+            }
+        }
         Ok(off)
     }
 
@@ -150,11 +171,13 @@ impl Server {
         let arch = self.model.arch.clone();
         let ring = self.model.ring;
         self.ch.phase("online/input");
-        let msg = self.ch.recv("masked input")?;
+        let n0 = arch.numel(0);
+        let msg = self
+            .ch
+            .recv("masked input", Expect::Exact(ring_vec_bytes(n0, ring.bits)))?;
         let mut r = Reader::new(&msg, "masked input");
-        let x = r.ring_vec(ring.bits)?;
+        let x = r.ring_vec_n(ring.bits, n0, "input")?;
         r.end()?;
-        r.expect_len(&x, arch.numel(0), "input")?;
         let mut vals: Vec<Vec<u64>> = vec![x];
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
@@ -214,11 +237,12 @@ impl Server {
                         let mut w = Writer::with_capacity(labels.len() * 16 + 16);
                         w.blocks(&labels);
                         self.ch.send(w.finish())?;
-                        let msg = self.ch.recv("circuit outputs")?;
+                        let msg = self
+                            .ch
+                            .recv("circuit outputs", Expect::Exact(bits_bytes(d.n * d.l)))?;
                         let mut r = Reader::new(&msg, "circuit outputs");
-                        let bits = r.bits()?;
+                        let bits = r.bits_n(d.n * d.l, "output bits")?;
                         r.end()?;
-                        r.expect_len(&bits, d.n * d.l, "output bits")?;
                         for (&p, v) in active.iter().zip(relu::decode(&bits, &decode, d.l)) {
                             out[p as usize] = v;
                         }
@@ -228,9 +252,23 @@ impl Server {
             };
             vals.push(out);
         }
-        self.ch.phase("online/output");
-        let mut w = Writer::new();
-        w.ring_vec(vals.last().unwrap(), ring.bits);
-        self.ch.send(w.finish())
+        let logits = vals.last().unwrap();
+        match (self.output, off.argmax) {
+            (OutputMode::Class, Some(zero_s)) => {
+                // The labels of the server's logit shares; the client decodes only the class.
+                self.ch.phase("online/argmax");
+                let labels = relu::encode(&zero_s, self.delta, logits, ring.bits as usize);
+                let mut w = Writer::with_capacity(labels.len() * 16 + 16);
+                w.blocks(&labels);
+                self.ch.send(w.finish())
+            }
+            (OutputMode::Class, None) => Ok(()), // one class: nothing to reveal
+            (OutputMode::Logits, _) => {
+                self.ch.phase("online/output");
+                let mut w = Writer::new();
+                w.ring_vec(logits, ring.bits);
+                self.ch.send(w.finish())
+            }
+        }
     }
 }

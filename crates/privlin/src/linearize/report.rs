@@ -165,13 +165,15 @@ pub fn private_inference(s: &mut String, p: &PiReport) {
     let _ = writeln!(
         s,
         "Two-party inference (DELPHI-style: garbled circuits for the active ReLUs only, identity \
-         positions truncated locally) of {} test images, ring l = {}, f = {}, w = {}; {}; on {} ({} \
-         threads per party), {}. Export: `{}`.\n",
+         positions truncated locally) of {} test images, ring l = {}, f = {}, w = {}; {}; {}; \
+         output: {}; on {} ({} threads per party), {}. Export: `{}`.\n",
         p.images,
         p.ring.bits,
         p.ring.frac,
         p.ring.gc_bits,
         p.offline_linear,
+        p.randomness,
+        p.output,
         p.machine,
         p.threads,
         p.network,

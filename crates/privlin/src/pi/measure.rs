@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::Profile;
+use privlin_mpc::protocol::{Options, OutputMode};
 use privlin_mpc::{bench, plain, QuantModel, Ring};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -34,8 +35,13 @@ pub struct PiConfig {
     pub gc_bits: u32,
     /// Threads per party (0: half the cores, as both parties share the machine).
     pub threads: usize,
-    /// Seed of both parties' randomness (masks, labels, OT).
-    pub seed: u64,
+    /// Public seed of both parties' randomness (masks, labels, OT): the stage runs both parties
+    /// in one process to *measure*, and repeats exactly; a seeded session is not private, and
+    /// `pi.json` and the report say so.
+    #[serde(alias = "seed")]
+    pub insecure_seed: u64,
+    /// What the client learns: `class` (garbled argmax, the default) or `logits`.
+    pub output: String,
 }
 
 impl Default for PiConfig {
@@ -47,7 +53,8 @@ impl Default for PiConfig {
             frac: r.frac,
             gc_bits: r.gc_bits,
             threads: 0,
-            seed: 0,
+            insecure_seed: 0,
+            output: OutputMode::Class.name().into(),
         }
     }
 }
@@ -57,9 +64,19 @@ impl PiConfig {
         Ring::new(self.ring_bits, self.frac, self.gc_bits).context("[pi] ring")
     }
 
+    pub fn output(&self) -> Result<OutputMode> {
+        OutputMode::by_name(&self.output).context("[pi] output")
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.ring()?;
+        self.output()?;
         Ok(())
+    }
+
+    /// The sessions' options: seeded (measurement only), with the configured output.
+    pub fn options(&self) -> Result<Options> {
+        Ok(Options::insecure_seeded(self.insecure_seed).with_output(self.output()?))
     }
 }
 
@@ -112,6 +129,12 @@ pub struct PiReport {
     pub threads: usize,
     /// Where the weight layers' offline correlations came from.
     pub offline_linear: String,
+    /// Where both parties' randomness came from (seeded: not private).
+    #[serde(default)]
+    pub randomness: String,
+    /// What the client learned.
+    #[serde(default)]
+    pub output: String,
     pub network: String,
     pub ring: Ring,
     pub images: usize,
@@ -137,8 +160,8 @@ pub struct PiReport {
 }
 
 /// Traffic and predicted time of `arch` under every network, from the calibration `cal`.
-fn summarize(arch: &Arch, ring: &Ring, cal: &Calibration) -> Cost {
-    let (on, off, on_c, off_c) = cost::totals(arch, ring, cal);
+fn summarize(arch: &Arch, ring: &Ring, output: OutputMode, cal: &Calibration) -> Cost {
+    let (on, off, on_c, off_c) = cost::totals(arch, ring, output, cal);
     let mut predicted = vec![Predicted {
         network: "compute and hand-over only (no network delay)".into(),
         online_s: cost::phase_seconds(on_c, &on, None, cal),
@@ -166,16 +189,19 @@ fn summarize(arch: &Arch, ring: &Ring, cal: &Calibration) -> Cost {
 pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     let t0 = Instant::now();
     let ring = cfg.ring()?;
+    let opts = cfg.options()?;
     if cfg.images == 0 {
         bail!("[pi] images = 0: no image to classify");
     }
     let (model, spec, masks) = load_with_masks(ckpt, tch::Device::Cpu)?;
     let name = ckpt.display().to_string();
     let file = export(&model, masks.as_ref(), &spec.normalization, &name)?;
-    file.save(out)
-        .with_context(|| format!("writing the export to {}", out.display()))?;
     let qm = QuantModel::new(&file, ring)
         .with_context(|| format!("{name}: encoding the weights in the ring"))?;
+    privlin_mpc::protocol::policy::check_wrap(&qm.arch, &ring, opts.max_wrap_log2)
+        .with_context(|| format!("[pi] ring for {name}"))?;
+    file.save(out)
+        .with_context(|| format!("writing the export to {}", out.display()))?;
     let shape = file.arch.json.input_shape;
     let images = test_images(
         &spec.data,
@@ -214,12 +240,12 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         .expect("template")
         .progress_chars("=> "),
     );
-    let session = bench::session_with_progress(&qm, &enc, None, threads, cfg.seed, &mut |k| {
+    let session = bench::session_with_progress(&qm, &enc, None, threads, &opts, &mut |k| {
         pb.set_position(k as u64)
     })?;
     pb.finish_and_clear();
     // The cost model rebuilds the message sequence from the architecture: it must match the meter.
-    cost::check_traffic(&session.client, &qm.arch, &ring)?;
+    cost::check_traffic(&session.client, &qm.arch, &ring, opts.output)?;
     let cal = bench::calibrate_for(&qm, threads);
     let all_relu = export(&model, None, &spec.normalization, &name)?;
     let labels: Vec<i64> = images.iter().map(|(l, _)| *l).collect();
@@ -231,6 +257,8 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         machine: bench::machine(),
         threads,
         offline_linear: privlin_mpc::protocol::linear::DEALER_LABEL.into(),
+        randomness: opts.randomness.label(),
+        output: opts.output.label().into(),
         network: "two threads of one process over an in-memory channel, unshaped".into(),
         ring,
         images: n,
@@ -248,9 +276,9 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         gc_overflows,
         online_s: infs.iter().map(|i| i.online_s).sum::<f64>() / n as f64,
         offline_s: infs.iter().map(|i| i.offline_s).sum::<f64>() / n as f64,
-        partial: summarize(&qm.arch, &ring, &cal),
-        all_relu: summarize(&all_relu.arch, &ring, &cal),
-        layers: cost::layer_costs(&qm.arch, &ring, &cal)
+        partial: summarize(&qm.arch, &ring, opts.output, &cal),
+        all_relu: summarize(&all_relu.arch, &ring, opts.output, &cal),
+        layers: cost::layer_costs(&qm.arch, &ring, opts.output, &cal)
             .into_iter()
             .map(|c| LayerRow {
                 label: c.label,

@@ -1,0 +1,284 @@
+//! What a session allows: where its randomness comes from, what the client learns at the end,
+//! how much a peer's announced architecture may make this party allocate, and how likely a local
+//! truncation may fail (docs/private-inference.md, "Security argument").
+
+use crate::error::{MpcError, Result};
+use crate::model::{value_scales, Arch, Op};
+use crate::ring::Ring;
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where a party's randomness comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Randomness {
+    /// The operating system's generator: the only mode in which the protocol is private.
+    Os,
+    /// ChaCha12 streams derived from a *public* seed, so that tests and benchmarks repeat
+    /// exactly. Anyone who knows the seed knows every mask: the session is not private, and
+    /// every report produced with it says so ([`Randomness::label`]).
+    InsecureSeeded(u64),
+}
+
+/// Which party draws from a [`Randomness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Server,
+    Client,
+}
+
+impl Randomness {
+    /// A party's generator. Seeded streams are `SHA-256("privlin-insecure-seed" || seed ||
+    /// party)`: distinct per party for every seed (no `seed + 1`, which overflowed at
+    /// `u64::MAX` and made a server's stream another session's client stream).
+    pub fn rng(&self, party: Party) -> ChaCha12Rng {
+        match self {
+            Randomness::Os => ChaCha12Rng::from_entropy(),
+            Randomness::InsecureSeeded(seed) => {
+                let mut h = Sha256::new();
+                h.update(b"privlin-insecure-seed");
+                h.update(seed.to_le_bytes());
+                h.update([party as u8]);
+                ChaCha12Rng::from_seed(h.finalize().into())
+            }
+        }
+    }
+
+    pub fn is_insecure(&self) -> bool {
+        matches!(self, Randomness::InsecureSeeded(_))
+    }
+
+    /// What reports print next to every figure measured with this randomness.
+    pub fn label(&self) -> String {
+        match self {
+            Randomness::Os => "operating-system randomness".into(),
+            Randomness::InsecureSeeded(s) => format!(
+                "INSECURE seeded randomness (public seed {s}; reproducible measurement, not private)"
+            ),
+        }
+    }
+}
+
+/// What the client learns at the end of an inference. The server chooses; the hello announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// Only the class: a garbled argmax over the logits' shares (`protocol::argmax`). The
+    /// identity positions' local-truncation carries reach the client only through the class.
+    #[default]
+    Class,
+    /// The logits in the clear. With local truncation at identity positions, repeated queries of
+    /// one input let the client regress low bits of pre-activations and weights of the layers
+    /// after the last active site out of the logits (docs/private-inference.md): a measurement
+    /// and testing mode.
+    Logits,
+}
+
+impl OutputMode {
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "class" => Ok(OutputMode::Class),
+            "logits" => Ok(OutputMode::Logits),
+            other => Err(MpcError::Params(format!(
+                "unknown output mode `{other}` (class, logits)"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutputMode::Class => "class",
+            OutputMode::Logits => "logits",
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            OutputMode::Class => "class only (garbled argmax)",
+            OutputMode::Logits => {
+                "logits (reveals low bits of pre-activations over repeated queries; measurement mode)"
+            }
+        }
+    }
+
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            OutputMode::Class => 1,
+            OutputMode::Logits => 2,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(OutputMode::Class),
+            2 => Some(OutputMode::Logits),
+            _ => None,
+        }
+    }
+}
+
+/// The largest hello a client reads (the architecture JSON and the active indices).
+pub const MAX_HELLO_BYTES: u64 = 16 << 20;
+
+/// Bounds on what a peer's architecture may make this party allocate or compute, checked on the
+/// hello before any buffer is sized from it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Ring elements of all values of one inference together (each party keeps them all).
+    pub max_elements: u64,
+    /// Active ReLUs of the model.
+    pub max_active: u64,
+    /// Bytes of offline material the client holds per inference (its input labels and the
+    /// garbled tables of every active ReLU).
+    pub max_offline_bytes: u64,
+    /// Multiply-accumulates of the weight layers.
+    pub max_macs: u64,
+}
+
+impl Default for Limits {
+    /// Room for a full-width ResNet-50 on 224 x 224 images with every ReLU active (about 10 M
+    /// ReLUs, 4 G MACs) on a machine with tens of GiB.
+    fn default() -> Self {
+        Limits {
+            max_elements: 1 << 28,
+            max_active: 1 << 24,
+            max_offline_bytes: 64 << 30,
+            max_macs: 1 << 36,
+        }
+    }
+}
+
+/// What one inference of `arch` costs a party, as [`Limits`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Footprint {
+    pub elements: u64,
+    pub active: u64,
+    pub offline_bytes: u64,
+    pub macs: u64,
+}
+
+impl Footprint {
+    pub fn of(arch: &Arch, ring: &Ring) -> Result<Self> {
+        let scales = value_scales(arch, ring)?;
+        let mut f = Footprint {
+            elements: arch.numel(0) as u64,
+            active: 0,
+            offline_bytes: 0,
+            macs: 0,
+        };
+        for (i, op) in arch.ops().iter().enumerate() {
+            f.elements = f.elements.saturating_add(arch.numel(i + 1) as u64);
+            f.macs = f.macs.saturating_add(crate::cost::macs(arch, i));
+            if let Op::Relu { input, .. } = op {
+                let d =
+                    super::SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
+                f.active += d.n as u64;
+                let per = 16 * (d.client_bits() + 2 * d.ands) as u64;
+                f.offline_bytes = f.offline_bytes.saturating_add(d.n as u64 * per);
+            }
+        }
+        Ok(f)
+    }
+
+    /// Errors name the first bound the footprint exceeds.
+    pub fn check(&self, limits: &Limits) -> Result<()> {
+        let over = [
+            ("value elements", self.elements, limits.max_elements),
+            ("active ReLUs", self.active, limits.max_active),
+            (
+                "bytes of offline material",
+                self.offline_bytes,
+                limits.max_offline_bytes,
+            ),
+            ("MACs", self.macs, limits.max_macs),
+        ]
+        .into_iter()
+        .find(|(_, v, max)| v > max);
+        match over {
+            Some((what, v, max)) => Err(MpcError::Params(format!(
+                "the model needs {v} {what} per inference, above this party's limit of {max}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Statistical bound on the local truncation's wrap failure (SecureML Thm. 1): an identity
+/// position with `|y| < 2^k` at its scale fails (an error of about `2^(l - shift)`, which also
+/// tells the client `|y|` against its own share) with probability at most `2^(k + 1 - l)`. The
+/// public magnitude bound is the circuit width's, `k = w - 1` (active positions must satisfy it to
+/// be exact; the operator declares it for every site position). Returns `log2` of the union bound
+/// over the identity positions of one inference (`-inf` when none truncates).
+pub fn wrap_failure_log2(arch: &Arch, ring: &Ring) -> Result<f64> {
+    let scales = value_scales(arch, ring)?;
+    let mut positions = 0u64;
+    for (i, op) in arch.ops().iter().enumerate() {
+        if let Op::Relu { input, .. } = op {
+            if scales[*input] > ring.frac {
+                positions += (arch.numel(i + 1) - arch.active[&i].len()) as u64;
+            }
+        }
+    }
+    if positions == 0 {
+        return Ok(f64::NEG_INFINITY);
+    }
+    Ok((positions as f64).log2() + ring.gc_bits as f64 - ring.bits as f64)
+}
+
+/// Default largest `log2` of the per-inference wrap-failure bound a party accepts: at most one
+/// failed inference in 4,096. Cryptographically negligible bounds (`2^-40`) are out of reach for
+/// local truncation in a 64-bit ring on CIFAR-size models; docs/private-inference.md says what
+/// would reach them.
+pub const DEFAULT_MAX_WRAP_LOG2: f64 = -12.0;
+
+/// Refuses a ring at which local truncation fails too often for this model.
+pub fn check_wrap(arch: &Arch, ring: &Ring, max_log2: f64) -> Result<()> {
+    let p = wrap_failure_log2(arch, ring)?;
+    if p > max_log2 {
+        return Err(MpcError::Params(format!(
+            "ring l = {} with circuit width w = {} lets local truncation fail with probability up to \
+             2^{p:.1} per inference on this model, above the accepted 2^{max_log2:.0}; use a larger \
+             l or a smaller w",
+            ring.bits, ring.gc_bits
+        )));
+    }
+    Ok(())
+}
+
+/// A party's settings for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Options {
+    pub randomness: Randomness,
+    /// The server's choice of what the client learns (a client follows the hello).
+    pub output: OutputMode,
+    pub limits: Limits,
+    /// Largest accepted `log2` of [`wrap_failure_log2`].
+    pub max_wrap_log2: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            randomness: Randomness::Os,
+            output: OutputMode::Class,
+            limits: Limits::default(),
+            max_wrap_log2: DEFAULT_MAX_WRAP_LOG2,
+        }
+    }
+}
+
+impl Options {
+    /// Seeded, reproducible and **not private**: for tests and benchmarks.
+    pub fn insecure_seeded(seed: u64) -> Self {
+        Options {
+            randomness: Randomness::InsecureSeeded(seed),
+            ..Default::default()
+        }
+    }
+
+    pub fn with_output(mut self, output: OutputMode) -> Self {
+        self.output = output;
+        self
+    }
+}
