@@ -274,10 +274,10 @@ images = 4
         "--frac",
         "10",
         "--gc-bits",
-        "28",
+        "26",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("ring l = 56, f = 10, w = 28"), "{out}");
+    assert!(out.contains("ring l = 56, f = 10, w = 26"), "{out}");
     assert!(out_dir.join("pi.json").exists());
     // A ring whose local truncation would fail too often for this model is refused up front.
     let (ok, _, err) = privlin(&[
