@@ -340,3 +340,26 @@ fn session_deadline_cuts_a_trickling_peer() {
     drop(ch);
     trickler.join().unwrap();
 }
+
+/// A peer that stops taking bytes: the write times out instead of blocking the session forever.
+#[test]
+fn write_times_out_when_the_peer_reads_nothing() {
+    use std::time::{Duration, Instant};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let idle = std::thread::spawn(move || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        drop(s);
+    });
+    let (stream, _) = listener.accept().unwrap();
+    let t = privlin_mpc::net::tcp::TcpTransport::new(stream, Duration::from_millis(300)).unwrap();
+    let mut ch = Channel::new(Box::new(t));
+    let started = Instant::now();
+    let err = (0..64)
+        .find_map(|_| ch.send(vec![0u8; 16 << 20]).err())
+        .expect("the kernel buffers cannot take 1 GiB");
+    assert!(err.to_string().contains("timed out sending"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    idle.join().unwrap();
+}

@@ -282,3 +282,32 @@ impl Options {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::RngCore;
+
+    /// Seeded streams repeat, differ per party and per seed, and `u64::MAX` is a seed like any
+    /// other (the old `seed + 1` overflowed there).
+    #[test]
+    fn seeded_streams_are_per_party_and_reproducible() {
+        for seed in [0, 7, u64::MAX] {
+            let r = Randomness::InsecureSeeded(seed);
+            let (mut s, mut c) = (r.rng(Party::Server), r.rng(Party::Client));
+            let (a, b) = (s.next_u64(), c.next_u64());
+            assert_ne!(a, b);
+            assert_eq!(r.rng(Party::Server).next_u64(), a);
+            assert!(r.is_insecure() && r.label().contains("INSECURE"));
+        }
+        // Seed s's client is not seed s + 1's server.
+        let c0 = Randomness::InsecureSeeded(0).rng(Party::Client).next_u64();
+        let s1 = Randomness::InsecureSeeded(1).rng(Party::Server).next_u64();
+        assert_ne!(c0, s1);
+        assert!(!Randomness::Os.is_insecure());
+        assert_ne!(
+            Randomness::Os.rng(Party::Server).next_u64(),
+            Randomness::Os.rng(Party::Server).next_u64()
+        );
+    }
+}
