@@ -7,9 +7,12 @@ use privlin::budget::{allocate, Budget};
 use privlin::data::Loader;
 use privlin::importance::game::{Game, Oracle, TableOracle, UtilityTable};
 use privlin::importance::players::{players, Grouping, Player};
+use privlin::importance::shapley::antithetic::Antithetic;
 use privlin::importance::shapley::bandit::Bandit;
 use privlin::importance::shapley::exact::Exact;
+use privlin::importance::shapley::kernel::{KernelShap, Sampling};
 use privlin::importance::shapley::monte_carlo::MonteCarlo;
+use privlin::importance::shapley::stratified::Stratified;
 use privlin::importance::shapley::tree::{TreeTrimming, TrimTest};
 use privlin::importance::shapley::ShapleyEstimator;
 use privlin::importance::utility::ModelOracle;
@@ -21,7 +24,8 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct ImportanceArgs {
-    /// shapley-exact, shapley-tree, shapley-mc, shapley-bandit, senet, taylor-layer, uniform, proportional.
+    /// shapley-exact, shapley-tree, shapley-mc, shapley-bandit, shapley-kernel, shapley-leverage,
+    /// shapley-antithetic, shapley-stratified, senet, taylor-layer, uniform, proportional.
     #[arg(long)]
     method: String,
     /// Checkpoint directory of the trained all-ReLU model.
@@ -56,7 +60,8 @@ pub struct ImportanceArgs {
     /// Tree-trimming: test U(S) (section 3.1 text) instead of U(S u i) (Algorithm 1).
     #[arg(long)]
     trim_on_coalition: bool,
-    /// Tree-trimming: give up after this many distinct coalitions.
+    /// Cap on the distinct coalitions any Shapley estimator asks for: sampling estimators stop
+    /// before passing it, exact and tree-trimming give up with an explanation.
     #[arg(long, default_value_t = 200_000)]
     max_evaluations: usize,
     /// Exact: refuse games with more players than this.
@@ -83,6 +88,21 @@ pub struct ImportanceArgs {
     top_k: Option<usize>,
     #[arg(long, default_value_t = 2000)]
     max_samples: usize,
+    /// Kernel / leverage: coalitions to draw (a pair counts two).
+    #[arg(long, default_value_t = 2048)]
+    samples: usize,
+    /// Kernel / leverage: draw coalitions alone, not with their complements.
+    #[arg(long)]
+    unpaired: bool,
+    /// Kernel / leverage: bootstrap resamples for the standard errors.
+    #[arg(long, default_value_t = 200)]
+    bootstrap: usize,
+    /// Stratified: samples per (player, coalition size) stratum and round.
+    #[arg(long, default_value_t = 2)]
+    per_stratum: usize,
+    /// Stratified: rounds at most.
+    #[arg(long, default_value_t = 200)]
+    max_rounds: usize,
     /// SENet: parameter density of the global magnitude pruning.
     #[arg(long, default_value_t = 0.1)]
     density: f64,
@@ -122,6 +142,32 @@ fn estimator(m: Method, a: &ImportanceArgs) -> Option<Box<dyn ShapleyEstimator>>
             max_samples: a.max_samples,
             ..Bandit::default()
         }),
+        Method::ShapleyKernel | Method::ShapleyLeverage => Box::new(KernelShap {
+            seed: a.seed,
+            sampling: if m == Method::ShapleyKernel {
+                Sampling::Kernel
+            } else {
+                Sampling::Leverage
+            },
+            samples: a.samples,
+            paired: !a.unpaired,
+            bootstrap: a.bootstrap,
+            ..KernelShap::default()
+        }),
+        Method::ShapleyAntithetic => Box::new(Antithetic {
+            seed: a.seed,
+            min_pairs: a.min_permutations.div_ceil(2),
+            max_pairs: a.max_permutations.div_ceil(2),
+            target_stderr: a.target_stderr,
+            ..Antithetic::default()
+        }),
+        Method::ShapleyStratified => Box::new(Stratified {
+            seed: a.seed,
+            per_stratum: a.per_stratum,
+            max_rounds: a.max_rounds,
+            target_stderr: a.target_stderr,
+            ..Stratified::default()
+        }),
         _ => return None,
     })
 }
@@ -131,8 +177,10 @@ fn run_shapley(
     est: &dyn ShapleyEstimator,
     oracle: &mut dyn Oracle,
     cache: Option<&PathBuf>,
+    max_evaluations: usize,
 ) -> Result<Importance> {
     let mut game = Game::new(oracle);
+    game.set_cap(Some(max_evaluations));
     if let Some(p) = cache.filter(|p| p.exists()) {
         game.load_cache(&UtilityTable::load(p)?, p)?;
     }
@@ -140,6 +188,8 @@ fn run_shapley(
     let (values, stderr) = est.estimate(&mut game)?;
     let seconds = t0.elapsed().as_secs_f64();
     let n = game.n();
+    // U(N) and U(0) for the report, outside the estimator's cap.
+    game.set_cap(None);
     let (uf, ue) = (game.utility(game::full(n))?, game.utility(0)?);
     if let Some(p) = cache {
         privlin::io::atomic_write_json(p, &game.cache_table())?;
@@ -241,7 +291,12 @@ pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
         };
         let t = UtilityTable::load(table)?;
         let mut oracle = TableOracle::new(&t, &table.display().to_string())?;
-        run_shapley(est.as_ref(), &mut oracle, a.utility_cache.as_ref())?
+        run_shapley(
+            est.as_ref(),
+            &mut oracle,
+            a.utility_cache.as_ref(),
+            a.max_evaluations,
+        )?
     } else {
         let ckpt = a
             .ckpt
@@ -270,7 +325,12 @@ pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
             Some(est) => {
                 let mut oracle = ModelOracle::new(&model, ps.clone(), &loader);
                 oracle.show_progress = true;
-                let mut imp = run_shapley(est.as_ref(), &mut oracle, a.utility_cache.as_ref())?;
+                let mut imp = run_shapley(
+                    est.as_ref(),
+                    &mut oracle,
+                    a.utility_cache.as_ref(),
+                    a.max_evaluations,
+                )?;
                 imp.segments = Some((oracle.segments_run, oracle.segments_full));
                 imp
             }
@@ -354,10 +414,20 @@ pub fn print_importance(
         println!("utility set: {u}");
     }
     if let Some(p) = plot {
+        let shapley = imp.method.starts_with("shapley");
+        let y_desc = match (shapley, &imp.utility_set) {
+            (true, Some(_)) => "Shapley value (points of U = accuracy in %)",
+            (true, None) => "Shapley value (utility units)",
+            (false, _) => "importance (method's units)",
+        };
+        let title = match &imp.stderr {
+            Some(_) => format!("{} importance (whiskers: 1 standard error)", imp.method),
+            None => format!("{} importance", imp.method),
+        };
         privlin::plot::bars(
             p,
-            &format!("{} importance", imp.method),
-            "value",
+            &title,
+            y_desc,
             &imp.players,
             &imp.values,
             imp.stderr.as_deref(),
@@ -439,4 +509,132 @@ pub fn allocate_to(
         println!("plot: {}", p.display());
     }
     Ok(alloc)
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The reference game: {"players": [...], "utilities": {"0110": u, ...}} with every coalition.
+    #[arg(long)]
+    utility_table: PathBuf,
+    /// Sampling estimators to score, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "shapley-mc,shapley-antithetic,shapley-stratified,shapley-kernel,shapley-leverage"
+    )]
+    methods: Vec<String>,
+    /// Evaluation caps: counts (500) or shares of the 2^n coalitions (2%), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.5%,1%,2%,5%")]
+    caps: Vec<String>,
+    /// Seeds per point.
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Write every score as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw mean Pearson correlation against evaluations, one line per estimator, as SVG here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+pub fn run_score(a: ScoreArgs) -> Result<()> {
+    let table = UtilityTable::load(&a.utility_table)?;
+    let n = table.players.len();
+    let total = 1usize << n;
+    let caps = a
+        .caps
+        .iter()
+        .map(|c| {
+            let c = c.trim();
+            let v = match c.strip_suffix('%') {
+                Some(p) => p
+                    .parse::<f64>()
+                    .map(|p| (p / 100.0 * total as f64).round() as usize),
+                None => c.parse::<f64>().map(|v| v as usize),
+            };
+            match v {
+                Ok(v) if v >= 2 && v <= total => Ok(v),
+                _ => bail!("--caps `{c}`: expected a count in 2..={total} or a share such as 2%"),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let methods = a
+        .methods
+        .iter()
+        .map(|m| m.parse::<Method>())
+        .collect::<Result<Vec<_>>>()?;
+    let seeds: Vec<u64> = (0..a.seeds).collect();
+    println!(
+        "{} players, {} coalitions; exact values from the table; {} seeds per point",
+        n,
+        total,
+        seeds.len()
+    );
+    let (_, scores) =
+        privlin::importance::score::score(&table, &methods, &caps, &seeds, &mut |_| {})?;
+    println!(
+        "{:<20} {:>7} {:>8} {:>22} {:>22} {:>22}",
+        "method",
+        "cap",
+        "evals",
+        "Pearson mean [min,max]",
+        "Spearman mean [min,max]",
+        "max |err| mean [min,max]"
+    );
+    let stat = |v: Vec<f64>| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        (m, lo, hi)
+    };
+    let mut lines = Vec::new();
+    for m in &methods {
+        let mut pts = Vec::new();
+        for &cap in &caps {
+            let pick: Vec<&privlin::importance::score::Score> = scores
+                .iter()
+                .filter(|s| s.method == m.name() && s.cap == cap)
+                .collect();
+            if pick.is_empty() {
+                println!(
+                    "{:<20} {:>7} {:>8} (one step of this estimator needs more)",
+                    m.name(),
+                    cap,
+                    "-"
+                );
+                continue;
+            }
+            let ev = pick.iter().map(|s| s.evaluations).max().unwrap_or(0);
+            let p = stat(pick.iter().map(|s| s.pearson).collect());
+            let r = stat(pick.iter().map(|s| s.spearman).collect());
+            let e = stat(pick.iter().map(|s| s.max_abs_error).collect());
+            println!(
+                "{:<20} {:>7} {:>8} {:>8.4} [{:.4},{:.4}] {:>8.4} [{:.4},{:.4}] {:>8.4} [{:.4},{:.4}]",
+                m.name(), cap, ev, p.0, p.1, p.2, r.0, r.1, r.2, e.0, e.1, e.2
+            );
+            pts.push((cap as f64, p.0));
+        }
+        lines.push(privlin::plot::Line {
+            label: m.name().to_string(),
+            points: pts,
+        });
+    }
+    if let Some(p) = &a.json {
+        privlin::io::atomic_write_json(p, &scores)?;
+    }
+    if let Some(p) = &a.plot {
+        privlin::plot::pareto(
+            p,
+            &format!(
+                "Shapley estimators vs exact ({n} players, mean of {} seeds)",
+                seeds.len()
+            ),
+            "utility evaluations (cap, log scale)",
+            "Pearson correlation with exact values",
+            &lines,
+        )?;
+        println!("plot: {}", p.display());
+    }
+    Ok(())
 }

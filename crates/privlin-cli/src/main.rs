@@ -40,6 +40,9 @@ enum Command {
     Importance(importance::ImportanceArgs),
     /// Per-site ReLU budgets from importance.json and a total budget.
     Allocate(importance::AllocateArgs),
+    /// Score Shapley estimators against the exact values of a stored game (utility table):
+    /// Pearson, Spearman and max error vs utility evaluations, several seeds.
+    ShapleyScore(importance::ScoreArgs),
     /// Learn masks within a budget (gradproj, taylor, snl, senet) -> a partial-ReLU checkpoint.
     Linearize(linearize::LinearizeArgs),
     /// Fine-tune a partial-ReLU checkpoint with frozen masks (KL + CE + PRAM).
@@ -74,6 +77,7 @@ fn main() {
         Command::Info(a) => info::run(a),
         Command::Importance(a) => importance::run_importance(a),
         Command::Allocate(a) => importance::run_allocate(a),
+        Command::ShapleyScore(a) => importance::run_score(a),
         Command::Linearize(a) => linearize::run_linearize(a),
         Command::Finetune(a) => linearize::run_finetune(a),
         Command::Run(a) => pipeline::run(a, false),

@@ -76,6 +76,10 @@ fn importance_on_a_utility_table() {
         "shapley-tree",
         "shapley-mc",
         "shapley-bandit",
+        "shapley-kernel",
+        "shapley-leverage",
+        "shapley-antithetic",
+        "shapley-stratified",
     ] {
         let (ok, stdout, err) = privlin(&[
             "importance",
@@ -110,7 +114,11 @@ fn importance_on_a_utility_table() {
             .iter()
             .map(|x| x.as_f64().unwrap())
             .collect();
-        let tol = if method.ends_with("exact") || method.ends_with("tree") {
+        // The regression estimators enumerate all 6 proper coalitions of 3 players: exact.
+        let tol = if ["exact", "tree", "kernel", "leverage"]
+            .iter()
+            .any(|m| method.ends_with(m))
+        {
             1e-9
         } else {
             0.1
@@ -355,4 +363,52 @@ fn run_pipeline_resumes_and_sweep_collects() {
         let svg = std::fs::read_to_string(run.join(f)).unwrap();
         assert!(svg.contains("<svg") && svg.contains("relupruner"), "{f}");
     }
+}
+
+/// `privlin shapley-score`: every sampling estimator scored against the exact values of a table,
+/// at caps given as counts or shares; a cap outside the game is refused.
+#[test]
+fn shapley_score_on_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = glove_table(dir.path());
+    let json = dir.path().join("score.json");
+    let svg = dir.path().join("score.svg");
+    let (ok, out, err) = privlin(&[
+        "shapley-score",
+        "--utility-table",
+        table.to_str().unwrap(),
+        "--caps",
+        "6,100%",
+        "--seeds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("shapley-leverage") && out.contains("Pearson"),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let scores = v.as_array().unwrap();
+    assert!(scores
+        .iter()
+        .all(|s| s["evaluations"].as_u64().unwrap() <= s["cap"].as_u64().unwrap()));
+    // With every coalition allowed, the regression estimators are exact.
+    assert!(scores
+        .iter()
+        .filter(|s| s["cap"] == 8 && s["method"] == "shapley-kernel")
+        .all(|s| s["max_abs_error"].as_f64().unwrap() < 1e-9));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let (ok, _, err) = privlin(&[
+        "shapley-score",
+        "--utility-table",
+        table.to_str().unwrap(),
+        "--caps",
+        "9",
+    ]);
+    assert!(!ok && err.contains("--caps `9`"), "{err}");
 }

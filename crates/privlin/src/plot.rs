@@ -10,6 +10,16 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plot: {e:?}")
 }
 
+/// A tick value as a person writes it: integers without a decimal point (`16000`, not
+/// `16000.0`), others with at most three decimals and no trailing zeros.
+pub fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{:.0}", v);
+    }
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Draw `labels` rotated, hanging down from the backend points `at` (one per label) below the
 /// x axis (the mesh's own rotated labels are centred on the axis line).
 fn hang_labels<DB: DrawingBackend>(
@@ -68,14 +78,17 @@ pub fn bar_chart(
     }
     let pad = 0.05 * (hi - lo).max(1e-9);
     let w = (160 + 34 * labels.len()).max(640) as u32;
+    // Room below the axis for the longest rotated label (about 6.5 px per character at 11 pt).
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let label_area = (20 + 13 * longest / 2).clamp(110, 240) as u32;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (w, 440)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (w, 330 + label_area)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
-            .x_label_area_size(110)
+            .x_label_area_size(label_area)
             .y_label_area_size(80)
             // A segmented range `0..k` has k + 1 slots: one slot per label needs `0..n - 1`.
             .build_cartesian_2d(
@@ -87,6 +100,7 @@ pub fn bar_chart(
             .configure_mesh()
             .disable_x_mesh()
             .y_desc(y_desc)
+            .y_label_formatter(&tick)
             // Tick marks only: the names are drawn below (`x_labels(0)` makes plotters loop).
             .x_labels(labels.len())
             .x_label_formatter(&|_| String::new())
@@ -170,7 +184,8 @@ pub fn bars(
     bar_chart(path, title, y_desc, labels, &[s])
 }
 
-/// Per-site budget (filled) against capacity (outline).
+/// Per-site budgets as the share of each site's capacity they keep (a linear axis of counts
+/// hides a 2 % budget beside its capacity); each label carries the counts, `name (kept / capacity)`.
 pub fn budget_vs_capacity(
     path: &Path,
     title: &str,
@@ -178,25 +193,30 @@ pub fn budget_vs_capacity(
     budget: &[i64],
     capacity: &[i64],
 ) -> Result<()> {
-    let b: Vec<f64> = budget.iter().map(|&v| v as f64).collect();
-    let c: Vec<f64> = capacity.iter().map(|&v| v as f64).collect();
-    let series = [
-        BarSeries {
-            values: &c,
-            errors: None,
-            color: BLACK,
-            filled: false,
-            label: Some("capacity"),
-        },
-        BarSeries {
-            values: &b,
-            errors: None,
-            color: RED,
-            filled: true,
-            label: Some("budget"),
-        },
-    ];
-    bar_chart(path, title, "ReLUs", labels, &series)
+    let share: Vec<f64> = budget
+        .iter()
+        .zip(capacity)
+        .map(|(&b, &c)| 100.0 * b as f64 / c.max(1) as f64)
+        .collect();
+    let labels: Vec<String> = labels
+        .iter()
+        .zip(budget.iter().zip(capacity))
+        .map(|(l, (b, c))| format!("{l} ({b} / {c})"))
+        .collect();
+    let series = [BarSeries {
+        values: &share,
+        errors: None,
+        color: RED,
+        filled: true,
+        label: None,
+    }];
+    bar_chart(
+        path,
+        title,
+        "ReLUs kept, % of the site's capacity",
+        &labels,
+        &series,
+    )
 }
 
 /// A palette for line series (colour-blind friendly Tableau-like colours).
@@ -239,7 +259,7 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
     // powers of ten only).
     let lg = |x: f64| x.max(1e-9).log10();
     let (x0, x1) = (lg(x0) - 0.18, lg(x1) + 0.18);
-    let pad = (0.05 * (y1 - y0)).max(0.5);
+    let pad = (0.05 * (y1 - y0)).max(0.01 * y1.abs().max(1e-3));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (760, 500)).into_drawing_area();
@@ -364,4 +384,15 @@ pub fn lines_over_labels(
         root.present().map_err(err)?;
     }
     crate::io::atomic_write_bytes(path, svg.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ticks_read_like_numbers() {
+        assert_eq!(super::tick(&16000.0), "16000");
+        assert_eq!(super::tick(&2.5), "2.5");
+        assert_eq!(super::tick(&0.125), "0.125");
+        assert_eq!(super::tick(&-3.0), "-3");
+    }
 }

@@ -1,9 +1,12 @@
 //! Shapley estimators on games with known values, and budget allocation.
 use privlin::budget::{allocate, Budget};
 use privlin::importance::game::{full, Game, TableOracle, UtilityTable};
+use privlin::importance::shapley::antithetic::Antithetic;
 use privlin::importance::shapley::bandit::Bandit;
 use privlin::importance::shapley::exact::Exact;
+use privlin::importance::shapley::kernel::KernelShap;
 use privlin::importance::shapley::monte_carlo::MonteCarlo;
+use privlin::importance::shapley::stratified::Stratified;
 use privlin::importance::shapley::tree::{TreeTrimming, TrimTest};
 use privlin::importance::shapley::ShapleyEstimator;
 use privlin::importance::{Importance, PlayerSite};
@@ -275,4 +278,209 @@ fn budgets_parse() {
         .unwrap_err()
         .to_string()
         .contains("`lots`"));
+}
+
+/// Games with known values: additive, glove (left gloves 0..4, right 4..9), weighted voting and
+/// pairwise interactions, each with `n = 9` players.
+fn known_games() -> Vec<(&'static str, TableOracle, Vec<f64>)> {
+    let n = 9;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let a: Vec<f64> = (0..n).map(|_| rng.gen_range(-5.0..20.0)).collect();
+    let b: Vec<Vec<f64>> = (0..n)
+        .map(|_| (0..n).map(|_| rng.gen_range(-3.0..6.0)).collect())
+        .collect();
+    let b = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| if i == j { 0.0 } else { b[i.min(j)][i.max(j)] })
+                .collect()
+        })
+        .collect::<Vec<Vec<f64>>>();
+    let w = [4.0, 3.0, 3.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0];
+    let additive = {
+        let a = a.clone();
+        TableOracle::from_fn(names(n), move |c| {
+            (0..n).filter(|i| c >> i & 1 == 1).map(|i| a[i]).sum()
+        })
+    };
+    let pairwise = {
+        let (a, b) = (a.clone(), b.clone());
+        TableOracle::from_fn(names(n), move |c| {
+            let m: Vec<usize> = (0..n).filter(|i| c >> i & 1 == 1).collect();
+            let pairs: f64 = m
+                .iter()
+                .flat_map(|&i| m.iter().filter(move |&&j| j > i).map(move |&j| (i, j)))
+                .map(|(i, j)| b[i][j])
+                .sum();
+            m.iter().map(|&i| a[i]).sum::<f64>() + pairs
+        })
+    };
+    let pair_values: Vec<f64> = (0..n)
+        .map(|i| a[i] + b[i].iter().sum::<f64>() / 2.0)
+        .collect();
+    let mut glove = TableOracle::from_fn(names(n), |c| {
+        10.0 * count(c, &[0, 1, 2, 3]).min(count(c, &[4, 5, 6, 7, 8])) as f64
+    });
+    let glove_values = run(&Exact::default(), &mut glove).0;
+    let mut voting = TableOracle::from_fn(names(n), move |c| {
+        let s: f64 = (0..n).filter(|i| c >> i & 1 == 1).map(|i| w[i]).sum();
+        if s >= 10.0 {
+            100.0
+        } else {
+            0.0
+        }
+    });
+    let voting_values = run(&Exact::default(), &mut voting).0;
+    vec![
+        ("additive", additive, a),
+        ("glove", glove, glove_values),
+        ("voting", voting, voting_values),
+        ("pairwise", pairwise, pair_values),
+    ]
+}
+
+fn sampling_estimators(seed: u64) -> Vec<Box<dyn ShapleyEstimator>> {
+    vec![
+        Box::new(KernelShap {
+            seed,
+            samples: 300,
+            ..KernelShap::default()
+        }),
+        Box::new(KernelShap {
+            seed,
+            samples: 300,
+            ..KernelShap::leverage()
+        }),
+        Box::new(Antithetic {
+            seed,
+            target_stderr: 0.5,
+            max_pairs: 4000,
+            ..Antithetic::default()
+        }),
+        Box::new(Stratified {
+            seed,
+            target_stderr: 0.5,
+            ..Stratified::default()
+        }),
+    ]
+}
+
+/// Every new estimator comes within four of its reported standard errors of the known values,
+/// with the efficiency axiom exact for the regression estimators; exact games (additive) are
+/// recovered exactly by those that can (zero variance).
+#[test]
+fn new_estimators_come_within_their_reported_error_on_known_games() {
+    for (game, mut oracle, truth) in known_games() {
+        let total = {
+            let mut g = Game::new(&mut oracle);
+            g.utility(full(9)).unwrap() - g.utility(0).unwrap()
+        };
+        for est in sampling_estimators(3) {
+            let (v, se, evals) = run(est.as_ref(), &mut oracle);
+            let se = se.expect("standard errors");
+            for i in 0..9 {
+                assert!(
+                    (v[i] - truth[i]).abs() <= 4.0 * se[i] + 1e-6,
+                    "{} on {game}: player {i}: {} vs {} (se {})",
+                    est.name(),
+                    v[i],
+                    truth[i],
+                    se[i]
+                );
+            }
+            if est.name().starts_with("shapley-kernel") || est.name() == "shapley-leverage" {
+                assert!(
+                    (v.iter().sum::<f64>() - total).abs() < 1e-6,
+                    "{} efficiency",
+                    est.name()
+                );
+                assert!(evals <= 302, "{}: {evals}", est.name());
+            }
+            if game == "additive" && est.name() != "shapley-stratified" {
+                close(&v, &truth, 1e-6);
+            }
+        }
+    }
+}
+
+/// KernelSHAP over every proper coalition with the exact kernel weights is the exact solution.
+#[test]
+fn kernel_shap_with_all_coalitions_is_exact() {
+    for seed in [1, 2] {
+        let mut g = random_game(8, seed);
+        let exact = run(&Exact::default(), &mut g).0;
+        for est in [
+            KernelShap {
+                samples: 254,
+                ..KernelShap::default()
+            },
+            KernelShap {
+                samples: 1000,
+                ..KernelShap::leverage()
+            },
+        ] {
+            let (v, _, evals) = run(&est, &mut g);
+            close(&v, &exact, 1e-8);
+            assert_eq!(evals, 256);
+        }
+    }
+}
+
+/// The same seed gives the same values; another seed other ones.
+#[test]
+fn new_estimators_are_deterministic_for_a_seed() {
+    let mut g = random_game(10, 5);
+    for (a, b) in sampling_estimators(11).iter().zip(sampling_estimators(11)) {
+        assert_eq!(
+            run(a.as_ref(), &mut g).0,
+            run(b.as_ref(), &mut g).0,
+            "{}",
+            a.name()
+        );
+    }
+    for (a, b) in sampling_estimators(11).iter().zip(sampling_estimators(12)) {
+        assert_ne!(
+            run(a.as_ref(), &mut g).0,
+            run(b.as_ref(), &mut g).0,
+            "{}",
+            a.name()
+        );
+    }
+}
+
+/// `--max-evaluations`: sampling estimators stop within it; exact refuses with a clear error.
+#[test]
+fn evaluation_cap_holds() {
+    let mut oracle = random_game(10, 6);
+    let capped = |est: &dyn ShapleyEstimator, oracle: &mut TableOracle, cap: usize| {
+        let mut g = Game::new(oracle);
+        g.set_cap(Some(cap));
+        let r = est.estimate(&mut g).map(|(v, _)| v);
+        (r, g.evaluations())
+    };
+    let mut ests = sampling_estimators(2);
+    ests.push(Box::new(MonteCarlo {
+        seed: 2,
+        truncation: 0.0,
+        ..MonteCarlo::default()
+    }));
+    for est in &ests {
+        let cap = if est.name() == "shapley-stratified" {
+            1000
+        } else {
+            250
+        };
+        let (r, evals) = capped(est.as_ref(), &mut oracle, cap);
+        assert!(r.is_ok(), "{}: {:?}", est.name(), r.err());
+        assert!(
+            evals <= cap && evals > cap / 3,
+            "{}: {evals} of {cap}",
+            est.name()
+        );
+    }
+    let (r, _) = capped(&Exact { max_players: 20 }, &mut oracle, 100);
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("--max-evaluations = 100"), "{err}");
+    let (r, _) = capped(&Stratified::default(), &mut oracle, 50);
+    assert!(r.unwrap_err().to_string().contains("--max-evaluations"));
 }

@@ -52,6 +52,8 @@ pub struct Game<'a> {
     cache: HashMap<Coalition, f64>,
     queried: HashSet<Coalition>,
     computed: usize,
+    /// At most this many distinct coalitions may be asked for (`--max-evaluations`).
+    cap: Option<usize>,
 }
 
 impl<'a> Game<'a> {
@@ -61,7 +63,33 @@ impl<'a> Game<'a> {
             cache: HashMap::new(),
             queried: HashSet::new(),
             computed: 0,
+            cap: None,
         }
+    }
+
+    /// Caps the distinct coalitions an estimator may ask for: sampling estimators stop before a
+    /// round that would pass it ([`Game::fits`]); a query that passes it anyway is an error.
+    pub fn set_cap(&mut self, cap: Option<usize>) {
+        self.cap = cap;
+    }
+
+    pub fn cap(&self) -> Option<usize> {
+        self.cap
+    }
+
+    /// Whether asking for `coalitions` keeps the distinct queries within the cap.
+    pub fn fits(&self, coalitions: &[Coalition]) -> bool {
+        let Some(cap) = self.cap else {
+            return true;
+        };
+        let mut new: Vec<Coalition> = coalitions
+            .iter()
+            .copied()
+            .filter(|c| !self.queried.contains(c))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        self.queried.len() + new.len() <= cap
     }
 
     pub fn n(&self) -> usize {
@@ -74,6 +102,14 @@ impl<'a> Game<'a> {
 
     /// Utilities of `coalitions` (duplicates allowed), computing the missing ones in one call.
     pub fn utilities(&mut self, coalitions: &[Coalition]) -> Result<Vec<f64>> {
+        if !self.fits(coalitions) {
+            bail!(
+                "the estimator asked for more than --max-evaluations = {} distinct coalitions \
+                 ({} asked so far): raise the cap or use a sampling estimator, which stops at it",
+                self.cap.unwrap_or(0),
+                self.queried.len()
+            );
+        }
         let mut missing: Vec<Coalition> = coalitions
             .iter()
             .copied()

@@ -3,6 +3,7 @@
 
 pub mod game;
 pub mod players;
+pub mod score;
 pub mod senet;
 pub mod shapley;
 pub mod taylor_layer;
@@ -19,6 +20,10 @@ pub enum Method {
     ShapleyTree,
     ShapleyMc,
     ShapleyBandit,
+    ShapleyKernel,
+    ShapleyLeverage,
+    ShapleyAntithetic,
+    ShapleyStratified,
     Senet,
     TaylorLayer,
     Uniform,
@@ -27,7 +32,8 @@ pub enum Method {
 
 impl Method {
     pub const NAMES: &'static str =
-        "shapley-exact, shapley-tree, shapley-mc, shapley-bandit, senet, taylor-layer, uniform, proportional";
+        "shapley-exact, shapley-tree, shapley-mc, shapley-bandit, shapley-kernel, shapley-leverage, \
+         shapley-antithetic, shapley-stratified, senet, taylor-layer, uniform, proportional";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +41,10 @@ impl Method {
             Method::ShapleyTree => "shapley-tree",
             Method::ShapleyMc => "shapley-mc",
             Method::ShapleyBandit => "shapley-bandit",
+            Method::ShapleyKernel => "shapley-kernel",
+            Method::ShapleyLeverage => "shapley-leverage",
+            Method::ShapleyAntithetic => "shapley-antithetic",
+            Method::ShapleyStratified => "shapley-stratified",
             Method::Senet => "senet",
             Method::TaylorLayer => "taylor-layer",
             Method::Uniform => "uniform",
@@ -45,7 +55,14 @@ impl Method {
     pub fn is_shapley(self) -> bool {
         matches!(
             self,
-            Method::ShapleyExact | Method::ShapleyTree | Method::ShapleyMc | Method::ShapleyBandit
+            Method::ShapleyExact
+                | Method::ShapleyTree
+                | Method::ShapleyMc
+                | Method::ShapleyBandit
+                | Method::ShapleyKernel
+                | Method::ShapleyLeverage
+                | Method::ShapleyAntithetic
+                | Method::ShapleyStratified
         )
     }
 }
@@ -58,6 +75,10 @@ impl FromStr for Method {
             "shapley-tree" | "tree" | "privshap" => Method::ShapleyTree,
             "shapley-mc" | "mc" => Method::ShapleyMc,
             "shapley-bandit" | "bandit" | "mab" => Method::ShapleyBandit,
+            "shapley-kernel" | "kernelshap" => Method::ShapleyKernel,
+            "shapley-leverage" | "leverageshap" => Method::ShapleyLeverage,
+            "shapley-antithetic" => Method::ShapleyAntithetic,
+            "shapley-stratified" => Method::ShapleyStratified,
             "senet" => Method::Senet,
             "taylor-layer" | "relupruner" => Method::TaylorLayer,
             "uniform" => Method::Uniform,

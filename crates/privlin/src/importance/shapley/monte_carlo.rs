@@ -67,6 +67,22 @@ impl ShapleyEstimator for MonteCarlo {
                     p
                 })
                 .collect();
+            // --max-evaluations: stop before a round whose prefixes could pass it.
+            let prefixes: Vec<u64> = perms
+                .iter()
+                .flat_map(|p| {
+                    p.iter().scan(0u64, |c, &i| {
+                        *c |= 1 << i;
+                        Some(*c)
+                    })
+                })
+                .collect();
+            if !game.fits(&prefixes) {
+                if t == 0 {
+                    anyhow::bail!("--max-evaluations leaves no room for one round of permutations");
+                }
+                break;
+            }
             let mut coal = vec![0u64; r];
             let mut prev = vec![u_empty; r];
             let mut done = vec![false; r];
