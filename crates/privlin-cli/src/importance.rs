@@ -15,7 +15,7 @@ use privlin::importance::shapley::monte_carlo::MonteCarlo;
 use privlin::importance::shapley::stratified::Stratified;
 use privlin::importance::shapley::tree::{TreeTrimming, TrimTest};
 use privlin::importance::shapley::ShapleyEstimator;
-use privlin::importance::utility::ModelOracle;
+use privlin::importance::utility::{ModelOracle, UtilityKind};
 use privlin::importance::{game, senet, taylor_layer, Importance, Method, PlayerSite};
 use privlin::nn::Model;
 use privlin::train::load_model;
@@ -49,6 +49,14 @@ pub struct ImportanceArgs {
     /// Images in the utility set (stratified subset; 0: all).
     #[arg(long, default_value_t = 2000)]
     utility_size: usize,
+    /// Utility of a coalition: accuracy (percent, PrivShap), ce (-cross-entropy, nats) or kl
+    /// (-KL to the all-ReLU model, nats).
+    #[arg(long, default_value = "accuracy")]
+    utility: String,
+    /// Adaptive image count: a coalition takes batches of the utility set until the standard
+    /// error of its utility is at most this (0: every image).
+    #[arg(long, default_value_t = 0.0)]
+    utility_stderr: f64,
     /// Load utilities cached by earlier runs from this file and save the cache back to it.
     #[arg(long)]
     utility_cache: Option<PathBuf>,
@@ -178,11 +186,22 @@ fn run_shapley(
     oracle: &mut dyn Oracle,
     cache: Option<&PathBuf>,
     max_evaluations: usize,
+    utility: Option<UtilityKind>,
 ) -> Result<Importance> {
     let mut game = Game::new(oracle);
     game.set_cap(Some(max_evaluations));
     if let Some(p) = cache.filter(|p| p.exists()) {
-        game.load_cache(&UtilityTable::load(p)?, p)?;
+        let t = UtilityTable::load(p)?;
+        let (have, want) = (t.utility.as_deref(), utility.map(|u| u.name()));
+        if have.is_some() && have != want {
+            bail!(
+                "utility cache {}: its utilities measure `{}`, this run `{}`: use another cache file",
+                p.display(),
+                have.unwrap_or("?"),
+                want.unwrap_or("a table game")
+            );
+        }
+        game.load_cache(&t, p)?;
     }
     let t0 = Instant::now();
     let (values, stderr) = est.estimate(&mut game)?;
@@ -192,7 +211,9 @@ fn run_shapley(
     game.set_cap(None);
     let (uf, ue) = (game.utility(game::full(n))?, game.utility(0)?);
     if let Some(p) = cache {
-        privlin::io::atomic_write_json(p, &game.cache_table())?;
+        let mut t = game.cache_table();
+        t.utility = utility.map(|u| u.name().to_string());
+        privlin::io::atomic_write_json(p, &t)?;
     }
     Ok(Importance {
         stderr,
@@ -296,6 +317,7 @@ pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
             &mut oracle,
             a.utility_cache.as_ref(),
             a.max_evaluations,
+            None,
         )?
     } else {
         let ckpt = a
@@ -306,6 +328,13 @@ pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
             a.rt.device.as_deref().unwrap_or("auto"),
             a.rt.threads.unwrap_or(0),
         )?;
+        let utility: UtilityKind = a.utility.parse()?;
+        if a.utility_stderr.is_nan() || a.utility_stderr < 0.0 {
+            bail!(
+                "--utility-stderr {} must be 0 or positive",
+                a.utility_stderr
+            );
+        }
         let (model, spec) = load_model(&ckpt, device)?;
         let grouping: Grouping = a.players.parse()?;
         let ps = players(&model, grouping)?;
@@ -323,15 +352,27 @@ pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
         }
         let mut imp = match estimator(method, a) {
             Some(est) => {
-                let mut oracle = ModelOracle::new(&model, ps.clone(), &loader);
+                let mut oracle = ModelOracle::new(&model, ps.clone(), &loader)
+                    .with_utility(utility)
+                    .with_target_stderr(Some(a.utility_stderr));
                 oracle.show_progress = true;
                 let mut imp = run_shapley(
                     est.as_ref(),
                     &mut oracle,
                     a.utility_cache.as_ref(),
                     a.max_evaluations,
+                    Some(utility),
                 )?;
                 imp.segments = Some((oracle.segments_run, oracle.segments_full));
+                if let serde_json::Value::Object(m) = &mut imp.params {
+                    m.insert("utility".into(), serde_json::json!(utility.name()));
+                    m.insert("utility_unit".into(), serde_json::json!(utility.unit()));
+                    m.insert("utility_stderr".into(), serde_json::json!(a.utility_stderr));
+                    m.insert(
+                        "images_run".into(),
+                        serde_json::json!([oracle.images_run, oracle.images_full]),
+                    );
+                }
                 imp
             }
             None => {
@@ -415,10 +456,15 @@ pub fn print_importance(
     }
     if let Some(p) = plot {
         let shapley = imp.method.starts_with("shapley");
+        let unit = imp
+            .params
+            .get("utility_unit")
+            .and_then(|u| u.as_str())
+            .unwrap_or("accuracy in %");
         let y_desc = match (shapley, &imp.utility_set) {
-            (true, Some(_)) => "Shapley value (points of U = accuracy in %)",
-            (true, None) => "Shapley value (utility units)",
-            (false, _) => "importance (method's units)",
+            (true, Some(_)) => format!("Shapley value (points of U = {unit})"),
+            (true, None) => "Shapley value (utility units)".into(),
+            (false, _) => "importance (method's units)".into(),
         };
         let title = match &imp.stderr {
             Some(_) => format!("{} importance (whiskers: 1 standard error)", imp.method),
@@ -427,7 +473,7 @@ pub fn print_importance(
         privlin::plot::bars(
             p,
             &title,
-            y_desc,
+            &y_desc,
             &imp.players,
             &imp.values,
             imp.stderr.as_deref(),

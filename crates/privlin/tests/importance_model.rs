@@ -4,7 +4,7 @@ use privlin::importance::game::{full, Game, Oracle};
 use privlin::importance::players::{players, site_keep, Grouping};
 use privlin::importance::shapley::exact::Exact;
 use privlin::importance::shapley::ShapleyEstimator;
-use privlin::importance::utility::ModelOracle;
+use privlin::importance::utility::{ModelOracle, UtilityKind};
 use privlin::importance::{senet, taylor_layer};
 use privlin::nn::{Convention, MaskSet, Model, ModelSpec};
 use tch::{Device, Kind};
@@ -110,4 +110,91 @@ fn senet_and_taylor_scores_are_finite_and_informative() {
     let t = taylor_layer::layer_importance(&m, &ps, &l, 2).unwrap();
     assert!(t.iter().all(|v| v.is_finite() && *v > 0.0), "{t:?}");
     assert!(senet::sensitivity(&m, &ps, 1.5).is_err());
+}
+
+/// The smooth utilities are what their definitions say on a plain masked evaluation: mean
+/// log-probability of the label (-CE), and minus the mean KL from the all-ReLU model's
+/// predictions (zero for the full coalition).
+#[test]
+fn smooth_utilities_match_their_definitions() {
+    let (m, l) = setup("resnet9", Convention::ALL);
+    let ps = players(&m, Grouping::Sites).unwrap();
+    let coalitions: Vec<u64> = vec![0, full(8), 0b1010_1010, 0b0000_1111];
+    let ce = ModelOracle::new(&m, ps.clone(), &l)
+        .with_utility(UtilityKind::NegCrossEntropy)
+        .evaluate(&coalitions)
+        .unwrap();
+    let kl = ModelOracle::new(&m, ps.clone(), &l)
+        .with_utility(UtilityKind::NegKl)
+        .evaluate(&coalitions)
+        .unwrap();
+    for (i, c) in coalitions.iter().enumerate() {
+        let masks = MaskSet::coalition(&site_keep(&m, &ps, *c));
+        let (mut lp, mut kls, mut n) = (0.0, 0.0, 0.0);
+        tch::no_grad(|| {
+            for b in l.epoch(0) {
+                let s = m
+                    .forward_masked(&b.images, false, &masks)
+                    .log_softmax(-1, Kind::Double);
+                let t = m.forward(&b.images, false).log_softmax(-1, Kind::Double);
+                lp += s
+                    .gather(1, &b.labels.unsqueeze(1), false)
+                    .sum(Kind::Double)
+                    .double_value(&[]);
+                kls += (t.exp() * (&t - &s)).sum(Kind::Double).double_value(&[]);
+                n += b.labels.size()[0] as f64;
+            }
+        });
+        assert!(
+            (ce[i] - lp / n).abs() < 1e-4,
+            "ce {c:b}: {} vs {}",
+            ce[i],
+            lp / n
+        );
+        assert!(
+            (kl[i] + kls / n).abs() < 1e-4,
+            "kl {c:b}: {} vs {}",
+            kl[i],
+            -kls / n
+        );
+        assert!(kl[i] <= 1e-6);
+    }
+    assert!(
+        kl[1].abs() < 1e-6,
+        "the full coalition is the all-ReLU model"
+    );
+    assert!(kl[0] < kl[1] && ce[0] != ce[1]);
+}
+
+/// Adaptive image count: with a loose target every coalition stops after the two-batch minimum
+/// (and equals the utility of those two batches); with a target of zero it takes every image.
+#[test]
+fn adaptive_image_count_stops_when_the_stderr_allows() {
+    let (m, l) = setup("resnet9", Convention::ALL);
+    let ps = players(&m, Grouping::Sites).unwrap();
+    let coalitions: Vec<u64> = vec![0, full(8), 0b1010_1010];
+    let mut loose = ModelOracle::new(&m, ps.clone(), &l).with_target_stderr(Some(1e9));
+    let u = loose.evaluate(&coalitions).unwrap();
+    assert_eq!(loose.images_run, 3 * 50, "two batches of 25 per coalition");
+    assert_eq!(loose.images_full, 3 * 60);
+    let mut all = ModelOracle::new(&m, ps.clone(), &l).with_target_stderr(Some(0.0));
+    all.evaluate(&coalitions).unwrap();
+    assert_eq!(all.images_run, 3 * 60);
+    for (c, u) in coalitions.iter().zip(&u) {
+        let masks = MaskSet::coalition(&site_keep(&m, &ps, *c));
+        let hits: i64 = tch::no_grad(|| {
+            l.epoch(0)
+                .take(2)
+                .map(|b| {
+                    m.forward_masked(&b.images, false, &masks)
+                        .argmax(-1, false)
+                        .eq_tensor(&b.labels)
+                        .to_kind(Kind::Int64)
+                        .sum(Kind::Int64)
+                        .int64_value(&[])
+                })
+                .sum()
+        });
+        assert!((u - 100.0 * hits as f64 / 50.0).abs() < 1e-9, "{c:b}: {u}");
+    }
 }

@@ -154,6 +154,7 @@ impl<'a> Game<'a> {
     pub fn cache_table(&self) -> UtilityTable {
         let n = self.n();
         UtilityTable {
+            utility: None,
             players: self.players(),
             utilities: self
                 .cache
@@ -188,6 +189,10 @@ impl<'a> Game<'a> {
 pub struct UtilityTable {
     pub players: Vec<String>,
     pub utilities: BTreeMap<String, f64>,
+    /// What the utilities measure (`accuracy`, `ce`, `kl`), where a model game saved them: a
+    /// cache of one utility is refused for another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utility: Option<String>,
 }
 
 impl UtilityTable {

@@ -1,6 +1,11 @@
 //! The utility of a coalition of sites: top-1 accuracy (percent) of the trained all-ReLU model on a
 //! fixed utility set when the coalition's sites keep their nonlinearity and every other counted
-//! site is the identity, weights untouched (PrivShap section 3.1).
+//! site is the identity, weights untouched (PrivShap section 3.1). Two smooth utilities are options
+//! of the game ([`UtilityKind`]): the negative cross-entropy with the labels and the negative KL
+//! divergence from the all-ReLU model's predictions, both in nats per image; they vary with every
+//! coalition where accuracy moves in steps of one image. [`ModelOracle::with_target_stderr`]
+//! makes the image count adaptive: a coalition stops taking batches once the standard error of
+//! its utility is at most the target.
 //!
 //! Coalitions are evaluated in site order: two coalitions that agree on the first `k` sites share
 //! the forward computation up to site `k`. For every batch of the utility set the oracle keeps the
@@ -12,10 +17,52 @@ use super::game::Oracle;
 use super::players::{site_keep, Player};
 use crate::data::Loader;
 use crate::nn::{MaskSet, Model, State};
-use crate::train::losses::correct;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::Tensor;
+use std::str::FromStr;
+use tch::{Kind, Tensor};
+
+/// What a coalition's utility measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UtilityKind {
+    /// Top-1 accuracy, percent (PrivShap).
+    Accuracy,
+    /// `-CE(labels)`, nats per image.
+    NegCrossEntropy,
+    /// `-KL(all-ReLU model || coalition)`, nats per image.
+    NegKl,
+}
+
+impl UtilityKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            UtilityKind::Accuracy => "accuracy",
+            UtilityKind::NegCrossEntropy => "ce",
+            UtilityKind::NegKl => "kl",
+        }
+    }
+
+    /// The unit of U, for reports and plot axes.
+    pub fn unit(self) -> &'static str {
+        match self {
+            UtilityKind::Accuracy => "accuracy in %",
+            UtilityKind::NegCrossEntropy => "-cross-entropy in nats",
+            UtilityKind::NegKl => "-KL to the all-ReLU model in nats",
+        }
+    }
+}
+
+impl FromStr for UtilityKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "accuracy" => UtilityKind::Accuracy,
+            "ce" | "cross-entropy" => UtilityKind::NegCrossEntropy,
+            "kl" => UtilityKind::NegKl,
+            other => bail!("unknown utility `{other}` (accuracy, ce, kl)"),
+        })
+    }
+}
 
 pub struct ModelOracle<'m> {
     model: &'m Model,
@@ -23,7 +70,15 @@ pub struct ModelOracle<'m> {
     names: Vec<String>,
     /// The utility set, normalized, on the model's device.
     batches: Vec<(Tensor, Tensor)>,
+    /// The all-ReLU model's log-probabilities per batch (KL utility only).
+    teacher: Vec<Tensor>,
+    kind: UtilityKind,
+    /// Adaptive image count: stop a coalition once its utility's standard error is at most this.
+    target_stderr: Option<f64>,
     images: usize,
+    /// Images evaluated over all coalitions, and images a full pass per coalition would take.
+    pub images_run: u64,
+    pub images_full: u64,
     /// Segments run, and segments a pass without prefix sharing would have run.
     pub segments_run: u64,
     pub segments_full: u64,
@@ -40,11 +95,68 @@ impl<'m> ModelOracle<'m> {
             names: players.iter().map(|p| p.name.clone()).collect(),
             players,
             batches,
+            teacher: Vec::new(),
+            kind: UtilityKind::Accuracy,
+            target_stderr: None,
             images,
+            images_run: 0,
+            images_full: 0,
             segments_run: 0,
             segments_full: 0,
             show_progress: false,
         }
+    }
+
+    /// Measure `kind` instead of accuracy.
+    pub fn with_utility(mut self, kind: UtilityKind) -> Self {
+        self.kind = kind;
+        self.teacher = if kind == UtilityKind::NegKl {
+            tch::no_grad(|| {
+                self.batches
+                    .iter()
+                    .map(|(x, _)| self.model.forward(x, false).log_softmax(-1, Kind::Float))
+                    .collect()
+            })
+        } else {
+            Vec::new()
+        };
+        self
+    }
+
+    /// Adaptive image count: batches are taken in order until the standard error of the
+    /// coalition's utility (over its images so far, at least two batches) is at most `target`.
+    pub fn with_target_stderr(mut self, target: Option<f64>) -> Self {
+        self.target_stderr = target.filter(|t| *t > 0.0);
+        self
+    }
+
+    /// Per-image utilities of one batch's logits: summed value and summed square.
+    fn batch_terms(&self, logits: &Tensor, labels: &Tensor, b: usize) -> (f64, f64) {
+        let per: Tensor = match self.kind {
+            UtilityKind::Accuracy => {
+                logits
+                    .argmax(-1, false)
+                    .eq_tensor(labels)
+                    .to_kind(Kind::Double)
+                    * 100.0
+            }
+            // -CE = log p(label).
+            UtilityKind::NegCrossEntropy => logits
+                .log_softmax(-1, Kind::Float)
+                .gather(1, &labels.unsqueeze(1), false)
+                .squeeze_dim(1)
+                .to_kind(Kind::Double),
+            UtilityKind::NegKl => {
+                let t = &self.teacher[b];
+                -(t.exp() * (t - logits.log_softmax(-1, Kind::Float)))
+                    .sum_dim_intlist(-1, false, Kind::Float)
+                    .to_kind(Kind::Double)
+            }
+        };
+        (
+            per.sum(Kind::Double).double_value(&[]),
+            (&per * &per).sum(Kind::Double).double_value(&[]),
+        )
     }
 }
 
@@ -80,13 +192,28 @@ impl Oracle for ModelOracle<'_> {
         } else {
             ProgressBar::hidden()
         };
-        let mut hits = vec![0i64; coalitions.len()];
+        // Per coalition: images seen, sum and sum of squares of the per-image utility.
+        let mut acc = vec![(0usize, 0.0f64, 0.0f64); coalitions.len()];
+        let mut live = order;
         tch::no_grad(|| {
-            for (images, labels) in &self.batches {
+            for (b, (images, labels)) in self.batches.iter().enumerate() {
+                let bsz = labels.size()[0] as usize;
+                if let Some(target) = self.target_stderr {
+                    // Adaptive image count: coalitions whose utility is known well enough stop.
+                    live.retain(|(_, k)| {
+                        let (m, s, q) = acc[*k];
+                        if b < 2 || m < 2 {
+                            return true;
+                        }
+                        let mean = s / m as f64;
+                        let var = ((q - m as f64 * mean * mean) / (m - 1) as f64).max(0.0);
+                        (var / m as f64).sqrt() > target
+                    });
+                }
                 // states[k]: the state before segment k of the previous coalition.
                 let mut states: Vec<State> = vec![State::new(images)];
                 let mut prev: Option<&Vec<bool>> = None;
-                for (keep, k) in &order {
+                for (keep, k) in &live {
                     let shared = prev.map(|p| common_prefix(p, keep)).unwrap_or(0);
                     let start = shared.min(states.len() - 1);
                     states.truncate(start + 1);
@@ -100,17 +227,20 @@ impl Oracle for ModelOracle<'_> {
                         }
                     }
                     self.segments_run += (n_seg - start) as u64;
-                    self.segments_full += n_seg as u64;
-                    hits[*k] += correct(&s.x, labels).int64_value(&[]);
+                    let (sum, sq) = self.batch_terms(&s.x, labels, b);
+                    let a = &mut acc[*k];
+                    a.0 += bsz;
+                    a.1 += sum;
+                    a.2 += sq;
+                    self.images_run += bsz as u64;
                     prev = Some(keep);
                     pb.inc(1);
                 }
             }
         });
+        self.segments_full += (coalitions.len() * n_seg * self.batches.len()) as u64;
+        self.images_full += (coalitions.len() * self.images) as u64;
         pb.finish_and_clear();
-        Ok(hits
-            .iter()
-            .map(|&h| 100.0 * h as f64 / self.images.max(1) as f64)
-            .collect())
+        Ok(acc.iter().map(|&(m, s, _)| s / m.max(1) as f64).collect())
     }
 }
