@@ -199,6 +199,7 @@ fn monte_carlo_and_bandit_come_within_their_reported_error() {
 #[test]
 fn missing_coalitions_in_a_table_are_named() {
     let t = UtilityTable {
+        utility: None,
         players: names(2),
         utilities: [("00", 0.0), ("10", 1.0), ("11", 3.0)]
             .iter()
