@@ -12,10 +12,7 @@ P=target/release/privlin
 OUT=${OUT:-runs/resnet9-c10}
 DATA=${DATA:-../shared/data/cifar10}
 mkdir -p "$OUT"
-if [ ! -f "$OUT/ar/model.safetensors" ]; then
-  $P train --arch resnet9 --width 0.25 --data "$DATA" --holdout 0.1 --epochs 8 --batch-size 256 \
-    --lr 0.2 --schedule onecycle --channels-last --out "$OUT/ar" --resume
-fi
+P=$P OUT=$OUT DATA=$DATA bash scripts/train_resnet9_c10.sh
 # PrivShap's thresholds (5/10/15 %) and, because the all-identity ResNet-9 keeps its max-pools and
 # scores about 31 % on CIFAR-10 (so nothing falls below 5-15 %), thresholds above that floor.
 THRESHOLDS=${THRESHOLDS:-5 10 15 35 45 55}

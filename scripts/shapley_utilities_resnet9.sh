@@ -12,10 +12,7 @@ P=target/release/privlin
 OUT=${OUT:-runs/resnet9-c10}
 DATA=${DATA:-../shared/data/cifar10}
 mkdir -p "$OUT"
-if [ ! -f "$OUT/ar/model.safetensors" ]; then
-  $P train --arch resnet9 --width 0.25 --data "$DATA" --holdout 0.1 --epochs 8 --batch-size 256 \
-    --lr 0.2 --schedule onecycle --channels-last --out "$OUT/ar" --resume
-fi
+P=$P OUT=$OUT DATA=$DATA bash scripts/train_resnet9_c10.sh
 common=(--ckpt "$OUT/ar" --utility-size 2000 --device cpu --method shapley-exact)
 for u in accuracy ce kl; do
   [ -f "$OUT/exact-$u.json" ] || $P importance "${common[@]}" --utility "$u" --out "$OUT/exact-$u.json" --plot "$OUT/exact-$u.svg"

@@ -171,6 +171,12 @@ pub fn check_traffic(
     )))
 }
 
+/// Compute of `ots` correlated OTs, ns: the OT calibration already includes moving its 32 bytes
+/// per OT, which [`phase_seconds`] charges again with the traffic.
+fn ot_compute_ns(ots: f64, cal: &Calibration) -> f64 {
+    ots * (cal.ot_ns - 32.0 * cal.byte_ns).max(0.0)
+}
+
 /// Per-layer predictions (the argmax circuit of the class output last, labelled `argmax`).
 pub fn layer_costs(
     arch: &Arch,
@@ -229,10 +235,9 @@ pub fn layer_costs(
                 + active as f64 * cal.relu_online_ns
                 + arch.numel(i + 1) as f64 * cal.elem_ns)
                 * 1e-9,
-            // Offline: the dealer's W v_C, OT extension, garbling. The OT calibration already
-            // includes moving its 32 bytes per OT, which `phase_seconds` charges again.
+            // Offline: the dealer's W v_C, OT extension, garbling.
             offline_compute_s: (layer_ns
-                + ots * (cal.ot_ns - 32.0 * cal.byte_ns).max(0.0)
+                + ot_compute_ns(ots, cal)
                 + ands as f64 * cal.garble_and_ns)
                 * 1e-9,
         });
@@ -251,7 +256,7 @@ pub fn layer_costs(
             online_compute_s: (ands as f64 * cal.eval_and_ns
                 + (d.input_bits() as f64 / ring.gc_bits as f64) * cal.relu_online_ns)
                 * 1e-9,
-            offline_compute_s: (d.input_bits() as f64 * (cal.ot_ns - 32.0 * cal.byte_ns).max(0.0)
+            offline_compute_s: (ot_compute_ns(d.input_bits() as f64, cal)
                 + ands as f64 * cal.garble_and_ns)
                 * 1e-9,
         });

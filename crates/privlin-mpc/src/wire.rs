@@ -197,9 +197,13 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
-    /// A length prefix that must equal `n` (checked before anything is allocated).
-    fn exact_len(&mut self, n: usize, field: &str) -> Result<()> {
-        let got = self.u64()?;
+    /// Checks, without consuming it, that the next length prefix is `n` (before anything is
+    /// allocated for the vector behind it).
+    fn expect_count(&self, n: usize, field: &str) -> Result<()> {
+        let Some(raw) = self.buf.get(self.pos..self.pos + 8) else {
+            return Err(self.err(format!("{field}: truncated before its length")));
+        };
+        let got = u64::from_le_bytes(raw.try_into().unwrap());
         if got != n as u64 {
             return Err(self.err(format!("{field}: {got} items, expected {n}")));
         }
@@ -208,25 +212,19 @@ impl<'a> Reader<'a> {
 
     /// A ring vector of exactly `n` elements.
     pub fn ring_vec_n(&mut self, bits: u32, n: usize, field: &str) -> Result<Vec<u64>> {
-        let at = self.pos;
-        self.exact_len(n, field)?;
-        self.pos = at;
+        self.expect_count(n, field)?;
         self.ring_vec(bits)
     }
 
     /// Exactly `n` blocks.
     pub fn blocks_n(&mut self, n: usize, field: &str) -> Result<Vec<Block>> {
-        let at = self.pos;
-        self.exact_len(n, field)?;
-        self.pos = at;
+        self.expect_count(n, field)?;
         self.blocks()
     }
 
     /// Exactly `n` bits.
     pub fn bits_n(&mut self, n: usize, field: &str) -> Result<Vec<bool>> {
-        let at = self.pos;
-        self.exact_len(n, field)?;
-        self.pos = at;
+        self.expect_count(n, field)?;
         self.bits()
     }
 

@@ -15,6 +15,7 @@
 
 use super::game::Oracle;
 use super::players::{site_keep, Player};
+use super::shapley::mean_stderr;
 use crate::data::Loader;
 use crate::nn::{MaskSet, Model, State};
 use anyhow::{bail, Result};
@@ -202,12 +203,7 @@ impl Oracle for ModelOracle<'_> {
                     // Adaptive image count: coalitions whose utility is known well enough stop.
                     live.retain(|(_, k)| {
                         let (m, s, q) = acc[*k];
-                        if b < 2 || m < 2 {
-                            return true;
-                        }
-                        let mean = s / m as f64;
-                        let var = ((q - m as f64 * mean * mean) / (m - 1) as f64).max(0.0);
-                        (var / m as f64).sqrt() > target
+                        b < 2 || mean_stderr(s, q, m).1 > target
                     });
                 }
                 // states[k]: the state before segment k of the previous coalition.

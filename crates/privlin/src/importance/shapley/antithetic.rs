@@ -4,7 +4,7 @@
 //! the other, so the pair's marginals are negatively correlated and their mean varies less than
 //! two independent permutations'. Standard errors are those of the pair means.
 
-use super::{mean_stderr, ShapleyEstimator};
+use super::{mean_stderr, prefixes, ShapleyEstimator};
 use crate::importance::game::{full, Coalition, Game};
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
@@ -32,16 +32,6 @@ impl Default for Antithetic {
             round: 10,
         }
     }
-}
-
-/// The coalitions of every prefix of `p` (position `j`: the first `j + 1` players).
-fn prefixes(p: &[usize]) -> Vec<Coalition> {
-    p.iter()
-        .scan(0u64, |c, &i| {
-            *c |= 1 << i;
-            Some(*c)
-        })
-        .collect()
 }
 
 impl ShapleyEstimator for Antithetic {

@@ -51,6 +51,16 @@ pub(crate) fn mean_stderr(sum: f64, sumsq: f64, t: usize) -> (f64, f64) {
     (mean, (var / tf).sqrt())
 }
 
+/// The coalitions of every prefix of the permutation `p` (position `j`: its first `j + 1` players).
+pub(crate) fn prefixes(p: &[usize]) -> Vec<Coalition> {
+    p.iter()
+        .scan(0, |c, &i| {
+            *c |= 1 << i;
+            Some(*c)
+        })
+        .collect()
+}
+
 /// A uniformly random coalition of `k` players drawn from `pool` (a partial Fisher-Yates shuffle).
 pub(crate) fn random_subset<R: Rng>(rng: &mut R, pool: &[usize], k: usize) -> Coalition {
     let mut p = pool.to_vec();

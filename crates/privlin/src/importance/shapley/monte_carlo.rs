@@ -6,7 +6,7 @@
 //! `min_permutations`), or at `max_permutations`. Permutations are drawn in rounds of `round`, and
 //! the prefixes of one position across a round are evaluated in one batch.
 
-use super::{mean_stderr, ShapleyEstimator};
+use super::{mean_stderr, prefixes, ShapleyEstimator};
 use crate::importance::game::{full, Game};
 use anyhow::Result;
 use rand::seq::SliceRandom;
@@ -68,16 +68,8 @@ impl ShapleyEstimator for MonteCarlo {
                 })
                 .collect();
             // --max-evaluations: stop before a round whose prefixes could pass it.
-            let prefixes: Vec<u64> = perms
-                .iter()
-                .flat_map(|p| {
-                    p.iter().scan(0u64, |c, &i| {
-                        *c |= 1 << i;
-                        Some(*c)
-                    })
-                })
-                .collect();
-            if !game.fits(&prefixes) {
+            let all: Vec<u64> = perms.iter().flat_map(|p| prefixes(p)).collect();
+            if !game.fits(&all) {
                 if t == 0 {
                     anyhow::bail!("--max-evaluations leaves no room for one round of permutations");
                 }

@@ -5,7 +5,7 @@
 //! `n - 1` hold one coalition and are computed exactly; the variance of the estimate is
 //! `1/n^2 sum_k s_k^2 / m_k` over the sampled strata.
 
-use super::{random_subset, ShapleyEstimator};
+use super::{mean_stderr, random_subset, ShapleyEstimator};
 use crate::importance::game::{full, Coalition, Game};
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -95,8 +95,7 @@ impl ShapleyEstimator for Stratified {
                         .filter(|&k| !exact(k))
                         .map(|k| {
                             let (c, s, q) = stats[i][k];
-                            let mean = s / c as f64;
-                            ((q - c as f64 * mean * mean) / (c - 1) as f64).max(0.0) / c as f64
+                            mean_stderr(s, q, c).1.powi(2)
                         })
                         .sum();
                     var.sqrt() / n as f64
