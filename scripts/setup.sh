@@ -2,10 +2,19 @@
 # Idempotent set-up: a project-local virtual environment with PyTorch 2.11.0 from PyPI
 # (the libtorch that tch 0.24.0 is made for), numpy and safetensors for the PyTorch twins,
 # and the `.libtorch` link that .cargo/config.toml points LIBTORCH at.
+#   bash scripts/setup.sh --ray   also installs Ray (the cluster executor; the tests need it)
 set -euo pipefail
+RAY=0
+for arg in "$@"; do
+  case "$arg" in
+    --ray) RAY=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --ray)" >&2; exit 2 ;;
+  esac
+done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 TORCH_VERSION=2.11.0
+RAY_VERSION=2.60.0
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "privlin setup: creating .venv with $($PY --version)" >&2
@@ -18,4 +27,8 @@ fi
 torch_dir="$(.venv/bin/python -c 'import torch, os; print(os.path.dirname(torch.__file__))')"
 if [ "$(readlink .libtorch 2>/dev/null)" != "$torch_dir" ]; then
   ln -sfn "$torch_dir" .libtorch
+fi
+if [ "$RAY" = 1 ] && ! .venv/bin/python -c "import ray" 2>/dev/null; then
+  echo "privlin setup: installing ray into .venv (the cluster executor)" >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "ray==$RAY_VERSION"
 fi

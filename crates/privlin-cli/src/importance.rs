@@ -1,33 +1,16 @@
-//! `privlin importance` and `privlin allocate`.
+//! `privlin importance`, `privlin allocate`, `privlin shapley-score` and the hidden
+//! `privlin utility-worker`: argument parsing and printing over `privlin::importance`.
 
-use crate::common::{runtime, RuntimeArgs};
-use anyhow::{bail, Context, Result};
+use crate::common::{worker_spec, RuntimeArgs, WorkerArgs};
+use anyhow::{bail, Result};
 use clap::Args;
-use privlin::budget::{allocate, Budget};
-use privlin::data::Loader;
-use privlin::importance::game::{Game, Oracle, TableOracle, UtilityTable};
-use privlin::importance::players::{players, Grouping, Player};
-use privlin::importance::shapley::antithetic::Antithetic;
-use privlin::importance::shapley::bandit::Bandit;
-use privlin::importance::shapley::exact::Exact;
-use privlin::importance::shapley::kernel::{KernelShap, Sampling};
-use privlin::importance::shapley::monte_carlo::MonteCarlo;
-use privlin::importance::shapley::stratified::Stratified;
-use privlin::importance::shapley::tree::{TreeTrimming, TrimTest};
-use privlin::importance::shapley::ShapleyEstimator;
-use privlin::importance::utility::{ModelOracle, UtilityKind};
-use privlin::importance::{game, senet, taylor_layer, Importance, Method, PlayerSite};
-use privlin::nn::Model;
-use privlin::train::load_model;
+use privlin::importance::compute::{self, ImportanceConfig};
+use privlin::importance::game::UtilityTable;
+use privlin::importance::{Importance, Method};
 use std::path::PathBuf;
-use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct ImportanceArgs {
-    /// shapley-exact, shapley-tree, shapley-mc, shapley-bandit, shapley-kernel, shapley-leverage,
-    /// shapley-antithetic, shapley-stratified, senet, taylor-layer, uniform, proportional.
-    #[arg(long)]
-    method: String,
     /// Checkpoint directory of the trained all-ReLU model.
     #[arg(long, required_unless_present = "utility_table")]
     ckpt: Option<PathBuf>,
@@ -39,390 +22,42 @@ pub struct ImportanceArgs {
     /// Also draw the values as an SVG bar chart here.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Players: sites, blocks (residual blocks) or stages.
-    #[arg(long, default_value = "sites")]
-    players: String,
-    /// Utility set: holdout (the checkpoint's held-out split; default when it has one), train (a
-    /// subset of the training images) or test (only on request; the output says so).
-    #[arg(long)]
-    utility_split: Option<String>,
-    /// Images in the utility set (stratified subset; 0: all).
-    #[arg(long, default_value_t = 2000)]
-    utility_size: usize,
-    /// Utility of a coalition: accuracy (percent, PrivShap), ce (-cross-entropy, nats) or kl
-    /// (-KL to the all-ReLU model, nats).
-    #[arg(long, default_value = "accuracy")]
-    utility: String,
-    /// Adaptive image count: a coalition takes batches of the utility set until the standard
-    /// error of its utility is at most this (0: every image).
-    #[arg(long, default_value_t = 0.0)]
-    utility_stderr: f64,
-    /// Load utilities cached by earlier runs from this file and save the cache back to it.
-    #[arg(long)]
-    utility_cache: Option<PathBuf>,
-    #[arg(long, default_value_t = 500)]
-    batch_size: usize,
-    /// Tree-trimming threshold alpha, in utility units (accuracy percent for a model).
-    #[arg(long, default_value_t = 5.0)]
-    threshold: f64,
-    /// Tree-trimming: test U(S) (section 3.1 text) instead of U(S u i) (Algorithm 1).
-    #[arg(long)]
-    trim_on_coalition: bool,
-    /// Cap on the distinct coalitions any Shapley estimator asks for: sampling estimators stop
-    /// before passing it, exact and tree-trimming give up with an explanation.
-    #[arg(long, default_value_t = 200_000)]
-    max_evaluations: usize,
-    /// Exact: refuse games with more players than this.
-    #[arg(long, default_value_t = 16)]
-    max_exact: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Monte-Carlo: permutations at least / at most.
-    #[arg(long, default_value_t = 100)]
-    min_permutations: usize,
-    #[arg(long, default_value_t = 2000)]
-    max_permutations: usize,
-    /// Monte-Carlo: stop when every standard error is at most this (utility units).
-    #[arg(long, default_value_t = 0.25)]
-    target_stderr: f64,
-    /// Monte-Carlo: truncation tolerance relative to U(N) (0: none).
-    #[arg(long, default_value_t = 0.01)]
-    truncation: f64,
-    /// Bandit: empirical-Bernstein half-width at which a player stops (utility units).
-    #[arg(long, default_value_t = 0.5)]
-    tolerance: f64,
-    /// Bandit: identify the top-k players instead (Neuron Shapley).
-    #[arg(long)]
-    top_k: Option<usize>,
-    #[arg(long, default_value_t = 2000)]
-    max_samples: usize,
-    /// Kernel / leverage: coalitions to draw (a pair counts two).
-    #[arg(long, default_value_t = 2048)]
-    samples: usize,
-    /// Kernel / leverage: draw coalitions alone, not with their complements.
-    #[arg(long)]
-    unpaired: bool,
-    /// Kernel / leverage: bootstrap resamples for the standard errors.
-    #[arg(long, default_value_t = 200)]
-    bootstrap: usize,
-    /// Stratified: samples per (player, coalition size) stratum and round.
-    #[arg(long, default_value_t = 2)]
-    per_stratum: usize,
-    /// Stratified: rounds at most.
-    #[arg(long, default_value_t = 200)]
-    max_rounds: usize,
-    /// SENet: parameter density of the global magnitude pruning.
-    #[arg(long, default_value_t = 0.1)]
-    density: f64,
-    /// taylor-layer: batches of the utility set used.
-    #[arg(long, default_value_t = 8)]
-    batches: usize,
+    #[command(flatten)]
+    cfg: ImportanceConfig,
+    #[command(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     rt: RuntimeArgs,
 }
 
-fn estimator(m: Method, a: &ImportanceArgs) -> Option<Box<dyn ShapleyEstimator>> {
-    Some(match m {
-        Method::ShapleyExact => Box::new(Exact {
-            max_players: a.max_exact,
-        }),
-        Method::ShapleyTree => Box::new(TreeTrimming {
-            threshold: a.threshold,
-            test: if a.trim_on_coalition {
-                TrimTest::Coalition
-            } else {
-                TrimTest::WithPlayer
-            },
-            max_evaluations: a.max_evaluations,
-        }),
-        Method::ShapleyMc => Box::new(MonteCarlo {
-            seed: a.seed,
-            min_permutations: a.min_permutations,
-            max_permutations: a.max_permutations,
-            target_stderr: a.target_stderr,
-            truncation: a.truncation,
-            ..MonteCarlo::default()
-        }),
-        Method::ShapleyBandit => Box::new(Bandit {
-            seed: a.seed,
-            tolerance: a.tolerance,
-            top_k: a.top_k,
-            max_samples: a.max_samples,
-            ..Bandit::default()
-        }),
-        Method::ShapleyKernel | Method::ShapleyLeverage => Box::new(KernelShap {
-            seed: a.seed,
-            sampling: if m == Method::ShapleyKernel {
-                Sampling::Kernel
-            } else {
-                Sampling::Leverage
-            },
-            samples: a.samples,
-            paired: !a.unpaired,
-            bootstrap: a.bootstrap,
-            ..KernelShap::default()
-        }),
-        Method::ShapleyAntithetic => Box::new(Antithetic {
-            seed: a.seed,
-            min_pairs: a.min_permutations.div_ceil(2),
-            max_pairs: a.max_permutations.div_ceil(2),
-            target_stderr: a.target_stderr,
-            ..Antithetic::default()
-        }),
-        Method::ShapleyStratified => Box::new(Stratified {
-            seed: a.seed,
-            per_stratum: a.per_stratum,
-            max_rounds: a.max_rounds,
-            target_stderr: a.target_stderr,
-            ..Stratified::default()
-        }),
-        _ => return None,
-    })
-}
-
-/// Run a Shapley estimator on a game; fills values, errors, counts and parameters.
-fn run_shapley(
-    est: &dyn ShapleyEstimator,
-    oracle: &mut dyn Oracle,
-    cache: Option<&PathBuf>,
-    max_evaluations: usize,
-    utility: Option<UtilityKind>,
-) -> Result<Importance> {
-    let mut game = Game::new(oracle);
-    game.set_cap(Some(max_evaluations));
-    if let Some(p) = cache.filter(|p| p.exists()) {
-        let t = UtilityTable::load(p)?;
-        let (have, want) = (t.utility.as_deref(), utility.map(|u| u.name()));
-        if have.is_some() && have != want {
-            bail!(
-                "utility cache {}: its utilities measure `{}`, this run `{}`: use another cache file",
-                p.display(),
-                have.unwrap_or("?"),
-                want.unwrap_or("a table game")
-            );
-        }
-        game.load_cache(&t, p)?;
-    }
-    let t0 = Instant::now();
-    let (values, stderr) = est.estimate(&mut game)?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let n = game.n();
-    // U(N) and U(0) for the report, outside the estimator's cap.
-    game.set_cap(None);
-    let (uf, ue) = (game.utility(game::full(n))?, game.utility(0)?);
-    if let Some(p) = cache {
-        let mut t = game.cache_table();
-        t.utility = utility.map(|u| u.name().to_string());
-        privlin::io::atomic_write_json(p, &t)?;
-    }
-    Ok(Importance {
-        stderr,
-        evaluations: game.evaluations(),
-        computed: game.computed(),
-        seconds,
-        params: est.params(),
-        utility_full: Some(uf),
-        utility_empty: Some(ue),
-        ..Importance::new(est.name(), game.players(), values)
-    })
-}
-
-fn utility_loader(
-    a: &ImportanceArgs,
-    spec: &privlin::train::CheckpointSpec,
-    device: tch::Device,
-) -> Result<(Loader, String)> {
-    let mut data = spec.data.clone();
-    let split = match a.utility_split.as_deref() {
-        Some(s) => s.to_string(),
-        None if data.holdout > 0.0 => "holdout".into(),
-        None => "train".into(),
-    };
-    let splits = data
-        .load()
-        .with_context(|| format!("loading the utility data from `{}`", data.source))?;
-    let (set, what) = match split.as_str() {
-        "holdout" => match &splits.holdout {
-            Some(h) => (h.clone(), format!("held-out {:.0}% of the training set", 100.0 * data.holdout)),
-            None => bail!("the checkpoint was trained without a held-out split (data.holdout = 0): use --utility-split train or test"),
-        },
-        "train" => (splits.train.clone(), "a subset of the training images (the model was trained on them)".to_string()),
-        "test" => (splits.test.clone(), "the TEST set (on request)".to_string()),
-        other => bail!("unknown --utility-split `{other}` (expected holdout, train or test)"),
-    };
-    data.holdout = 0.0;
-    let set = if a.utility_size > 0 && a.utility_size < set.len() {
-        let frac = a.utility_size as f64 / set.len() as f64;
-        let mut subset = set.split_holdout(frac, a.seed ^ 0x7e11).1;
-        subset.name = set.name.clone();
-        std::sync::Arc::new(subset)
-    } else {
-        set
-    };
-    let desc = format!("{what}: {} images of {}", set.len(), set.name);
-    Ok((
-        Loader::eval(set, spec.normalization, a.batch_size, device),
-        desc,
-    ))
-}
-
-fn player_sites(model: &Model, ps: &[Player]) -> Vec<PlayerSite> {
-    ps.iter()
-        .enumerate()
-        .flat_map(|(p, pl)| {
-            pl.sites.iter().map(move |&s| PlayerSite {
-                player: p,
-                name: model.sites()[s].name.clone(),
-                capacity: model.sites()[s].count(),
-                kind: model.sites()[s].kind,
-            })
-        })
-        .collect()
-}
-
 pub fn run_importance(a: ImportanceArgs) -> Result<()> {
-    let imp = compute(&a)?;
+    if a.cfg.method.is_empty() {
+        bail!("--method is required ({})", Method::NAMES);
+    }
+    let imp = match &a.utility_table {
+        Some(t) => compute::from_table(&a.cfg, t)?,
+        None => {
+            let device = a.rt.device.clone().unwrap_or_else(|| "auto".into());
+            let threads = a.rt.threads.unwrap_or(0);
+            let dev = crate::common::runtime(&device, threads)?;
+            let spec = worker_spec(&a.workers, &device, threads, a.cfg.workers)?;
+            let ckpt = a
+                .ckpt
+                .clone()
+                .expect("clap requires --ckpt without --utility-table");
+            compute::compute(&a.cfg, &ckpt, dev, Some(&spec))?
+        }
+    };
     privlin::io::atomic_write_json(&a.out, &imp)?;
     print_importance(&imp, &a.out, a.plot.as_deref())
 }
 
-/// `privlin importance` as a function, from flags as on the command line (the pipeline's
-/// `[importance]` table), e.g. `["--ckpt", "runs/x/ar", "--method", "shapley-tree"]`.
-pub fn args_from(flags: &[String]) -> Result<ImportanceArgs> {
-    #[derive(clap::Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        a: ImportanceArgs,
-    }
-    let argv = std::iter::once("importance".to_string()).chain(flags.iter().cloned());
-    Ok(<Wrapper as clap::Parser>::try_parse_from(argv)
-        .map_err(|e| anyhow::anyhow!("[importance]: {}", e.render().to_string().trim()))?
-        .a)
-}
-
-/// Run the importance method `a` asks for.
-pub fn compute(a: &ImportanceArgs) -> Result<Importance> {
-    let method: Method = a.method.parse()?;
-    let imp = if let Some(table) = &a.utility_table {
-        let Some(est) = estimator(method, a) else {
-            bail!(
-                "--utility-table works with the Shapley methods only, not `{}`",
-                method.name()
-            );
-        };
-        let t = UtilityTable::load(table)?;
-        let mut oracle = TableOracle::new(&t, &table.display().to_string())?;
-        run_shapley(
-            est.as_ref(),
-            &mut oracle,
-            a.utility_cache.as_ref(),
-            a.max_evaluations,
-            None,
-        )?
-    } else {
-        let ckpt = a
-            .ckpt
-            .clone()
-            .expect("clap requires --ckpt without --utility-table");
-        let device = runtime(
-            a.rt.device.as_deref().unwrap_or("auto"),
-            a.rt.threads.unwrap_or(0),
-        )?;
-        let utility: UtilityKind = a.utility.parse()?;
-        if a.utility_stderr.is_nan() || a.utility_stderr < 0.0 {
-            bail!(
-                "--utility-stderr {} must be 0 or positive",
-                a.utility_stderr
-            );
-        }
-        let (model, spec) = load_model(&ckpt, device)?;
-        let grouping: Grouping = a.players.parse()?;
-        let ps = players(&model, grouping)?;
-        let t0 = Instant::now();
-        let (loader, desc) = utility_loader(a, &spec, device)?;
-        let chance = 100.0 / model.spec.classes as f64;
-        if method == Method::ShapleyTree && a.threshold <= chance {
-            eprintln!(
-                "warning: --threshold {} is at or below chance accuracy ({chance:.1}% for {} classes): accuracy rarely \
-                 falls below it, so tree-trimming trims little (PrivShap's 5% is for CIFAR-100); consider --threshold {:.0}",
-                a.threshold,
-                model.spec.classes,
-                chance + 5.0
-            );
-        }
-        let mut imp = match estimator(method, a) {
-            Some(est) => {
-                let mut oracle = ModelOracle::new(&model, ps.clone(), &loader)
-                    .with_utility(utility)
-                    .with_target_stderr(Some(a.utility_stderr));
-                oracle.show_progress = true;
-                let mut imp = run_shapley(
-                    est.as_ref(),
-                    &mut oracle,
-                    a.utility_cache.as_ref(),
-                    a.max_evaluations,
-                    Some(utility),
-                )?;
-                imp.segments = Some((oracle.segments_run, oracle.segments_full));
-                if let serde_json::Value::Object(m) = &mut imp.params {
-                    m.insert("utility".into(), serde_json::json!(utility.name()));
-                    m.insert("utility_unit".into(), serde_json::json!(utility.unit()));
-                    m.insert("utility_stderr".into(), serde_json::json!(a.utility_stderr));
-                    m.insert(
-                        "images_run".into(),
-                        serde_json::json!([oracle.images_run, oracle.images_full]),
-                    );
-                }
-                imp
-            }
-            None => {
-                let (values, params) = match method {
-                    Method::Senet => (
-                        senet::sensitivity(&model, &ps, a.density)?,
-                        serde_json::json!({ "density": a.density }),
-                    ),
-                    Method::TaylorLayer => (
-                        taylor_layer::layer_importance(&model, &ps, &loader, a.batches)?,
-                        serde_json::json!({ "batches": a.batches, "batch_size": a.batch_size, "eps": taylor_layer::EPS }),
-                    ),
-                    Method::Uniform => (vec![1.0; ps.len()], serde_json::json!({})),
-                    Method::Proportional => (
-                        ps.iter()
-                            .map(|p| {
-                                p.sites
-                                    .iter()
-                                    .map(|&s| model.sites()[s].count() as f64)
-                                    .sum()
-                            })
-                            .collect(),
-                        serde_json::json!({}),
-                    ),
-                    _ => unreachable!("Shapley methods have an estimator"),
-                };
-                Importance {
-                    seconds: t0.elapsed().as_secs_f64(),
-                    params,
-                    ..Importance::new(
-                        method.name(),
-                        ps.iter().map(|p| p.name.clone()).collect(),
-                        values,
-                    )
-                }
-            }
-        };
-        if let serde_json::Value::Object(m) = &mut imp.params {
-            m.insert("players".into(), serde_json::json!(a.players));
-            m.insert("seed".into(), serde_json::json!(a.seed));
-        }
-        imp.sites = Some(player_sites(&model, &ps));
-        if matches!(method, Method::TaylorLayer) || method.is_shapley() {
-            imp.utility_set = Some(desc);
-        }
-        imp.checkpoint = Some(ckpt.display().to_string());
-        imp.convention = Some(model.spec.convention.describe());
-        imp
-    };
-    Ok(imp)
+/// `privlin utility-worker`: answer a game's utility requests on stdin / stdout (started by
+/// `--workers N`, see `privlin::importance::workers`).
+pub fn run_utility_worker() -> Result<()> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    privlin::importance::workers::serve(stdin.lock(), stdout.lock())
 }
 
 /// Print an importance result (and draw it, if asked).
@@ -455,29 +90,7 @@ pub fn print_importance(
         println!("utility set: {u}");
     }
     if let Some(p) = plot {
-        let shapley = imp.method.starts_with("shapley");
-        let unit = imp
-            .params
-            .get("utility_unit")
-            .and_then(|u| u.as_str())
-            .unwrap_or("accuracy in %");
-        let y_desc = match (shapley, &imp.utility_set) {
-            (true, Some(_)) => format!("Shapley value (points of U = {unit})"),
-            (true, None) => "Shapley value (utility units)".into(),
-            (false, _) => "importance (method's units)".into(),
-        };
-        let title = match &imp.stderr {
-            Some(_) => format!("{} importance (whiskers: 1 standard error)", imp.method),
-            None => format!("{} importance", imp.method),
-        };
-        privlin::plot::bars(
-            p,
-            &title,
-            &y_desc,
-            &imp.players,
-            &imp.values,
-            imp.stderr.as_deref(),
-        )?;
+        compute::draw(imp, p)?;
         println!("plot: {}", p.display());
     }
     Ok(())
@@ -509,11 +122,8 @@ pub fn allocate_to(
     out: &std::path::Path,
     plot: Option<&std::path::Path>,
 ) -> Result<privlin::budget::Allocation> {
-    let imp: Importance = privlin::io::read_json(importance)?;
-    let budget: Budget = budget_text.parse()?;
-    let alloc = allocate(&imp, budget)
-        .with_context(|| format!("allocating with {}", importance.display()))?;
-    privlin::io::atomic_write_json(out, &alloc)?;
+    let alloc =
+        privlin::pipeline::stages::allocate::allocate_file(importance, budget_text, out, plot)?;
     println!(
         "{:<24} {:>10} {:>10} {:>8}",
         "site", "capacity", "budget", "kept"
@@ -539,19 +149,6 @@ pub fn allocate_to(
         println!("note: {n}");
     }
     if let Some(p) = plot {
-        let labels: Vec<String> = alloc.sites.iter().map(|s| s.name.clone()).collect();
-        let b: Vec<i64> = alloc.sites.iter().map(|s| s.budget).collect();
-        let c: Vec<i64> = alloc.sites.iter().map(|s| s.capacity).collect();
-        privlin::plot::budget_vs_capacity(
-            p,
-            &format!(
-                "{} budget: {} ReLUs ({})",
-                alloc.method, alloc.budget, budget_text
-            ),
-            &labels,
-            &b,
-            &c,
-        )?;
         println!("plot: {}", p.display());
     }
     Ok(alloc)

@@ -1,13 +1,13 @@
 //! `privlin linearize`, `privlin finetune` and `privlin report`.
 
 use crate::common::{runtime, RuntimeArgs};
-use crate::pipeline::PipelineConfig;
 use anyhow::{bail, Result};
 use clap::Args;
 use privlin::linearize::report::{markdown, ReportInputs};
 use privlin::linearize::run::{
     finetune, linearize, BudgetSource, StageReport, FINETUNE_REPORT, LINEARIZE_REPORT,
 };
+use privlin::pipeline::PipelineConfig;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -200,7 +200,7 @@ pub struct ReportArgs {
 }
 
 pub fn run_report(a: ReportArgs) -> Result<()> {
-    let l = crate::pipeline::Layout::single(&a.run);
+    let l = privlin::pipeline::Layout::single(&a.run);
     let (model, _) = privlin::train::load_model(&l.ar, tch::Device::Cpu)?;
     let read = |p: PathBuf| -> Result<Option<StageReport>> {
         p.exists().then(|| privlin::io::read_json(&p)).transpose()

@@ -8,7 +8,6 @@ mod info;
 mod linearize;
 mod pi;
 mod pipeline;
-mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -51,7 +50,15 @@ enum Command {
     /// finetune -> report, skipping stages whose artifacts are complete.
     Run(pipeline::RunArgs),
     /// The pipeline at several budgets and presets -> sweep.csv, pareto.svg, retention SVGs.
-    Sweep(sweep::SweepArgs),
+    Sweep(pipeline::SweepArgs),
+    /// The plan (DAG of stages) that `run` / `sweep` would execute, with each stage's status.
+    Plan(pipeline::PlanArgs),
+    /// Run one stage of a saved plan (what executors and remote workers call).
+    #[command(subcommand)]
+    Stage(pipeline::StageCommandArgs),
+    /// Answer a Shapley game's utility requests on stdin/stdout (started by `--workers N`).
+    #[command(hide = true)]
+    UtilityWorker,
     /// Rewrite report.md of a run directory from its artifacts.
     Report(linearize::ReportArgs),
     /// Benchmarks that compare against the PyTorch twin in the same run.
@@ -81,7 +88,10 @@ fn main() {
         Command::Linearize(a) => linearize::run_linearize(a),
         Command::Finetune(a) => linearize::run_finetune(a),
         Command::Run(a) => pipeline::run(a, false),
-        Command::Sweep(a) => sweep::run(a),
+        Command::Sweep(a) => pipeline::sweep(a),
+        Command::Plan(a) => pipeline::plan(a),
+        Command::Stage(c) => pipeline::stage(c),
+        Command::UtilityWorker => importance::run_utility_worker(),
         Command::Report(a) => linearize::run_report(a),
         Command::Bench(a) => bench::run(a),
         Command::Pi(c) => pi::run(c),

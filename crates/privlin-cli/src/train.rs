@@ -1,12 +1,10 @@
 //! `privlin train` (and the pipeline's first stage).
 
-use crate::common::{runtime, RuntimeArgs};
-use anyhow::{bail, Context, Result};
+use crate::common::RuntimeArgs;
+use anyhow::{bail, Result};
 use clap::Args;
-use privlin::data::Loader;
-use privlin::info::ModelInfo;
-use privlin::nn::Model;
-use privlin::train::{evaluate, fit, CheckpointSpec, CrossEntropy, FitOptions, RunConfig};
+use privlin::train::run::TrainOutcome;
+use privlin::train::RunConfig;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Default)]
@@ -148,128 +146,29 @@ fn build_config(a: &TrainArgs) -> Result<RunConfig> {
 
 pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = build_config(&a)?;
-    train(&cfg, a.resume)
+    let o = privlin::train::run::train(&cfg, a.resume)?;
+    print_outcome(&o, &cfg.out);
+    Ok(())
 }
 
-/// Train the all-ReLU model `cfg` describes into `cfg.out` (the pipeline's first stage too), and
-/// report its test accuracy with all sites kept and with every counted site linearized.
-pub fn train(cfg: &RunConfig, resume: bool) -> Result<()> {
-    let device = runtime(&cfg.device, cfg.threads)?;
-    let t_load = std::time::Instant::now();
-    let splits = cfg
-        .data
-        .load()
-        .with_context(|| format!("loading data from `{}`", cfg.data.source))?;
-    eprintln!(
-        "data: {} ({} train, {} test{}, {} classes, {}x{}) loaded in {:.1} s",
-        cfg.data.source,
-        splits.train.len(),
-        splits.test.len(),
-        splits
-            .holdout
-            .as_ref()
-            .map(|h| format!(", {} held out", h.len()))
-            .unwrap_or_default(),
-        splits.classes(),
-        splits.train.size,
-        splits.train.size,
-        t_load.elapsed().as_secs_f64()
-    );
-    let spec = cfg.model.spec(splits.train.size, splits.classes() as i64)?;
-    let out = cfg.out.clone();
-    let ckpt_spec = CheckpointSpec {
-        model: spec.clone(),
-        convention_text: spec.convention.describe(),
-        dataset: splits.train.name.clone(),
-        data: cfg.data.clone(),
-        class_names: splits.train.classes.clone(),
-        normalization: splits.norm,
-        masks: None,
-    };
-    if resume {
-        if let Ok(old) = CheckpointSpec::load(&out) {
-            if old.model != ckpt_spec.model || old.data != ckpt_spec.data {
-                bail!(
-                    "refusing to resume in {}: its spec.json describes a different model or data (delete the directory or drop --resume)",
-                    out.display()
-                );
-            }
-        }
-    }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    privlin::io::atomic_write_bytes(&out.join("config.toml"), cfg.to_toml()?.as_bytes())?;
-    ckpt_spec.save(&out)?;
-
-    tch::manual_seed(cfg.train.seed as i64);
-    let mut model = Model::new(spec, device)?;
-    if cfg.train.channels_last {
-        model.to_channels_last();
-    }
-    let info = ModelInfo::of(&model);
-    eprintln!(
-        "model: {} width x{} ({} params, {} ReLUs, {:.1} M MACs) on {}",
-        info.arch,
-        info.width,
-        info.params,
-        info.relu_total,
-        info.macs_total as f64 / 1e6,
-        privlin::device::describe(device)
-    );
-    let mut train_loader = Loader::train(
-        splits.train.clone(),
-        splits.norm,
-        cfg.train.batch_size,
-        cfg.train.seed,
-        cfg.data.augment,
-        device,
-    );
-    train_loader.channels_last = cfg.train.channels_last;
-    let test_loader = Loader::eval(
-        splits.test.clone(),
-        splits.norm,
-        cfg.train.eval_batch_size,
-        device,
-    );
-    let t0 = std::time::Instant::now();
-    let history = fit(
-        &mut model,
-        &train_loader,
-        &mut CrossEntropy {
-            label_smoothing: cfg.train.label_smoothing,
-        },
-        FitOptions {
-            cfg: &cfg.train,
-            out: &out,
-            resume,
-            eval: Some(&test_loader),
-            eval_masks: None,
-            label: "train",
-            verbose: true,
-        },
-    )?;
-    let wall = t0.elapsed().as_secs_f64();
-
-    println!("{}", info.table(false));
-    let final_acc = history.last().and_then(|m| m.test_acc).unwrap_or(f64::NAN);
+/// Print what a training run measured.
+pub fn print_outcome(o: &TrainOutcome, out: &std::path::Path) {
+    println!("{}", o.info.table(false));
     println!(
         "test accuracy (all-ReLU): {:.2}% on {} test images after {} epochs ({:.1} s this run)",
-        100.0 * final_acc,
-        splits.test.len(),
-        history.len(),
-        wall
+        100.0 * o.test_acc,
+        o.test_images,
+        o.epochs,
+        o.seconds
     );
-    {
-        let lin = evaluate(&model, &test_loader, Some(&model.all_linearized()));
-        println!(
-            "test accuracy with every counted site linearized (identity): {:.2}%  (chance: {:.2}%)",
-            100.0 * lin.accuracy,
-            100.0 / splits.classes() as f64
-        );
-        println!(
-            "checkpoint: {}/model.safetensors + spec.json; metrics: {}/metrics.jsonl",
-            out.display(),
-            out.display()
-        );
-    }
-    Ok(())
+    println!(
+        "test accuracy with every counted site linearized (identity): {:.2}%  (chance: {:.2}%)",
+        100.0 * o.test_acc_linearized,
+        100.0 / o.classes as f64
+    );
+    println!(
+        "checkpoint: {}/model.safetensors + spec.json; metrics: {}/metrics.jsonl",
+        out.display(),
+        out.display()
+    );
 }

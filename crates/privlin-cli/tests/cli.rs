@@ -308,6 +308,10 @@ fn run_pipeline_resumes_and_sweep_collects() {
     let (ok, out, err) = privlin(&["run", c]);
     assert!(ok, "{err}");
     assert!(out.contains("fine-tuned"), "{out}");
+    assert!(
+        err.contains("[7/7] report"),
+        "a run is a plan of 7 stages: {err}"
+    );
     let run = dir.path().join("run");
     for f in [
         "ar/model.safetensors",
@@ -329,18 +333,28 @@ fn run_pipeline_resumes_and_sweep_collects() {
         serde_json::from_str(&std::fs::read_to_string(run.join("final/finetune.json")).unwrap())
             .unwrap();
     assert_eq!(f["relus"], b["budget"]);
-    // A second run skips every stage.
-    let (ok, _, err) = privlin(&["run", c]);
-    assert!(ok, "{err}");
-    assert_eq!(err.matches("skipped").count(), 6, "{err}");
     // ResNet-9 has max-pooling: no private-inference export, said, not an error.
     assert!(
         err.contains("private inference: skipped: no private-inference exporter for resnet9"),
         "{err}"
     );
-    // A changed stage config is not silently reused.
+    // A second run skips every stage, and still prints the results.
+    let (ok, out, err) = privlin(&["run", c]);
+    assert!(ok, "{err}");
+    assert_eq!(err.matches("is complete, skipped").count(), 7, "{err}");
+    assert!(out.contains("fine-tuned"), "{out}");
+    // A changed stage config is not silently reused; the message says what changed.
     let (ok, _, err) = privlin(&["run", c, "--set", "linearize.train.epochs=2"]);
-    assert!(!ok && err.contains("different config"), "{err}");
+    assert!(
+        !ok && err.contains("different config") && err.contains("config.train.epochs: 1 -> 2"),
+        "{err}"
+    );
+    // A change upstream reaches the stages after it.
+    let (ok, _, err) = privlin(&["run", c, "--set", "importance.density=0.3"]);
+    assert!(
+        !ok && err.contains("stage `importance`") && err.contains("density"),
+        "{err}"
+    );
     // Unknown names are refused with the name.
     let (ok, _, err) = privlin(&["run", c, "--set", "preset=\"privshapp\""]);
     assert!(!ok && err.contains("unknown preset `privshapp`"), "{err}");

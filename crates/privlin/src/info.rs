@@ -4,7 +4,7 @@ use crate::nn::{LayerInfo, Model, SiteKind};
 use serde::Serialize;
 use std::fmt::Write;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SiteRow {
     pub name: String,
     pub shape: [i64; 3],
@@ -14,7 +14,7 @@ pub struct SiteRow {
     pub counted: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
     pub arch: String,
     pub width: f64,

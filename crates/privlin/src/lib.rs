@@ -13,5 +13,6 @@ pub mod io;
 pub mod linearize;
 pub mod nn;
 pub mod pi;
+pub mod pipeline;
 pub mod plot;
 pub mod train;

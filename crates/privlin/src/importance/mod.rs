@@ -1,6 +1,7 @@
 //! Layer importance and its methods: Shapley values of activation sites (PrivShap), SENet ReLU
 //! sensitivity, ReLUPruner layer importance, and the uniform / proportional baselines.
 
+pub mod compute;
 pub mod game;
 pub mod players;
 pub mod score;
@@ -8,6 +9,7 @@ pub mod senet;
 pub mod shapley;
 pub mod taylor_layer;
 pub mod utility;
+pub mod workers;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod losses;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 
 pub use checkpoint::{load_model, CheckpointSpec};

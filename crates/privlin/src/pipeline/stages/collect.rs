@@ -1,108 +1,49 @@
-//! `privlin sweep CONFIG --budgets ...`: the pipeline at several budgets for one or more presets,
-//! sharing the all-ReLU model and each importance result; then a CSV, an SVG Pareto plot (accuracy
-//! vs ReLU count, one line per method) and per-site retention plots (ReLUPruner figure 5).
+//! Stage `collect` of a sweep: every finished point under `OUT/sweep/` into `sweep.csv`, Pareto
+//! plots (accuracy vs ReLU count, and vs predicted online latency; one line per method) and
+//! per-site retention plots (ReLUPruner figure 5). It reads the directory, not only the plan's
+//! points, so it runs every time.
 
-use crate::pipeline::{preset, run_pipeline, Layout, PipelineConfig};
-use anyhow::{bail, Context, Result};
-use clap::Args;
-use privlin::linearize::report::DELPHI_SECONDS_PER_KRELU;
-use privlin::linearize::run::{StageReport, FINETUNE_REPORT, LINEARIZE_REPORT};
-use privlin::pi::{PiReport, PI_REPORT};
-use privlin::plot::{lines_over_labels, pareto, Line};
+use crate::linearize::report::DELPHI_SECONDS_PER_KRELU;
+use crate::linearize::run::{StageReport, FINETUNE_REPORT, LINEARIZE_REPORT};
+use crate::pi::{PiReport, PI_REPORT};
+use crate::pipeline::stage::{Ctx, Stage, StageKind};
+use crate::plot::{lines_over_labels, pareto, Line};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Debug)]
-pub struct SweepArgs {
-    /// Pipeline config (TOML), as for `privlin run`.
-    config: PathBuf,
-    /// Budgets, comma-separated: counts (6k, 12900) or shares of the counted ReLUs (1%).
-    #[arg(long, value_delimiter = ',', required = true)]
-    budgets: Vec<String>,
-    /// Presets to compare, comma-separated (default: the config's).
-    #[arg(long, value_delimiter = ',')]
-    presets: Vec<String>,
-    /// Name of this variant's line (default: the preset); for ablations with `--set`.
-    #[arg(long)]
-    tag: Option<String>,
-    /// Override a config value, e.g. `--set linearize.taylor.second_order=false`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Only collect the finished points into the CSV and plots.
-    #[arg(long)]
-    collect_only: bool,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collect {
+    /// The sweep's output directory.
+    pub out: PathBuf,
 }
 
-/// A directory-safe label for a budget (`3%` -> `3pct`).
-pub fn budget_label(b: &str) -> String {
-    b.trim()
-        .replace('%', "pct")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+impl Stage for Collect {
+    fn kind(&self) -> StageKind {
+        StageKind::Collect
+    }
 
-pub fn run(a: SweepArgs) -> Result<()> {
-    let base = PipelineConfig::load(&a.config, &a.sets)?;
-    let presets = if a.presets.is_empty() {
-        vec![base.preset.clone()]
-    } else {
-        a.presets.clone()
-    };
-    if a.tag.is_some() && presets.len() > 1 {
-        bail!("--tag names one variant: give one preset with it");
+    fn reads(&self) -> Vec<PathBuf> {
+        vec![self.out.join("sweep")]
     }
-    for p in &presets {
-        preset(p)?;
+
+    fn writes(&self) -> Vec<PathBuf> {
+        vec![self.out.join("sweep.csv"), self.out.join("pareto.svg")]
     }
-    let out = base.out.clone();
-    if !a.collect_only {
-        let total = presets.len() * a.budgets.len();
-        let mut k = 0;
-        for p in &presets {
-            let tag = a.tag.clone().unwrap_or_else(|| p.clone());
-            for b in &a.budgets {
-                k += 1;
-                let mut cfg = base.clone();
-                cfg.preset = p.clone();
-                cfg.budget = b.clone();
-                if p != &base.preset {
-                    // Another preset's learner, not the base config's explicit one.
-                    cfg.linearize.method = None;
-                    cfg.importance.remove("method");
-                }
-                let imp_method = cfg
-                    .importance
-                    .get("method")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .or_else(|| preset(p).ok().and_then(|x| x.0).map(str::to_string))
-                    .unwrap_or_else(|| "none".into());
-                let point = out.join("sweep").join(&tag).join(budget_label(b));
-                let layout = Layout {
-                    ar: out.join("ar"),
-                    importance: out.join("importance").join(format!("{imp_method}.json")),
-                    budget: point.join("budget.json"),
-                    pr: point.join("pr"),
-                    final_: point.join("final"),
-                    pi: point.join("pi"),
-                    report: point.join("report.md"),
-                };
-                let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
-                eprintln!("== {title}");
-                run_pipeline(&cfg, &layout, &title)
-                    .with_context(|| format!("sweep point `{tag}` at {b}"))?;
-            }
-        }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("plain data")
     }
-    collect(&out)
+
+    fn always(&self) -> bool {
+        true
+    }
+
+    fn run(&self, _ctx: &Ctx) -> Result<String> {
+        collect(&self.out)
+    }
 }
 
 struct Point {
@@ -135,9 +76,9 @@ fn points(out: &Path) -> Result<Vec<Point>> {
                 pts.push(Point {
                     tag: t.file_name().unwrap_or_default().to_string_lossy().into(),
                     label: b.file_name().unwrap_or_default().to_string_lossy().into(),
-                    lin: privlin::io::read_json(&l)?,
-                    ft: privlin::io::read_json(&f)?,
-                    pi: privlin::io::read_json(&b.join("pi").join(PI_REPORT)).ok(),
+                    lin: crate::io::read_json(&l)?,
+                    ft: crate::io::read_json(&f)?,
+                    pi: crate::io::read_json(&b.join("pi").join(PI_REPORT)).ok(),
                 });
             }
         }
@@ -166,8 +107,9 @@ fn lines_by_tag(pts: &[Point], x: impl Fn(&Point) -> Option<f64>) -> Vec<Line> {
         .collect()
 }
 
-/// Write `sweep.csv`, `pareto.svg` and `retention-<budget>.svg` from the finished points.
-pub fn collect(out: &Path) -> Result<()> {
+/// Write `sweep.csv`, `pareto.svg` and `retention-<budget>.svg` from the finished points;
+/// returns the table of points and the files written.
+pub fn collect(out: &Path) -> Result<String> {
     let pts = points(out)?;
     if pts.is_empty() {
         bail!("{}: no finished sweep points", out.display());
@@ -205,7 +147,7 @@ pub fn collect(out: &Path) -> Result<()> {
             p.ft.seconds
         );
     }
-    privlin::io::atomic_write_bytes(&out.join("sweep.csv"), csv.as_bytes())?;
+    crate::io::atomic_write_bytes(&out.join("sweep.csv"), csv.as_bytes())?;
     let lines = lines_by_tag(&pts, |p| Some(p.ft.relus as f64));
     pareto(
         &out.join("pareto.svg"),
@@ -269,12 +211,15 @@ pub fn collect(out: &Path) -> Result<()> {
         )?;
         written.push(path);
     }
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "{:<22} {:>8} {:>9} {:>8} {:>10} {:>10}",
         "tag", "budget", "ReLUs", "AR %", "linear. %", "finetun. %"
     );
     for p in &pts {
-        println!(
+        let _ = writeln!(
+            text,
             "{:<22} {:>8} {:>9} {:>8.2} {:>10.2} {:>10.2}",
             p.tag,
             p.label,
@@ -285,7 +230,7 @@ pub fn collect(out: &Path) -> Result<()> {
         );
     }
     for w in written {
-        println!("wrote {}", w.display());
+        let _ = writeln!(text, "wrote {}", w.display());
     }
-    Ok(())
+    Ok(text.trim_end().to_string())
 }

@@ -1,0 +1,97 @@
+//! The Ray executor on a local Ray cluster of 2 CPUs that each test starts and stops: a sweep
+//! gives exactly the files and numbers of the in-process executor, a task that fails once is
+//! retried, and a Shapley game sharded over Ray actors gives the values of one process.
+//!
+//! Needs Ray in the project's venv (`bash scripts/setup.sh --ray`; `scripts/test.sh` does it).
+//! These tests fail, not skip, without it, unless PRIVLIN_SKIP_RAY=1 says to skip them.
+
+mod common;
+use common as stages;
+use common::{privlin, s};
+use std::process::Command;
+
+fn ray_available() -> bool {
+    if std::env::var("PRIVLIN_SKIP_RAY").as_deref() == Ok("1") {
+        eprintln!("PRIVLIN_SKIP_RAY=1: Ray tests skipped");
+        return false;
+    }
+    let py = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
+    let ok = Command::new(py)
+        .args(["-c", "import ray"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "Ray is not installed in .venv: run `bash scripts/setup.sh --ray` (or set PRIVLIN_SKIP_RAY=1)"
+    );
+    true
+}
+
+#[test]
+fn a_ray_sweep_gives_the_files_of_one_process_and_retries_a_failed_task() {
+    if !ray_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, on_ray) = (dir.path().join("seq"), dir.path().join("ray"));
+    for d in [&reference, &on_ray] {
+        std::fs::create_dir_all(d).unwrap();
+        stages::sweep_config(d);
+    }
+    let cfg = reference.join("run.toml");
+    let mut args = vec!["sweep", s(&cfg)];
+    args.extend(stages::SWEEP);
+    let (ok, _, err) = privlin(&args);
+    assert!(ok, "{err}");
+    let cfg = on_ray.join("run.toml");
+    let mut args = vec!["sweep", s(&cfg)];
+    args.extend(stages::SWEEP);
+    args.extend(["--executor", "ray", "--ray-cpus", "2", "--retries", "1"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_privlin"))
+        .args(&args)
+        .env("PRIVLIN_FAIL_ONCE", "relupruner/3pct/finetune")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("injected failure"),
+        "the task failed once: {err}"
+    );
+    assert!(err.contains("ray: 21 stages done"), "{err}");
+    let (a, b) = (reference.join("run"), on_ray.join("run"));
+    assert_eq!(stages::numbers(&a), stages::numbers(&b));
+    let (wa, wb) = (stages::weights(&a), stages::weights(&b));
+    assert_eq!(wa.len(), wb.len());
+    for (x, y) in wa.iter().zip(&wb) {
+        assert_eq!(x.0, y.0);
+        assert!(x.1 == y.1, "{} differs between the executors", x.0);
+    }
+}
+
+#[test]
+fn a_game_sharded_over_ray_actors_gives_the_values_of_one_process() {
+    if !ray_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = stages::tiny_checkpoint(dir.path());
+    let extra = ["--method", "shapley-exact"];
+    let (one, u1) = stages::game(dir.path(), &ckpt, "one", &extra);
+    let (two, u2) = stages::game(
+        dir.path(),
+        &ckpt,
+        "ray",
+        &[
+            "--method",
+            "shapley-exact",
+            "--workers",
+            "2",
+            "--utility-workers",
+            "ray",
+        ],
+    );
+    assert_eq!(one["values"], two["values"]);
+    assert_eq!(u1, u2, "every utility, bit for bit");
+    assert_eq!(two["params"]["workers"], 2);
+}

@@ -1,0 +1,201 @@
+//! The pipeline's config (`privlin run CONFIG.toml`): one point of model, data, training,
+//! importance, budget, learner, fine-tuning and private inference, and the papers' presets.
+
+use crate::budget::Budget;
+use crate::data::DataConfig;
+use crate::importance::compute::ImportanceConfig;
+use crate::linearize::{FinetuneConfig, LinearizeConfig, Method};
+use crate::pi::PiConfig;
+use crate::train::{ModelConfig, TrainConfig};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A pipeline config (`privlin run CONFIG.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Run directory.
+    pub out: PathBuf,
+    /// privshap, relupruner, senet, snl, uniform, or custom.
+    pub preset: String,
+    /// Total ReLUs to keep: a count (12900, 50k) or a share of the counted ReLUs (5%).
+    pub budget: String,
+    pub device: String,
+    pub threads: usize,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    /// The all-ReLU training.
+    pub train: TrainConfig,
+    /// Flags of `privlin importance` (`method`, `players`, `threshold`, ...), without `--`.
+    pub importance: toml::Table,
+    pub linearize: LinearizeConfig,
+    pub finetune: FinetuneConfig,
+    /// The private-inference stage (test images under the two-party protocol).
+    pub pi: PiConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            out: PathBuf::from("runs/run"),
+            preset: "privshap".into(),
+            budget: "5%".into(),
+            device: "auto".into(),
+            threads: 0,
+            model: ModelConfig::default(),
+            data: DataConfig::default(),
+            train: TrainConfig::default(),
+            importance: toml::Table::new(),
+            linearize: LinearizeConfig::default(),
+            finetune: FinetuneConfig::default(),
+            pi: PiConfig::default(),
+        }
+    }
+}
+
+/// The papers' recipes: which importance method sets the per-site budgets (none for the global
+/// learners) and which learner finds the masks.
+pub fn preset(name: &str) -> Result<(Option<&'static str>, &'static str)> {
+    Ok(match name {
+        "privshap" => (Some("shapley-tree"), "gradproj"),
+        "uniform" => (Some("uniform"), "gradproj"),
+        "senet" => (Some("senet"), "senet"),
+        "relupruner" => (None, "taylor"),
+        "snl" => (None, "snl"),
+        "custom" => (None, ""),
+        other => bail!(
+            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, uniform or custom)"
+        ),
+    })
+}
+
+/// Apply `key.path=value` overrides to a TOML table (the value parsed as TOML, else a string).
+pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
+    for s in sets {
+        let Some((key, value)) = s.split_once('=') else {
+            bail!("--set `{s}`: expected key.path=value");
+        };
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        let mut t = &mut *table;
+        for p in &parts[..parts.len() - 1] {
+            t = t
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("--set `{s}`: `{p}` is not a table"))?;
+        }
+        t.insert(parts[parts.len() - 1].to_string(), value);
+    }
+    Ok(())
+}
+
+impl PipelineConfig {
+    /// Parse `text` (from `origin`) with `--set` overrides.
+    pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).with_context(|| format!("config {origin}"))?;
+        apply_sets(&mut table, sets)?;
+        let cfg: PipelineConfig = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("config {origin}"))?;
+        preset(&cfg.preset).with_context(|| format!("config {origin}: preset"))?;
+        cfg.budget
+            .parse::<Budget>()
+            .with_context(|| format!("config {origin}: budget"))?;
+        cfg.linearize
+            .validate()
+            .with_context(|| format!("config {origin}: [linearize]"))?;
+        cfg.finetune
+            .validate()
+            .with_context(|| format!("config {origin}: [finetune]"))?;
+        cfg.pi
+            .validate()
+            .with_context(|| format!("config {origin}: [pi]"))?;
+        let (imp, _) = cfg.methods().with_context(|| format!("config {origin}"))?;
+        cfg.importance_config(imp.as_deref().unwrap_or("uniform"))
+            .with_context(|| format!("config {origin}: [importance]"))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path, sets: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string(), sets)
+    }
+
+    /// The importance method and learner, from the preset unless set explicitly.
+    pub fn methods(&self) -> Result<(Option<String>, Method)> {
+        let (imp, lin) = preset(&self.preset)?;
+        let imp = match self.importance.get("method") {
+            Some(v) => Some(
+                v.as_str()
+                    .context("[importance] method must be a string")?
+                    .to_string(),
+            ),
+            None => imp.map(str::to_string),
+        };
+        let lin = match &self.linearize.method {
+            Some(m) => m.clone(),
+            None if lin.is_empty() => bail!("preset `custom` needs linearize.method"),
+            None => lin.to_string(),
+        };
+        let lin: Method = lin.parse()?;
+        if !lin.is_global() && imp.is_none() {
+            bail!(
+                "learner `{}` needs per-site budgets: set [importance] method",
+                lin.name()
+            );
+        }
+        Ok((imp, lin))
+    }
+
+    /// The importance stage's config for `method`: the `[importance]` table over the defaults,
+    /// with the pipeline's own defaults (players grouped by block for Shapley games, the
+    /// tree-trimming threshold relative to chance, see [`ImportanceConfig::threshold`]).
+    pub fn importance_config(&self, method: &str) -> Result<ImportanceConfig> {
+        let mut table = self.importance.clone();
+        table.insert("method".into(), toml::Value::String(method.into()));
+        if method.starts_with("shapley") && !table.contains_key("players") {
+            table.insert("players".into(), toml::Value::String("blocks".into()));
+        }
+        let cfg: ImportanceConfig = toml::Value::Table(table).try_into()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn importance_table_takes_the_flags_names_and_the_pipeline_defaults() {
+        let cfg = PipelineConfig::parse(
+            "preset = \"privshap\"\n[importance]\nutility_size = 300\nmax_evaluations = 99\n",
+            "test",
+            &[],
+        )
+        .unwrap();
+        let imp = cfg.importance_config("shapley-tree").unwrap();
+        assert_eq!(imp.method, "shapley-tree");
+        assert_eq!(imp.players, "blocks", "Shapley games group sites by block");
+        assert_eq!(imp.utility_size, 300);
+        assert_eq!(imp.max_evaluations, 99);
+        // Everything else is the command line's default.
+        let flags = ImportanceConfig::default();
+        assert_eq!(imp.batch_size, flags.batch_size);
+        assert_eq!(flags.utility_size, 2000);
+        assert_eq!(cfg.importance_config("senet").unwrap().players, "sites");
+        let err = PipelineConfig::parse("[importance]\ntreshold = 3\n", "test", &[]).unwrap_err();
+        let chain = format!("{err:#}");
+        assert!(
+            chain.contains("[importance]") && chain.contains("treshold"),
+            "{chain}"
+        );
+    }
+}

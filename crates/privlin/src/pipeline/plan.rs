@@ -1,0 +1,384 @@
+//! A run or a sweep as a plan: a DAG of stage instances in which shared work is one node (one
+//! all-ReLU model, one importance result per method), then a chain per point.
+
+use super::config::{preset, PipelineConfig};
+use super::stages::allocate::Allocate;
+use super::stages::collect::Collect;
+use super::stages::finetune::Finetune;
+use super::stages::importance::ImportanceStage;
+use super::stages::linearize::{Linearize, Source};
+use super::stages::pi::Pi;
+use super::stages::report::Report;
+use super::stages::train::Train;
+use super::stages::StageSpec;
+use crate::train::RunConfig;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where the runner keeps its stamps and the plan file, inside the run directory.
+pub const STAGES_DIR: &str = "stages";
+pub const PLAN_FILE: &str = "plan.json";
+
+/// One stage instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Unique in the plan: `train`, `importance/senet`, `senet/4pct/linearize`, ...
+    pub id: String,
+    /// Nodes whose artifacts this one reads.
+    pub deps: Vec<String>,
+    pub spec: StageSpec,
+}
+
+/// A plan: nodes in an order where every dependency comes first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The run directory (stamps in `OUT/stages/`).
+    pub out: PathBuf,
+    /// Device and thread count of the config (an executor may override the threads).
+    pub device: String,
+    pub threads: usize,
+    pub nodes: Vec<Node>,
+}
+
+/// Where the artifacts of one pipeline point live.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub ar: PathBuf,
+    pub importance: PathBuf,
+    pub budget: PathBuf,
+    pub pr: PathBuf,
+    pub final_: PathBuf,
+    /// The private-inference export and `pi.json`.
+    pub pi: PathBuf,
+    pub report: PathBuf,
+}
+
+impl Layout {
+    /// `privlin run`: everything directly in `out`.
+    pub fn single(out: &Path) -> Self {
+        Layout {
+            ar: out.join("ar"),
+            importance: out.join("importance.json"),
+            budget: out.join("budget.json"),
+            pr: out.join("pr"),
+            final_: out.join("final"),
+            pi: out.join("pi"),
+            report: out.join("report.md"),
+        }
+    }
+
+    /// A sweep point: the shared all-ReLU model and importance results, the rest per point.
+    pub fn sweep_point(out: &Path, tag: &str, label: &str, importance_method: &str) -> Self {
+        let point = out.join("sweep").join(tag).join(label);
+        Layout {
+            ar: out.join("ar"),
+            importance: out
+                .join("importance")
+                .join(format!("{importance_method}.json")),
+            budget: point.join("budget.json"),
+            pr: point.join("pr"),
+            final_: point.join("final"),
+            pi: point.join("pi"),
+            report: point.join("report.md"),
+        }
+    }
+}
+
+/// A directory-safe label for a budget (`3%` -> `3pct`).
+pub fn budget_label(b: &str) -> String {
+    b.trim()
+        .replace('%', "pct")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Plan {
+    fn empty(cfg: &PipelineConfig) -> Self {
+        Plan {
+            out: cfg.out.clone(),
+            device: cfg.device.clone(),
+            threads: cfg.threads,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Add a node, or reuse an identical one (shared work); the same id for different work is
+    /// an error.
+    fn add(&mut self, id: String, deps: Vec<String>, spec: StageSpec) -> Result<String> {
+        if let Some(n) = self.nodes.iter().find(|n| n.id == id) {
+            if n.spec != spec || n.deps != deps {
+                bail!(
+                    "plan: two different stages would be `{id}` (give the variants different tags)"
+                );
+            }
+            return Ok(id);
+        }
+        for d in &deps {
+            if !self.nodes.iter().any(|n| &n.id == d) {
+                bail!("plan: `{id}` depends on `{d}`, which is not in the plan before it");
+            }
+        }
+        self.nodes.push(Node {
+            id: id.clone(),
+            deps,
+            spec,
+        });
+        Ok(id)
+    }
+
+    /// The chain of one point; `prefix` names its nodes (empty for a single run).
+    fn add_point(
+        &mut self,
+        cfg: &PipelineConfig,
+        layout: &Layout,
+        prefix: &str,
+        importance_id: &str,
+        title: &str,
+    ) -> Result<String> {
+        let (imp_method, learner) = cfg.methods()?;
+        let id = |s: &str| format!("{prefix}{s}");
+        let train = self.add(
+            "train".into(),
+            vec![],
+            StageSpec::Train(Train {
+                run: RunConfig {
+                    out: layout.ar.clone(),
+                    device: cfg.device.clone(),
+                    threads: cfg.threads,
+                    model: cfg.model.clone(),
+                    data: cfg.data.clone(),
+                    train: cfg.train.clone(),
+                },
+            }),
+        )?;
+        let per_site = imp_method.filter(|_| !learner.is_global());
+        let (source, lin_deps, imp_alloc) = match per_site.clone() {
+            Some(m) => {
+                let imp = self.add(
+                    importance_id.to_string(),
+                    vec![train.clone()],
+                    StageSpec::Importance(ImportanceStage {
+                        ckpt: layout.ar.clone(),
+                        config: cfg.importance_config(&m)?,
+                        out: layout.importance.clone(),
+                    }),
+                )?;
+                let alloc = self.add(
+                    id("allocate"),
+                    vec![imp],
+                    StageSpec::Allocate(Allocate {
+                        importance: layout.importance.clone(),
+                        budget: cfg.budget.clone(),
+                        out: layout.budget.clone(),
+                    }),
+                )?;
+                (
+                    Source::Allocation(layout.budget.clone()),
+                    vec![train.clone(), alloc],
+                    Some((layout.importance.clone(), layout.budget.clone())),
+                )
+            }
+            None => (Source::Total(cfg.budget.clone()), vec![train.clone()], None),
+        };
+        let mut lin_cfg = cfg.linearize.clone();
+        lin_cfg.method = Some(learner.name().into());
+        let lin = self.add(
+            id("linearize"),
+            lin_deps,
+            StageSpec::Linearize(Linearize {
+                ar: layout.ar.clone(),
+                source,
+                config: lin_cfg,
+                out: layout.pr.clone(),
+            }),
+        )?;
+        let ft = self.add(
+            id("finetune"),
+            vec![lin.clone(), train.clone()],
+            StageSpec::Finetune(Finetune {
+                pr: layout.pr.clone(),
+                ar: layout.ar.clone(),
+                config: cfg.finetune.clone(),
+                out: layout.final_.clone(),
+            }),
+        )?;
+        let pi = self.add(
+            id("pi"),
+            vec![ft.clone()],
+            StageSpec::Pi(Pi {
+                ckpt: layout.final_.clone(),
+                config: cfg.pi.clone(),
+                out: layout.pi.clone(),
+            }),
+        )?;
+        let mut deps = vec![train, lin, ft, pi];
+        if per_site.is_some() {
+            deps.insert(1, importance_id.to_string());
+            deps.insert(2, id("allocate"));
+        }
+        self.add(
+            id("report"),
+            deps,
+            StageSpec::Report(Report {
+                title: title.to_string(),
+                ar: layout.ar.clone(),
+                importance: imp_alloc.as_ref().map(|x| x.0.clone()),
+                allocation: imp_alloc.map(|x| x.1),
+                pr: layout.pr.clone(),
+                final_: layout.final_.clone(),
+                pi: layout.pi.clone(),
+                out: layout.report.clone(),
+            }),
+        )
+    }
+
+    /// `privlin run`: one point, artifacts directly in `cfg.out`.
+    pub fn run(cfg: &PipelineConfig) -> Result<Self> {
+        let mut plan = Plan::empty(cfg);
+        let title = format!(
+            "privlin run: preset `{}`, budget {}",
+            cfg.preset, cfg.budget
+        );
+        plan.add_point(cfg, &Layout::single(&cfg.out), "", "importance", &title)?;
+        Ok(plan)
+    }
+
+    /// `privlin sweep`: every (preset, budget) point sharing the all-ReLU model and each
+    /// importance result, then the collection of all finished points. `tag` names a variant's
+    /// line (one preset only).
+    pub fn sweep(
+        base: &PipelineConfig,
+        budgets: &[String],
+        presets: &[String],
+        tag: Option<&str>,
+    ) -> Result<Self> {
+        let presets = if presets.is_empty() {
+            vec![base.preset.clone()]
+        } else {
+            presets.to_vec()
+        };
+        if tag.is_some() && presets.len() > 1 {
+            bail!("--tag names one variant: give one preset with it");
+        }
+        if budgets.is_empty() {
+            bail!("a sweep needs at least one budget");
+        }
+        let mut plan = Plan::empty(base);
+        let total = presets.len() * budgets.len();
+        let mut k = 0;
+        for p in &presets {
+            preset(p)?;
+            let tag = tag.map(str::to_string).unwrap_or_else(|| p.clone());
+            for b in budgets {
+                k += 1;
+                let mut cfg = base.clone();
+                cfg.preset = p.clone();
+                cfg.budget = b.clone();
+                if p != &base.preset {
+                    // Another preset's learner, not the base config's explicit one.
+                    cfg.linearize.method = None;
+                    cfg.importance.remove("method");
+                }
+                let (imp_method, _) = cfg
+                    .methods()
+                    .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+                let imp_method = imp_method.unwrap_or_else(|| "none".into());
+                let label = budget_label(b);
+                let layout = Layout::sweep_point(&base.out, &tag, &label, &imp_method);
+                let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
+                plan.add_point(
+                    &cfg,
+                    &layout,
+                    &format!("{tag}/{label}/"),
+                    &format!("importance/{imp_method}"),
+                    &title,
+                )
+                .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+            }
+        }
+        let reports: Vec<String> = plan
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.spec, StageSpec::Report(_)))
+            .map(|n| n.id.clone())
+            .collect();
+        plan.add(
+            "collect".into(),
+            reports,
+            StageSpec::Collect(Collect {
+                out: base.out.clone(),
+            }),
+        )?;
+        Ok(plan)
+    }
+
+    pub fn node(&self, id: &str) -> Result<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("plan of {}: no stage `{id}`", self.out.display()))
+    }
+
+    pub fn index(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// The fingerprints of every node: a digest of its own config and its dependencies'
+    /// fingerprints, so a change upstream reaches every stage after it.
+    pub fn fingerprints(&self) -> HashMap<String, String> {
+        let mut fp: HashMap<String, String> = HashMap::new();
+        for n in &self.nodes {
+            let mut h = Sha256::new();
+            h.update(n.spec.stage().fingerprint().to_string().as_bytes());
+            for d in &n.deps {
+                h.update(b"\0");
+                h.update(fp[d].as_bytes());
+            }
+            let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            fp.insert(n.id.clone(), digest);
+        }
+        fp
+    }
+
+    pub fn stamp_path(&self, id: &str) -> PathBuf {
+        self.out.join(STAGES_DIR).join(format!("{id}.json"))
+    }
+
+    pub fn plan_path(&self) -> PathBuf {
+        self.out.join(STAGES_DIR).join(PLAN_FILE)
+    }
+
+    /// Write the plan to `OUT/stages/plan.json` (what `privlin stage run` and workers read).
+    pub fn save(&self) -> Result<PathBuf> {
+        let p = self.plan_path();
+        std::fs::create_dir_all(p.parent().expect("stages dir"))
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        crate::io::atomic_write_json(&p, self)?;
+        Ok(p)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        crate::io::read_json(path).with_context(|| format!("plan {}", path.display()))
+    }
+
+    /// The report nodes' stages (to print a run's results at the end).
+    pub fn reports(&self) -> Vec<&Report> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.spec {
+                StageSpec::Report(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,75 @@
+//! Stage `linearize`: masks within the point's budget by one of the four learners.
+
+use crate::linearize::run::{linearize, BudgetSource};
+use crate::linearize::LinearizeConfig;
+use crate::pipeline::stage::{Ctx, Stage, StageKind};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where the budget comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Per-site budgets (`budget.json` of an allocate stage).
+    Allocation(PathBuf),
+    /// One total over the counted sites (global learners).
+    Total(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linearize {
+    /// The all-ReLU checkpoint.
+    pub ar: PathBuf,
+    pub source: Source,
+    /// `method` is set (the preset's learner or the config's).
+    pub config: LinearizeConfig,
+    /// The partial-ReLU checkpoint directory.
+    pub out: PathBuf,
+}
+
+impl Stage for Linearize {
+    fn kind(&self) -> StageKind {
+        StageKind::Linearize
+    }
+
+    fn reads(&self) -> Vec<PathBuf> {
+        let mut r = vec![self.ar.clone()];
+        if let Source::Allocation(p) = &self.source {
+            r.push(p.clone());
+        }
+        r
+    }
+
+    fn writes(&self) -> Vec<PathBuf> {
+        vec![self.out.clone()]
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("plain data")
+    }
+
+    fn run(&self, ctx: &Ctx) -> Result<String> {
+        let source = match &self.source {
+            Source::Allocation(p) => BudgetSource::Allocation(p),
+            Source::Total(b) => BudgetSource::Total(b.parse()?),
+        };
+        let resume = self.out.join("resume.safetensors").exists();
+        let r = linearize(
+            &self.ar,
+            source,
+            &self.config,
+            &self.out,
+            ctx.device()?,
+            resume,
+        )?;
+        Ok(format!(
+            "{}: {} of {} ReLUs kept, test accuracy {:.2} %{}",
+            r.method,
+            r.relus,
+            r.capacity,
+            100.0 * r.test_acc,
+            if resume { ", resumed" } else { "" }
+        ))
+    }
+}
