@@ -11,7 +11,7 @@ use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::tcp::TcpTransport;
 use privlin_mpc::net::{Channel, Meter, Profile};
-use privlin_mpc::protocol::{Client, Options, OutputMode, Server};
+use privlin_mpc::protocol::{Client, Options, OutputMode};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{ModelFile, QuantModel, Ring};
 use rand::SeedableRng;
@@ -284,18 +284,22 @@ fn serve(a: ServeArgs) -> Result<()> {
             .map(|p| p.describe())
             .unwrap_or_else(|| "unshaped TCP".into())
     );
-    for _ in 0..a.sessions {
-        let (stream, peer) = listener.accept()?;
-        let t = TcpTransport::new(stream, Duration::from_secs(a.timeout))?;
-        let ch = Channel::new(Box::new(t))
-            .with_profile(prof.clone())
-            .with_deadline(Duration::from_secs(a.session_deadline));
-        let res = Server::start(model.clone(), ch, &opts).and_then(|mut s| s.serve());
-        match res {
+    let cfg = privlin_mpc::protocol::service::ServeConfig {
+        sessions: a.sessions,
+        io_timeout: Duration::from_secs(a.timeout),
+        session_deadline: Duration::from_secs(a.session_deadline),
+        profile: prof,
+    };
+    privlin_mpc::protocol::service::serve_sessions(
+        &listener,
+        &model,
+        &opts,
+        &cfg,
+        |peer, r| match r {
             Ok(n) => eprintln!("{peer}: {n} inferences served"),
             Err(e) => eprintln!("{peer}: session failed: {e}"),
-        }
-    }
+        },
+    )?;
     Ok(())
 }
 

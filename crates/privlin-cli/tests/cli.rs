@@ -367,12 +367,24 @@ fn run_pipeline_resumes_and_sweep_collects() {
         "--budgets",
         "3%,6%",
         "--presets",
-        "relupruner,uniform",
+        "relupruner,uniform,snl",
     ]);
     assert!(ok, "{err}");
     assert!(err.contains("ar is complete, skipped"), "{err}");
     let csv = std::fs::read_to_string(run.join("sweep.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 5, "{csv}\n{out}");
+    assert_eq!(csv.lines().count(), 7, "{csv}\n{out}");
+    // Whether a point holds its budget is a column: SNL stops by its own rule or says it did not.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "budget_reached").unwrap();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let want: &[&str] = if f[0] == "snl" {
+            &["yes", "no"]
+        } else {
+            &["yes"]
+        };
+        assert!(want.contains(&f[col]), "{line}");
+    }
     for f in ["pareto.svg", "retention-3pct.svg", "retention-6pct.svg"] {
         let svg = std::fs::read_to_string(run.join(f)).unwrap();
         assert!(svg.contains("<svg") && svg.contains("relupruner"), "{f}");

@@ -237,9 +237,12 @@ images = 4
     assert!(report.contains("INSECURE seeded randomness"), "{report}");
     // Done: skipped; another [pi]: measured again.
     let (ok, _, err) = privlin(&["run", c]);
-    assert!(ok && err.contains("pi.json is complete, skipped"), "{err}");
+    assert!(ok && err.contains("pi is complete, skipped"), "{err}");
     let (ok, _, err) = privlin(&["run", c, "--set", "pi.images=2"]);
-    assert!(ok && err.contains("measuring again"), "{err}");
+    assert!(
+        ok && err.contains("config.images: 4 -> 2") && err.contains("making it again"),
+        "{err}"
+    );
     let (ok, _, err) = privlin(&["run", c, "--set", "pi.ring_bits=16"]);
     assert!(
         !ok && err.contains("[pi]") && err.contains("ring bits"),

@@ -147,7 +147,7 @@ fn a_killed_sweep_resumes() {
 fn a_sharded_game_gives_the_values_of_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = tiny_checkpoint(dir.path());
-    for method in ["shapley-exact", "shapley-mc"] {
+    for method in ["shapley-exact", "shapley-tree", "shapley-mc"] {
         let extra = [
             "--method",
             method,

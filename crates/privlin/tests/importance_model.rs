@@ -5,7 +5,7 @@ use privlin::importance::players::{players, site_keep, Grouping};
 use privlin::importance::shapley::exact::Exact;
 use privlin::importance::shapley::ShapleyEstimator;
 use privlin::importance::utility::{ModelOracle, UtilityKind};
-use privlin::importance::{senet, taylor_layer};
+use privlin::importance::{senet, senet_sparse, taylor_layer};
 use privlin::nn::{Convention, MaskSet, Model, ModelSpec};
 use tch::{Device, Kind};
 
@@ -110,6 +110,41 @@ fn senet_and_taylor_scores_are_finite_and_informative() {
     let t = taylor_layer::layer_importance(&m, &ps, &l, 2).unwrap();
     assert!(t.iter().all(|v| v.is_finite() && *v > 0.0), "{t:?}");
     assert!(senet::sensitivity(&m, &ps, 1.5).is_err());
+}
+
+/// SENet's sensitivity by sparse training: the convolutions end at the target density, every
+/// sensitivity is a fraction, and the same seed gives the same values.
+#[test]
+fn senet_sparse_training_reaches_the_density_and_is_deterministic() {
+    // One initial model, copied for each run (other tests draw from libtorch's global generator
+    // concurrently, so two `Model::new` calls need not agree).
+    let (m0, _) = setup("resnet9", Convention::ALL);
+    let ps = players(&m0, Grouping::Sites).unwrap();
+    let d = DataConfig {
+        train_per_class: Some(8),
+        test_per_class: Some(2),
+        ..DataConfig::default()
+    }
+    .load()
+    .unwrap();
+    let train = Loader::train(d.train.clone(), d.norm, 20, 0, false, Device::Cpu);
+    let cfg = senet_sparse::SparseTraining {
+        density: 0.2,
+        epochs: 2,
+        lr: 0.01,
+        batch_size: 20,
+        seed: 0,
+    };
+    let run = || {
+        let mut m = Model::new(m0.spec.clone(), Device::Cpu).unwrap();
+        m.vs.copy(&m0.vs).unwrap();
+        senet_sparse::sensitivity(&mut m, &ps, &train, &cfg).unwrap()
+    };
+    let (s, reached) = run();
+    assert!((reached - 0.2).abs() < 0.01, "density reached {reached}");
+    assert!(s.iter().all(|v| (0.0..=1.0).contains(v)), "{s:?}");
+    assert!(s.iter().any(|&v| v > 0.0 && v < 1.0), "{s:?}");
+    assert_eq!(run().0, s);
 }
 
 /// The smooth utilities are what their definitions say on a plain masked evaluation: mean

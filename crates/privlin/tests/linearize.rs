@@ -200,7 +200,7 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
     let alloc = allocation(&m, "5%");
     let bpath = dir.path().join("budget.json");
     privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
-    for method in ["gradproj", "senet", "taylor", "snl"] {
+    for method in ["gradproj", "senet", "taylor", "l1-fixed-epochs"] {
         let mut runs = Vec::new();
         for rep in 0..2 {
             let out = dir.path().join(format!("{method}-{rep}"));
@@ -490,4 +490,72 @@ fn channel_masks_round_budgets_down_to_whole_channels() {
     for site in m.sites() {
         assert_eq!(masks[&site.name].size(), site.shape.to_vec());
     }
+}
+
+/// SNL as its authors run it: it stops as soon as the count reaches the budget (alphas above the
+/// threshold kept, at most the budget, never filled), its alphas are not clamped, the same seed
+/// gives the same masks; when the epoch cap comes first the point says "budget not reached" and
+/// keeps the threshold's masks, over the budget.
+#[test]
+fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let total = Budget::Ratio(0.3).resolve(m.relu_count()).unwrap();
+    let snl = |lambda: f64, cap: usize, out: &Path| {
+        let mut c = quick("snl");
+        c.train.epochs = cap;
+        // Fast alphas so that a tiny model gets there in a few epochs.
+        c.train.optimizer.lr = 0.05;
+        c.snl.lambda = lambda;
+        c.snl.warmup_epochs = 1;
+        linearize(
+            &ar,
+            BudgetSource::Total(Budget::Count(total)),
+            &c,
+            out,
+            Device::Cpu,
+            false,
+        )
+        .unwrap()
+    };
+    let (a, b) = (dir.path().join("snl-a"), dir.path().join("snl-b"));
+    let r = snl(2e-3, 40, &a);
+    assert_eq!(r.budget_reached, Some(true), "{:?}", r.notes);
+    assert!(r.relus <= total && r.relus > 0, "{} of {total}", r.relus);
+    assert!(
+        r.epochs < 40,
+        "stopped when the budget was reached: {}",
+        r.epochs
+    );
+    assert!(
+        r.notes[0].contains("reached the budget after"),
+        "{:?}",
+        r.notes
+    );
+    // No clamping: the l1 penalty drove some alphas below zero.
+    let state: HashMap<String, Tensor> = Tensor::read_safetensors(a.join("resume.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    let min = state
+        .iter()
+        .filter(|(k, _)| k.starts_with("objective.alpha.") || k.starts_with("alpha."))
+        .map(|(_, t)| t.min().double_value(&[]))
+        .fold(f64::MAX, f64::min);
+    assert!(min < 0.0, "smallest alpha {min}");
+    // Deterministic.
+    let r2 = snl(2e-3, 40, &b);
+    assert_eq!((r2.relus, r2.epochs), (r.relus, r.epochs));
+    let (ma, mb) = (mask_file(&a), mask_file(&b));
+    for (k, t) in &ma {
+        assert!(t.equal(&mb[k]), "{k}");
+    }
+    // The cap first: marked, over the budget, not filled or cut.
+    let c = dir.path().join("snl-cap");
+    let r = snl(1e-9, 1, &c);
+    assert_eq!(r.budget_reached, Some(false));
+    assert!(r.relus > total, "{} of {total}", r.relus);
+    assert_eq!(r.epochs, 1);
+    assert!(r.notes[0].contains("budget not reached"), "{:?}", r.notes);
 }

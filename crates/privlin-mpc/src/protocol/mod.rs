@@ -22,6 +22,7 @@ pub mod linear;
 pub mod policy;
 pub mod relu;
 pub mod server;
+pub mod service;
 
 pub use client::{Client, Inference};
 pub use policy::{Limits, Options, OutputMode, Randomness};

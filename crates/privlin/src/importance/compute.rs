@@ -14,7 +14,7 @@ use super::shapley::tree::{TreeTrimming, TrimTest};
 use super::shapley::ShapleyEstimator;
 use super::utility::{ModelOracle, UtilityKind};
 use super::workers::{UtilityWorkers, WorkerSpec};
-use super::{senet, taylor_layer, Importance, Method, PlayerSite};
+use super::{senet, senet_sparse, taylor_layer, Importance, Method, PlayerSite};
 use crate::data::Loader;
 use crate::nn::Model;
 use crate::train::{load_model, CheckpointSpec};
@@ -109,9 +109,19 @@ pub struct ImportanceConfig {
     /// Stratified: rounds at most.
     #[arg(long, default_value_t = 200)]
     pub max_rounds: usize,
-    /// SENet: parameter density of the global magnitude pruning.
+    /// senet, senet-sparse: parameter density of the convolutions (one-shot global magnitude
+    /// pruning, or the target of sparse training).
     #[arg(long, default_value_t = 0.1)]
     pub density: f64,
+    /// senet-sparse: epochs of sparse training (gradual magnitude pruning to `density`).
+    #[arg(long, default_value_t = 5)]
+    pub sparse_epochs: usize,
+    /// senet-sparse: SGD learning rate of sparse training (cosine to zero).
+    #[arg(long, default_value_t = 0.01)]
+    pub sparse_lr: f64,
+    /// senet-sparse: training batch size.
+    #[arg(long, default_value_t = 128)]
+    pub sparse_batch_size: usize,
     /// taylor-layer: batches of the utility set used.
     #[arg(long, default_value_t = 8)]
     pub batches: usize,
@@ -440,8 +450,40 @@ pub fn compute(
             let (values, params) = match method {
                 Method::Senet => (
                     senet::sensitivity(&model, &ps, cfg.density)?,
-                    serde_json::json!({ "density": cfg.density }),
+                    serde_json::json!({ "density": cfg.density, "pruning": "one-shot global magnitude" }),
                 ),
+                Method::SenetSparse => {
+                    let (mut trainable, _) = load_model(ckpt, device)?;
+                    let splits = spec.data.load().with_context(|| {
+                        format!("loading the training data from `{}`", spec.data.source)
+                    })?;
+                    let train = Loader::train(
+                        splits.train.clone(),
+                        spec.normalization,
+                        cfg.sparse_batch_size,
+                        cfg.seed,
+                        spec.data.augment,
+                        device,
+                    );
+                    let sparse = senet_sparse::SparseTraining {
+                        density: cfg.density,
+                        epochs: cfg.sparse_epochs,
+                        lr: cfg.sparse_lr,
+                        batch_size: cfg.sparse_batch_size,
+                        seed: cfg.seed,
+                    };
+                    let (values, reached) =
+                        senet_sparse::sensitivity(&mut trainable, &ps, &train, &sparse)?;
+                    (
+                        values,
+                        serde_json::json!({
+                            "density": cfg.density, "density_reached": reached,
+                            "pruning": "sparse training: gradual magnitude pruning (Zhu & Gupta 2017)",
+                            "epochs": cfg.sparse_epochs, "lr": cfg.sparse_lr,
+                            "batch_size": cfg.sparse_batch_size, "train_images": splits.train.len(),
+                        }),
+                    )
+                }
                 Method::TaylorLayer => (
                     taylor_layer::layer_importance(&model, &ps, &loader, cfg.batches)?,
                     serde_json::json!({ "batches": cfg.batches, "batch_size": cfg.batch_size, "eps": taylor_layer::EPS }),

@@ -6,6 +6,7 @@ pub mod game;
 pub mod players;
 pub mod score;
 pub mod senet;
+pub mod senet_sparse;
 pub mod shapley;
 pub mod taylor_layer;
 pub mod utility;
@@ -27,6 +28,7 @@ pub enum Method {
     ShapleyAntithetic,
     ShapleyStratified,
     Senet,
+    SenetSparse,
     TaylorLayer,
     Uniform,
     Proportional,
@@ -35,7 +37,7 @@ pub enum Method {
 impl Method {
     pub const NAMES: &'static str =
         "shapley-exact, shapley-tree, shapley-mc, shapley-bandit, shapley-kernel, shapley-leverage, \
-         shapley-antithetic, shapley-stratified, senet, taylor-layer, uniform, proportional";
+         shapley-antithetic, shapley-stratified, senet, senet-sparse, taylor-layer, uniform, proportional";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +50,7 @@ impl Method {
             Method::ShapleyAntithetic => "shapley-antithetic",
             Method::ShapleyStratified => "shapley-stratified",
             Method::Senet => "senet",
+            Method::SenetSparse => "senet-sparse",
             Method::TaylorLayer => "taylor-layer",
             Method::Uniform => "uniform",
             Method::Proportional => "proportional",
@@ -82,6 +85,7 @@ impl FromStr for Method {
             "shapley-antithetic" => Method::ShapleyAntithetic,
             "shapley-stratified" => Method::ShapleyStratified,
             "senet" => Method::Senet,
+            "senet-sparse" => Method::SenetSparse,
             "taylor-layer" | "relupruner" => Method::TaylorLayer,
             "uniform" => Method::Uniform,
             "proportional" => Method::Proportional,

@@ -91,7 +91,8 @@ impl Default for TaylorConfig {
     }
 }
 
-/// SNL: `CE + KL + lambda * ||alpha||_1` on continuous per-pixel (or per-channel) masks.
+/// SNL and privlin's fixed-epoch variant: `CE + KL + lambda * ||alpha||_1` on continuous per-pixel
+/// (or per-channel) masks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SnlConfig {
@@ -101,9 +102,11 @@ pub struct SnlConfig {
     pub lambda_growth: f64,
     /// An alpha above this counts as a ReLU.
     pub threshold: f64,
-    /// Steps between count checks.
+    /// `snl`: lambda may grow from this epoch on (the authors' 5).
+    pub warmup_epochs: usize,
+    /// `l1-fixed-epochs`: steps between count checks.
     pub check_every: usize,
-    /// Adam learning rate of the alphas.
+    /// `l1-fixed-epochs`: Adam learning rate of the alphas (`snl` uses the weights' rate).
     pub mask_lr: f64,
 }
 
@@ -113,6 +116,7 @@ impl Default for SnlConfig {
             lambda: 1e-5,
             lambda_growth: 1.1,
             threshold: 1e-2,
+            warmup_epochs: 5,
             check_every: 20,
             mask_lr: 2e-2,
         }
@@ -249,9 +253,25 @@ pub struct FinetuneConfig {
     pub train: TrainConfig,
     /// As in `[linearize]`.
     pub train_per_class: Option<usize>,
+    /// `senet`: `lambda KL + (1 - lambda) CE + beta/2 PRAM` (SENet eq. 2); `snl`: `CE + KL`, 1:1,
+    /// no PRAM (the SNL authors' `train_kd`; `lambda` and `beta` unused).
+    pub loss: String,
     pub lambda: f64,
     pub beta: f64,
     pub temperature: f64,
+}
+
+impl FinetuneConfig {
+    /// The SNL authors' fine-tuning (`snl_finetune_unstructured.py`): SGD lr 1e-3, momentum 0.9,
+    /// weight decay 5e-4, cosine over 100 epochs, `CE + T^2 KL(T = 4)`, no PRAM.
+    pub fn snl() -> Self {
+        let mut c = FinetuneConfig::default();
+        c.train.epochs = 100;
+        c.train.optimizer.lr = 1e-3;
+        c.loss = "snl".into();
+        c.beta = 0.0;
+        c
+    }
 }
 
 impl Default for FinetuneConfig {
@@ -273,6 +293,7 @@ impl Default for FinetuneConfig {
                 ..TrainConfig::default()
             },
             train_per_class: None,
+            loss: "senet".into(),
             lambda: 0.9,
             beta: 1000.0,
             temperature: 4.0,
@@ -283,6 +304,11 @@ impl Default for FinetuneConfig {
 impl FinetuneConfig {
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
+        ensure!(
+            matches!(self.loss.as_str(), "senet" | "snl"),
+            "finetune.loss must be `senet` or `snl`, got `{}`",
+            self.loss
+        );
         ensure!(
             (0.0..=1.0).contains(&self.lambda),
             "finetune.lambda must be in [0, 1], got {}",

@@ -5,7 +5,8 @@
 //!
 //! where `psi^m` are the vectorized post-activation maps of site `m` of the partial-ReLU student
 //! and the all-ReLU teacher (PRAM: post-ReLU activation mismatch). The paper's defaults: lambda
-//! 0.9, beta 1000, T 4.
+//! 0.9, beta 1000, T 4. With `loss = "snl"` the objective is the SNL authors' `CE + T^2 KL`, 1:1,
+//! without PRAM ([`FinetuneConfig::snl`] is their whole recipe).
 //!
 //! One deviation, measured: eq. 2 prints the plain L2 distance of the normalized maps. With
 //! beta = 1000 that term is three orders of magnitude above KL and CE (about 7,000 on the demo's
@@ -58,7 +59,8 @@ impl Finetune {
 
 impl Objective for Finetune {
     fn loss(&mut self, model: &Model, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        let use_pram = self.cfg.beta > 0.0;
+        let snl = self.cfg.loss == "snl";
+        let use_pram = self.cfg.beta > 0.0 && !snl;
         let (t_logits, t_posts) = if use_pram {
             self.teacher.logits_and_posts(&batch.images)
         } else {
@@ -71,7 +73,11 @@ impl Objective for Finetune {
         let s = model.forward_with(&batch.images, &mut f);
         let kl = distillation(&s, &t_logits, self.cfg.temperature);
         let ce = cross_entropy(&s, &batch.labels, 0.0);
-        let mut loss = &kl * self.cfg.lambda + &ce * (1.0 - self.cfg.lambda);
+        let mut loss = if snl {
+            &kl + &ce
+        } else {
+            &kl * self.cfg.lambda + &ce * (1.0 - self.cfg.lambda)
+        };
         let mut pram_sum = Tensor::zeros([], (Kind::Float, s.device()));
         if use_pram {
             for (tap, t) in f.take_taps().iter().zip(&t_posts) {

@@ -9,7 +9,8 @@
 //! - [`gradproj`]: PrivShap section 3.2, gradient projection (top-k of mask gradients per site).
 //! - [`taylor`]: ReLUPruner eqs. 5-9 and Algorithm 1, progressive global pruning by second-order
 //!   Taylor importance.
-//! - [`snl`]: SNL, l1-regularized continuous masks, binarized at the budget.
+//! - [`snl`]: SNL as its authors' code runs it (l1-regularized continuous masks, per-epoch lambda
+//!   schedule, stop at the budget), and privlin's fixed-epoch variant `l1-fixed-epochs`.
 //! - [`senet`]: SENet stage 2, masks learned within per-site budgets (projected continuous scores).
 
 pub mod config;
@@ -39,24 +40,27 @@ pub enum Method {
     GradProj,
     Taylor,
     Snl,
+    /// privlin's fixed-epoch l1-mask variant for equal-compute comparisons (not SNL).
+    L1FixedEpochs,
     Senet,
 }
 
 impl Method {
-    pub const NAMES: &'static str = "gradproj, taylor, snl, senet";
+    pub const NAMES: &'static str = "gradproj, taylor, snl, l1-fixed-epochs, senet";
 
     pub fn name(self) -> &'static str {
         match self {
             Method::GradProj => "gradproj",
             Method::Taylor => "taylor",
             Method::Snl => "snl",
+            Method::L1FixedEpochs => "l1-fixed-epochs",
             Method::Senet => "senet",
         }
     }
 
     /// Learners that rank ReLUs across all sites against one total (no per-site budgets).
     pub fn is_global(self) -> bool {
-        matches!(self, Method::Taylor | Method::Snl)
+        matches!(self, Method::Taylor | Method::Snl | Method::L1FixedEpochs)
     }
 }
 
@@ -67,6 +71,7 @@ impl std::str::FromStr for Method {
             "gradproj" | "gradient-projection" | "privshap" => Method::GradProj,
             "taylor" | "progressive-taylor" | "relupruner" => Method::Taylor,
             "snl" => Method::Snl,
+            "l1-fixed-epochs" => Method::L1FixedEpochs,
             "senet" => Method::Senet,
             other => bail!(
                 "unknown linearization method `{other}`; known: {}",
@@ -76,9 +81,26 @@ impl std::str::FromStr for Method {
     }
 }
 
+/// How a learner's final masks relate to its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetOutcome {
+    /// Exactly the budget (per site or in total; within one entry below it for channel masks).
+    Exact,
+    /// At most the budget (SNL stops when its count falls to or below it).
+    AtMost,
+    /// Over the budget: the learner's own stopping rule was not met before its epoch cap, and
+    /// the result says so instead of being filled or cut.
+    NotReached,
+}
+
 /// A mask learner: trains with the loop of [`crate::train::fit`] and ends with binary masks that
 /// hold its budget.
 pub trait MaskLearner: Objective {
+    /// How the masks of [`MaskLearner::finish`] hold the budget.
+    fn outcome(&self) -> BudgetOutcome {
+        BudgetOutcome::Exact
+    }
+
     /// Binary masks the model would be evaluated with now.
     fn current_masks(&self) -> MaskSet;
 

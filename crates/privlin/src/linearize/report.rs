@@ -81,11 +81,23 @@ pub fn markdown(r: &ReportInputs) -> String {
             );
         }
         if let Some(ft) = r.finetune {
+            let loss = match ft.config.get("loss").and_then(|l| l.as_str()) {
+                Some("snl") => "CE + KL, SNL's recipe",
+                _ => "KL + CE + PRAM",
+            };
             let _ = writeln!(
                 s,
-                "| after fine-tuning ({} epochs, KL + CE + PRAM) | | {} |",
+                "| after fine-tuning ({} epochs, {loss}) | | {} |",
                 ft.epochs,
                 pct(ft.test_acc)
+            );
+        }
+        if r.linearize.and_then(|x| x.budget_reached) == Some(false) {
+            let _ = writeln!(
+                s,
+                "\n**Budget not reached**: the learner's epoch cap came before its stopping rule; the \
+                 model keeps {} ReLUs, more than the budget of {} (see the notes).",
+                l.relus, l.budget
             );
         }
         let _ = writeln!(

@@ -7,9 +7,9 @@ use super::export::{export, MASKS_FILE};
 use super::finetune::Finetune;
 use super::gradproj::GradProj;
 use super::senet::SenetMasks;
-use super::snl::Snl;
+use super::snl::{Schedule, Snl};
 use super::taylor::ProgressiveTaylor;
-use super::{MaskLearner, Method, Targets, Teacher};
+use super::{BudgetOutcome, MaskLearner, Method, Targets, Teacher};
 use crate::data::Loader;
 use crate::nn::{Granularity, MaskSet, Model};
 use crate::train::{evaluate, fit, load_model, CheckpointSpec, FitOptions};
@@ -55,7 +55,11 @@ pub struct StageReport {
     pub test_acc: f64,
     pub test_images: usize,
     pub train_images: usize,
+    /// Epochs run (a learner with a stopping rule, SNL, may stop before the configured count).
     pub epochs: usize,
+    /// Whether the masks hold the budget (`false`: SNL's cap came first; the masks are over it).
+    #[serde(default)]
+    pub budget_reached: Option<bool>,
     pub seconds: f64,
     pub notes: Vec<String>,
     pub config: serde_json::Value,
@@ -131,8 +135,12 @@ fn check_budget(
     sites: &[SiteCount],
     targets: &Targets,
     granularity: Granularity,
+    outcome: BudgetOutcome,
 ) -> Result<()> {
-    let exact = granularity == Granularity::Pixel;
+    if outcome == BudgetOutcome::NotReached {
+        return Ok(());
+    }
+    let exact = granularity == Granularity::Pixel && outcome == BudgetOutcome::Exact;
     for (i, s) in sites.iter().enumerate() {
         if let (Some(b), true) = (s.budget, targets.per_site) {
             let entry = granularity.entry_size(model.sites()[i].shape);
@@ -248,13 +256,19 @@ pub fn linearize(
             cfg.taylor.clone(),
             total_steps,
         )),
-        Method::Snl => Box::new(Snl::new(
+        Method::Snl | Method::L1FixedEpochs => Box::new(Snl::new(
+            if method == Method::Snl {
+                Schedule::Snl
+            } else {
+                Schedule::FixedEpochs
+            },
             &model,
             teacher,
             &targets,
             g,
             cfg.distill.clone(),
             cfg.snl.clone(),
+            cfg.train.optimizer.lr,
         )),
         Method::Senet => Box::new(SenetMasks::new(
             &model,
@@ -268,7 +282,7 @@ pub fn linearize(
     let ar_acc = evaluate(&model, &test, None).accuracy;
     tch::manual_seed(cfg.train.seed as i64);
     let t0 = Instant::now();
-    fit(
+    let history = fit(
         &mut model,
         &train,
         learner.as_mut(),
@@ -283,8 +297,9 @@ pub fn linearize(
         },
     )?;
     let (masks, notes) = learner.finish(&model)?;
+    let outcome = learner.outcome();
     let sites = site_counts(&model, &masks, Some(&targets))?;
-    check_budget(&model, &sites, &targets, g)?;
+    check_budget(&model, &sites, &targets, g, outcome)?;
     let acc = evaluate(&model, &test, Some(&masks)).accuracy;
     model.save_weights(&out.join(crate::train::checkpoint::WEIGHTS_FILE))?;
     save_pr(out, &spec, &model, &masks)?;
@@ -304,7 +319,8 @@ pub fn linearize(
         test_acc: acc,
         test_images: test.data.len(),
         train_images: train.data.len(),
-        epochs: cfg.train.epochs,
+        epochs: history.len(),
+        budget_reached: Some(outcome != BudgetOutcome::NotReached),
         seconds: t0.elapsed().as_secs_f64(),
         notes,
         config: serde_json::to_value(cfg)?,
@@ -412,6 +428,7 @@ pub fn finetune(
         test_images: test.data.len(),
         train_images: train.data.len(),
         epochs: cfg.train.epochs,
+        budget_reached: prev.as_ref().and_then(|r| r.budget_reached),
         seconds: t0.elapsed().as_secs_f64(),
         notes: Vec::new(),
         config: serde_json::to_value(cfg)?,

@@ -1,19 +1,32 @@
-//! SNL (Cho et al., ICML 2022): selective network linearization by l1-regularized masks.
+//! SNL (Cho et al., ICML 2022): selective network linearization by l1-regularized masks, and
+//! privlin's fixed-epoch variant of it.
 //!
 //! Every counted site gets a continuous mask `alpha` (pixel or channel shape) initialized to 1 and
 //! used as is, `a = alpha relu(z) + (1 - alpha) z`. Weights and alphas train on
-//! `CE + KL + lambda * ||alpha||_1` (alphas by Adam, clipped to [0, 1] after each step). Every
-//! `check_every` steps the ReLU count (alphas above `threshold`, 1e-2) is measured: when it has not
-//! fallen since the last check, lambda grows by `lambda_growth` (1.1). When the count reaches the
-//! budget, the alphas are binarized (the `budget` largest become 1, globally) and frozen; the
-//! remaining steps train the weights with the binary masks. A run that ends above the budget is
-//! binarized the same way at the end, and says so.
+//! `CE + T^2 KL(T = 4) + lambda * ||alpha||_1`; an alpha above `threshold` (1e-2) counts as a ReLU.
+//!
+//! [`Schedule::Snl`] follows the authors' code (`snl_finetune_unstructured.py`,
+//! `mask_train_kd_unstructured` in `utils.py` of NYU-DICE-Lab/selective_network_linearization):
+//! weights and alphas share one Adam at the weights' learning rate (1e-3; here the alphas' own Adam
+//! with the same hyper-parameters, which is the same update since Adam is per parameter), alphas
+//! are never clamped; once per epoch the count is measured: below the lowest count so far it
+//! becomes the new lowest, otherwise from epoch `warmup_epochs` (5) on lambda grows by
+//! `lambda_growth` (1.1); training stops as soon as the count is at or below the budget, and the
+//! alphas are binarized by the threshold (so the model keeps at most the budget). When the epoch
+//! cap (`[linearize.train] epochs`; the authors' 2,000) comes first, the masks are the threshold's
+//! and the point is marked "budget not reached", never filled up.
+//!
+//! [`Schedule::FixedEpochs`] is privlin's variant for equal-compute comparisons, not SNL: alphas by
+//! their own Adam at `mask_lr`, clipped to [0, 1]; every `check_every` steps lambda grows when the
+//! count has not fallen since the last check; at the budget the `budget` largest alphas are frozen
+//! as binary masks; a run that ends above the budget takes the `budget` largest alphas at the end,
+//! and says so.
 
 use super::config::{DistillConfig, LinearizeConfig, SnlConfig};
 use super::teacher::{distill_loss, Teacher};
 use super::{
     entry_sizes, global_topk, live_set, mask_set, named_state, strip_prefix, trainable_ones,
-    MaskLearner, Targets,
+    BudgetOutcome, MaskLearner, Targets,
 };
 use crate::data::Batch;
 use crate::nn::{Granularity, MaskSet, Model};
@@ -23,7 +36,17 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
+/// Which dynamics move lambda and when the masks are fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// The authors' code: per-epoch checks, stop at the budget.
+    Snl,
+    /// privlin's variant: a fixed number of epochs, checks every `check_every` steps.
+    FixedEpochs,
+}
+
 pub struct Snl {
+    schedule: Schedule,
     teacher: Teacher,
     distill: DistillConfig,
     cfg: SnlConfig,
@@ -33,6 +56,10 @@ pub struct Snl {
     opt: Optimizer,
     lambda: f64,
     last_count: Option<i64>,
+    /// The lowest count so far (per-epoch schedule).
+    lowest: i64,
+    /// Epochs run (per-epoch schedule).
+    epochs: usize,
     /// Binary masks once the budget is reached.
     frozen: Option<Vec<Option<Tensor>>>,
     /// Step at which the masks were binarized.
@@ -41,13 +68,17 @@ pub struct Snl {
 }
 
 impl Snl {
+    /// `weights_lr`: the learning rate of the weights' Adam, which the authors' alphas share.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        schedule: Schedule,
         model: &Model,
         teacher: Teacher,
         targets: &Targets,
         granularity: Granularity,
         distill: DistillConfig,
         cfg: SnlConfig,
+        weights_lr: f64,
     ) -> Self {
         let alpha = trainable_ones(model, &targets.site, granularity);
         let params = alpha
@@ -58,13 +89,26 @@ impl Snl {
                     .map(|a| (format!("alpha.{i}"), a.shallow_clone()))
             })
             .collect();
-        let opt = Optimizer::new(LinearizeConfig::mask_optimizer(cfg.mask_lr), params);
+        let lr = match schedule {
+            Schedule::Snl => weights_lr,
+            Schedule::FixedEpochs => cfg.mask_lr,
+        };
+        let opt = Optimizer::new(LinearizeConfig::mask_optimizer(lr), params);
         let set = live_set(&alpha);
+        let entry_size = entry_sizes(model, granularity);
+        let total = alpha
+            .iter()
+            .zip(&entry_size)
+            .filter_map(|(a, e)| a.as_ref().map(|a| a.numel() as i64 * e))
+            .sum();
         Snl {
+            schedule,
+            lowest: total,
+            epochs: 0,
             teacher,
             distill,
             target: targets.total,
-            entry_size: entry_sizes(model, granularity),
+            entry_size,
             lambda: cfg.lambda,
             cfg,
             alpha,
@@ -97,11 +141,68 @@ impl Snl {
         self.lambda
     }
 
+    /// privlin's variant: the `budget` largest alphas become 1.
     fn binarize(&mut self, step: usize) {
         let masks = global_topk(&self.alpha, &self.entry_size, self.target);
         self.set = mask_set(&masks);
         self.frozen = Some(masks);
         self.frozen_at = Some(step);
+    }
+
+    /// The authors' binarization (their line 11): alpha > threshold becomes 1.
+    fn threshold_masks(&self) -> Vec<Option<Tensor>> {
+        self.alpha
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .map(|a| a.detach().gt(self.cfg.threshold).to_kind(Kind::Float))
+            })
+            .collect()
+    }
+
+    /// The per-epoch rule of the authors' loop; freezes the threshold masks at the budget.
+    fn epoch_check(&mut self, epoch: usize) {
+        self.epochs = epoch + 1;
+        let count = self.count();
+        (self.lambda, self.lowest) = epoch_rule(
+            self.lambda,
+            self.lowest,
+            count,
+            epoch,
+            self.cfg.warmup_epochs,
+            self.cfg.lambda_growth,
+        );
+        if count <= self.target {
+            let masks = self.threshold_masks();
+            self.set = mask_set(&masks);
+            self.frozen = Some(masks);
+            self.frozen_at = Some(self.epochs);
+        }
+    }
+
+    /// Epochs the per-epoch schedule ran (its cost), and whether it reached the budget.
+    pub fn epochs_run(&self) -> usize {
+        self.epochs
+    }
+}
+
+/// SNL's per-epoch lambda rule (`snl_finetune_unstructured.py`): after epoch `epoch` (0-based)
+/// with `count` ReLUs, a count below the lowest so far becomes the lowest; otherwise, from epoch
+/// `warmup` on, lambda grows by `growth`. Returns (lambda, lowest).
+pub fn epoch_rule(
+    lambda: f64,
+    lowest: i64,
+    count: i64,
+    epoch: usize,
+    warmup: usize,
+    growth: f64,
+) -> (f64, i64) {
+    if count < lowest {
+        (lambda, count)
+    } else if epoch >= warmup {
+        (lambda * growth, lowest)
+    } else {
+        (lambda, lowest)
     }
 }
 
@@ -123,8 +224,12 @@ impl Objective for Snl {
             self.opt.zero_grad();
             return Ok(());
         }
-        self.opt.step(self.cfg.mask_lr);
+        let lr = self.opt.config().lr;
+        self.opt.step(lr);
         self.opt.zero_grad();
+        if self.schedule == Schedule::Snl {
+            return Ok(());
+        }
         tch::no_grad(|| {
             for a in self.alpha.iter_mut().flatten() {
                 let _ = a.clamp_(0.0, 1.0);
@@ -142,6 +247,17 @@ impl Objective for Snl {
             }
         }
         Ok(())
+    }
+
+    fn after_epoch(&mut self, _model: &Model, epoch: usize) -> Result<()> {
+        if self.schedule == Schedule::Snl && self.frozen.is_none() {
+            self.epoch_check(epoch);
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.schedule == Schedule::Snl && self.frozen.is_some()
     }
 
     fn eval_masks(&self) -> Option<MaskSet> {
@@ -165,6 +281,8 @@ impl Objective for Snl {
             "meta.frozen_at".into(),
             Tensor::from(self.frozen_at.map(|s| s as i64).unwrap_or(-1)),
         ));
+        out.push(("meta.lowest".into(), Tensor::from(self.lowest)));
+        out.push(("meta.epochs".into(), Tensor::from(self.epochs as i64)));
         out
     }
 
@@ -185,9 +303,19 @@ impl Objective for Snl {
         self.lambda = meta("meta.lambda")?.double_value(&[]);
         let lc = meta("meta.last_count")?.int64_value(&[]);
         self.last_count = (lc >= 0).then_some(lc);
+        self.lowest = meta("meta.lowest")?.int64_value(&[]);
+        self.epochs = meta("meta.epochs")?.int64_value(&[]) as usize;
         let fa = meta("meta.frozen_at")?.int64_value(&[]);
         if fa >= 0 {
-            self.binarize(fa as usize);
+            match self.schedule {
+                Schedule::FixedEpochs => self.binarize(fa as usize),
+                Schedule::Snl => {
+                    let masks = self.threshold_masks();
+                    self.set = mask_set(&masks);
+                    self.frozen = Some(masks);
+                    self.frozen_at = Some(fa as usize);
+                }
+            }
         }
         Ok(())
     }
@@ -195,31 +323,74 @@ impl Objective for Snl {
 
 impl MaskLearner for Snl {
     fn current_masks(&self) -> MaskSet {
-        match &self.frozen {
-            Some(m) => mask_set(m),
-            None => mask_set(&global_topk(&self.alpha, &self.entry_size, self.target)),
+        match (&self.frozen, self.schedule) {
+            (Some(m), _) => mask_set(m),
+            (None, Schedule::Snl) => mask_set(&self.threshold_masks()),
+            (None, Schedule::FixedEpochs) => {
+                mask_set(&global_topk(&self.alpha, &self.entry_size, self.target))
+            }
+        }
+    }
+
+    fn outcome(&self) -> BudgetOutcome {
+        match (self.schedule, self.frozen.is_some()) {
+            (Schedule::FixedEpochs, _) => BudgetOutcome::Exact,
+            (Schedule::Snl, true) => BudgetOutcome::AtMost,
+            (Schedule::Snl, false) => BudgetOutcome::NotReached,
         }
     }
 
     fn finish(&mut self, _model: &Model) -> Result<(MaskSet, Vec<String>)> {
         let mut notes = Vec::new();
-        match self.frozen_at {
-            Some(s) => notes.push(format!(
-                "SNL reached the budget at step {s} (lambda {:.3e}); binarized and frozen there",
+        match (self.schedule, self.frozen_at) {
+            (Schedule::Snl, Some(e)) => notes.push(format!(
+                "SNL reached the budget after {e} epochs (lambda {:.3e}): alphas above {} kept ({} ReLUs)",
+                self.lambda,
+                self.cfg.threshold,
+                self.count()
+            )),
+            (Schedule::Snl, None) => notes.push(format!(
+                "budget not reached: SNL's count was {} after the cap of {} epochs (lambda {:.3e}, budget {}); the masks are the alphas above {}, over the budget, not filled or cut",
+                self.count(),
+                self.epochs,
+                self.lambda,
+                self.target,
+                self.cfg.threshold
+            )),
+            (Schedule::FixedEpochs, Some(s)) => notes.push(format!(
+                "privlin's fixed-epoch l1 variant reached the budget at step {s} (lambda {:.3e}); binarized and frozen there",
                 self.lambda
             )),
-            None => {
+            (Schedule::FixedEpochs, None) => {
                 notes.push(format!(
-                    "SNL did not reach the budget by the l1 penalty alone ({} ReLUs above alpha {} at the end, lambda {:.3e}): binarized to the {} largest alphas",
+                    "privlin's fixed-epoch l1 variant did not reach the budget by the l1 penalty alone ({} ReLUs above alpha {} at the end, lambda {:.3e}): binarized to the {} largest alphas",
                     self.count(),
                     self.cfg.threshold,
                     self.lambda,
                     self.target
                 ));
-                let last = self.frozen_at.unwrap_or(0);
-                self.binarize(last);
+                self.binarize(0);
             }
         }
         Ok((self.current_masks(), notes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epoch_rule;
+
+    #[test]
+    fn lambda_grows_only_after_warmup_and_only_when_the_count_stalls() {
+        // A falling count never grows lambda, and sets the new lowest.
+        assert_eq!(epoch_rule(1e-5, 100, 90, 7, 5, 1.1), (1e-5, 90));
+        // A stall before the warm-up ends: no growth.
+        assert_eq!(epoch_rule(1e-5, 90, 90, 4, 5, 1.1), (1e-5, 90));
+        // A stall (or a rise) from epoch 5 on: x1.1, the lowest unchanged.
+        let (l, low) = epoch_rule(1e-5, 90, 95, 5, 5, 1.1);
+        assert!((l - 1.1e-5).abs() < 1e-18 && low == 90);
+        // Compared with the lowest so far, not the previous epoch's count.
+        let (l, _) = epoch_rule(2e-5, 80, 85, 9, 5, 1.1);
+        assert!(l > 2e-5);
     }
 }

@@ -63,9 +63,10 @@ pub fn preset(name: &str) -> Result<(Option<&'static str>, &'static str)> {
         "senet" => (Some("senet"), "senet"),
         "relupruner" => (None, "taylor"),
         "snl" => (None, "snl"),
+        "l1-fixed-epochs" => (None, "l1-fixed-epochs"),
         "custom" => (None, ""),
         other => bail!(
-            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, uniform or custom)"
+            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, uniform or custom)"
         ),
     })
 }

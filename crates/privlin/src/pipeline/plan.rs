@@ -11,6 +11,7 @@ use super::stages::pi::Pi;
 use super::stages::report::Report;
 use super::stages::train::Train;
 use super::stages::StageSpec;
+use crate::linearize::{FinetuneConfig, Method as LearnerMethod};
 use crate::train::RunConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -202,13 +203,19 @@ impl Plan {
                 out: layout.pr.clone(),
             }),
         )?;
+        // The snl preset fine-tunes by its authors' recipe unless [finetune] says otherwise.
+        let ft_cfg = if learner == LearnerMethod::Snl && cfg.finetune == FinetuneConfig::default() {
+            FinetuneConfig::snl()
+        } else {
+            cfg.finetune.clone()
+        };
         let ft = self.add(
             id("finetune"),
             vec![lin.clone(), train.clone()],
             StageSpec::Finetune(Finetune {
                 pr: layout.pr.clone(),
                 ar: layout.ar.clone(),
-                config: cfg.finetune.clone(),
+                config: ft_cfg,
                 out: layout.final_.clone(),
             }),
         )?;

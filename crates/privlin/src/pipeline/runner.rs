@@ -6,14 +6,16 @@
 //! - resumed when its stamp is `started` with the current fingerprint (a killed run: training
 //!   stages continue from their own `resume.safetensors`);
 //! - refused when its artifacts exist but were made under another fingerprint (another config
-//!   here or upstream): the message names what differs and what to delete;
+//!   here or upstream): the message names what differs and what to delete; cheap derived stages
+//!   (allocation, private-inference measurement, reports: [`Stage::on_change`]) are made again
+//!   instead, saying so;
 //! - run otherwise.
 //!
 //! Since stamps and artifacts are written atomically, an executor may run a node twice (a Ray
 //! retry) or in another process and never sees half a file.
 
 use super::plan::Plan;
-use super::stage::{Ctx, Stage};
+use super::stage::{Ctx, OnChange, Stage};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -58,7 +60,7 @@ fn host() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Paths (`a.b.c`) where two configs differ, at most `max`.
+/// Paths (`a.b.c`) where two configs differ, the first four.
 fn differences(a: &serde_json::Value, b: &serde_json::Value, path: &str, out: &mut Vec<String>) {
     use serde_json::Value::Object;
     if out.len() >= 4 {
@@ -150,10 +152,17 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
                 .filter(|p| p.exists())
                 .map(|p| p.display().to_string())
                 .collect();
-            bail!(
+            if stage.on_change() == OnChange::Redo {
+                eprintln!(
+                    "{label}: {} was made with another config ({what}), making it again",
+                    paths.join(", ")
+                );
+            } else {
+                bail!(
                 "stage `{id}`: {} was made with a different config than the current one ({what}): delete it to redo the stage, or restore the config",
                 paths.join(", ")
             );
+            }
         }
         if &s.fingerprint == fp {
             if s.status == Status::Complete && writes.iter().all(|p| p.exists()) && !stage.always()

@@ -34,14 +34,6 @@ impl StageKind {
             StageKind::Collect => "collect",
         }
     }
-
-    /// Stages that train a network (an accelerator pays off).
-    pub fn trains(self) -> bool {
-        matches!(
-            self,
-            StageKind::Train | StageKind::Linearize | StageKind::Finetune
-        )
-    }
 }
 
 /// What every stage gets from the process that runs it.
@@ -64,6 +56,13 @@ impl Ctx {
     }
 }
 
+/// See [`Stage::on_change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    Refuse,
+    Redo,
+}
+
 /// A pipeline stage.
 pub trait Stage {
     fn kind(&self) -> StageKind;
@@ -76,6 +75,13 @@ pub trait Stage {
     /// Make the artifacts, resuming from a stage's own partial state where it has one; returns a
     /// one-line summary.
     fn run(&self, ctx: &Ctx) -> Result<String>;
+    /// What the runner does when the artifacts exist but were made under another config: refuse
+    /// (stages whose work is expensive: training, importance) or make them again (cheap stages
+    /// derived from others: allocation, private-inference measurement, reports).
+    fn on_change(&self) -> OnChange {
+        OnChange::Refuse
+    }
+
     /// Stages whose output depends on more than their inputs (a sweep's collection of every
     /// finished point) run every time.
     fn always(&self) -> bool {

@@ -26,6 +26,18 @@ pub trait Objective {
         Ok(())
     }
 
+    /// Called after every epoch (before the checkpoint is saved), e.g. to check a stopping rule
+    /// once per epoch as SNL does.
+    fn after_epoch(&mut self, _model: &Model, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether training should stop before the next epoch (checked after a resume too, from the
+    /// restored state): SNL stops when its ReLU count has reached the budget.
+    fn done(&self) -> bool {
+        false
+    }
+
     /// The masks the model is evaluated with after an epoch, when the objective owns them (mask
     /// learners); `None` uses [`FitOptions::eval_masks`].
     fn eval_masks(&self) -> Option<MaskSet> {
@@ -187,6 +199,9 @@ pub fn fit(
     }
     let dev = model.device();
     for epoch in start..cfg.epochs {
+        if objective.done() {
+            break;
+        }
         let pb = progress(opts.label, epoch, cfg.epochs, nb);
         let t0 = Instant::now();
         let mut loss_sum = Tensor::zeros([], (Kind::Float, dev));
@@ -233,6 +248,7 @@ pub fn fit(
         }
         let train_secs = t0.elapsed().as_secs_f64();
         pb.finish_and_clear();
+        objective.after_epoch(model, epoch)?;
         let own_masks = objective.eval_masks();
         let masks = own_masks.as_ref().or(opts.eval_masks);
         let ev: Option<EvalResult> = opts.eval.map(|l| evaluate(model, l, masks));

@@ -2,7 +2,7 @@
 
 use crate::budget::{allocate, Allocation, Budget};
 use crate::importance::Importance;
-use crate::pipeline::stage::{Ctx, Stage, StageKind};
+use crate::pipeline::stage::{Ctx, OnChange, Stage, StageKind};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -64,6 +64,10 @@ impl Stage for Allocate {
 
     fn fingerprint(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plain data")
+    }
+
+    fn on_change(&self) -> OnChange {
+        OnChange::Redo
     }
 
     fn run(&self, _ctx: &Ctx) -> Result<String> {

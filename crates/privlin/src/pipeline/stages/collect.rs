@@ -115,7 +115,7 @@ pub fn collect(out: &Path) -> Result<String> {
         bail!("{}: no finished sweep points", out.display());
     }
     let mut csv = String::from(
-        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float\n",
+        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float,budget_reached,linearize_epochs\n",
     );
     for p in &pts {
         let pi = match &p.pi {
@@ -130,9 +130,14 @@ pub fn collect(out: &Path) -> Result<String> {
             ),
             None => ",,,,".into(),
         };
+        let reached = match p.lin.budget_reached {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        };
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi}",
+            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi},{reached},{}",
             p.tag,
             p.lin.method,
             p.label,
@@ -144,7 +149,8 @@ pub fn collect(out: &Path) -> Result<String> {
             100.0 * p.ft.test_acc,
             p.ft.relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
             p.lin.seconds,
-            p.ft.seconds
+            p.ft.seconds,
+            p.lin.epochs
         );
     }
     crate::io::atomic_write_bytes(&out.join("sweep.csv"), csv.as_bytes())?;

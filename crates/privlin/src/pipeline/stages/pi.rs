@@ -3,7 +3,7 @@
 //! leaves the reason in `pi/skipped.txt` instead.
 
 use crate::pi::{PiConfig, PI_REPORT};
-use crate::pipeline::stage::{Ctx, Stage, StageKind};
+use crate::pipeline::stage::{Ctx, OnChange, Stage, StageKind};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -32,6 +32,10 @@ impl Stage for Pi {
 
     fn fingerprint(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plain data")
+    }
+
+    fn on_change(&self) -> OnChange {
+        OnChange::Redo
     }
 
     fn run(&self, _ctx: &Ctx) -> Result<String> {

@@ -6,7 +6,7 @@ use crate::importance::Importance;
 use crate::linearize::report::{markdown, ReportInputs, DELPHI_SECONDS_PER_KRELU};
 use crate::linearize::run::{StageReport, FINETUNE_REPORT, LINEARIZE_REPORT};
 use crate::pi::{PiReport, PI_REPORT};
-use crate::pipeline::stage::{Ctx, Stage, StageKind};
+use crate::pipeline::stage::{Ctx, OnChange, Stage, StageKind};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -96,6 +96,10 @@ impl Stage for Report {
 
     fn fingerprint(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("plain data")
+    }
+
+    fn on_change(&self) -> OnChange {
+        OnChange::Redo
     }
 
     fn run(&self, _ctx: &Ctx) -> Result<String> {
