@@ -150,7 +150,7 @@ fn adam(lr: f64) -> OptimizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearizeConfig {
-    /// gradproj, taylor, snl or senet (a preset fills it in).
+    /// gradproj, taylor, snl, l1-fixed-epochs or senet (a preset fills it in).
     pub method: Option<String>,
     pub granularity: Granularity,
     /// Train on at most this many images per class of the checkpoint's training split (`None`:

@@ -205,7 +205,7 @@ pub fn linearize(
     let method: Method = cfg
         .method
         .as_deref()
-        .context("linearize.method is not set (gradproj, taylor, snl or senet)")?
+        .context("linearize.method is not set (gradproj, taylor, snl, l1-fixed-epochs or senet)")?
         .parse()?;
     let (mut model, spec, ar_masks) = load_with_masks(ar, device)?;
     if ar_masks.is_some() {
