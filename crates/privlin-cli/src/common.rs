@@ -71,23 +71,15 @@ fn exe() -> Result<PathBuf> {
     Ok(std::env::current_exe()?)
 }
 
-/// How to start utility workers for `workers` of them; `threads` is what this process would use.
-pub fn worker_spec(
-    w: &WorkerArgs,
-    device: &str,
-    threads: usize,
-    workers: usize,
-) -> Result<WorkerSpec> {
+/// How to start utility workers; `threads` per worker (0: the cores over the local workers, one
+/// per Ray actor).
+pub fn worker_spec(w: &WorkerArgs, device: &str, threads: usize) -> Result<WorkerSpec> {
     let exe = exe()?.display().to_string();
     Ok(match w.utility_workers.as_str() {
         "local" => WorkerSpec {
             argv: vec![exe, "utility-worker".into()],
             pool: false,
-            threads: if threads > 0 {
-                threads
-            } else {
-                (cores() / workers.max(1)).max(1)
-            },
+            threads,
             device: device.to_string(),
         },
         "ray" => {
@@ -105,7 +97,7 @@ pub fn worker_spec(
             WorkerSpec {
                 argv,
                 pool: true,
-                threads: threads.max(1),
+                threads,
                 device: device.to_string(),
             }
         }

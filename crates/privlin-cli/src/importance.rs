@@ -40,7 +40,7 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
             let device = a.rt.device.clone().unwrap_or_else(|| "auto".into());
             let threads = a.rt.threads.unwrap_or(0);
             let dev = crate::common::runtime(&device, threads)?;
-            let spec = worker_spec(&a.workers, &device, threads, a.cfg.workers)?;
+            let spec = worker_spec(&a.workers, &device, threads)?;
             let ckpt = a
                 .ckpt
                 .clone()

@@ -51,7 +51,6 @@ impl ExecArgs {
                     },
                     &plan.device,
                     plan.threads,
-                    1,
                 )?);
                 (Box::new(Sequential), ctx)
             }
@@ -297,14 +296,8 @@ pub fn stage(c: StageCommandArgs) -> Result<()> {
     let plan = Plan::load(&a.plan)?;
     let device = a.device.clone().unwrap_or_else(|| plan.device.clone());
     let threads = a.threads.unwrap_or(plan.threads);
-    let workers = match &plan.node(&a.id)?.spec {
-        privlin::pipeline::stages::StageSpec::Importance(s) => s.config.workers,
-        _ => 1,
-    };
     let ctx = Ctx {
-        utility_workers: Some(crate::common::worker_spec(
-            &a.workers, &device, threads, workers,
-        )?),
+        utility_workers: Some(crate::common::worker_spec(&a.workers, &device, threads)?),
         device,
         threads,
     };

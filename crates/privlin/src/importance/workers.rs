@@ -35,7 +35,7 @@ pub struct WorkerSpec {
     /// The command is a pool that splits each batch over `workers` actors itself (one process);
     /// otherwise `workers` processes are started here and each batch is split over them.
     pub pool: bool,
-    /// libtorch threads per worker (0: libtorch's default).
+    /// libtorch threads per worker (0: the machine's cores over the local workers).
     pub threads: usize,
     pub device: String,
 }
@@ -139,14 +139,19 @@ impl UtilityWorkers {
         let Some((program, args)) = spec.argv.split_first() else {
             bail!("utility workers: empty command line");
         };
+        let processes = if spec.pool { 1 } else { cfg.workers.max(1) };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hello = Hello {
             ckpt: ckpt.to_path_buf(),
             config: cfg.clone(),
             device: spec.device.clone(),
-            threads: spec.threads,
+            threads: match (spec.threads, spec.pool) {
+                (0, false) => (cores / processes).max(1),
+                (0, true) => 1,
+                (t, _) => t,
+            },
         };
         let mut workers = Vec::new();
-        let processes = if spec.pool { 1 } else { cfg.workers.max(1) };
         for k in 0..processes {
             let mut child = Command::new(program)
                 .args(args)

@@ -172,6 +172,10 @@ impl Snl {
             self.cfg.warmup_epochs,
             self.cfg.lambda_growth,
         );
+        eprintln!(
+            "snl epoch {}: {count} ReLUs above alpha {} (lowest {}, budget {}), lambda {:.3e}",
+            self.epochs, self.cfg.threshold, self.lowest, self.target, self.lambda
+        );
         if count <= self.target {
             let masks = self.threshold_masks();
             self.set = mask_set(&masks);
