@@ -10,6 +10,9 @@ use common as stages;
 use common::{privlin, s};
 use std::process::Command;
 
+/// One local Ray instance at a time: two on a 2-core machine starve each other.
+static ONE_RAY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn ray_available() -> bool {
     if std::env::var("PRIVLIN_SKIP_RAY").as_deref() == Ok("1") {
         eprintln!("PRIVLIN_SKIP_RAY=1: Ray tests skipped");
@@ -29,6 +32,7 @@ fn ray_available() -> bool {
 
 #[test]
 fn a_ray_sweep_gives_the_files_of_one_process_and_retries_a_failed_task() {
+    let _one = ONE_RAY.lock().unwrap_or_else(|e| e.into_inner());
     if !ray_available() {
         return;
     }
@@ -71,6 +75,7 @@ fn a_ray_sweep_gives_the_files_of_one_process_and_retries_a_failed_task() {
 
 #[test]
 fn a_game_sharded_over_ray_actors_gives_the_values_of_one_process() {
+    let _one = ONE_RAY.lock().unwrap_or_else(|e| e.into_inner());
     if !ray_available() {
         return;
     }
