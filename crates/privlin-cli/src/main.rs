@@ -98,7 +98,9 @@ fn main() {
         Command::Cost(a) => pi::cost_cmd(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        // One write, so that errors of parallel stage processes do not interleave.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(format!("error: {e:#}\n").as_bytes());
         std::process::exit(1);
     }
 }

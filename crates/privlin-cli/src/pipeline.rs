@@ -165,12 +165,13 @@ pub fn run(a: RunArgs, demo: bool) -> Result<()> {
     Ok(())
 }
 
+/// What a sweep covers (shared by `sweep` and `plan`).
 #[derive(Args, Debug)]
-pub struct SweepArgs {
+pub struct SweepShape {
     /// Pipeline config (TOML), as for `privlin run`.
     config: PathBuf,
     /// Budgets, comma-separated: counts (6k, 12900) or shares of the counted ReLUs (1%).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',')]
     budgets: Vec<String>,
     /// Presets to compare, comma-separated (default: the config's).
     #[arg(long, value_delimiter = ',')]
@@ -181,6 +182,22 @@ pub struct SweepArgs {
     /// Override a config value, e.g. `--set linearize.taylor.second_order=false`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+}
+
+impl SweepShape {
+    fn config(&self) -> Result<PipelineConfig> {
+        PipelineConfig::load(&self.config, &self.sets)
+    }
+
+    fn plan(&self, cfg: &PipelineConfig) -> Result<Plan> {
+        Plan::sweep(cfg, &self.budgets, &self.presets, self.tag.as_deref())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    shape: SweepShape,
     /// Only collect the finished points into the CSV and plots.
     #[arg(long)]
     collect_only: bool,
@@ -189,7 +206,7 @@ pub struct SweepArgs {
 }
 
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    let base = PipelineConfig::load(&a.config, &a.sets)?;
+    let base = a.shape.config()?;
     if a.collect_only {
         println!(
             "{}",
@@ -198,7 +215,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         return Ok(());
     }
     let t0 = std::time::Instant::now();
-    let plan = Plan::sweep(&base, &a.budgets, &a.presets, a.tag.as_deref())?;
+    let plan = a.shape.plan(&base)?;
     execute(&plan, &a.exec)?;
     println!(
         "{}",
@@ -210,31 +227,24 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// Pipeline config (TOML), as for `privlin run`.
-    config: PathBuf,
-    /// A sweep's budgets (without them: the plan of `privlin run`).
-    #[arg(long, value_delimiter = ',')]
-    budgets: Vec<String>,
-    #[arg(long, value_delimiter = ',')]
-    presets: Vec<String>,
-    #[arg(long)]
-    tag: Option<String>,
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    /// Without --budgets: the plan of `privlin run`.
+    #[command(flatten)]
+    shape: SweepShape,
     /// Print the plan as JSON (what `privlin stage run` reads).
     #[arg(long)]
     json: bool,
 }
 
 pub fn plan(a: PlanArgs) -> Result<()> {
-    let cfg = PipelineConfig::load(&a.config, &a.sets)?;
-    let plan = if a.budgets.is_empty() {
-        if !a.presets.is_empty() || a.tag.is_some() {
+    let cfg = a.shape.config()?;
+    let s = &a.shape;
+    let plan = if s.budgets.is_empty() {
+        if !s.presets.is_empty() || s.tag.is_some() {
             bail!("--presets and --tag describe a sweep: give --budgets too");
         }
         Plan::run(&cfg)?
     } else {
-        Plan::sweep(&cfg, &a.budgets, &a.presets, a.tag.as_deref())?
+        s.plan(&cfg)?
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -278,26 +278,7 @@ fn train_importance_allocate_eval_on_synthetic_data() {
 }
 
 fn pipeline_config(dir: &Path) -> std::path::PathBuf {
-    common::pipeline_config(
-        dir,
-        r#"preset = "senet"
-budget = "4%"
-
-[model]
-arch = "resnet9"
-width = 0.125
-
-[data]
-source = "synthetic"
-train_per_class = 30
-test_per_class = 10
-holdout = 0.2
-
-[importance]
-players = "stages"
-density = 0.2
-"#,
-    )
+    common::pipeline_config(dir, common::TINY_PIPELINE)
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 use common as stages;
-use common::{privlin, s};
+use common::{privlin, privlin_env, s};
 use std::process::Command;
 
 /// One local Ray instance at a time: two on a 2-core machine starve each other.
@@ -51,13 +51,8 @@ fn a_ray_sweep_gives_the_files_of_one_process_and_retries_a_failed_task() {
     let mut args = vec!["sweep", s(&cfg)];
     args.extend(stages::SWEEP);
     args.extend(["--executor", "ray", "--ray-cpus", "2", "--retries", "1"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_privlin"))
-        .args(&args)
-        .env("PRIVLIN_FAIL_ONCE", "relupruner/3pct/finetune")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, _, err) = privlin_env(&args, "PRIVLIN_FAIL_ONCE", "relupruner/3pct/finetune");
+    assert!(ok, "{err}");
     assert!(
         err.contains("injected failure"),
         "the task failed once: {err}"

@@ -4,7 +4,9 @@
 //! process.
 
 mod common;
-use common::{game, numbers, privlin, s, sweep_config, tiny_checkpoint, weights, SWEEP};
+use common::{
+    game, numbers, privlin, privlin_env, s, sweep_config, tiny_checkpoint, weights, SWEEP,
+};
 use std::process::Command;
 
 #[test]
@@ -76,25 +78,15 @@ fn jobs_give_the_files_of_one_process_and_a_failed_stage_resumes() {
     let cfg = parallel.join("run.toml");
     args[1] = s(&cfg);
     args.extend(["--jobs", "2"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_privlin"))
-        .args(&args)
-        .env("PRIVLIN_FAIL_ONCE", "senet/6pct/linearize")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, _, err) = privlin_env(&args, "PRIVLIN_FAIL_ONCE", "senet/6pct/linearize");
+    assert!(!ok, "{err}");
     assert!(
         err.contains("injected failure") && err.contains("run the same command again"),
         "{err}"
     );
     // The second attempt resumes: the model and the importance result are not made again.
-    let out = Command::new(env!("CARGO_BIN_EXE_privlin"))
-        .args(&args)
-        .env("PRIVLIN_FAIL_ONCE", "senet/6pct/linearize")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, _, err) = privlin_env(&args, "PRIVLIN_FAIL_ONCE", "senet/6pct/linearize");
+    assert!(ok, "{err}");
     assert!(err.contains("ar is complete, skipped"), "{err}");
     assert!(err.contains("senet.json is complete, skipped"), "{err}");
     let (a, b) = (reference.join("run"), parallel.join("run"));

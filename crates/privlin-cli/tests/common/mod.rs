@@ -17,6 +17,20 @@ pub fn privlin(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs the `privlin` binary with one environment variable set: (success, stdout, stderr).
+pub fn privlin_env(args: &[&str], key: &str, value: &str) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_privlin"))
+        .args(args)
+        .env(key, value)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -52,12 +66,9 @@ batch_size = 32
 
 /// A sweep config on synthetic data with one libtorch thread (so child processes compute what
 /// the in-process executor computes).
-pub fn sweep_config(dir: &Path) -> PathBuf {
-    pipeline_config(
-        dir,
-        r#"preset = "senet"
+/// The tiny pipeline of the CLI tests: SENet at 4 % on a ResNet-9 (width x0.125), synthetic data.
+pub const TINY_PIPELINE: &str = r#"preset = "senet"
 budget = "4%"
-threads = 1
 
 [model]
 arch = "resnet9"
@@ -72,8 +83,12 @@ holdout = 0.2
 [importance]
 players = "stages"
 density = 0.2
-"#,
-    )
+"#;
+
+/// [`TINY_PIPELINE`] with one libtorch thread (so child processes compute what the in-process
+/// executor computes).
+pub fn sweep_config(dir: &Path) -> PathBuf {
+    pipeline_config(dir, &format!("threads = 1\n{TINY_PIPELINE}"))
 }
 
 pub const SWEEP: [&str; 4] = ["--budgets", "3%,6%", "--presets", "senet,relupruner"];

@@ -54,6 +54,13 @@ pub enum Outcome {
 /// and resumption): the runner leaves a marker beside the stamp and fails before running it.
 pub const FAIL_ONCE_ENV: &str = "PRIVLIN_FAIL_ONCE";
 
+/// One line to stderr in one write, so that the lines of stages running in parallel processes
+/// do not interleave.
+fn say(line: String) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
 fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -153,10 +160,10 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
                 .map(|p| p.display().to_string())
                 .collect();
             if stage.on_change() == OnChange::Redo {
-                eprintln!(
+                say(format!(
                     "{label}: {} was made with another config ({what}), making it again",
                     paths.join(", ")
-                );
+                ));
             } else {
                 bail!(
                 "stage `{id}`: {} was made with a different config than the current one ({what}): delete it to redo the stage, or restore the config",
@@ -167,13 +174,13 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
         if &s.fingerprint == fp {
             if s.status == Status::Complete && writes.iter().all(|p| p.exists()) && !stage.always()
             {
-                eprintln!(
+                say(format!(
                     "{label}: {} is complete, skipped",
                     writes
                         .first()
                         .map(|p| p.display().to_string())
                         .unwrap_or_default()
-                );
+                ));
                 return Ok(Outcome::Skipped);
             }
             resuming = s.status == Status::Started;
@@ -210,7 +217,7 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     crate::io::atomic_write_json(&stamp_path, &stamp)?;
-    eprintln!(
+    say(format!(
         "{label}: {}{} -> {}",
         stage.kind().name(),
         if resuming { " (resuming)" } else { "" },
@@ -218,7 +225,7 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
             .first()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
-    );
+    ));
     let t0 = Instant::now();
     let summary = stage.run(ctx).with_context(|| format!("stage `{id}`"))?;
     let seconds = t0.elapsed().as_secs_f64();
@@ -226,6 +233,6 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
     stamp.seconds = Some(seconds);
     stamp.summary = Some(summary.clone());
     crate::io::atomic_write_json(&stamp_path, &stamp)?;
-    eprintln!("{label}: {summary} ({seconds:.1} s)");
+    say(format!("{label}: {summary} ({seconds:.1} s)"));
     Ok(Outcome::Ran { seconds, summary })
 }
