@@ -4,7 +4,7 @@
 use crate::common::{cores, python, repo_path, WorkerArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use privlin::pipeline::runner::{is_complete, run_node};
+use privlin::pipeline::runner::{complete_nodes, run_node};
 use privlin::pipeline::{
     Ctx, Executor, PipelineConfig, Plan, Processes, Ray, Sequential, StageCommand,
 };
@@ -217,10 +217,10 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
     let plan = a.shape.plan(&base)?;
     execute(&plan, &a.exec)?;
-    println!(
-        "{}",
-        privlin::pipeline::stages::collect::collect(&base.out)?
-    );
+    // The plan's last node collected every point; its stamp holds the table it printed.
+    let stamp: privlin::pipeline::runner::Stamp =
+        privlin::io::read_json(&plan.stamp_path("collect"))?;
+    println!("{}", stamp.summary.unwrap_or_default());
     println!("done in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -254,8 +254,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         "{:<4} {:<34} {:<10} {:<9} depends on",
         "#", "stage", "kind", "status"
     );
+    let done = complete_nodes(&plan)?;
     for (i, n) in plan.nodes.iter().enumerate() {
-        let status = if is_complete(&plan, &n.id)? {
+        let status = if done.contains(&n.id) {
             "complete"
         } else if plan.stamp_path(&n.id).exists() {
             "started"

@@ -399,6 +399,15 @@ pub fn compute(
     let chance = (utility == UtilityKind::Accuracy).then_some(chance);
     let mut imp = match cfg.estimator(method, chance) {
         Some(est) => {
+            let run = |oracle: &mut dyn Oracle| {
+                run_shapley(
+                    est.as_ref(),
+                    oracle,
+                    cfg.utility_cache.as_deref(),
+                    cfg.max_evaluations,
+                    Some(utility),
+                )
+            };
             let (mut imp, images, segments) = if cfg.workers > 1 {
                 let Some(w) = workers else {
                     bail!(
@@ -408,25 +417,13 @@ pub fn compute(
                 };
                 let names = ps.iter().map(|p| p.name.clone()).collect();
                 let mut pool = UtilityWorkers::start(w, cfg, ckpt, names)?;
-                let imp = run_shapley(
-                    est.as_ref(),
-                    &mut pool,
-                    cfg.utility_cache.as_deref(),
-                    cfg.max_evaluations,
-                    Some(utility),
-                )?;
+                let imp = run(&mut pool)?;
                 let stats = pool.finish()?;
                 (imp, stats.images, stats.segments)
             } else {
                 let mut oracle = model_oracle(cfg, &model, ps.clone(), &loader)?;
                 oracle.show_progress = true;
-                let imp = run_shapley(
-                    est.as_ref(),
-                    &mut oracle,
-                    cfg.utility_cache.as_deref(),
-                    cfg.max_evaluations,
-                    Some(utility),
-                )?;
+                let imp = run(&mut oracle)?;
                 (
                     imp,
                     (oracle.images_run, oracle.images_full),

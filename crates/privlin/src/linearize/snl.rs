@@ -183,11 +183,6 @@ impl Snl {
             self.frozen_at = Some(self.epochs);
         }
     }
-
-    /// Epochs the per-epoch schedule ran (its cost), and whether it reached the budget.
-    pub fn epochs_run(&self) -> usize {
-        self.epochs
-    }
 }
 
 /// SNL's per-epoch lambda rule (`snl_finetune_unstructured.py`): after epoch `epoch` (0-based)

@@ -4,7 +4,7 @@
 //! files.
 
 use super::plan::Plan;
-use super::runner::{is_complete, run_node};
+use super::runner::{check_all_complete, run_node};
 use super::stage::Ctx;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
@@ -110,12 +110,7 @@ impl Executor for Processes {
         if let Some(f) = failed {
             bail!("{f}; the finished stages are kept, run the same command again to resume");
         }
-        for n in &plan.nodes {
-            if !n.spec.stage().always() && !is_complete(plan, &n.id)? {
-                bail!("stage `{}` did not complete", n.id);
-            }
-        }
-        Ok(())
+        check_all_complete(plan, "")
     }
 }
 
@@ -167,11 +162,6 @@ impl Executor for Ray {
         if !status.success() {
             bail!("the Ray driver failed ({status}); the finished stages are kept, run the same command again to resume");
         }
-        for n in &plan.nodes {
-            if !n.spec.stage().always() && !is_complete(plan, &n.id)? {
-                bail!("stage `{}` did not complete under Ray", n.id);
-            }
-        }
-        Ok(())
+        check_all_complete(plan, " under Ray")
     }
 }

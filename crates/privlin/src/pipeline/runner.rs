@@ -108,11 +108,28 @@ fn read_stamp(path: &std::path::Path) -> Result<Option<Stamp>> {
         .with_context(|| format!("stage stamp {}", path.display()))
 }
 
-/// Whether node `id` is complete under the current plan (its stamp says so, with the current
-/// fingerprint, and its artifacts exist).
-pub fn is_complete(plan: &Plan, id: &str) -> Result<bool> {
+/// The nodes that are complete under the current plan (their stamp says so, with the current
+/// fingerprint, and their artifacts exist); fingerprints are computed once for all of them.
+pub fn complete_nodes(plan: &Plan) -> Result<std::collections::HashSet<String>> {
     let fps = plan.fingerprints();
-    complete_with(plan, id, &fps)
+    let mut done = std::collections::HashSet::new();
+    for n in &plan.nodes {
+        if complete_with(plan, &n.id, &fps)? {
+            done.insert(n.id.clone());
+        }
+    }
+    Ok(done)
+}
+
+/// Fail naming the first node (other than those that run every time) that is not complete.
+pub fn check_all_complete(plan: &Plan, how: &str) -> Result<()> {
+    let done = complete_nodes(plan)?;
+    for n in &plan.nodes {
+        if !n.spec.stage().always() && !done.contains(&n.id) {
+            bail!("stage `{}` did not complete{how}", n.id);
+        }
+    }
+    Ok(())
 }
 
 fn complete_with(

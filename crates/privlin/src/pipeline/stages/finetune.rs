@@ -36,7 +36,10 @@ impl Stage for Finetune {
     }
 
     fn run(&self, ctx: &Ctx) -> Result<String> {
-        let resume = self.out.join("resume.safetensors").exists();
+        let resume = self
+            .out
+            .join(crate::train::checkpoint::RESUME_FILE)
+            .exists();
         let r = finetune(
             &self.pr,
             Some(&self.ar),

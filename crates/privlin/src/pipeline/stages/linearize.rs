@@ -54,7 +54,10 @@ impl Stage for Linearize {
             Source::Allocation(p) => BudgetSource::Allocation(p),
             Source::Total(b) => BudgetSource::Total(b.parse()?),
         };
-        let resume = self.out.join("resume.safetensors").exists();
+        let resume = self
+            .out
+            .join(crate::train::checkpoint::RESUME_FILE)
+            .exists();
         let r = linearize(
             &self.ar,
             source,
