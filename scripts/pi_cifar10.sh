@@ -3,7 +3,9 @@
 #   1. `privlin pi bench` on the built-in synthetic residual CNN: per-ReLU offline/online time on
 #      one thread and on all threads, and whole-model runs under every network profile, each beside
 #      the cost model's prediction;
-#   2. the full-width ResNet-18 with every ReLU active (557,056: DELPHI's anchor), end to end;
+#   2. the full-width ResNet-18 with every ReLU active (557,056: DELPHI's anchor), end to end,
+#      with the weight layers' offline phase under HE (the default) and, for comparison, the
+#      insecure dealer (`--per-layer` closes with the split HE / garbled circuits and OT);
 #   3. the narrow ResNet-18 of configs/cifar10-narrow-resnet18.toml linearized at 1 / 3 / 10 %
 #      (ReLUPruner preset, pipeline stage 6 measures each point);
 #   4. those three models served over TCP by one process and queried by another on 200 CIFAR-10
@@ -29,8 +31,10 @@ if [ ! -f "$out/r18-full/ar/model.safetensors" ]; then
 fi
 "$bin" pi export --ckpt "$out/r18-full/ar" --out "$out/r18-full/export"
 "$bin" cost --model "$out/r18-full/export" --plot "$out/cost-r18-full.svg" | tee "$out/cost-r18-full.txt"
-"$bin" pi bench --model "$out/r18-full/export" --profiles none --json "$out/bench-r18-full.json" \
-    | tee "$out/bench-r18-full.txt"
+"$bin" pi bench --model "$out/r18-full/export" --profiles none --per-layer \
+    --json "$out/bench-r18-full.json" | tee "$out/bench-r18-full.txt"
+"$bin" pi bench --model "$out/r18-full/export" --profiles none --per-layer --offline dealer \
+    --json "$out/bench-r18-full-dealer.json" | tee "$out/bench-r18-full-dealer.txt"
 
 echo "== 3. narrow ResNet-18 on CIFAR-10, linearized at 1 / 3 / 10 % (ReLUPruner)"
 if [ ! -e runs/c10-lin/ar ] && [ -d runs/cifar10-narrow-r18/ar ]; then

@@ -11,7 +11,7 @@ use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::tcp::TcpTransport;
 use privlin_mpc::net::{Channel, Meter, Profile};
-use privlin_mpc::protocol::{Client, Options, OutputMode};
+use privlin_mpc::protocol::{Client, OfflineMode, Options, OutputMode};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{ModelFile, QuantModel, Ring};
 use rand::SeedableRng;
@@ -71,9 +71,43 @@ pub struct RingArgs {
     /// pre-activations over repeated queries; measurement mode).
     #[arg(long, default_value = "class")]
     output: String,
+    #[command(flatten)]
+    offline: OfflineArgs,
+}
+
+/// How the weight layers' offline correlations are produced.
+#[derive(Args, Debug, Clone)]
+pub struct OfflineArgs {
+    /// `he` (homomorphic encryption: the client's masks stay encrypted; the default) or `dealer`
+    /// (insecure measurement mode: the server sees the client's masks).
+    #[arg(long, default_value = "he")]
+    offline: String,
+    /// Public bound on the fixed-point weights that sizes the HE flooding noise: |w| < 2^bits.
+    /// A model over it is refused; both parties must use the same value.
+    #[arg(long, default_value_t = privlin_mpc::he::HeParams::default().weight_bits)]
+    he_weight_bits: u32,
+}
+
+impl OfflineArgs {
+    fn mode(&self) -> Result<OfflineMode> {
+        Ok(match OfflineMode::by_name(&self.offline)? {
+            OfflineMode::He(p) => OfflineMode::He(privlin_mpc::he::HeParams {
+                weight_bits: self.he_weight_bits,
+                ..p
+            }),
+            d => d,
+        })
+    }
 }
 
 impl RingArgs {
+    /// `base` with this output and offline mode.
+    fn options(&self, base: Options) -> Result<Options> {
+        Ok(base
+            .with_output(self.output()?)
+            .with_offline(self.offline.mode()?))
+    }
+
     fn ring(&self) -> Result<Ring> {
         Ok(Ring::new(self.ring_bits, self.frac, self.gc_bits)?)
     }
@@ -138,6 +172,8 @@ pub struct ClientArgs {
     /// Seconds the whole session may last.
     #[arg(long, default_value_t = 3600)]
     session_deadline: u64,
+    #[command(flatten)]
+    offline: OfflineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -205,6 +241,8 @@ fn measure(a: MeasureArgs) -> Result<()> {
         threads: a.threads,
         insecure_seed: a.insecure_seed,
         output: a.ring.output()?.name().into(),
+        offline: a.ring.offline.offline.clone(),
+        he_weight_bits: a.ring.offline.he_weight_bits,
     };
     let r = pi::measure(&a.ckpt, &a.out, &cfg)?;
     let mut md = String::new();
@@ -267,18 +305,19 @@ fn profile(name: &Option<String>) -> Result<Option<Profile>> {
 fn serve(a: ServeArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let model = QuantModel::new(&file, a.ring.ring()?)?;
-    let opts = Options::default().with_output(a.ring.output()?);
+    let opts = a.ring.options(Options::default())?;
     privlin_mpc::protocol::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
     let prof = profile(&a.profile)?;
     let listener = TcpListener::bind(&a.listen).with_context(|| format!("binding {}", a.listen))?;
     eprintln!(
-        "serving {} ({} active ReLUs, ring l={} f={} w={}; output: {}) on {}; network: {}",
+        "serving {} ({} active ReLUs, ring l={} f={} w={}; output: {}; offline linear layers: {}) on {}; network: {}",
         a.model.display(),
         model.arch.active_total(),
         model.ring.bits,
         model.ring.frac,
         model.ring.gc_bits,
         opts.output.label(),
+        opts.offline.label(),
         a.listen,
         prof.as_ref()
             .map(|p| p.describe())
@@ -384,7 +423,7 @@ fn client(a: ClientArgs) -> Result<()> {
     let ch = Channel::new(Box::new(t))
         .with_profile(prof.clone())
         .with_deadline(Duration::from_secs(a.session_deadline));
-    let mut c = Client::connect(ch, &Options::default())?;
+    let mut c = Client::connect(ch, &Options::default().with_offline(a.offline.mode()?))?;
     let arch = c.arch().clone();
     println!(
         "connected to {}: {} ({} active ReLUs); offline linear layers: {}; output: {}; network: {}",
@@ -522,7 +561,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let model = QuantModel::new(&file, ring)?;
     // Both parties are this process: seeded so that runs repeat; labelled as not private.
-    let opts = Options::insecure_seeded(7).with_output(a.ring.output()?);
+    let opts = a.ring.options(Options::insecure_seeded(7))?;
     let all = bench::cores();
     println!("machine: {}", bench::machine());
     println!(
@@ -535,7 +574,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         ring.bits,
         ring.frac,
         ring.gc_bits,
-        privlin_mpc::protocol::linear::DEALER_LABEL
+        opts.offline.label()
     );
     println!(
         "\n## Per active ReLU ({} circuits; offline = garbling + OT extension of the client's w + l input labels, online = evaluation + the server's label selection and decoding)",
@@ -640,12 +679,12 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             let cal = bench::calibrate_for(&model, t);
             let s = bench::session(&model, std::slice::from_ref(&enc), prof.clone(), t, &opts)?;
             let inf = &s.inferences[0];
-            let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, opts.output, &cal);
+            let (on_t, off_t, on_c, off_c) = cost::totals(&model.arch, &ring, &opts, &cal)?;
             let (p_off, p_on) = (
                 cost::phase_seconds(off_c, &off_t, prof.as_ref(), &cal),
                 cost::phase_seconds(on_c, &on_t, prof.as_ref(), &cal),
             );
-            cost::check_traffic(&s.client, &model.arch, &ring, opts.output)?;
+            cost::check_traffic(&s.client, &model.arch, &ring, &opts)?;
             let (mon, moff) = (s.client.total("online/"), s.client.total("offline/"));
             // Bytes of the site messages (server labels, client output bits, framing) per active ReLU.
             site_bytes = Some(
@@ -667,7 +706,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 pct(p_on, inf.online_s)
             );
             if a.per_layer && whole.is_empty() {
-                print_per_layer(&model, opts.output, &cal, &s.client, prof.as_ref());
+                print_per_layer(&model, &opts, &cal, &s.client, prof.as_ref())?;
             }
             whole.push(serde_json::json!({
                 "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
@@ -693,7 +732,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         file.arch.active_total() as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );
     if let Some(p) = &a.json {
-        let v = serde_json::json!({ "machine": bench::machine(), "ring": ring, "offline_linear": "dealer",
+        let v = serde_json::json!({ "machine": bench::machine(), "ring": ring, "offline_linear": opts.offline.label(),
             "randomness": opts.randomness.label(), "output": opts.output.label(),
             "hash_ns": { "gkwy": gkwy, "one_call_mmo_replaced": mmo },
             "per_relu": micro, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b, "whole_model": whole });
@@ -705,11 +744,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
 /// Measured seconds of every label of one inference (client's clock) beside the cost model's.
 fn print_per_layer(
     model: &QuantModel,
-    output: OutputMode,
+    opts: &Options,
     cal: &Calibration,
     m: &Meter,
     prof: Option<&Profile>,
-) {
+) -> Result<()> {
     println!(
         "{:<26} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
         "layer", "offline s", "pred.", "err", "online s", "pred.", "err"
@@ -725,7 +764,17 @@ fn print_per_layer(
     // Online, the client waits for the server's weight layers under the next site's label: they
     // are predicted into that row.
     let mut pending = 0.0;
-    for c in cost::layer_costs(&model.arch, &model.ring, output, cal) {
+    let costs = cost::layer_costs(&model.arch, &model.ring, opts, cal)?;
+    let mut split = [(0.0, 0u64, 0.0); 2];
+    for c in &costs {
+        let k = usize::from(c.kind == "conv" || c.kind == "linear");
+        let label = format!("offline/{}", c.label);
+        let e = m.entries().iter().find(|e| e.label == label);
+        split[k].0 += e.map_or(0.0, |e| e.seconds);
+        split[k].1 += e.map_or(0, |e| e.bytes());
+        split[k].2 += c.offline_compute_s;
+    }
+    for c in costs {
         let (off, on) = (
             seconds(format!("offline/{}", c.label)),
             seconds(format!("online/{}", c.label)),
@@ -749,6 +798,18 @@ fn print_per_layer(
             pct(p_on, on)
         );
     }
+    println!(
+        "offline by part: weight layers ({}) {:.3} s, {:.2} MB (compute predicted {:.3} s); \
+         sites and argmax (garbled circuits, OT) {:.3} s, {:.2} MB (compute predicted {:.3} s)",
+        opts.offline.name(),
+        split[1].0,
+        split[1].1 as f64 / 1e6,
+        split[1].2,
+        split[0].0,
+        split[0].1 as f64 / 1e6,
+        split[0].2
+    );
+    Ok(())
 }
 
 /// Calibration for `cost` (this machine's speeds, and the model's own weight layers timed), or
@@ -765,6 +826,7 @@ fn calibration(file: &ModelFile, ring: &Ring, skip: bool) -> Result<Calibration>
             flight_ns: 0.0,
             byte_ns: 0.0,
             layer_s: Default::default(),
+            he: None,
             threads: 0,
         });
     }
@@ -783,14 +845,15 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let arch = &file.arch;
     let cal = calibration(&file, &ring, a.no_calibrate)?;
-    let costs = cost::layer_costs(arch, &ring, a.ring.output()?, &cal);
+    let opts = a.ring.options(Options::default())?;
+    let costs = cost::layer_costs(arch, &ring, &opts, &cal)?;
     println!(
         "model: {} | ring l={} f={} w={} | offline linear layers: {}",
         arch.json.name,
         ring.bits,
         ring.frac,
         ring.gc_bits,
-        privlin_mpc::protocol::linear::DEALER_LABEL
+        opts.offline.label()
     );
     if !a.no_calibrate {
         println!(
@@ -832,7 +895,27 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
             c.offline_compute_s
         );
     }
-    let (on, off, on_c, off_c) = cost::totals(arch, &ring, a.ring.output()?, &cal);
+    if let Some((ctx, plan)) = cost::he_plan(arch, &ring, &opts.offline)? {
+        println!(
+            "HE layouts (log2 Q = {:.1}, answers at {:.1} bits): layer, input channels per \
+             polynomial x output channels per product, polynomials up / answers down, noise margin",
+            ctx.log_q, ctx.log_qk
+        );
+        let mut ops: Vec<_> = plan.iter().collect();
+        ops.sort_by_key(|(i, _)| **i);
+        for (&i, l) in ops {
+            println!(
+                "  {:<26} {:>4} x {:<4} {:>5} / {:<5} {:>5.1} bits",
+                privlin_mpc::protocol::op_label(arch, i),
+                l.cb,
+                l.m,
+                l.inputs(),
+                l.answers(),
+                l.noise.margin_bits
+            );
+        }
+    }
+    let (on, off, on_c, off_c) = cost::totals(arch, &ring, &opts, &cal)?;
     let active = arch.active_total();
     println!(
         "total: {active} active ReLUs, {} MACs; online {} B in {} flights, offline {} B in {} flights",

@@ -79,7 +79,7 @@ fn private_class_equals_float_class_on_cifar10() {
     assert!(
         out.contains("layer1.0.act1")
             && out.contains("0.021 s per 1,000 ReLUs")
-            && out.contains("dealer"),
+            && out.contains("he (RLWE"),
         "{out}"
     );
 
@@ -165,6 +165,13 @@ fn bad_exports_get_clear_errors() {
         !ok && err.contains("unknown output mode `everything`"),
         "{err}"
     );
+    let (ok, _, err) = privlin(&["pi", "bench", "--offline", "teleport"]);
+    assert!(
+        !ok && err.contains("unknown offline mode `teleport`"),
+        "{err}"
+    );
+    let (ok, _, err) = privlin(&["pi", "bench", "--he-weight-bits", "0"]);
+    assert!(!ok && err.contains("weight bound"), "{err}");
     let (ok, _, err) = privlin(&["cost", "--model", s(dir.path()), "--ring-bits", "16"]);
     assert!(!ok && err.contains("ring bits"), "{err}");
 }
@@ -209,7 +216,7 @@ images = 4
     assert_eq!(pi["images"], 4);
     assert_eq!(pi["partial"]["active_relus"], ft["relus"]);
     assert!(pi["agree_float"].as_u64().unwrap() >= 3, "{pi}");
-    assert!(pi["offline_linear"].as_str().unwrap().contains("dealer"));
+    assert!(pi["offline_linear"].as_str().unwrap().contains("he (RLWE"));
     // Both parties ran from a public seed: said so; the client learned the class only.
     assert!(
         pi["randomness"].as_str().unwrap().contains("INSECURE"),

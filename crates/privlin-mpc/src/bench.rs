@@ -207,6 +207,7 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
             (relus * 2 * micro.and_gates_per_relu).clamp(1 << 18, 1 << 24),
         ),
         layer_s: Default::default(),
+        he: crate::he::speed::HeSpeeds::measure(Default::default(), ring).ok(),
         mac_ns: mac,
         garble_and_ns: micro.garble_us * 1e3 / ands,
         eval_and_ns: micro.eval_us * 1e3 / ands,

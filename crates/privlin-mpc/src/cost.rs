@@ -2,12 +2,15 @@
 //! flights can be compared with a [`Meter`] label by label), plus compute time from a calibration
 //! measured on this machine, plus a network profile.
 
+use crate::error::Result;
 use crate::gc::circuit::relu_and_gates;
+use crate::he::{HeContext, Layout};
 use crate::model::{Arch, Op};
 use crate::net::{Meter, Profile, Traffic, HEADER};
 use crate::ot::KAPPA;
 use crate::protocol::argmax::{ArgmaxDims, Tables};
-use crate::protocol::{op_label, OutputMode, SiteDims};
+use crate::protocol::homomorphic;
+use crate::protocol::{op_label, OfflineMode, Options, OutputMode, SiteDims};
 use crate::ring::Ring;
 use crate::wire::{bits_bytes, blocks_bytes, bytes_bytes, ring_vec_bytes};
 use serde::{Deserialize, Serialize};
@@ -36,6 +39,9 @@ pub struct Calibration {
     /// Measured seconds of each weight layer of the model at hand (op index -> s), which
     /// replaces `MACs * mac_ns` (small feature maps cost more per MAC than the calibration conv).
     pub layer_s: std::collections::BTreeMap<usize, f64>,
+    /// Single-thread seconds of the HE offline phase's units ([`crate::he::speed`]).
+    #[serde(default)]
+    pub he: Option<crate::he::speed::HeSpeeds>,
     pub threads: usize,
 }
 
@@ -52,6 +58,25 @@ pub struct LayerCost {
     pub offline: Traffic,
     pub online_compute_s: f64,
     pub offline_compute_s: f64,
+    /// The part of `offline_compute_s` spent on homomorphic encryption (weight layers under
+    /// `he`), both parties together.
+    pub he_compute_s: f64,
+}
+
+/// The HE layouts of every weight layer, when the offline mode is `he`.
+pub fn he_plan(
+    arch: &Arch,
+    ring: &Ring,
+    offline: &OfflineMode,
+) -> Result<Option<(HeContext, std::collections::HashMap<usize, Layout>)>> {
+    match offline {
+        OfflineMode::Dealer => Ok(None),
+        OfflineMode::He(p) => {
+            let ctx = HeContext::new(*p, ring)?;
+            let plan = homomorphic::plan(arch, &ctx)?.into_iter().collect();
+            Ok(Some((ctx, plan)))
+        }
+    }
 }
 
 struct Seq {
@@ -98,8 +123,10 @@ pub fn macs(arch: &Arch, i: usize) -> u64 {
 }
 
 /// The client's view of one inference's messages (excluding session setup), label by label.
-pub fn predicted_traffic(arch: &Arch, ring: &Ring, output: OutputMode) -> Meter {
-    let scales = crate::model::value_scales(arch, ring).expect("validated architecture");
+pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Meter> {
+    let output = opts.output;
+    let he = he_plan(arch, ring, &opts.offline)?;
+    let scales = crate::model::value_scales(arch, ring)?;
     let mut s = Seq {
         meter: Meter::default(),
     };
@@ -107,10 +134,17 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring, output: OutputMode) -> Meter 
     for (i, op) in arch.ops().iter().enumerate() {
         let label = format!("offline/{}", op_label(arch, i));
         match op {
-            Op::Conv { input, .. } | Op::Linear { input, .. } => {
-                s.msg(&label, true, ring_vec(arch.numel(*input), ring));
-                s.msg(&label, false, ring_vec(arch.numel(i + 1), ring));
-            }
+            Op::Conv { input, .. } | Op::Linear { input, .. } => match &he {
+                Some((ctx, plan)) => {
+                    let (up, down) = homomorphic::message_sizes(ctx, &plan[&i]);
+                    s.msg(&label, true, up);
+                    s.msg(&label, false, down);
+                }
+                None => {
+                    s.msg(&label, true, ring_vec(arch.numel(*input), ring));
+                    s.msg(&label, false, ring_vec(arch.numel(i + 1), ring));
+                }
+            },
             Op::Relu { input, .. } => {
                 let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
                 if d.n > 0 {
@@ -145,19 +179,14 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring, output: OutputMode) -> Meter 
         (OutputMode::Class, None) => {}
         (OutputMode::Logits, _) => s.msg("online/output", false, ring_vec(arch.json.classes, ring)),
     }
-    s.meter
+    Ok(s.meter)
 }
 
 /// Checks the client's meter of one inference against [`predicted_traffic`], label by label
 /// (bytes each way, messages, flights): where it passes, the cost model's bytes are the measured
 /// ones.
-pub fn check_traffic(
-    measured: &Meter,
-    arch: &Arch,
-    ring: &Ring,
-    output: OutputMode,
-) -> crate::error::Result<()> {
-    let predicted = predicted_traffic(arch, ring, output);
+pub fn check_traffic(measured: &Meter, arch: &Arch, ring: &Ring, opts: &Options) -> Result<()> {
+    let predicted = predicted_traffic(arch, ring, opts)?;
     if measured.counts() == predicted.counts() {
         return Ok(());
     }
@@ -181,11 +210,13 @@ fn ot_compute_ns(ots: f64, cal: &Calibration) -> f64 {
 pub fn layer_costs(
     arch: &Arch,
     ring: &Ring,
-    output: OutputMode,
+    opts: &Options,
     cal: &Calibration,
-) -> Vec<LayerCost> {
-    let scales = crate::model::value_scales(arch, ring).expect("validated architecture");
-    let meter = predicted_traffic(arch, ring, output);
+) -> Result<Vec<LayerCost>> {
+    let output = opts.output;
+    let scales = crate::model::value_scales(arch, ring)?;
+    let meter = predicted_traffic(arch, ring, opts)?;
+    let he = he_plan(arch, ring, &opts.offline)?;
     let find = |label: &str| {
         meter
             .entries()
@@ -220,6 +251,16 @@ pub fn layer_costs(
             None => mac as f64 * cal.mac_ns,
         };
         let ots = active as f64 * (ring.gc_bits + ring.bits) as f64;
+        // Offline work of a weight layer: the dealer's `W v_C`, or the HE query and answers.
+        let he_s = match (&he, &cal.he) {
+            (Some((_, plan)), Some(sp)) => plan.get(&i).map_or(0.0, |l| sp.layer_s(l, cal.threads)),
+            _ => 0.0,
+        };
+        let linear_offline_ns = match (kind, &he) {
+            ("relu", _) => 0.0,
+            (_, Some(_)) => he_s * 1e9,
+            (_, None) => layer_ns,
+        };
         out.push(LayerCost {
             label: name.clone(),
             kind,
@@ -235,11 +276,12 @@ pub fn layer_costs(
                 + active as f64 * cal.relu_online_ns
                 + arch.numel(i + 1) as f64 * cal.elem_ns)
                 * 1e-9,
-            // Offline: the dealer's W v_C, OT extension, garbling.
-            offline_compute_s: (layer_ns
+            // Offline: the weight layer's correlation, OT extension, garbling.
+            offline_compute_s: (linear_offline_ns
                 + ot_compute_ns(ots, cal)
                 + ands as f64 * cal.garble_and_ns)
                 * 1e-9,
+            he_compute_s: he_s,
         });
     }
     if let (OutputMode::Class, Some(d)) = (output, ArgmaxDims::new(arch.json.classes, ring)) {
@@ -259,9 +301,10 @@ pub fn layer_costs(
             offline_compute_s: (ot_compute_ns(d.input_bits() as f64, cal)
                 + ands as f64 * cal.garble_and_ns)
                 * 1e-9,
+            he_compute_s: 0.0,
         });
     }
-    out
+    Ok(out)
 }
 
 /// Predicted wall time of a phase: compute and the hand-over of each flight, plus transmission
@@ -286,17 +329,17 @@ pub fn phase_seconds(
 pub fn totals(
     arch: &Arch,
     ring: &Ring,
-    output: OutputMode,
+    opts: &Options,
     cal: &Calibration,
-) -> (Traffic, Traffic, f64, f64) {
-    let meter = predicted_traffic(arch, ring, output);
-    let costs = layer_costs(arch, ring, output, cal);
-    (
+) -> Result<(Traffic, Traffic, f64, f64)> {
+    let meter = predicted_traffic(arch, ring, opts)?;
+    let costs = layer_costs(arch, ring, opts, cal)?;
+    Ok((
         meter.total("online/"),
         meter.total("offline/"),
         costs.iter().map(|c| c.online_compute_s).sum(),
         costs.iter().map(|c| c.offline_compute_s).sum(),
-    )
+    ))
 }
 
 /// PrivShap's latency model (from DELPHI): 0.021 s per 1,000 ReLUs online. A paper's figure,

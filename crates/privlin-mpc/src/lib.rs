@@ -25,6 +25,7 @@ pub mod bench;
 pub mod cost;
 pub mod error;
 pub mod gc;
+pub mod he;
 pub mod linalg;
 pub mod model;
 pub mod net;

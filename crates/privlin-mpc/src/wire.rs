@@ -272,6 +272,30 @@ pub fn decode_everything(data: &[u8]) {
         let _ = r.bits_n(8 * n, "bits");
     }
     let _ = crate::protocol::argmax::Tables::decode(data, n, 3);
+    decode_he(data, n);
+}
+
+/// The HE decoders: public key, ciphertext, packed coefficients, an answer at the client.
+fn decode_he(data: &[u8], n: usize) {
+    use crate::he::{codec, scheme, HeContext, HeParams};
+    use rand::SeedableRng;
+    static HE: std::sync::OnceLock<Option<(HeContext, scheme::SecretKey)>> =
+        std::sync::OnceLock::new();
+    let Some((ctx, sk)) = HE.get_or_init(|| {
+        let ctx = HeContext::new(HeParams::default(), &crate::Ring::default()).ok()?;
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(1);
+        let (sk, _) = scheme::SecretKey::generate(&ctx, &mut rng).ok()?;
+        Some((ctx, sk))
+    }) else {
+        return;
+    };
+    let _ = scheme::PublicKey::decode(ctx, data);
+    let _ = scheme::Ciphertext::decode(ctx, data, [0; 32], "fuzz");
+    let _ = codec::unpack(ctx, 2, n, data, "fuzz");
+    let c1 = codec::packed_len(ctx, ctx.params.kept as usize, ctx.degree());
+    let at: Vec<usize> = (0..n).map(|i| i * 31 % ctx.degree()).collect();
+    let (a, b) = data.split_at(c1.min(data.len()));
+    let _ = sk.decrypt(ctx, a, b, &at, "fuzz");
 }
 
 #[cfg(test)]

@@ -76,8 +76,9 @@ fn forged_oversized_bits_frame_is_refused_without_allocation() {
     assert!(err.to_string().contains("expected 1000"), "{err}");
 }
 
-/// Over TCP the server reads a header, finds it announces more than the one-byte command, and
-/// drops the session at once: it never waits for (or allocates) the gigabyte announced.
+/// Over TCP the server reads a header, finds it announces more than the HE public key it expects
+/// after the base OTs, and drops the session at once: it never waits for (or allocates) the
+/// gigabyte announced.
 #[test]
 fn server_refuses_forged_frame_header_over_tcp() {
     use std::io::Write;
@@ -103,8 +104,8 @@ fn server_refuses_forged_frame_header_over_tcp() {
     let started = std::time::Instant::now();
     raw.write_all(&frame(1 << 30, b"")).unwrap();
     let err = server.join().unwrap().unwrap_err();
-    assert!(err.to_string().contains("command"), "{err}");
-    assert!(err.to_string().contains("exactly 1"), "{err}");
+    assert!(err.to_string().contains("HE public key"), "{err}");
+    assert!(err.to_string().contains("exactly"), "{err}");
     assert!(
         started.elapsed().as_secs() < 10,
         "refused from the header, not by a timeout"
@@ -221,8 +222,8 @@ fn absurd_architecture_is_refused() {
 struct OtherBackend;
 
 impl privlin_mpc::protocol::linear::LinearOffline for OtherBackend {
-    fn label(&self) -> &'static str {
-        "other backend"
+    fn label(&self) -> String {
+        "other backend".into()
     }
     fn client(
         &mut self,
@@ -256,7 +257,7 @@ fn mismatched_offline_backend_is_refused() {
         .unwrap();
     let msg = err.to_string();
     assert!(
-        msg.contains("dealer") && msg.contains("other backend"),
+        msg.contains("he (RLWE") && msg.contains("other backend"),
         "{msg}"
     );
     assert!(server.join().unwrap().is_err());

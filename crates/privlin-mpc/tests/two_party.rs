@@ -1,7 +1,7 @@
 //! The two-party protocol against plaintext fixed-point inference, over the in-memory channel.
 
 use privlin_mpc::net::{mem, Channel};
-use privlin_mpc::protocol::{Client, Inference, Options, OutputMode, Server};
+use privlin_mpc::protocol::{Client, Inference, OfflineMode, Options, OutputMode, Server};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{plain, QuantModel, Ring};
 use rand::{Rng, SeedableRng};
@@ -127,17 +127,19 @@ fn predicted_traffic_equals_measured() {
     };
     let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
     let x = random_input(&model, &mut rng);
-    for output in [OutputMode::Logits, OutputMode::Class] {
-        let s = privlin_mpc::bench::session(
-            &model,
-            std::slice::from_ref(&x),
-            None,
-            2,
-            &opts(9, output),
-        )
-        .unwrap();
-        let predicted = privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, output);
-        assert_eq!(s.client.counts(), predicted.counts(), "{output:?}");
+    for (output, offline) in [
+        (OutputMode::Logits, OfflineMode::default()),
+        (OutputMode::Class, OfflineMode::default()),
+        (OutputMode::Class, OfflineMode::Dealer),
+    ] {
+        let o = opts(9, output).with_offline(offline);
+        let s = privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 2, &o).unwrap();
+        let predicted = privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, &o).unwrap();
+        assert_eq!(
+            s.client.counts(),
+            predicted.counts(),
+            "{output:?} {offline:?}"
+        );
         // The server saw the mirror image.
         let c = s.client.total("");
         let srv = s.server.total("");

@@ -1,7 +1,7 @@
 //! The client: holds the input, evaluates the garbled circuits, learns the logits.
 
 use super::argmax::{self, ArgmaxDims, Tables};
-use super::linear::{Dealer, LinearOffline};
+use super::linear::LinearOffline;
 use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
 use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
@@ -57,10 +57,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// Reads and validates the server's hello and runs the base OTs; weight layers' offline
-    /// correlations from the [`Dealer`].
+    /// Reads and validates the server's hello and runs the base OTs and the offline backend's
+    /// setup; weight layers' offline correlations from `opts.offline` (HE by default), which must
+    /// be what the server announces.
     pub fn connect(ch: Channel, opts: &Options) -> Result<Self> {
-        Self::connect_with(ch, opts, Box::new(Dealer))
+        Self::connect_with(ch, opts, opts.offline.backend())
     }
 
     /// [`Client::connect`] with another offline backend for the weight layers; it must be the
@@ -70,7 +71,7 @@ impl Client {
     pub fn connect_with(
         mut ch: Channel,
         opts: &Options,
-        linear: Box<dyn LinearOffline>,
+        mut linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
         let mut rng = opts.randomness.rng(Party::Client);
         ch.phase("setup");
@@ -86,7 +87,9 @@ impl Client {
             .map_err(|e| MpcError::malformed("hello", e.to_string()))?;
         Footprint::of(&hello.arch, &hello.ring)?.check(&opts.limits)?;
         check_wrap(&hello.arch, &hello.ring, opts.max_wrap_log2)?;
+        linear.prepare_client(&hello.arch, &hello.ring, opts)?;
         let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
+        linear.setup_client(&mut ch)?;
         Ok(Client {
             hello,
             ch,

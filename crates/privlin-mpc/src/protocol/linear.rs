@@ -2,11 +2,11 @@
 //! the layer's input, the server keeps `s`.
 //!
 //! DELPHI computes this with additively homomorphic encryption (the client sends `Enc(v_C)`, the
-//! server returns `Enc(W v_C - s)`). [`Dealer`] sends the same two messages in the clear: the
-//! server learns the client's offline masks, so it is a *measurement stand-in*, labelled `dealer`
-//! in every output; its offline bytes are not those of HE. An HE backend implements
-//! [`LinearOffline`] with the same call pattern.
+//! server returns `Enc(W v_C - s)`): [`super::homomorphic::HeOffline`], the default. [`Dealer`]
+//! sends the same two messages in the clear: the server learns the client's offline masks, so it
+//! is a *measurement mode* only, requested explicitly and labelled `dealer` in every output.
 
+use super::policy::Options;
 use crate::error::Result;
 use crate::linalg;
 use crate::model::{Arch, QuantModel};
@@ -17,8 +17,24 @@ use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 
 pub trait LinearOffline: Send {
-    /// Shown in every report next to offline figures.
-    fn label(&self) -> &'static str;
+    /// Shown in every report next to offline figures; the hello announces it and a client must
+    /// run a backend with the same label.
+    fn label(&self) -> String;
+    /// Server, before the hello: refuses parameters that do not hold for the model.
+    fn prepare_server(&mut self, _model: &QuantModel, _opts: &Options) -> Result<()> {
+        Ok(())
+    }
+    /// Client, after the hello: refuses parameters that do not hold for the architecture.
+    fn prepare_client(&mut self, _arch: &Arch, _ring: &Ring, _opts: &Options) -> Result<()> {
+        Ok(())
+    }
+    /// Once per session, after the base OTs (key material).
+    fn setup_server(&mut self, _ch: &mut Channel) -> Result<()> {
+        Ok(())
+    }
+    fn setup_client(&mut self, _ch: &mut Channel) -> Result<()> {
+        Ok(())
+    }
     /// Client side of weight layer `op`: returns `W v_c - s`.
     fn client(
         &mut self,
@@ -45,8 +61,8 @@ pub const DEALER_LABEL: &str =
     "dealer (insecure stand-in for the HE offline phase of weight layers)";
 
 impl LinearOffline for Dealer {
-    fn label(&self) -> &'static str {
-        DEALER_LABEL
+    fn label(&self) -> String {
+        DEALER_LABEL.into()
     }
 
     fn client(

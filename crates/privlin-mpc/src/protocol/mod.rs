@@ -18,6 +18,7 @@
 
 pub mod argmax;
 pub mod client;
+pub mod homomorphic;
 pub mod linear;
 pub mod policy;
 pub mod relu;
@@ -25,7 +26,7 @@ pub mod server;
 pub mod service;
 
 pub use client::{Client, Inference};
-pub use policy::{Limits, Options, OutputMode, Randomness};
+pub use policy::{Limits, OfflineMode, Options, OutputMode, Randomness};
 pub use server::Server;
 
 use crate::error::{MpcError, Result};

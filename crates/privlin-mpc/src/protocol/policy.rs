@@ -3,6 +3,7 @@
 //! truncation may fail (docs/private-inference.md, "Security argument").
 
 use crate::error::{MpcError, Result};
+use crate::he::HeParams;
 use crate::model::{value_scales, Arch, Op};
 use crate::ring::Ring;
 use rand::SeedableRng;
@@ -33,6 +34,13 @@ impl Randomness {
     /// party)`: distinct per party for every seed (no `seed + 1`, which overflowed at
     /// `u64::MAX` and made a server's stream another session's client stream).
     pub fn rng(&self, party: Party) -> ChaCha12Rng {
+        self.rng_for(party, b"")
+    }
+
+    /// A separate stream of a party for one purpose (`SHA-256(... || party || purpose)`; the
+    /// empty purpose is [`Randomness::rng`]), so that a component drawing from it does not shift
+    /// the party's main stream.
+    pub fn rng_for(&self, party: Party, purpose: &[u8]) -> ChaCha12Rng {
         match self {
             Randomness::Os => ChaCha12Rng::from_entropy(),
             Randomness::InsecureSeeded(seed) => {
@@ -40,6 +48,7 @@ impl Randomness {
                 h.update(b"privlin-insecure-seed");
                 h.update(seed.to_le_bytes());
                 h.update([party as u8]);
+                h.update(purpose);
                 ChaCha12Rng::from_seed(h.finalize().into())
             }
         }
@@ -246,10 +255,60 @@ pub fn check_wrap(arch: &Arch, ring: &Ring, max_log2: f64) -> Result<()> {
     Ok(())
 }
 
+/// How the weight layers' offline correlations are produced.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineMode {
+    /// Homomorphic encryption ([`super::homomorphic`]): the default, and the only private mode.
+    He(HeParams),
+    /// The insecure dealer ([`super::linear::Dealer`]): a measurement mode, labelled as such.
+    Dealer,
+}
+
+impl Default for OfflineMode {
+    fn default() -> Self {
+        OfflineMode::He(HeParams::default())
+    }
+}
+
+impl OfflineMode {
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "he" => Ok(OfflineMode::default()),
+            "dealer" => Ok(OfflineMode::Dealer),
+            other => Err(MpcError::Params(format!(
+                "unknown offline mode `{other}` (he, dealer)"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OfflineMode::He(_) => "he",
+            OfflineMode::Dealer => "dealer",
+        }
+    }
+
+    /// A fresh backend for one session.
+    pub fn backend(&self) -> Box<dyn super::linear::LinearOffline> {
+        match self {
+            OfflineMode::He(p) => Box::new(super::homomorphic::HeOffline::new(*p)),
+            OfflineMode::Dealer => Box::new(super::linear::Dealer),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        self.backend().label()
+    }
+}
+
 /// A party's settings for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Options {
     pub randomness: Randomness,
+    /// The weight layers' offline phase (both parties must choose the same).
+    #[serde(default)]
+    pub offline: OfflineMode,
     /// The server's choice of what the client learns (a client follows the hello).
     pub output: OutputMode,
     pub limits: Limits,
@@ -261,6 +320,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             randomness: Randomness::Os,
+            offline: OfflineMode::default(),
             output: OutputMode::Class,
             limits: Limits::default(),
             max_wrap_log2: DEFAULT_MAX_WRAP_LOG2,
@@ -279,6 +339,11 @@ impl Options {
 
     pub fn with_output(mut self, output: OutputMode) -> Self {
         self.output = output;
+        self
+    }
+
+    pub fn with_offline(mut self, offline: OfflineMode) -> Self {
+        self.offline = offline;
         self
     }
 }

@@ -1,7 +1,7 @@
 //! The server: holds the fixed-point model, garbles, evaluates weight layers on its shares.
 
 use super::argmax::{self, ArgmaxDims};
-use super::linear::{Dealer, LinearOffline};
+use super::linear::LinearOffline;
 use super::policy::{check_wrap, Options, OutputMode, Party};
 use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
@@ -38,11 +38,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Sends the hello (architecture, ring, output mode) and runs the base OTs; weight layers'
-    /// offline correlations from the [`Dealer`]. Refuses a ring at which local truncation fails
-    /// too often for the model ([`check_wrap`]) before anything is sent.
+    /// Sends the hello (architecture, ring, output mode, offline mode) and runs the base OTs and
+    /// the offline backend's setup; weight layers' offline correlations from `opts.offline` (HE
+    /// by default). Refuses a ring at which local truncation fails too often for the model
+    /// ([`check_wrap`]) and HE parameters that do not hold for it before anything is sent.
     pub fn start(model: QuantModel, ch: Channel, opts: &Options) -> Result<Self> {
-        Self::start_with(model, ch, opts, Box::new(Dealer))
+        Self::start_with(model, ch, opts, opts.offline.backend())
     }
 
     /// [`Server::start`] with another offline backend for the weight layers (e.g. homomorphic
@@ -51,19 +52,21 @@ impl Server {
         model: QuantModel,
         mut ch: Channel,
         opts: &Options,
-        linear: Box<dyn LinearOffline>,
+        mut linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
         check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
+        linear.prepare_server(&model, opts)?;
         let mut rng = opts.randomness.rng(Party::Server);
         ch.phase("setup");
         let hello = Hello {
             ring: model.ring,
-            offline: linear.label().to_string(),
+            offline: linear.label(),
             output: opts.output,
             arch: model.arch.clone(),
         };
         ch.send(hello.encode())?;
         let ot = iknp::Sender::setup(&mut ch, &mut rng)?;
+        linear.setup_server(&mut ch)?;
         let delta = rng.gen::<u128>() | 1;
         Ok(Server {
             model,

@@ -10,9 +10,10 @@ use crate::linearize::run::load_with_masks;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use privlin_mpc::cost::{self, Calibration};
+use privlin_mpc::he::HeParams;
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::Profile;
-use privlin_mpc::protocol::{Options, OutputMode};
+use privlin_mpc::protocol::{OfflineMode, Options, OutputMode};
 use privlin_mpc::{bench, plain, QuantModel, Ring};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -42,6 +43,11 @@ pub struct PiConfig {
     pub insecure_seed: u64,
     /// What the client learns: `class` (garbled argmax, the default) or `logits`.
     pub output: String,
+    /// The weight layers' offline phase: `he` (homomorphic encryption, the default) or `dealer`
+    /// (insecure measurement mode).
+    pub offline: String,
+    /// Public bound on the fixed-point weights for HE: `|w| < 2^he_weight_bits`.
+    pub he_weight_bits: u32,
 }
 
 impl Default for PiConfig {
@@ -55,6 +61,8 @@ impl Default for PiConfig {
             threads: 0,
             insecure_seed: 0,
             output: OutputMode::Class.name().into(),
+            offline: "he".into(),
+            he_weight_bits: HeParams::default().weight_bits,
         }
     }
 }
@@ -68,15 +76,33 @@ impl PiConfig {
         OutputMode::by_name(&self.output).context("[pi] output")
     }
 
+    pub fn offline(&self) -> Result<OfflineMode> {
+        Ok(
+            match OfflineMode::by_name(&self.offline).context("[pi] offline")? {
+                OfflineMode::He(p) => OfflineMode::He(HeParams {
+                    weight_bits: self.he_weight_bits,
+                    ..p
+                }),
+                d => d,
+            },
+        )
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.ring()?;
         self.output()?;
+        if let OfflineMode::He(p) = self.offline()? {
+            p.validate().context("[pi] he_weight_bits")?;
+        }
         Ok(())
     }
 
-    /// The sessions' options: seeded (measurement only), with the configured output.
+    /// The sessions' options: seeded (measurement only), with the configured output and offline
+    /// mode.
     pub fn options(&self) -> Result<Options> {
-        Ok(Options::insecure_seeded(self.insecure_seed).with_output(self.output()?))
+        Ok(Options::insecure_seeded(self.insecure_seed)
+            .with_output(self.output()?)
+            .with_offline(self.offline()?))
     }
 }
 
@@ -117,6 +143,10 @@ pub struct LayerRow {
     pub macs: u64,
     pub online_bytes: u64,
     pub offline_bytes: u64,
+    /// Predicted seconds of homomorphic encryption in this layer's offline phase (0 for sites
+    /// and under the dealer).
+    #[serde(default)]
+    pub he_s: f64,
 }
 
 /// `pi.json`.
@@ -160,8 +190,8 @@ pub struct PiReport {
 }
 
 /// Traffic and predicted time of `arch` under every network, from the calibration `cal`.
-fn summarize(arch: &Arch, ring: &Ring, output: OutputMode, cal: &Calibration) -> Cost {
-    let (on, off, on_c, off_c) = cost::totals(arch, ring, output, cal);
+fn summarize(arch: &Arch, ring: &Ring, opts: &Options, cal: &Calibration) -> Result<Cost> {
+    let (on, off, on_c, off_c) = cost::totals(arch, ring, opts, cal)?;
     let mut predicted = vec![Predicted {
         network: "compute and hand-over only (no network delay)".into(),
         online_s: cost::phase_seconds(on_c, &on, None, cal),
@@ -174,14 +204,14 @@ fn summarize(arch: &Arch, ring: &Ring, output: OutputMode, cal: &Calibration) ->
             offline_s: cost::phase_seconds(off_c, &off, Some(&p), cal),
         });
     }
-    Cost {
+    Ok(Cost {
         active_relus: arch.active_total(),
         online_bytes: on.bytes(),
         offline_bytes: off.bytes(),
         online_flights: on.flights,
         offline_flights: off.flights,
         predicted,
-    }
+    })
 }
 
 /// Runs the stage for checkpoint `ckpt` (its masks applied) and writes the export and `pi.json`
@@ -245,7 +275,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     })?;
     pb.finish_and_clear();
     // The cost model rebuilds the message sequence from the architecture: it must match the meter.
-    cost::check_traffic(&session.client, &qm.arch, &ring, opts.output)?;
+    cost::check_traffic(&session.client, &qm.arch, &ring, &opts)?;
     let cal = bench::calibrate_for(&qm, threads);
     let all_relu = export(&model, None, &spec.normalization, &name)?;
     let labels: Vec<i64> = images.iter().map(|(l, _)| *l).collect();
@@ -256,7 +286,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         export: out.display().to_string(),
         machine: bench::machine(),
         threads,
-        offline_linear: privlin_mpc::protocol::linear::DEALER_LABEL.into(),
+        offline_linear: opts.offline.label(),
         randomness: opts.randomness.label(),
         output: opts.output.label().into(),
         network: "two threads of one process over an in-memory channel, unshaped".into(),
@@ -276,9 +306,9 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         gc_overflows,
         online_s: infs.iter().map(|i| i.online_s).sum::<f64>() / n as f64,
         offline_s: infs.iter().map(|i| i.offline_s).sum::<f64>() / n as f64,
-        partial: summarize(&qm.arch, &ring, opts.output, &cal),
-        all_relu: summarize(&all_relu.arch, &ring, opts.output, &cal),
-        layers: cost::layer_costs(&qm.arch, &ring, opts.output, &cal)
+        partial: summarize(&qm.arch, &ring, &opts, &cal)?,
+        all_relu: summarize(&all_relu.arch, &ring, &opts, &cal)?,
+        layers: cost::layer_costs(&qm.arch, &ring, &opts, &cal)?
             .into_iter()
             .map(|c| LayerRow {
                 label: c.label,
@@ -287,6 +317,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
                 macs: c.macs,
                 online_bytes: c.online.bytes(),
                 offline_bytes: c.offline.bytes(),
+                he_s: c.he_compute_s,
             })
             .collect(),
         seconds: t0.elapsed().as_secs_f64(),

@@ -1,0 +1,310 @@
+//! The weight layers' offline phase under homomorphic encryption (DELPHI, Mishra et al. 2020,
+//! section 5, with Cheetah's coefficient encoding): per weight layer the client sends its mask
+//! share `v_C` encrypted under its own key, the server answers `Enc(W v_C - s)` and keeps `s`.
+//! Nothing the server receives depends on `v_C` or the secret key other than through RLWE
+//! ciphertexts and a public key (`crates/privlin-mpc/tests/homomorphic.rs` inspects the channel).
+//!
+//! The scheme, the encoding and the parameter checks are in [`crate::he`]; this file runs the
+//! messages. Randomness for the scheme comes from its own stream
+//! ([`super::policy::Randomness::rng_for`]), so the masks `s` and the client's shares are those
+//! the [`super::linear::Dealer`] would use for the same seeds, and both modes give the same outputs.
+
+use super::linear::LinearOffline;
+use super::op_label;
+use super::policy::{Options, Party};
+use crate::error::{MpcError, Result};
+use crate::he::scheme::{self, Ciphertext, PublicKey, SecretKey};
+use crate::he::{codec, Geometry, HeContext, HeParams, Layout};
+use crate::model::{Arch, Op, QuantModel};
+use crate::net::{Channel, Expect};
+use crate::ring::Ring;
+use crate::wire::{Reader, Writer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// The HE backend of [`LinearOffline`].
+pub struct HeOffline {
+    params: HeParams,
+    ctx: Option<HeContext>,
+    layouts: HashMap<usize, Layout>,
+    rng: Option<ChaCha12Rng>,
+    sk: Option<SecretKey>,
+    pk: Option<PublicKey>,
+}
+
+/// Layouts (and with them the noise bounds) of every weight layer of `arch`, refusing the first
+/// whose noise cannot hold.
+pub fn plan(arch: &Arch, ctx: &HeContext) -> Result<Vec<(usize, Layout)>> {
+    let mut out = Vec::new();
+    for (i, op) in arch.ops().iter().enumerate() {
+        if matches!(op, Op::Conv { .. } | Op::Linear { .. }) {
+            let l = Geometry::of(arch, i)
+                .and_then(|g| Layout::choose(g, ctx))
+                .map_err(|e| match e {
+                    MpcError::Params(m) => {
+                        MpcError::Params(format!("weight layer `{}`: {m}", op_label(arch, i)))
+                    }
+                    other => other,
+                })?;
+            out.push((i, l));
+        }
+    }
+    Ok(out)
+}
+
+/// A ring element as the signed integer it encodes.
+fn signed(w: u64, ring: &Ring) -> i64 {
+    let shift = 64 - ring.bits;
+    ((w << shift) as i64) >> shift
+}
+
+fn not_ready() -> MpcError {
+    MpcError::Protocol("the HE backend ran before its session setup".into())
+}
+
+impl HeOffline {
+    pub fn new(params: HeParams) -> Self {
+        HeOffline {
+            params,
+            ctx: None,
+            layouts: HashMap::new(),
+            rng: None,
+            sk: None,
+            pk: None,
+        }
+    }
+
+    fn prepare(&mut self, arch: &Arch, ring: &Ring, opts: &Options, party: Party) -> Result<()> {
+        let ctx = HeContext::new(self.params, ring)?;
+        self.layouts = plan(arch, &ctx)?.into_iter().collect();
+        self.ctx = Some(ctx);
+        self.rng = Some(opts.randomness.rng_for(party, b"he"));
+        Ok(())
+    }
+
+    /// The layout of weight op `op` (after `prepare_*`).
+    pub fn layout(&self, op: usize) -> Option<&Layout> {
+        self.layouts.get(&op)
+    }
+
+    fn parts(&mut self, op: usize) -> Result<(&HeContext, Layout, &mut ChaCha12Rng)> {
+        let l = *self
+            .layouts
+            .get(&op)
+            .ok_or_else(|| MpcError::Protocol(format!("op {op} has no HE layout")))?;
+        match (&self.ctx, &mut self.rng) {
+            (Some(c), Some(r)) => Ok((c, l, r)),
+            _ => Err(not_ready()),
+        }
+    }
+}
+
+/// Bytes of the client's message for a layer: a seed and `c0` of every input polynomial.
+fn query_len(ctx: &HeContext, l: &Layout) -> u64 {
+    (8 + 32 + 8 + l.inputs() * codec::packed_len(ctx, ctx.moduli.len(), ctx.degree())) as u64
+}
+
+/// Payload bytes of a layer's two messages: the client's query and the server's answers.
+pub fn message_sizes(ctx: &HeContext, l: &Layout) -> (u64, u64) {
+    (query_len(ctx, l), 8 + answer_reads(ctx, l).1 as u64)
+}
+
+/// The coefficients each answer carries, and the answers' total bytes.
+fn answer_reads(ctx: &HeContext, l: &Layout) -> (Vec<Vec<(usize, usize)>>, usize) {
+    let reads: Vec<_> = (0..l.answers())
+        .map(|i| l.reads(i / l.groups, i % l.groups))
+        .collect();
+    let total = reads.iter().map(|r| scheme::answer_len(ctx, r.len())).sum();
+    (reads, total)
+}
+
+impl LinearOffline for HeOffline {
+    fn label(&self) -> String {
+        self.params.label()
+    }
+
+    fn prepare_server(&mut self, model: &QuantModel, opts: &Options) -> Result<()> {
+        self.prepare(&model.arch, &model.ring, opts, Party::Server)?;
+        let bound = 1i64 << self.params.weight_bits;
+        for &op in self.layouts.keys() {
+            let w = &model.layers[&op].weight;
+            if let Some(big) = w
+                .iter()
+                .map(|&v| signed(v, &model.ring))
+                .find(|v| v.unsigned_abs() >= bound as u64)
+            {
+                return Err(MpcError::Params(format!(
+                    "weight layer `{}` has a fixed-point weight {big}, not below the public HE \
+                     weight bound 2^{} (raise the bound, e.g. --he-weight-bits)",
+                    op_label(&model.arch, op),
+                    self.params.weight_bits
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare_client(&mut self, arch: &Arch, ring: &Ring, opts: &Options) -> Result<()> {
+        self.prepare(arch, ring, opts, Party::Client)
+    }
+
+    fn setup_client(&mut self, ch: &mut Channel) -> Result<()> {
+        let (Some(ctx), Some(rng)) = (&self.ctx, &mut self.rng) else {
+            return Err(not_ready());
+        };
+        let (sk, msg) = SecretKey::generate(ctx, rng)?;
+        ch.send(msg)?;
+        self.sk = Some(sk);
+        Ok(())
+    }
+
+    fn setup_server(&mut self, ch: &mut Channel) -> Result<()> {
+        let ctx = self.ctx.as_ref().ok_or_else(not_ready)?;
+        let msg = ch.recv(
+            "HE public key",
+            Expect::Exact(scheme::public_key_len(ctx) as u64),
+        )?;
+        self.pk = Some(PublicKey::decode(ctx, &msg)?);
+        Ok(())
+    }
+
+    fn client(
+        &mut self,
+        ch: &mut Channel,
+        arch: &Arch,
+        _ring: &Ring,
+        op: usize,
+        v_c: &[u64],
+    ) -> Result<Vec<u64>> {
+        let sk = self.sk.take().ok_or_else(not_ready)?;
+        let res = (|| {
+            let (ctx, l, rng) = self.parts(op)?;
+            let seed: [u8; 32] = rng.gen();
+            let seeds: Vec<[u8; 32]> = (0..l.inputs()).map(|_| rng.gen()).collect();
+            let cts = (0..l.inputs())
+                .into_par_iter()
+                .map(|i| {
+                    let m = l.encode_input(v_c, i / l.blocks, i % l.blocks);
+                    let mut r = ChaCha12Rng::from_seed(seeds[i]);
+                    let mut out = Vec::new();
+                    sk.encrypt(ctx, &m, scheme::seed_of(&seed, i), &mut r, &mut out)?;
+                    Ok(out)
+                })
+                .collect::<Result<Vec<Vec<u8>>>>()?;
+            let mut w = Writer::with_capacity(query_len(ctx, &l) as usize);
+            w.bytes(&seed).bytes(&cts.concat());
+            ch.send(w.finish())?;
+
+            let what = "HE answers";
+            let (reads, total) = answer_reads(ctx, &l);
+            let msg = ch.recv(what, Expect::Exact(8 + total as u64))?;
+            let mut r = Reader::new(&msg, what);
+            let blob = r.bytes()?;
+            r.end()?;
+            let mut at = 0;
+            let mut spans = Vec::with_capacity(reads.len());
+            for rd in &reads {
+                let c1 = codec::packed_len(ctx, ctx.params.kept as usize, ctx.degree());
+                let len = scheme::answer_len(ctx, rd.len());
+                spans.push((at, at + c1, at + len));
+                at += len;
+            }
+            let parts = reads
+                .par_iter()
+                .zip(&spans)
+                .map(|(rd, &(a, b, c))| {
+                    let coefs: Vec<usize> = rd.iter().map(|p| p.0).collect();
+                    sk.decrypt(ctx, &blob[a..b], &blob[b..c], &coefs, what)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut out = vec![0u64; arch.numel(op + 1)];
+            for (rd, vals) in reads.iter().zip(parts) {
+                for (&(_, flat), v) in rd.iter().zip(vals) {
+                    out[flat] = v;
+                }
+            }
+            Ok(out)
+        })();
+        self.sk = Some(sk);
+        res
+    }
+
+    fn server(
+        &mut self,
+        ch: &mut Channel,
+        model: &QuantModel,
+        op: usize,
+        rng: &mut ChaCha12Rng,
+    ) -> Result<Vec<u64>> {
+        let ring = &model.ring;
+        // The masks first, drawn as the dealer draws them.
+        let s: Vec<u64> = (0..model.arch.numel(op + 1))
+            .map(|_| ring.reduce(rng.gen()))
+            .collect();
+        let pk = self.pk.take().ok_or_else(not_ready)?;
+        let res = (|| {
+            let (ctx, l, he_rng) = self.parts(op)?;
+            let what = "HE ciphertexts";
+            let msg = ch.recv(what, Expect::Exact(query_len(ctx, &l)))?;
+            let mut r = Reader::new(&msg, what);
+            let seed: [u8; 32] = r
+                .bytes()?
+                .try_into()
+                .map_err(|_| MpcError::malformed(what, "the seed is not 32 bytes"))?;
+            let blob = r.bytes()?;
+            r.end()?;
+            let len = codec::packed_len(ctx, ctx.moduli.len(), ctx.degree());
+            if blob.len() != l.inputs() * len {
+                return Err(MpcError::malformed(
+                    what,
+                    format!(
+                        "{} bytes of ciphertexts, expected {}",
+                        blob.len(),
+                        l.inputs() * len
+                    ),
+                ));
+            }
+            let cts = (0..l.inputs())
+                .into_par_iter()
+                .map(|i| {
+                    let c0 = &blob[i * len..(i + 1) * len];
+                    Ciphertext::decode(ctx, c0, scheme::seed_of(&seed, i), what)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let weights: Vec<i64> = model.layers[&op]
+                .weight
+                .iter()
+                .map(|&w| signed(w, ring))
+                .collect();
+            let flood = 2f64.powf(l.noise.flood_log2).ceil() as u128;
+            let seeds: Vec<[u8; 32]> = (0..l.answers()).map(|_| he_rng.gen()).collect();
+            let answers = (0..l.answers())
+                .into_par_iter()
+                .map(|i| {
+                    let (t, g) = (i / l.groups, i % l.groups);
+                    let ws = (0..l.blocks)
+                        .map(|b| scheme::weight_poly(ctx, &l.encode_weights(&weights, g, b)))
+                        .collect::<Result<Vec<_>>>()?;
+                    let cts_t: Vec<&Ciphertext> =
+                        cts[t * l.blocks..(t + 1) * l.blocks].iter().collect();
+                    let reads = l.reads(t, g);
+                    let coefs: Vec<usize> = reads.iter().map(|p| p.0).collect();
+                    let mask: Vec<u64> = reads.iter().map(|p| s[p.1]).collect();
+                    let mut rng_t = ChaCha12Rng::from_seed(seeds[i]);
+                    let mut out = Vec::with_capacity(scheme::answer_len(ctx, coefs.len()));
+                    scheme::answer(
+                        ctx, &pk, &cts_t, &ws, &coefs, &mask, flood, &mut rng_t, &mut out,
+                    )?;
+                    Ok(out)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut w = Writer::new();
+            w.bytes(&answers.concat());
+            ch.send(w.finish())
+        })();
+        self.pk = Some(pk);
+        res.map(|()| s)
+    }
+}
