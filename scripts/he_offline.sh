@@ -10,18 +10,12 @@
 # Reuses finished steps (delete runs/pi/r18-full or runs/he-demo to redo them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/r18_full_export.sh
 bin=./target/release/privlin
-[ -x "$bin" ] || ./privlin --help > /dev/null
 data=../shared/data/cifar10
 out=runs/pi
-mkdir -p "$out"
 
 echo "== 1. full-width ResNet-18, all ReLUs active: HE, then the dealer"
-if [ ! -f "$out/r18-full/ar/model.safetensors" ]; then
-    "$bin" train --arch resnet18 --width 1 --epochs 1 --data "$data" --train-per-class 20 \
-        --test-per-class 2 --batch-size 50 --out "$out/r18-full/ar" --device cpu
-fi
-[ -f "$out/r18-full/export/model.json" ] || "$bin" pi export --ckpt "$out/r18-full/ar" --out "$out/r18-full/export"
 for mode in he dealer; do
     "$bin" pi bench --model "$out/r18-full/export" --profiles none --per-layer --relus 2000 \
         --offline $mode --json "$out/bench-r18-full-$mode.json" | tee "$out/bench-r18-full-$mode.txt"

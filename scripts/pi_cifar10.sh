@@ -24,12 +24,7 @@ echo "== 1. pi bench, synthetic model"
 "$bin" pi bench --json "$out/bench-synthetic.json" | tee "$out/bench-synthetic.txt"
 
 echo "== 2. full-width ResNet-18, all ReLUs active"
-# The cost does not depend on the weights: one short epoch makes a checkpoint with real statistics.
-if [ ! -f "$out/r18-full/ar/model.safetensors" ]; then
-    "$bin" train --arch resnet18 --width 1 --epochs 1 --data "$data" --train-per-class 20 \
-        --test-per-class 2 --batch-size 50 --out "$out/r18-full/ar" --device cpu
-fi
-"$bin" pi export --ckpt "$out/r18-full/ar" --out "$out/r18-full/export"
+bash scripts/r18_full_export.sh
 "$bin" cost --model "$out/r18-full/export" --plot "$out/cost-r18-full.svg" | tee "$out/cost-r18-full.txt"
 "$bin" pi bench --model "$out/r18-full/export" --profiles none --per-layer \
     --json "$out/bench-r18-full.json" | tee "$out/bench-r18-full.txt"

@@ -9,7 +9,7 @@
 //! ([`super::policy::Randomness::rng_for`]), so the masks `s` and the client's shares are those
 //! the [`super::linear::Dealer`] would use for the same seeds, and both modes give the same outputs.
 
-use super::linear::LinearOffline;
+use super::linear::{draw_masks, LinearOffline};
 use super::op_label;
 use super::policy::{Options, Party};
 use crate::error::{MpcError, Result};
@@ -239,10 +239,7 @@ impl LinearOffline for HeOffline {
         rng: &mut ChaCha12Rng,
     ) -> Result<Vec<u64>> {
         let ring = &model.ring;
-        // The masks first, drawn as the dealer draws them.
-        let s: Vec<u64> = (0..model.arch.numel(op + 1))
-            .map(|_| ring.reduce(rng.gen()))
-            .collect();
+        let s = draw_masks(model, op, rng);
         let pk = self.pk.take().ok_or_else(not_ready)?;
         let res = (|| {
             let (ctx, l, he_rng) = self.parts(op)?;

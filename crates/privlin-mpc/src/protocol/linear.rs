@@ -54,6 +54,14 @@ pub trait LinearOffline: Send {
     ) -> Result<Vec<u64>>;
 }
 
+/// The server's masks `s` of weight op `op`, uniform in the ring: every backend draws them this
+/// way from the server's main stream, so that the same seeds give the same shares in every mode.
+pub fn draw_masks(model: &QuantModel, op: usize, rng: &mut ChaCha12Rng) -> Vec<u64> {
+    (0..model.arch.numel(op + 1))
+        .map(|_| model.ring.reduce(rng.gen()))
+        .collect()
+}
+
 /// The dealer stand-in (insecure offline phase for measurement).
 pub struct Dealer;
 
@@ -105,9 +113,7 @@ impl LinearOffline for Dealer {
         let mut r = Reader::new(&msg, "dealer: client mask");
         let v = r.ring_vec_n(ring.bits, n, "client mask")?;
         r.end()?;
-        let s: Vec<u64> = (0..arch.numel(op + 1))
-            .map(|_| ring.reduce(rng.gen()))
-            .collect();
+        let s = draw_masks(model, op, rng);
         let wv = linalg::weight_layer(arch, ring, op, &model.layers[&op], &v, false);
         let out: Vec<u64> = wv
             .iter()
