@@ -90,13 +90,7 @@ pub struct OfflineArgs {
 
 impl OfflineArgs {
     fn mode(&self) -> Result<OfflineMode> {
-        Ok(match OfflineMode::by_name(&self.offline)? {
-            OfflineMode::He(p) => OfflineMode::He(privlin_mpc::he::HeParams {
-                weight_bits: self.he_weight_bits,
-                ..p
-            }),
-            d => d,
-        })
+        Ok(OfflineMode::named(&self.offline, self.he_weight_bits)?)
     }
 }
 
@@ -764,21 +758,18 @@ fn print_per_layer(
     // Online, the client waits for the server's weight layers under the next site's label: they
     // are predicted into that row.
     let mut pending = 0.0;
-    let costs = cost::layer_costs(&model.arch, &model.ring, opts, cal)?;
+    // Offline seconds, bytes (the cost model's, checked equal to the meter's before this is
+    // called) and predicted compute of the sites [0] and the weight layers [1].
     let mut split = [(0.0, 0u64, 0.0); 2];
-    for c in &costs {
-        let k = usize::from(c.kind == "conv" || c.kind == "linear");
-        let label = format!("offline/{}", c.label);
-        let e = m.entries().iter().find(|e| e.label == label);
-        split[k].0 += e.map_or(0.0, |e| e.seconds);
-        split[k].1 += e.map_or(0, |e| e.bytes());
-        split[k].2 += c.offline_compute_s;
-    }
-    for c in costs {
+    for c in cost::layer_costs(&model.arch, &model.ring, opts, cal)? {
         let (off, on) = (
             seconds(format!("offline/{}", c.label)),
             seconds(format!("online/{}", c.label)),
         );
+        let part = &mut split[usize::from(c.kind == "conv" || c.kind == "linear")];
+        part.0 += off;
+        part.1 += c.offline.bytes();
+        part.2 += c.offline_compute_s;
         let p_off = cost::phase_seconds(c.offline_compute_s, &c.offline, prof, cal);
         let mut p_on = cost::phase_seconds(c.online_compute_s, &c.online, prof, cal);
         if c.online.messages == 0 {

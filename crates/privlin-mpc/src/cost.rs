@@ -63,12 +63,11 @@ pub struct LayerCost {
     pub he_compute_s: f64,
 }
 
+/// The HE context and the layout of every weight layer (by op index).
+pub type HePlan = (HeContext, std::collections::HashMap<usize, Layout>);
+
 /// The HE layouts of every weight layer, when the offline mode is `he`.
-pub fn he_plan(
-    arch: &Arch,
-    ring: &Ring,
-    offline: &OfflineMode,
-) -> Result<Option<(HeContext, std::collections::HashMap<usize, Layout>)>> {
+pub fn he_plan(arch: &Arch, ring: &Ring, offline: &OfflineMode) -> Result<Option<HePlan>> {
     match offline {
         OfflineMode::Dealer => Ok(None),
         OfflineMode::He(p) => {
@@ -124,8 +123,12 @@ pub fn macs(arch: &Arch, i: usize) -> u64 {
 
 /// The client's view of one inference's messages (excluding session setup), label by label.
 pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Meter> {
-    let output = opts.output;
     let he = he_plan(arch, ring, &opts.offline)?;
+    traffic(arch, ring, opts.output, he.as_ref())
+}
+
+/// [`predicted_traffic`] with the HE plan already made (`None`: the dealer).
+fn traffic(arch: &Arch, ring: &Ring, output: OutputMode, he: Option<&HePlan>) -> Result<Meter> {
     let scales = crate::model::value_scales(arch, ring)?;
     let mut s = Seq {
         meter: Meter::default(),
@@ -134,7 +137,7 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Met
     for (i, op) in arch.ops().iter().enumerate() {
         let label = format!("offline/{}", op_label(arch, i));
         match op {
-            Op::Conv { input, .. } | Op::Linear { input, .. } => match &he {
+            Op::Conv { input, .. } | Op::Linear { input, .. } => match he {
                 Some((ctx, plan)) => {
                     let (up, down) = homomorphic::message_sizes(ctx, &plan[&i]);
                     s.msg(&label, true, up);
@@ -215,8 +218,8 @@ pub fn layer_costs(
 ) -> Result<Vec<LayerCost>> {
     let output = opts.output;
     let scales = crate::model::value_scales(arch, ring)?;
-    let meter = predicted_traffic(arch, ring, opts)?;
     let he = he_plan(arch, ring, &opts.offline)?;
+    let meter = traffic(arch, ring, output, he.as_ref())?;
     let find = |label: &str| {
         meter
             .entries()

@@ -246,8 +246,8 @@ impl Layout {
         let flood = 2f64.powi(ctx.params.flood_bits as i32) * read.max(1.0) * hide;
         let full = hide + flood;
         let kept = full * 2f64.powf(ctx.log_qk - ctx.log_q) + (n + 1.0);
-        let tol_full = ctx.log_q - ctx.l as f64 - 1.0;
-        let tol_kept = ctx.log_qk - ctx.l as f64 - 1.0;
+        let tol_full = ctx.log_q - ctx.ring.bits as f64 - 1.0;
+        let tol_kept = ctx.log_qk - ctx.ring.bits as f64 - 1.0;
         Noise {
             hide_log2: hide.log2(),
             flood_log2: flood.log2(),

@@ -150,8 +150,8 @@ impl HeParams {
 /// The contexts and constants both parties derive from [`HeParams`] and the ring.
 pub struct HeContext {
     pub params: HeParams,
-    /// `l`: the plaintext modulus is `t = 2^l`.
-    pub l: u32,
+    /// The plaintext modulus is the ring's, `t = 2^l`.
+    pub ring: Ring,
     /// All primes, kept ones first.
     pub moduli: Vec<u64>,
     pub full: Arc<Context>,
@@ -237,16 +237,14 @@ impl HeContext {
                 "HE answers with more than two primes are not supported".into(),
             ));
         }
-        let l = ring.bits;
-        let t_mask = ring.mask();
-        let q_mod_t = moduli.iter().fold(1u64, |a, &q| a.wrapping_mul(q)) & t_mask;
+        let q_mod_t = moduli.iter().fold(1u64, |a, &q| a.wrapping_mul(q)) & ring.mask();
         let t_inv = moduli
             .iter()
-            .map(|&q| inv_mod(pow_mod(2, l as u64, q), q))
+            .map(|&q| inv_mod(pow_mod(2, ring.bits as u64, q), q))
             .collect();
         Ok(HeContext {
             params,
-            l,
+            ring: *ring,
             moduli,
             full,
             kept,
@@ -263,22 +261,14 @@ impl HeContext {
         self.params.degree
     }
 
-    pub fn t_mask(&self) -> u64 {
-        if self.l == 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.l) - 1
-        }
-    }
-
     /// `Delta(m) = round(Q m / t) mod q_i` for `m` in `Z_t` (the encoding without a
     /// `t`-dependent noise term): with `r = Q m mod t`, `round(Q m / t) = (Q m - r) / t +
     /// [r >= t/2]`, and `Q m = 0 mod q_i`.
     pub fn delta(&self, m: u64, i: usize) -> u64 {
         let q = self.moduli[i];
-        let r = self.q_mod_t.wrapping_mul(m) & self.t_mask();
+        let r = self.q_mod_t.wrapping_mul(m) & self.ring.mask();
         let neg = mul_mod(r % q, self.t_inv[i], q);
-        let up = (r >> (self.l - 1)) & 1;
+        let up = (r >> (self.ring.bits - 1)) & 1;
         ((q - neg) % q + up) % q
     }
 
@@ -294,7 +284,7 @@ impl HeContext {
         // Long division of v * 2^l by q', one quotient bit at a time (v < q' < 2^124).
         let mut rem = v;
         let mut quo = 0u64;
-        for _ in 0..self.l {
+        for _ in 0..self.ring.bits {
             rem <<= 1;
             quo <<= 1;
             if rem >= self.qk {
@@ -303,7 +293,7 @@ impl HeContext {
             }
         }
         let round = (2 * rem >= self.qk) as u64;
-        quo.wrapping_add(round) & self.t_mask()
+        quo.wrapping_add(round) & self.ring.mask()
     }
 
     /// Bits of each kept / every prime on the wire.

@@ -54,12 +54,6 @@ pub fn plan(arch: &Arch, ctx: &HeContext) -> Result<Vec<(usize, Layout)>> {
     Ok(out)
 }
 
-/// A ring element as the signed integer it encodes.
-fn signed(w: u64, ring: &Ring) -> i64 {
-    let shift = 64 - ring.bits;
-    ((w << shift) as i64) >> shift
-}
-
 fn not_ready() -> MpcError {
     MpcError::Protocol("the HE backend ran before its session setup".into())
 }
@@ -82,11 +76,6 @@ impl HeOffline {
         self.ctx = Some(ctx);
         self.rng = Some(opts.randomness.rng_for(party, b"he"));
         Ok(())
-    }
-
-    /// The layout of weight op `op` (after `prepare_*`).
-    pub fn layout(&self, op: usize) -> Option<&Layout> {
-        self.layouts.get(&op)
     }
 
     fn parts(&mut self, op: usize) -> Result<(&HeContext, Layout, &mut ChaCha12Rng)> {
@@ -132,7 +121,7 @@ impl LinearOffline for HeOffline {
             let w = &model.layers[&op].weight;
             if let Some(big) = w
                 .iter()
-                .map(|&v| signed(v, &model.ring))
+                .map(|&v| model.ring.signed(v))
                 .find(|v| v.unsigned_abs() >= bound as u64)
             {
                 return Err(MpcError::Params(format!(
@@ -203,10 +192,10 @@ impl LinearOffline for HeOffline {
             let mut r = Reader::new(&msg, what);
             let blob = r.bytes()?;
             r.end()?;
+            let c1 = codec::packed_len(ctx, ctx.params.kept as usize, ctx.degree());
             let mut at = 0;
             let mut spans = Vec::with_capacity(reads.len());
             for rd in &reads {
-                let c1 = codec::packed_len(ctx, ctx.params.kept as usize, ctx.degree());
                 let len = scheme::answer_len(ctx, rd.len());
                 spans.push((at, at + c1, at + len));
                 at += len;
@@ -273,7 +262,7 @@ impl LinearOffline for HeOffline {
             let weights: Vec<i64> = model.layers[&op]
                 .weight
                 .iter()
-                .map(|&w| signed(w, ring))
+                .map(|&w| ring.signed(w))
                 .collect();
             let flood = 2f64.powf(l.noise.flood_log2).ceil() as u128;
             let seeds: Vec<[u8; 32]> = (0..l.answers()).map(|_| he_rng.gen()).collect();

@@ -282,6 +282,18 @@ impl OfflineMode {
         }
     }
 
+    /// [`OfflineMode::by_name`] with the public HE weight bound `|w| < 2^he_weight_bits` (the
+    /// one HE parameter the CLI and `[pi]` expose).
+    pub fn named(name: &str, he_weight_bits: u32) -> Result<Self> {
+        Ok(match Self::by_name(name)? {
+            OfflineMode::He(p) => OfflineMode::He(HeParams {
+                weight_bits: he_weight_bits,
+                ..p
+            }),
+            d => d,
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             OfflineMode::He(_) => "he",
@@ -298,7 +310,10 @@ impl OfflineMode {
     }
 
     pub fn label(&self) -> String {
-        self.backend().label()
+        match self {
+            OfflineMode::He(p) => p.label(),
+            OfflineMode::Dealer => super::linear::DEALER_LABEL.into(),
+        }
     }
 }
 

@@ -77,15 +77,7 @@ impl PiConfig {
     }
 
     pub fn offline(&self) -> Result<OfflineMode> {
-        Ok(
-            match OfflineMode::by_name(&self.offline).context("[pi] offline")? {
-                OfflineMode::He(p) => OfflineMode::He(HeParams {
-                    weight_bits: self.he_weight_bits,
-                    ..p
-                }),
-                d => d,
-            },
-        )
+        OfflineMode::named(&self.offline, self.he_weight_bits).context("[pi] offline")
     }
 
     pub fn validate(&self) -> Result<()> {
