@@ -548,7 +548,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 downsample: true,
                 classes: 10,
                 keep: a.keep,
-                input_site: false,
+                ..Spec::default()
             };
             synthetic::model(&mut rng, &spec)
         }

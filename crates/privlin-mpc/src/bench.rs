@@ -7,7 +7,7 @@ use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::net::{mem, Channel, Meter, Profile};
 use crate::ot::iknp;
-use crate::protocol::{relu, Client, Inference, Options, Server, SiteDims};
+use crate::protocol::{garbled, Client, Inference, Options, Server, SiteDims};
 use crate::ring::Ring;
 use crate::wire::Block;
 use crate::QuantModel;
@@ -93,17 +93,19 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
         let zs: Vec<Block> = (0..n * d.w).map(|_| rng.gen()).collect();
         let zc: Vec<Block> = (0..n * d.client_bits()).map(|_| rng.gen()).collect();
         let mut tables = Vec::new();
-        let g = median(3, || tables = relu::garble(&hash, delta, 0, &d, &zs, &zc).0);
+        let g = median(3, || {
+            tables = garbled::garble(&hash, delta, 0, &d, &zs, &zc).0
+        });
         let e = median(3, || {
-            std::hint::black_box(relu::evaluate(&hash, 0, &d, &zs, &zc, &tables));
+            std::hint::black_box(garbled::evaluate(&hash, 0, &d, &zs, &zc, &tables));
         });
         let shares: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
         let out_bits: Vec<bool> = (0..n * d.l).map(|_| rng.gen()).collect();
         let over = median(3, || {
-            let lab = relu::encode(&zs, delta, &shares, d.w);
+            let lab = garbled::encode(&zs, delta, &shares, d.w);
             let mut w = crate::wire::Writer::new();
             w.blocks(&lab).bits(&out_bits);
-            std::hint::black_box(relu::decode(&out_bits, &out_bits, d.l));
+            std::hint::black_box(garbled::decode(&out_bits, &out_bits, d.l));
         });
         // One extension for all `n` circuits, as the protocol extends once per site.
         let ot = median_of(

@@ -3,7 +3,6 @@
 //! measured on this machine, plus a network profile.
 
 use crate::error::Result;
-use crate::gc::circuit::relu_and_gates;
 use crate::he::{HeContext, Layout};
 use crate::model::{Arch, Op};
 use crate::net::{Meter, Profile, Traffic, HEADER};
@@ -117,6 +116,7 @@ pub fn macs(arch: &Arch, i: usize) -> u64 {
             let w = &arch.json.weight_shapes[weight];
             (w[0] * w[1]) as u64
         }
+        Op::ChannelAffine { .. } => arch.numel(i + 1) as u64,
         _ => 0,
     }
 }
@@ -137,25 +137,25 @@ fn traffic(arch: &Arch, ring: &Ring, output: OutputMode, he: Option<&HePlan>) ->
     for (i, op) in arch.ops().iter().enumerate() {
         let label = format!("offline/{}", op_label(arch, i));
         match op {
-            Op::Conv { input, .. } | Op::Linear { input, .. } => match he {
-                Some((ctx, plan)) => {
-                    let (up, down) = homomorphic::message_sizes(ctx, &plan[&i]);
-                    s.msg(&label, true, up);
-                    s.msg(&label, false, down);
+            Op::Conv { input, .. } | Op::Linear { input, .. } | Op::ChannelAffine { input, .. } => {
+                match he {
+                    Some((ctx, plan)) => {
+                        let (up, down) = homomorphic::message_sizes(ctx, &plan[&i]);
+                        s.msg(&label, true, up);
+                        s.msg(&label, false, down);
+                    }
+                    None => {
+                        s.msg(&label, true, ring_vec(arch.numel(*input), ring));
+                        s.msg(&label, false, ring_vec(arch.numel(i + 1), ring));
+                    }
                 }
-                None => {
-                    s.msg(&label, true, ring_vec(arch.numel(*input), ring));
-                    s.msg(&label, false, ring_vec(arch.numel(i + 1), ring));
-                }
-            },
-            Op::Relu { input, .. } => {
-                let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
-                if d.n > 0 {
+            }
+            _ => {
+                if let Some(d) = SiteDims::of(arch, &scales, ring, i) {
                     ot_messages(&mut s, &label, d.n * d.client_bits());
                     s.msg(&label, false, blocks_bytes(2 * d.n * d.ands));
                 }
             }
-            _ => {}
         }
     }
     let argmax = match output {
@@ -167,14 +167,11 @@ fn traffic(arch: &Arch, ring: &Ring, output: OutputMode, he: Option<&HePlan>) ->
         s.msg("offline/argmax", false, Tables::size(d.ands, d.index_bits));
     }
     s.msg("online/input", true, ring_vec(arch.numel(0), ring));
-    for (i, op) in arch.ops().iter().enumerate() {
-        if let Op::Relu { input, .. } = op {
-            let d = SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
-            if d.n > 0 {
-                let label = format!("online/{}", op_label(arch, i));
-                s.msg(&label, false, blocks_bytes(d.n * d.w));
-                s.msg(&label, true, bits_bytes(d.n * d.l));
-            }
+    for i in 0..arch.ops().len() {
+        if let Some(d) = SiteDims::of(arch, &scales, ring, i) {
+            let label = format!("online/{}", op_label(arch, i));
+            s.msg(&label, false, blocks_bytes(d.n * d.server_bits()));
+            s.msg(&label, true, bits_bytes(d.n * d.l));
         }
     }
     match (output, &argmax) {
@@ -234,35 +231,36 @@ pub fn layer_costs(
     let mut out = Vec::new();
     for (i, op) in arch.ops().iter().enumerate() {
         let name = op_label(arch, i);
-        let (kind, active, ands) = match op {
-            Op::Conv { .. } => ("conv", 0, 0),
-            Op::Linear { .. } => ("linear", 0, 0),
-            Op::Relu { input, .. } => {
-                let n = arch.active[&i].len();
-                let a = relu_and_gates(
-                    ring.gc_bits as usize,
-                    ring.bits as usize,
-                    (scales[*input] - ring.frac) as usize,
-                );
-                ("relu", n, (n * a) as u64)
-            }
+        let kind = match op {
+            Op::Conv { .. } => "conv",
+            Op::Linear { .. } => "linear",
+            Op::ChannelAffine { .. } => "affine",
+            Op::Relu { .. } => "relu",
+            Op::MaxPool { .. } => "max_pool",
             _ => continue,
         };
+        let dims = SiteDims::of(arch, &scales, ring, i);
+        let circuits = dims.map_or(0, |d| d.n);
+        let active = if kind == "relu" { circuits } else { 0 };
+        let ands = dims.map_or(0, |d| (d.n * d.ands) as u64);
+        // Values whose labels the server selects and sends online (one per active ReLU, a
+        // window per max-pool output).
+        let gc_values = dims.map_or(0, |d| d.n * d.window());
         let mac = macs(arch, i);
         let layer_ns = match cal.layer_s.get(&i) {
             Some(&t) => t * 1e9,
             None => mac as f64 * cal.mac_ns,
         };
-        let ots = active as f64 * (ring.gc_bits + ring.bits) as f64;
+        let ots = dims.map_or(0.0, |d| (d.n * d.client_bits()) as f64);
         // Offline work of a weight layer: the dealer's `W v_C`, or the HE query and answers.
         let he_s = match (&he, &cal.he) {
             (Some((_, plan)), Some(sp)) => plan.get(&i).map_or(0.0, |l| sp.layer_s(l, cal.threads)),
             _ => 0.0,
         };
-        let linear_offline_ns = match (kind, &he) {
-            ("relu", _) => 0.0,
-            (_, Some(_)) => he_s * 1e9,
-            (_, None) => layer_ns,
+        let linear_offline_ns = match (op.is_weight_layer(), &he) {
+            (false, _) => 0.0,
+            (true, Some(_)) => he_s * 1e9,
+            (true, None) => layer_ns,
         };
         out.push(LayerCost {
             label: name.clone(),
@@ -276,7 +274,7 @@ pub fn layer_costs(
             // Online: the server's layer on its share, the client's evaluation.
             online_compute_s: (layer_ns
                 + ands as f64 * cal.eval_and_ns
-                + active as f64 * cal.relu_online_ns
+                + gc_values as f64 * cal.relu_online_ns
                 + arch.numel(i + 1) as f64 * cal.elem_ns)
                 * 1e-9,
             // Offline: the weight layer's correlation, OT extension, garbling.

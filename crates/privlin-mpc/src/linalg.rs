@@ -6,7 +6,8 @@ use crate::model::{Arch, Op, QuantLayer};
 use crate::ring::Ring;
 use rayon::prelude::*;
 
-/// `y = W x (+ b)` for conv / linear op `i`, reduced mod `2^l`.
+/// `y = W x (+ b)` for weight layer `i` (convolution, fully connected, channel affine), reduced
+/// mod `2^l`.
 pub fn weight_layer(
     arch: &Arch,
     ring: &Ring,
@@ -44,6 +45,13 @@ pub fn weight_layer(
                         .zip(x)
                         .fold(0u64, |a, (&w, &v)| a.wrapping_add(w.wrapping_mul(v)))
                 })
+                .collect()
+        }
+        Op::ChannelAffine { .. } => {
+            let per = x.len() / layer.weight.len();
+            x.chunks(per)
+                .zip(&layer.weight)
+                .flat_map(|(plane, &w)| plane.iter().map(move |&v| w.wrapping_mul(v)))
                 .collect()
         }
         other => unreachable!("weight_layer on {}", other.kind()),
@@ -137,6 +145,25 @@ pub fn sum_pool(
                     }
                 }
                 out[(ch * ho + oh) * wo + ow] = ring.reduce(s);
+            }
+        }
+    }
+    out
+}
+
+/// The values of every max-pool window, window by window (output position order `(C, H', W')`,
+/// inside a window row-major): the inputs of the max-pool circuits.
+pub fn pool_windows(x: &[u64], [c, h, w]: [usize; 3], kernel: usize, stride: usize) -> Vec<u64> {
+    let ho = (h - kernel) / stride + 1;
+    let wo = (w - kernel) / stride + 1;
+    let mut out = Vec::with_capacity(c * ho * wo * kernel * kernel);
+    for ch in 0..c {
+        for oh in 0..ho {
+            for ow in 0..wo {
+                for kh in 0..kernel {
+                    let row = (ch * h + oh * stride + kh) * w + ow * stride;
+                    out.extend_from_slice(&x[row..row + kernel]);
+                }
             }
         }
     }

@@ -18,6 +18,9 @@ pub const MODEL_JSON: &str = "model.json";
 pub const WEIGHTS: &str = "weights.safetensors";
 /// The largest value or weight tensor an architecture may declare, in elements.
 pub const MAX_VALUE_ELEMENTS: usize = 1 << 26;
+/// The largest max-pool window side (a global max over an `8 x 8` map; the circuit grows with
+/// the window's area).
+pub const MAX_POOL_KERNEL: usize = 8;
 
 /// One operation of the exported graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +47,23 @@ pub enum Op {
         kernel: usize,
         stride: usize,
     },
+    /// Max pooling (no padding) of `kernel x kernel` windows: a garbled circuit over the shares
+    /// of each window returns a fresh sharing of its maximum (scale unchanged).
+    MaxPool {
+        input: usize,
+        kernel: usize,
+        stride: usize,
+    },
+    /// Per-channel affine map `y[c] = w[c] x[c] + b[c]`, weight `(C)` and bias `(C)`: a diagonal
+    /// weight layer (a batch norm no convolution precedes, e.g. WRN's pre-activation one). Its
+    /// input is first brought to scale `f` by local truncation of the shares (rounding to
+    /// nearest, as at a site's identity positions), so that, with weights at `f`, the output is at
+    /// `2f` like a convolution's and the next site truncates by `f`.
+    ChannelAffine {
+        input: usize,
+        weight: String,
+        bias: String,
+    },
     /// Residual addition.
     Add { inputs: [usize; 2] },
     /// Activation site: ReLU at the listed active positions, identity elsewhere.
@@ -56,6 +76,8 @@ impl Op {
             Op::Conv { input, .. }
             | Op::Linear { input, .. }
             | Op::AvgPool { input, .. }
+            | Op::MaxPool { input, .. }
+            | Op::ChannelAffine { input, .. }
             | Op::Relu { input, .. } => vec![*input],
             Op::Add { inputs } => inputs.to_vec(),
         }
@@ -65,8 +87,28 @@ impl Op {
             Op::Conv { .. } => "conv",
             Op::Linear { .. } => "linear",
             Op::AvgPool { .. } => "avg_pool",
+            Op::MaxPool { .. } => "max_pool",
+            Op::ChannelAffine { .. } => "channel_affine",
             Op::Add { .. } => "add",
             Op::Relu { .. } => "relu",
+        }
+    }
+
+    /// A layer with server weights (`W x + b`), whose offline phase gives the client `W v_C - s`.
+    pub fn is_weight_layer(&self) -> bool {
+        matches!(
+            self,
+            Op::Conv { .. } | Op::Linear { .. } | Op::ChannelAffine { .. }
+        )
+    }
+
+    /// The weight and bias tensor names of a weight layer.
+    pub fn weight_names(&self) -> Option<(&str, &str)> {
+        match self {
+            Op::Conv { weight, bias, .. }
+            | Op::Linear { weight, bias, .. }
+            | Op::ChannelAffine { weight, bias, .. } => Some((weight, bias)),
+            _ => None,
         }
     }
 }
@@ -228,6 +270,44 @@ impl Arch {
                         (s[1] - kernel) / stride + 1,
                         (s[2] - kernel) / stride + 1,
                     ]
+                }
+                Op::MaxPool {
+                    input,
+                    kernel,
+                    stride,
+                } => {
+                    let s = &shapes[*input];
+                    if s.len() != 3
+                        || *kernel == 0
+                        || *kernel > MAX_POOL_KERNEL
+                        || *stride == 0
+                        || s[1] < *kernel
+                        || s[2] < *kernel
+                    {
+                        return Err(bad(format!(
+                            "kernel {kernel} (at most {MAX_POOL_KERNEL}) stride {stride} on {s:?}"
+                        )));
+                    }
+                    vec![
+                        s[0],
+                        (s[1] - kernel) / stride + 1,
+                        (s[2] - kernel) / stride + 1,
+                    ]
+                }
+                Op::ChannelAffine {
+                    input,
+                    weight,
+                    bias,
+                } => {
+                    let s = &shapes[*input];
+                    let w = wshape(weight, i)?;
+                    let b = wshape(bias, i)?;
+                    if s.len() != 3 || w != &vec![s[0]] || b != &vec![s[0]] {
+                        return Err(bad(format!(
+                            "weight {w:?} / bias {b:?} do not fit {s:?} (one per channel)"
+                        )));
+                    }
+                    s.clone()
                 }
                 Op::Add { inputs } => {
                     if shapes[inputs[0]] != shapes[inputs[1]] {
@@ -517,15 +597,25 @@ pub struct QuantModel {
     pub scales: Vec<u32>,
 }
 
-/// Scales of every value: inputs at `f`, weight layers add `f`, sites bring a value back to `f`,
-/// additions align to the larger scale.
+/// Scales of every value: inputs at `f`, weight layers add `f` (a channel affine to its input
+/// truncated to `f`: `2f`), sites bring a value back to `f`, pooling keeps it, additions align to
+/// the larger scale.
 pub fn value_scales(arch: &Arch, ring: &Ring) -> Result<Vec<u32>> {
     let f = ring.frac;
     let mut sc = vec![f];
     for (i, op) in arch.ops().iter().enumerate() {
         let s = match op {
             Op::Conv { input, .. } | Op::Linear { input, .. } => sc[*input] + f,
-            Op::AvgPool { input, .. } => sc[*input],
+            Op::AvgPool { input, .. } | Op::MaxPool { input, .. } => sc[*input],
+            Op::ChannelAffine { input, .. } => {
+                if sc[*input] < f {
+                    return Err(MpcError::model(format!(
+                        "op {i}: channel affine input at scale {}",
+                        sc[*input]
+                    )));
+                }
+                2 * f
+            }
             Op::Add { inputs } => sc[inputs[0]].max(sc[inputs[1]]),
             Op::Relu { input, .. } => {
                 if sc[*input] < f {
@@ -548,6 +638,16 @@ pub fn value_scales(arch: &Arch, ring: &Ring) -> Result<Vec<u32>> {
     Ok(sc)
 }
 
+/// Bits by which op `i` truncates its input locally on the shares before computing: a site's
+/// identity positions (and, inside the circuit, its active ones) and a channel affine's input
+/// come to scale `f`; other ops do not truncate.
+pub fn input_shift(arch: &Arch, scales: &[u32], ring: &Ring, i: usize) -> u32 {
+    match &arch.ops()[i] {
+        Op::Relu { input, .. } | Op::ChannelAffine { input, .. } => scales[*input] - ring.frac,
+        _ => 0,
+    }
+}
+
 impl QuantModel {
     /// Encodes the float weights in `ring` (errors name the tensor that does not fit).
     pub fn new(model: &ModelFile, ring: Ring) -> Result<Self> {
@@ -556,21 +656,10 @@ impl QuantModel {
         let scales = value_scales(&arch, &ring)?;
         let mut layers = HashMap::new();
         for (i, op) in arch.ops().iter().enumerate() {
-            let (input, weight, bias) = match op {
-                Op::Conv {
-                    input,
-                    weight,
-                    bias,
-                    ..
-                }
-                | Op::Linear {
-                    input,
-                    weight,
-                    bias,
-                } => (*input, weight, bias),
-                _ => continue,
+            let Some((weight, bias)) = op.weight_names() else {
+                continue;
             };
-            let div = arch.pool_divisor(input) as f64;
+            let div = arch.pool_divisor(op.inputs()[0]) as f64;
             let w = model.weights[weight]
                 .iter()
                 .map(|&x| ring.encode(x as f64 / div, ring.frac, weight))

@@ -9,15 +9,16 @@ use crate::model::{Op, QuantModel};
 pub struct PlainRun {
     /// Logits at the output's scale (`scales.last()`).
     pub logits: Vec<u64>,
-    /// Active positions whose pre-activation did not fit the circuit width `w` (the protocol and
-    /// this reference then agree with each other but not with the float model).
+    /// Active positions (and max-pool inputs) whose value did not fit the circuit width `w` (the
+    /// protocol and this reference then agree with each other but not with the float model).
     pub gc_overflows: usize,
 }
 
 /// Runs the model on an encoded input. Sites round to nearest: `y + 2^(shift-1)` is truncated
 /// (`ReLU` of it at active positions, which equals rounding `ReLU(y)`). `identity(op, position,
 /// y, shift)` truncates an identity position's `y` (the half already added): [`forward`] uses
-/// `floor(y / 2^shift)`; tests replay the protocol's local truncation through it.
+/// `floor(y / 2^shift)`; tests replay the protocol's local truncation through it. A channel
+/// affine's input is truncated through it as well (`op` is then the affine's index).
 pub fn forward_with(
     model: &QuantModel,
     x: &[u64],
@@ -29,8 +30,37 @@ pub fn forward_with(
     let mut overflows = 0;
     for (i, op) in arch.ops().iter().enumerate() {
         let out = match op {
-            Op::Conv { input, .. } | Op::Linear { input, .. } => {
-                linalg::weight_layer(arch, ring, i, &model.layers[&i], &vals[*input], true)
+            Op::Conv { .. } | Op::Linear { .. } | Op::ChannelAffine { .. } => {
+                let x = &vals[op.inputs()[0]];
+                // A channel affine's input, truncated to scale f like an identity position.
+                let shift = crate::model::input_shift(arch, &model.scales, ring, i);
+                let truncated: Vec<u64>;
+                let x = if shift > 0 {
+                    let half = ring.half(shift);
+                    truncated = x
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &y)| identity(i, p, ring.reduce(y.wrapping_add(half)), shift))
+                        .collect();
+                    &truncated
+                } else {
+                    x
+                };
+                linalg::weight_layer(arch, ring, i, &model.layers[&i], x, true)
+            }
+            Op::MaxPool { input, kernel, .. } => {
+                // The circuit's maximum of the values sign-extended from `w` bits.
+                let x = crate::protocol::circuit_inputs(arch, i, &vals[*input]);
+                x.chunks(kernel * kernel)
+                    .map(|win| {
+                        let m = win.iter().map(|&y| ring.sext_gc(y)).max().unwrap();
+                        overflows += win
+                            .iter()
+                            .filter(|&&y| ring.sext_gc(y) != ring.signed(y))
+                            .count();
+                        ring.from_signed(m)
+                    })
+                    .collect()
             }
             Op::AvgPool {
                 input,

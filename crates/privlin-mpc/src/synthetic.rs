@@ -7,7 +7,9 @@ use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 
 /// Shape of a random model: stem conv, `blocks` basic residual blocks (the first of them strided
-/// when `downsample`), average pooling, linear head.
+/// when `downsample`), average pooling, linear head; optionally with max-pooling (ResNet-9 /
+/// VGG style) or pre-activation blocks (WRN style: channel affine and site before each block's
+/// convolutions, none after the addition).
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub input: [usize; 3],
@@ -19,6 +21,12 @@ pub struct Spec {
     pub keep: f64,
     /// A site directly on the input (a value at scale `f`: its truncation shift is 0).
     pub input_site: bool,
+    /// A 2x2 max-pool after the stem's site, and a global max-pool (instead of the average) before
+    /// the head.
+    pub max_pool: bool,
+    /// Pre-activation blocks: `affine -> site -> conv -> site -> conv (+ x)`, the 1x1 shortcut
+    /// (where the shape changes) on the activated input, a final `affine -> site`.
+    pub pre_activation: bool,
 }
 
 impl Default for Spec {
@@ -31,6 +39,8 @@ impl Default for Spec {
             classes: 5,
             keep: 0.5,
             input_site: false,
+            max_pool: false,
+            pre_activation: false,
         }
     }
 }
@@ -84,6 +94,45 @@ impl<R: Rng> Builder<'_, R> {
         )
     }
 
+    /// A channel affine with scales of both signs (a batch norm on its own) and a random bias.
+    fn affine(&mut self, name: &str, input: usize) -> usize {
+        let dim = self.dims[input];
+        let weight = format!("{name}.weight");
+        let w: Vec<f32> = (0..dim[0])
+            .map(|_| {
+                let m: f32 = self.rng.gen_range(0.2..1.5);
+                if self.rng.gen_bool(0.3) {
+                    -m
+                } else {
+                    m
+                }
+            })
+            .collect();
+        self.weights.insert(weight.clone(), w);
+        self.shapes.insert(weight.clone(), vec![dim[0]]);
+        let bias = self.tensor(format!("{name}.bias"), vec![dim[0]], 0.5);
+        self.push(
+            Op::ChannelAffine {
+                input,
+                weight,
+                bias,
+            },
+            dim,
+        )
+    }
+
+    fn max_pool(&mut self, input: usize, kernel: usize) -> usize {
+        let [c, h, w] = self.dims[input];
+        self.push(
+            Op::MaxPool {
+                input,
+                kernel,
+                stride: kernel,
+            },
+            [c, (h - kernel) / kernel + 1, (w - kernel) / kernel + 1],
+        )
+    }
+
     fn relu(&mut self, site: &str, input: usize) -> usize {
         let dim = self.dims[input];
         let n = dim.iter().product::<usize>();
@@ -122,37 +171,63 @@ pub fn model<R: Rng>(rng: &mut R, spec: &Spec) -> ModelFile {
     } else {
         0
     };
+    let pre = spec.pre_activation;
     let mut x = b.conv("conv1", stem_in, spec.width, 3, 1);
-    x = b.relu("act1", x);
+    if !pre {
+        x = b.relu("act1", x);
+    }
+    if spec.max_pool && b.dims[x][1] >= 2 && b.dims[x][2] >= 2 {
+        x = b.max_pool(x, 2);
+    }
     let mut c = spec.width;
     for blk in 0..spec.blocks {
         let stride = if blk == 0 && spec.downsample { 2 } else { 1 };
         let cout = if stride == 2 { 2 * c } else { c };
         let p = format!("layer.{blk}");
-        let skip = x;
-        let h = b.conv(&format!("{p}.conv1"), x, cout, 3, stride);
+        let shortcut = stride != 1 || cout != c;
+        let (h_in, skip) = if pre {
+            let a = b.affine(&format!("{p}.bn1"), x);
+            let a = b.relu(&format!("{p}.relu1"), a);
+            (a, if shortcut { a } else { x })
+        } else {
+            (x, x)
+        };
+        let h = b.conv(&format!("{p}.conv1"), h_in, cout, 3, stride);
         let h = b.relu(&format!("{p}.act1"), h);
         let h = b.conv(&format!("{p}.conv2"), h, cout, 3, 1);
-        let sc = if stride != 1 || cout != c {
+        let sc = if shortcut {
             b.conv(&format!("{p}.downsample.0"), skip, cout, 1, stride)
         } else {
             skip
         };
         let dim = b.dims[h];
         let s = b.push(Op::Add { inputs: [h, sc] }, dim);
-        x = b.relu(&format!("{p}.act2"), s);
+        x = if pre {
+            s
+        } else {
+            b.relu(&format!("{p}.act2"), s)
+        };
         c = cout;
     }
+    if pre {
+        let a = b.affine("bn1", x);
+        x = b.relu("relu", a);
+    }
     let [ch, h, w] = b.dims[x];
-    let pool = b.push(
-        Op::AvgPool {
-            input: x,
-            kernel: h.min(w),
-            stride: h.min(w),
-        },
-        [ch, 1, 1],
-    );
-    let weight = b.tensor("fc.weight".into(), vec![spec.classes, ch], 1.0);
+    let pool = if spec.max_pool && h.max(w) <= crate::model::MAX_POOL_KERNEL {
+        b.max_pool(x, h.min(w))
+    } else {
+        b.push(
+            Op::AvgPool {
+                input: x,
+                kernel: h.min(w),
+                stride: h.min(w),
+            },
+            [ch, 1, 1],
+        )
+    };
+    let feats: usize = b.dims[pool].iter().product();
+    let weight = b.tensor("fc.weight".into(), vec![spec.classes, feats], 1.0);
     let bias = b.tensor("fc.bias".into(), vec![spec.classes], 0.3);
     b.push(
         Op::Linear {

@@ -23,13 +23,15 @@ fn opts(seed: u64, offline: OfflineMode) -> Options {
     }
 }
 
-/// A model with 3x3 convolutions at stride 1 and 2, 1x1 shortcuts and a fully connected layer.
+/// A model with 3x3 convolutions at stride 1 and 2, 1x1 shortcuts, pre-activation channel
+/// affines and a fully connected layer.
 fn model(seed: u64, ring: Ring) -> QuantModel {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let spec = Spec {
         blocks: 2,
         width: 3,
         keep: 0.3,
+        pre_activation: true,
         ..Spec::default()
     };
     QuantModel::new(&synthetic::model(&mut rng, &spec), ring).unwrap()
@@ -49,6 +51,10 @@ fn he_correlation_is_exact_for_every_layer_kind() {
             .iter()
             .map(|(_, l)| (l.geom.k, l.geom.stride, l.geom.h))
             .collect();
+        assert!(
+            plan.iter().any(|(_, l)| l.geom.depthwise && l.m == l.cb),
+            "no channel affine: {kinds:?}"
+        );
         assert!(kinds.iter().any(|k| k.0 == 3 && k.1 == 1), "{kinds:?}");
         assert!(kinds.iter().any(|k| k.0 == 3 && k.1 == 2), "{kinds:?}");
         assert!(kinds.iter().any(|k| k.0 == 1 && k.1 == 2), "{kinds:?}");

@@ -218,6 +218,53 @@ fn absurd_architecture_is_refused() {
     }
 }
 
+/// Max-pool windows that are empty, too large for the circuit bound or larger than the map, and
+/// channel affines whose weights do not fit the channels, are refused with the op named.
+#[test]
+fn bad_pooling_and_affine_ops_are_refused() {
+    use privlin_mpc::model::{Arch, Op};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let spec = privlin_mpc::synthetic::Spec {
+        max_pool: true,
+        pre_activation: true,
+        ..Default::default()
+    };
+    let file = privlin_mpc::synthetic::model(&mut rng, &spec);
+    let first = |f: &dyn Fn(&Op) -> bool| file.arch.ops().iter().position(f).unwrap();
+    let pool = first(&|o| matches!(o, Op::MaxPool { .. }));
+    let affine = first(&|o| matches!(o, Op::ChannelAffine { .. }));
+    // The active positions by site name, as an export stores them.
+    let active = || {
+        file.arch
+            .active
+            .iter()
+            .map(|(&i, a)| match &file.arch.ops()[i] {
+                Op::Relu { site, .. } => (site.clone(), a.iter().map(|&j| j as i64).collect()),
+                _ => unreachable!(),
+            })
+            .collect::<std::collections::HashMap<String, Vec<i64>>>()
+    };
+    for kernel in [0, 9, 64] {
+        let mut json = file.arch.json.clone();
+        if let Op::MaxPool { kernel: k, .. } = &mut json.ops[pool] {
+            *k = kernel;
+        }
+        let err = Arch::new(json, active()).unwrap_err().to_string();
+        assert!(err.contains(&format!("op {pool} (max_pool)")), "{err}");
+    }
+    let mut json = file.arch.json.clone();
+    let Op::ChannelAffine { weight, .. } = &json.ops[affine] else {
+        unreachable!()
+    };
+    let weight = weight.clone();
+    json.weight_shapes.get_mut(&weight).unwrap()[0] += 1;
+    let err = Arch::new(json, active()).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("op {affine} (channel_affine)")),
+        "{err}"
+    );
+}
+
 /// An offline backend other than the dealer, for the hand-shake test.
 struct OtherBackend;
 

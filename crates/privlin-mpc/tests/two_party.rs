@@ -44,8 +44,8 @@ fn random_input(model: &QuantModel, rng: &mut ChaCha8Rng) -> Vec<u64> {
     QuantModel::encode_input(&model.arch, &model.ring, &x).unwrap()
 }
 
-/// Property: for random models, masks, inputs and rings, the two-party logits equal plaintext
-/// fixed-point inference exactly, where the reference truncates identity positions the way the
+/// Property: for random models (plain, with max-pooling, with pre-activation channel affines),
+/// masks, inputs and rings, the two-party logits equal plaintext fixed-point inference exactly, where the reference truncates identity positions the way the
 /// two shares do (SecureML local truncation, replayed from the client's recorded share).
 #[test]
 fn two_party_equals_plaintext_fixed_point() {
@@ -55,8 +55,10 @@ fn two_party_equals_plaintext_fixed_point() {
         Ring::new(48, 8, 24).unwrap(),
         Ring::new(40, 6, 20).unwrap(),
     ];
-    for case in 0..7 {
+    for case in 0..9 {
         let spec = Spec {
+            max_pool: case % 3 == 1,
+            pre_activation: case % 3 == 2,
             width: rng.gen_range(2..5),
             blocks: rng.gen_range(1..3),
             downsample: rng.gen_bool(0.5),
@@ -88,7 +90,10 @@ fn two_party_equals_plaintext_fixed_point() {
             let scale = *model.scales.last().unwrap();
             for (a, b) in raw.iter().zip(&exact.logits) {
                 let d = (ring.decode(*a, scale) - ring.decode(*b, scale)).abs();
-                assert!(d < 0.05, "case {case}: local truncation drifted by {d}");
+                // (8 units at f = 6, where pre-activation blocks carry the drift of several
+                // truncations along the untruncated residual stream.)
+                let tol = 0.05f64.max(8.0 / f64::powi(2.0, ring.frac as i32));
+                assert!(d < tol, "case {case}: local truncation drifted by {d}");
             }
             if spec.keep == 1.0 {
                 assert_eq!(
@@ -120,46 +125,63 @@ fn sessions_are_deterministic() {
 #[test]
 fn predicted_traffic_equals_measured() {
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let spec = Spec {
-        blocks: 2,
-        keep: 0.3,
-        ..Spec::default()
-    };
-    let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
-    let x = random_input(&model, &mut rng);
-    for (output, offline) in [
-        (OutputMode::Logits, OfflineMode::default()),
-        (OutputMode::Class, OfflineMode::default()),
-        (OutputMode::Class, OfflineMode::Dealer),
+    for spec in [
+        Spec {
+            blocks: 2,
+            keep: 0.3,
+            ..Spec::default()
+        },
+        Spec {
+            keep: 0.3,
+            max_pool: true,
+            pre_activation: true,
+            ..Spec::default()
+        },
     ] {
-        let o = opts(9, output).with_offline(offline);
-        let s = privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 2, &o).unwrap();
-        let predicted = privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, &o).unwrap();
-        assert_eq!(
-            s.client.counts(),
-            predicted.counts(),
-            "{output:?} {offline:?}"
-        );
-        // The server saw the mirror image.
-        let c = s.client.total("");
-        let srv = s.server.total("");
-        let setup = s.setup.total("");
-        assert_eq!(
-            srv.bytes_received,
-            c.bytes_sent + setup.bytes_sent + privlin_mpc::net::HEADER + 1
-        );
-        assert!(c.bytes_sent > 0 && c.bytes_received > 0);
-        let labels: Vec<&str> = s
-            .client
-            .entries()
-            .iter()
-            .map(|e| e.label.as_str())
-            .collect();
-        match output {
-            OutputMode::Class => {
-                assert!(labels.contains(&"online/argmax") && !labels.contains(&"online/output"))
+        let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
+        let x = random_input(&model, &mut rng);
+        for (output, offline) in [
+            (OutputMode::Logits, OfflineMode::default()),
+            (OutputMode::Class, OfflineMode::default()),
+            (OutputMode::Class, OfflineMode::Dealer),
+        ] {
+            let o = opts(9, output).with_offline(offline);
+            let s =
+                privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 2, &o).unwrap();
+            let predicted =
+                privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, &o).unwrap();
+            assert_eq!(
+                s.client.counts(),
+                predicted.counts(),
+                "{output:?} {offline:?}"
+            );
+            // The server saw the mirror image.
+            let c = s.client.total("");
+            let srv = s.server.total("");
+            let setup = s.setup.total("");
+            assert_eq!(
+                srv.bytes_received,
+                c.bytes_sent + setup.bytes_sent + privlin_mpc::net::HEADER + 1
+            );
+            assert!(c.bytes_sent > 0 && c.bytes_received > 0);
+            let labels: Vec<&str> = s
+                .client
+                .entries()
+                .iter()
+                .map(|e| e.label.as_str())
+                .collect();
+            match output {
+                OutputMode::Class => {
+                    assert!(labels.contains(&"online/argmax") && !labels.contains(&"online/output"))
+                }
+                OutputMode::Logits => assert!(!labels.contains(&"online/argmax")),
             }
-            OutputMode::Logits => assert!(!labels.contains(&"online/argmax")),
+            if spec.max_pool {
+                assert!(
+                    labels.iter().any(|l| l.starts_with("online/maxpool")),
+                    "{labels:?}"
+                );
+            }
         }
     }
 }

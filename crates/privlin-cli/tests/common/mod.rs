@@ -83,6 +83,9 @@ holdout = 0.2
 [importance]
 players = "stages"
 density = 0.2
+
+[pi]
+images = 2
 "#;
 
 /// [`TINY_PIPELINE`] with one libtorch thread (so child processes compute what the in-process

@@ -99,6 +99,51 @@ pub fn relu<G: Gates>(
     add(g, &z, q)
 }
 
+/// The max-pool circuit: the window's values `y_k = a_k + b_k mod 2^w` (the shares' low `w`
+/// bits; `a`, `b` hold the window's `k` shares back to back), their signed maximum by a running
+/// comparison (DELPHI's ReLU circuit extended as in MiniONN/Gazelle's max-pool), sign-extended to
+/// `l` bits, plus the client's fresh mask `q = -r'`: outputs `max_k y_k + q mod 2^l`.
+/// `k (w - 1)` ANDs for the additions, `2 w` per comparison and multiplexer, `l - 1` for the mask.
+pub fn max_pool<G: Gates>(
+    g: &mut G,
+    a: &[G::Bit],
+    b: &[G::Bit],
+    q: &[G::Bit],
+    w: usize,
+) -> Vec<G::Bit> {
+    debug_assert_eq!(a.len(), b.len());
+    debug_assert!(w >= 2 && a.len().is_multiple_of(w) && q.len() >= w);
+    let mut best: Vec<G::Bit> = Vec::new();
+    for (ak, bk) in a.chunks(w).zip(b.chunks(w)) {
+        let ak: Vec<Option<G::Bit>> = ak.iter().map(|&x| Some(x)).collect();
+        let v = add(g, &ak, bk);
+        best = if best.is_empty() {
+            v
+        } else {
+            let gt = signed_gt(g, &v, &best);
+            mux(g, gt, &v, &best)
+        };
+    }
+    let sign = best[w - 1];
+    let ext: Vec<Option<G::Bit>> = (0..q.len())
+        .map(|i| Some(if i < w { best[i] } else { sign }))
+        .collect();
+    add(g, &ext, q)
+}
+
+/// AND gates of one max-pool circuit over a window of `window` values.
+pub fn max_pool_and_gates(window: usize, w: usize, l: usize) -> usize {
+    let mut c = Counter::default();
+    max_pool(
+        &mut c,
+        &vec![(); window * w],
+        &vec![(); window * w],
+        &vec![(); l],
+        w,
+    );
+    c.ands
+}
+
 /// `x > y` for `l`-bit two's-complement numbers (LSB first): with the sign bits flipped (free),
 /// unsigned `x' > y'` is the absence of a carry out of `y' + !x' + 1`; `l` ANDs (the carry chain
 /// `c' = c ^ ((a ^ c) & (b ^ c))`, whose first step with the constant carry 1 is `a | b`).
@@ -266,6 +311,50 @@ mod tests {
                 relu_and_gates(w, l, ring.frac as usize),
                 (w - 1) + (w - 1 - ring.frac as usize) + (l - 1)
             );
+        }
+    }
+
+    /// The plaintext max-pool circuit equals `max_k sext_w(a_k + b_k) - r'` in the ring, for
+    /// windows of 1, 4 and 9 values, ties and values at the edge of the `w`-bit range included.
+    #[test]
+    fn max_pool_circuit_matches_definition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for ring in [Ring::default(), Ring::new(41, 8, 24).unwrap()] {
+            let (w, l) = (ring.gc_bits as usize, ring.bits as usize);
+            let lim = 1i64 << (w - 1);
+            for window in [1usize, 4, 9] {
+                for t in 0..400 {
+                    let y: Vec<i64> = (0..window)
+                        .map(|_| match t % 3 {
+                            0 => rng.gen_range(-3..3),
+                            1 => rng.gen_range(-lim..lim),
+                            _ => *[-lim, lim - 1, 0, -1].get(rng.gen_range(0..4)).unwrap(),
+                        })
+                        .collect();
+                    let b: Vec<u64> = (0..window).map(|_| ring.reduce(rng.gen())).collect();
+                    let a: Vec<u64> = y
+                        .iter()
+                        .zip(&b)
+                        .map(|(&v, &s)| ring.reduce(ring.from_signed(v).wrapping_sub(s)))
+                        .collect();
+                    let r = ring.reduce(rng.gen());
+                    let q = ring.reduce(r.wrapping_neg());
+                    let bits_of = |v: &[u64]| v.iter().flat_map(|&x| to_bits(x, w)).collect();
+                    let a_bits: Vec<bool> = bits_of(&a);
+                    let b_bits: Vec<bool> = bits_of(&b);
+                    let out = max_pool(&mut Plain, &a_bits, &b_bits, &to_bits(q, l), w);
+                    let max = *y.iter().max().unwrap();
+                    assert_eq!(
+                        from_bits(&out),
+                        ring.reduce(ring.from_signed(max).wrapping_sub(r)),
+                        "{y:?}"
+                    );
+                }
+                assert_eq!(
+                    max_pool_and_gates(window, w, l),
+                    window * (w - 1) + (window - 1) * 2 * w + (l - 1)
+                );
+            }
         }
     }
 

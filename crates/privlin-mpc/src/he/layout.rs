@@ -12,7 +12,9 @@
 //! `j`, and nothing else lands there as long as `m cb P <= N` (no wrap-around of the negacyclic
 //! product reaches a read coefficient; the proof is Cheetah's Proposition 1 with `m` copies
 //! side by side). Strided layers read every `s`-th row and column. A fully connected layer is the
-//! `1 x 1` convolution of a `1 x 1` image with `I` channels.
+//! `1 x 1` convolution of a `1 x 1` image with `I` channels. A channel affine (a diagonal, i.e.
+//! depthwise `1 x 1`, layer) is the same layout with `m = cb` and only the weights `w[c, c]`:
+//! output group `g` needs only input block `g`, one product per answer instead of `blocks`.
 
 use super::params::{HeContext, ETA};
 use crate::error::{MpcError, Result};
@@ -28,6 +30,8 @@ pub struct Geometry {
     pub k: usize,
     pub stride: usize,
     pub pad: usize,
+    /// Output channel `c` reads only input channel `c` (`o = c`, `k = 1`).
+    pub depthwise: bool,
 }
 
 impl Geometry {
@@ -53,6 +57,7 @@ impl Geometry {
                     k: ws.get(2).copied().unwrap_or(0),
                     stride: *stride,
                     pad: *padding,
+                    depthwise: false,
                 };
                 if ws.len() != 4
                     || ws[2] != ws[3]
@@ -77,11 +82,34 @@ impl Geometry {
                 k: 1,
                 stride: 1,
                 pad: 0,
+                depthwise: false,
             }),
+            Op::ChannelAffine { input, .. } => {
+                let s = &arch.shapes[*input];
+                Ok(Geometry {
+                    c: s[0],
+                    h: s[1],
+                    w: s[2],
+                    o: s[0],
+                    k: 1,
+                    stride: 1,
+                    pad: 0,
+                    depthwise: true,
+                })
+            }
             other => Err(MpcError::model(format!(
                 "op {op} is a {}, not a weight layer",
                 other.kind()
             ))),
+        }
+    }
+
+    /// Weights that reach one output: `c k^2`, or `k^2` for a depthwise layer.
+    pub fn fan_in(&self) -> usize {
+        if self.depthwise {
+            self.k * self.k
+        } else {
+            self.c * self.k * self.k
         }
     }
 
@@ -163,7 +191,16 @@ impl Layout {
         let mut best: Option<(f64, Layout)> = None;
         for cb in 1..=geom.c.min(fit) {
             let m = geom.o.min(fit / cb);
-            for m in (1..=m).rev() {
+            // A depthwise layer pairs output group `g` with input block `g`: `m = cb`.
+            let ms = if geom.depthwise {
+                if m < cb {
+                    break;
+                }
+                cb..=cb
+            } else {
+                1..=m
+            };
+            for m in ms.rev() {
                 let l = Layout::with(geom, ctx, tiles, tile_rows, plane, cb, m);
                 // The flood is sampled as a 128-bit integer.
                 if l.noise.margin_bits < 1.0 || l.noise.flood_log2 > 125.0 {
@@ -229,7 +266,7 @@ impl Layout {
 
     /// Worst-case noise of an answer (all bounds deterministic):
     /// the product `sum_b w_b (e_b + eps_b)` with `|e| <= ETA`, `|eps| <= 1/2` (the rounding of
-    /// `Delta`) and at most `m C k^2` weights below `2^weight_bits`; the re-randomization
+    /// `Delta`) and at most `m C k^2` (depthwise: `m k^2`) weights below `2^weight_bits`; the re-randomization
     /// `e u + e_0 + e_1 s` (`u, s` ternary: `<= (2N + 1) ETA`); the mask's rounding `1/2`. The
     /// flood is `2^flood_bits * n_read` times that, so the client's view of the `n_read`
     /// coefficients it reads is `2^-flood_bits`-close to one without the weights. The switch to
@@ -238,7 +275,7 @@ impl Layout {
     fn noise_bound(&self, ctx: &HeContext) -> Noise {
         let g = &self.geom;
         let n = self.n as f64;
-        let weights = (self.m * g.c * g.k * g.k) as f64;
+        let weights = (self.m * g.fan_in()) as f64;
         let product = weights * 2f64.powi(ctx.params.weight_bits as i32) * (ETA as f64 + 0.5);
         let rerand = (2.0 * n + 1.0) * ETA as f64;
         let hide = product + rerand + 0.5;
@@ -273,8 +310,27 @@ impl Layout {
         let down = outs * super::codec::packed_len(ctx, kept, self.n) as f64;
         ins * ENCRYPT_MS
             + outs * ANSWER_MS
-            + ins * outs / self.tiles as f64 * PRODUCT_MS
+            + outs * self.products_per_answer() as f64 * PRODUCT_MS
             + (up + down) * MS_PER_BYTE
+    }
+
+    /// Input blocks an answer multiplies: all of its tile's, or only its own for a depthwise
+    /// layer.
+    pub fn products_per_answer(&self) -> usize {
+        if self.geom.depthwise {
+            1
+        } else {
+            self.blocks
+        }
+    }
+
+    /// The input blocks answer group `group` multiplies.
+    pub fn blocks_of(&self, group: usize) -> std::ops::Range<usize> {
+        if self.geom.depthwise {
+            group..group + 1
+        } else {
+            0..self.blocks
+        }
     }
 
     pub fn inputs(&self) -> usize {
@@ -311,7 +367,7 @@ impl Layout {
     }
 
     /// Signed coefficients of weight polynomial (`group`, `block`) from the flat `(O, C, k, k)`
-    /// signed weights.
+    /// signed weights (depthwise: the `(C, k, k)` weights, `w[o, c] = 0` for `o != c`).
     pub fn encode_weights(&self, w: &[i64], group: usize, block: usize) -> Vec<i64> {
         let g = &self.geom;
         let mut out = vec![0i64; self.n];
@@ -325,13 +381,17 @@ impl Layout {
                 if c >= g.c {
                     break;
                 }
+                if g.depthwise && c != o {
+                    continue;
+                }
                 for u in 0..g.k {
                     for v in 0..g.k {
                         let at = mi * self.cb * self.plane + self.offset
                             - ci * self.plane
                             - u * self.wp
                             - v;
-                        out[at] = w[((o * g.c + c) * g.k + u) * g.k + v];
+                        let row = if g.depthwise { c } else { o * g.c + c };
+                        out[at] = w[(row * g.k + u) * g.k + v];
                     }
                 }
             }
@@ -404,6 +464,7 @@ mod tests {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                depthwise: false,
             },
             Geometry {
                 c: 5,
@@ -413,6 +474,7 @@ mod tests {
                 k: 3,
                 stride: 2,
                 pad: 1,
+                depthwise: false,
             },
             Geometry {
                 c: 4,
@@ -422,6 +484,7 @@ mod tests {
                 k: 1,
                 stride: 2,
                 pad: 0,
+                depthwise: false,
             },
             Geometry {
                 c: 2,
@@ -431,6 +494,7 @@ mod tests {
                 k: 3,
                 stride: 1,
                 pad: 1,
+                depthwise: false,
             },
             Geometry {
                 c: 37,
@@ -440,6 +504,17 @@ mod tests {
                 k: 1,
                 stride: 1,
                 pad: 0,
+                depthwise: false,
+            },
+            Geometry {
+                c: 7,
+                h: 5,
+                w: 4,
+                o: 7,
+                k: 1,
+                stride: 1,
+                pad: 0,
+                depthwise: true,
             },
         ] {
             let n = ctx.degree();
@@ -450,35 +525,48 @@ mod tests {
             let tile_rows = rows1.div_ceil(tiles);
             let plane = (tile_rows + geom.k - 1) * wp;
             let fit = n / plane;
-            for (cb, m) in [
-                (1, 1),
-                (fit.min(geom.c), 1),
-                (1, fit.min(geom.o)),
-                (2.min(fit), (fit / 2).max(1)),
-            ] {
+            let pairs = if geom.depthwise {
+                let r = (fit as f64).sqrt() as usize;
+                vec![(1, 1), (2, 2), (r.min(geom.c), r.min(geom.c))]
+            } else {
+                vec![
+                    (1, 1),
+                    (fit.min(geom.c), 1),
+                    (1, fit.min(geom.o)),
+                    (2.min(fit), (fit / 2).max(1)),
+                ]
+            };
+            for (cb, m) in pairs {
                 let l = Layout::with(geom, &ctx, tiles, tile_rows, plane, cb, m);
                 let x: Vec<u64> = (0..geom.c * geom.h * geom.w)
                     .map(|_| rng.gen_range(0..50))
                     .collect();
-                let w: Vec<i64> = (0..geom.o * geom.c * geom.k * geom.k)
+                let w: Vec<i64> = (0..geom.o * geom.fan_in())
                     .map(|_| rng.gen_range(-9..10))
                     .collect();
                 let wu: Vec<u64> = w.iter().map(|&v| v as u64).collect();
                 let (ho, wo) = geom.out_hw();
-                let want = crate::linalg::conv2d(
-                    &x,
-                    [geom.c, geom.h, geom.w],
-                    &wu,
-                    [geom.o, ho, wo],
-                    geom.stride,
-                    geom.pad,
-                );
+                let want = if geom.depthwise {
+                    let plane = geom.h * geom.w;
+                    (0..x.len())
+                        .map(|i| wu[i / plane].wrapping_mul(x[i]))
+                        .collect()
+                } else {
+                    crate::linalg::conv2d(
+                        &x,
+                        [geom.c, geom.h, geom.w],
+                        &wu,
+                        [geom.o, ho, wo],
+                        geom.stride,
+                        geom.pad,
+                    )
+                };
                 let mut got = vec![0u64; want.len()];
                 let mut seen = vec![false; want.len()];
                 for t in 0..l.tiles {
                     for gr in 0..l.groups {
                         let mut acc = vec![0i64; n];
-                        for b in 0..l.blocks {
+                        for b in l.blocks_of(gr) {
                             let xi = l.encode_input(&x, t, b);
                             let wi = l.encode_weights(&w, gr, b);
                             for (i, &a) in xi.iter().enumerate() {

@@ -96,6 +96,6 @@ impl HeSpeeds {
     pub fn layer_s(&self, l: &Layout, threads: usize) -> f64 {
         let par = |count: usize| count.div_ceil(threads.max(1)) as f64;
         par(l.inputs()) * self.query_s
-            + par(l.answers()) * (self.answer_s + l.blocks as f64 * self.product_s)
+            + par(l.answers()) * (self.answer_s + l.products_per_answer() as f64 * self.product_s)
     }
 }

@@ -125,7 +125,7 @@ impl Tables {
 
 #[cfg(test)]
 mod tests {
-    use super::super::relu;
+    use super::super::garbled;
     use super::*;
     use rand::{Rng, SeedableRng};
 
@@ -150,7 +150,7 @@ mod tests {
                 let zc: Vec<Block> = (0..d.input_bits()).map(|_| rng.gen()).collect();
                 let t = garble(&hash, delta, 77, &d, &zs, &zc);
                 let t = Tables::decode(&t.encode(), d.ands, d.index_bits).unwrap();
-                let pick = |zero: &[Block], v: &[u64]| relu::encode(zero, delta, v, d.l);
+                let pick = |zero: &[Block], v: &[u64]| garbled::encode(zero, delta, v, d.l);
                 let class = evaluate(&hash, 77, &d, &pick(&zs, &a), &pick(&zc, &b), &t).unwrap();
                 let f: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
                 assert_eq!(class, crate::plain::argmax(&f), "{logits:?}");

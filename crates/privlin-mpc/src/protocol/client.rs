@@ -3,12 +3,12 @@
 use super::argmax::{self, ArgmaxDims, Tables};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
-use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
+use super::{circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
 use crate::gc::circuit::bits;
 use crate::gc::FixedKeyHash;
 use crate::linalg;
-use crate::model::{value_scales, Arch, Op, QuantModel};
+use crate::model::{input_shift, value_scales, Arch, Op, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::ot::iknp;
 use crate::ring::Ring;
@@ -28,8 +28,9 @@ pub struct Inference {
     pub class: usize,
     pub offline_s: f64,
     pub online_s: f64,
-    /// The client's pre-activation share at every site (kept when [`Client::record_shares`] is on,
-    /// for tests that replay local truncation).
+    /// The client's pre-activation share at every site and its input share at every truncating
+    /// channel affine (kept when [`Client::record_shares`] is on, for tests that replay local
+    /// truncation).
     pub site_shares: HashMap<usize, Vec<u64>>,
 }
 
@@ -38,7 +39,7 @@ struct Offline {
     r0: Vec<u64>,
     /// Client shares of the logits.
     out: Vec<u64>,
-    /// Per site: client input labels, tables, first gate.
+    /// Per garbled layer (site or max-pool): client input labels, tables, first gate.
     sites: HashMap<usize, (Vec<Block>, Vec<Block>, u64)>,
     /// Class output: the client's input labels, the tables and decoding bits, first gate.
     argmax: Option<(Vec<Block>, Tables, u64)>,
@@ -170,6 +171,45 @@ impl Client {
         Ok(self.ch)
     }
 
+    /// Offline part of garbled layer `i` for the client's circuit inputs `x` (its shares): draws
+    /// a fresh mask `r'` per circuit (the client's share of the output), obtains the labels of
+    /// its input bits by OT and receives the tables. Returns the masks; `None` when the layer has
+    /// no circuits.
+    fn garbled_offline(
+        &mut self,
+        i: usize,
+        x: &[u64],
+        sites: &mut HashMap<usize, (Vec<Block>, Vec<Block>, u64)>,
+    ) -> Result<Option<Vec<u64>>> {
+        let arch = &self.hello.arch;
+        let ring = self.hello.ring;
+        let Some(d) = SiteDims::of(arch, &self.scales, &ring, i) else {
+            return Ok(None);
+        };
+        self.ch.phase(format!("offline/{}", op_label(arch, i)));
+        let mut choices = Vec::with_capacity(d.n * d.client_bits());
+        let mut masks = Vec::with_capacity(d.n);
+        for window in x.chunks(d.window()) {
+            let r: u64 = ring.reduce(self.rng.gen());
+            for &v in window {
+                choices.extend(bits(v, d.w));
+            }
+            choices.extend(bits(ring.reduce(r.wrapping_neg()), d.l));
+            masks.push(r);
+        }
+        let labels = self.ot.extend(&mut self.ch, &choices)?;
+        let msg = self.ch.recv(
+            "garbled tables",
+            Expect::Exact(blocks_bytes(d.n * 2 * d.ands)),
+        )?;
+        let mut rd = Reader::new(&msg, "garbled tables");
+        let tables = rd.blocks_n(d.n * 2 * d.ands, "tables")?;
+        rd.end()?;
+        sites.insert(i, (labels, tables, self.gate));
+        self.gate += (d.n * d.ands) as u64;
+        Ok(Some(masks))
+    }
+
     fn offline(&mut self) -> Result<(Offline, HashMap<usize, Vec<u64>>)> {
         let arch = self.hello.arch.clone();
         let ring = self.ring();
@@ -180,10 +220,30 @@ impl Client {
         let mut shares = HashMap::new();
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
-                Op::Conv { input, .. } | Op::Linear { input, .. } => {
+                Op::Conv { .. } | Op::Linear { .. } | Op::ChannelAffine { .. } => {
                     self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                    self.linear
-                        .client(&mut self.ch, &arch, &ring, i, &cs[*input])?
+                    let x = &cs[op.inputs()[0]];
+                    // A channel affine reads its input truncated to scale f, locally.
+                    let shift = input_shift(&arch, &self.scales, &ring, i);
+                    let truncated: Vec<u64>;
+                    let x = if shift > 0 {
+                        if self.record {
+                            shares.insert(i, x.clone());
+                        }
+                        truncated = x
+                            .iter()
+                            .map(|&v| ring.truncate_share_client(v, shift))
+                            .collect();
+                        &truncated
+                    } else {
+                        x
+                    };
+                    self.linear.client(&mut self.ch, &arch, &ring, i, x)?
+                }
+                Op::MaxPool { input, .. } => {
+                    let x = circuit_inputs(&arch, i, &cs[*input]);
+                    self.garbled_offline(i, &x, &mut sites)?
+                        .expect("a max-pool has circuits")
                 }
                 Op::AvgPool {
                     input,
@@ -210,27 +270,11 @@ impl Client {
                         .iter()
                         .map(|&v| ring.truncate_share_client(v, shift))
                         .collect();
-                    let active = &arch.active[&i];
-                    let d = SiteDims::new(&ring, active.len(), shift);
-                    if d.n > 0 {
-                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                        let mut choices = Vec::with_capacity(d.n * d.client_bits());
-                        for &p in active {
-                            let r: u64 = ring.reduce(self.rng.gen());
-                            choices.extend(bits(y[p as usize], d.w));
-                            choices.extend(bits(ring.reduce(r.wrapping_neg()), d.l));
-                            out[p as usize] = r;
+                    let x = circuit_inputs(&arch, i, y);
+                    if let Some(r) = self.garbled_offline(i, &x, &mut sites)? {
+                        for (&p, v) in arch.active[&i].iter().zip(r) {
+                            out[p as usize] = v;
                         }
-                        let labels = self.ot.extend(&mut self.ch, &choices)?;
-                        let msg = self.ch.recv(
-                            "garbled tables",
-                            Expect::Exact(blocks_bytes(d.n * 2 * d.ands)),
-                        )?;
-                        let mut rd = Reader::new(&msg, "garbled tables");
-                        let tables = rd.blocks_n(d.n * 2 * d.ands, "tables")?;
-                        rd.end()?;
-                        sites.insert(i, (labels, tables, self.gate));
-                        self.gate += (d.n * d.ands) as u64;
                     }
                     if self.record {
                         shares.insert(i, y.clone());
@@ -280,28 +324,23 @@ impl Client {
         let mut w = Writer::new();
         w.ring_vec(&masked, ring.bits);
         self.ch.send(w.finish())?;
-        for (i, op) in arch.ops().iter().enumerate() {
-            if let Op::Relu { input, .. } = op {
-                let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {
-                    continue;
-                };
-                let d = SiteDims::new(
-                    &ring,
-                    arch.active[&i].len(),
-                    self.scales[*input] - ring.frac,
-                );
-                self.ch.phase(format!("online/{}", op_label(&arch, i)));
-                let msg = self
-                    .ch
-                    .recv("server labels", Expect::Exact(blocks_bytes(d.n * d.w)))?;
-                let mut r = Reader::new(&msg, "server labels");
-                let lab_s = r.blocks_n(d.n * d.w, "labels")?;
-                r.end()?;
-                let bits = relu::evaluate(&self.hash, gate0, &d, &lab_s, &lab_c, &tables);
-                let mut w = Writer::with_capacity(bits.len() / 8 + 16);
-                w.bits(&bits);
-                self.ch.send(w.finish())?;
-            }
+        for i in 0..arch.ops().len() {
+            let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {
+                continue;
+            };
+            let d = SiteDims::of(&arch, &self.scales, &ring, i).expect("garbled layer");
+            self.ch.phase(format!("online/{}", op_label(&arch, i)));
+            let msg = self.ch.recv(
+                "server labels",
+                Expect::Exact(blocks_bytes(d.n * d.server_bits())),
+            )?;
+            let mut r = Reader::new(&msg, "server labels");
+            let lab_s = r.blocks_n(d.n * d.server_bits(), "labels")?;
+            r.end()?;
+            let bits = garbled::evaluate(&self.hash, gate0, &d, &lab_s, &lab_c, &tables);
+            let mut w = Writer::with_capacity(bits.len() / 8 + 16);
+            w.bits(&bits);
+            self.ch.send(w.finish())?;
         }
         if self.hello.output == OutputMode::Class {
             let Some((lab_c, tables, gate0)) = off.argmax else {

@@ -15,7 +15,7 @@ use super::policy::{Options, Party};
 use crate::error::{MpcError, Result};
 use crate::he::scheme::{self, Ciphertext, PublicKey, SecretKey};
 use crate::he::{codec, Geometry, HeContext, HeParams, Layout};
-use crate::model::{Arch, Op, QuantModel};
+use crate::model::{Arch, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
@@ -39,7 +39,7 @@ pub struct HeOffline {
 pub fn plan(arch: &Arch, ctx: &HeContext) -> Result<Vec<(usize, Layout)>> {
     let mut out = Vec::new();
     for (i, op) in arch.ops().iter().enumerate() {
-        if matches!(op, Op::Conv { .. } | Op::Linear { .. }) {
+        if op.is_weight_layer() {
             let l = Geometry::of(arch, i)
                 .and_then(|g| Layout::choose(g, ctx))
                 .map_err(|e| match e {
@@ -270,11 +270,12 @@ impl LinearOffline for HeOffline {
                 .into_par_iter()
                 .map(|i| {
                     let (t, g) = (i / l.groups, i % l.groups);
-                    let ws = (0..l.blocks)
+                    let blocks = l.blocks_of(g);
+                    let ws = blocks
+                        .clone()
                         .map(|b| scheme::weight_poly(ctx, &l.encode_weights(&weights, g, b)))
                         .collect::<Result<Vec<_>>>()?;
-                    let cts_t: Vec<&Ciphertext> =
-                        cts[t * l.blocks..(t + 1) * l.blocks].iter().collect();
+                    let cts_t: Vec<&Ciphertext> = blocks.map(|b| &cts[t * l.blocks + b]).collect();
                     let reads = l.reads(t, g);
                     let coefs: Vec<usize> = reads.iter().map(|p| p.0).collect();
                     let mask: Vec<u64> = reads.iter().map(|p| s[p.1]).collect();

@@ -18,10 +18,10 @@
 
 pub mod argmax;
 pub mod client;
+pub mod garbled;
 pub mod homomorphic;
 pub mod linear;
 pub mod policy;
-pub mod relu;
 pub mod server;
 pub mod service;
 
@@ -93,39 +93,112 @@ impl Hello {
 /// The label of op `i` in traffic reports: the weight's module path or the site name.
 pub fn op_label(arch: &Arch, i: usize) -> String {
     match &arch.ops()[i] {
-        Op::Conv { weight, .. } | Op::Linear { weight, .. } => {
+        Op::Conv { weight, .. } | Op::Linear { weight, .. } | Op::ChannelAffine { weight, .. } => {
             weight.strip_suffix(".weight").unwrap_or(weight).to_string()
         }
         Op::Relu { site, .. } => site.clone(),
         Op::AvgPool { .. } => format!("pool{i}"),
+        Op::MaxPool { .. } => format!("maxpool{i}"),
         Op::Add { .. } => format!("add{i}"),
     }
 }
 
-/// Dimensions of one site's circuits.
+/// What each garbled circuit of a layer computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gadget {
+    /// An active ReLU position, truncated by `shift` bits ([`crate::gc::circuit::relu`]).
+    Relu { shift: usize },
+    /// The maximum of a max-pool window of `window` values ([`crate::gc::circuit::max_pool`]).
+    Max { window: usize },
+}
+
+/// Dimensions of one layer's garbled circuits (a site's active positions or a max-pool's
+/// windows).
 #[derive(Debug, Clone, Copy)]
 pub struct SiteDims {
-    /// Active positions.
+    /// Circuits (active positions, or max-pool outputs).
     pub n: usize,
     pub w: usize,
     pub l: usize,
-    pub shift: usize,
+    pub gadget: Gadget,
+    /// AND gates per circuit.
     pub ands: usize,
 }
 
 impl SiteDims {
+    /// A site's `n` active ReLUs, truncating by `shift`.
     pub fn new(ring: &Ring, n: usize, shift: u32) -> Self {
         let (w, l) = (ring.gc_bits as usize, ring.bits as usize);
         SiteDims {
             n,
             w,
             l,
-            shift: shift as usize,
+            gadget: Gadget::Relu {
+                shift: shift as usize,
+            },
             ands: crate::gc::circuit::relu_and_gates(w, l, shift as usize),
         }
     }
-    /// Client input bits per circuit: its share (`w`) and its mask (`l`).
+
+    /// `n` max-pool windows of `window` values.
+    pub fn max_pool(ring: &Ring, n: usize, window: usize) -> Self {
+        let (w, l) = (ring.gc_bits as usize, ring.bits as usize);
+        SiteDims {
+            n,
+            w,
+            l,
+            gadget: Gadget::Max { window },
+            ands: crate::gc::circuit::max_pool_and_gates(window, w, l),
+        }
+    }
+
+    /// The circuits of op `i` (`scales`: [`crate::model::value_scales`]); `None` for an op
+    /// without any (weight layers, additions, average pooling, a site with no active position).
+    pub fn of(arch: &Arch, scales: &[u32], ring: &Ring, i: usize) -> Option<Self> {
+        match &arch.ops()[i] {
+            Op::Relu { input, .. } => {
+                let n = arch.active[&i].len();
+                (n > 0).then(|| SiteDims::new(ring, n, scales[*input] - ring.frac))
+            }
+            Op::MaxPool { kernel, .. } => {
+                Some(SiteDims::max_pool(ring, arch.numel(i + 1), kernel * kernel))
+            }
+            _ => None,
+        }
+    }
+
+    /// Values per circuit (1 for a ReLU).
+    pub fn window(&self) -> usize {
+        match self.gadget {
+            Gadget::Relu { .. } => 1,
+            Gadget::Max { window } => window,
+        }
+    }
+
+    /// Server input bits per circuit: the low `w` bits of its share of each value.
+    pub fn server_bits(&self) -> usize {
+        self.window() * self.w
+    }
+
+    /// Client input bits per circuit: its shares' low `w` bits and its mask (`l`).
     pub fn client_bits(&self) -> usize {
-        self.w + self.l
+        self.server_bits() + self.l
+    }
+}
+
+/// A party's circuit inputs for op `i` from its share `y` of the op's input: the active positions
+/// of a site, the windows of a max-pool ([`crate::linalg::pool_windows`]).
+pub fn circuit_inputs(arch: &Arch, i: usize, y: &[u64]) -> Vec<u64> {
+    match &arch.ops()[i] {
+        Op::Relu { .. } => arch.active[&i].iter().map(|&p| y[p as usize]).collect(),
+        Op::MaxPool {
+            input,
+            kernel,
+            stride,
+        } => {
+            let s = &arch.shapes[*input];
+            crate::linalg::pool_windows(y, [s[0], s[1], s[2]], *kernel, *stride)
+        }
+        other => unreachable!("circuit inputs of a {}", other.kind()),
     }
 }

@@ -179,10 +179,10 @@ impl Footprint {
         for (i, op) in arch.ops().iter().enumerate() {
             f.elements = f.elements.saturating_add(arch.numel(i + 1) as u64);
             f.macs = f.macs.saturating_add(crate::cost::macs(arch, i));
-            if let Op::Relu { input, .. } = op {
-                let d =
-                    super::SiteDims::new(ring, arch.active[&i].len(), scales[*input] - ring.frac);
-                f.active += d.n as u64;
+            if let Some(d) = super::SiteDims::of(arch, &scales, ring, i) {
+                if let Op::Relu { .. } = op {
+                    f.active += d.n as u64;
+                }
                 let per = 16 * (d.client_bits() + 2 * d.ands) as u64;
                 f.offline_bytes = f.offline_bytes.saturating_add(d.n as u64 * per);
             }
@@ -214,20 +214,23 @@ impl Footprint {
 }
 
 /// Statistical bound on the local truncation's wrap failure (SecureML Thm. 1): an identity
-/// position with `|y| < 2^k` at its scale fails (an error of about `2^(l - shift)`, which also
+/// position (or a channel affine's input position) with `|y| < 2^k` at its scale fails (an error of about `2^(l - shift)`, which also
 /// tells the client `|y|` against its own share) with probability at most `2^(k + 1 - l)`. The
 /// public magnitude bound is the circuit width's, `k = w - 1` (active positions must satisfy it to
 /// be exact; the operator declares it for every site position). Returns `log2` of the union bound
-/// over the identity positions of one inference (`-inf` when none truncates).
+/// over the truncated positions of one inference (`-inf` when none truncates).
 pub fn wrap_failure_log2(arch: &Arch, ring: &Ring) -> Result<f64> {
     let scales = value_scales(arch, ring)?;
     let mut positions = 0u64;
     for (i, op) in arch.ops().iter().enumerate() {
-        if let Op::Relu { input, .. } = op {
-            if scales[*input] > ring.frac {
-                positions += (arch.numel(i + 1) - arch.active[&i].len()) as u64;
-            }
+        if crate::model::input_shift(arch, &scales, ring, i) == 0 {
+            continue;
         }
+        positions += match op {
+            Op::Relu { .. } => (arch.numel(i + 1) - arch.active[&i].len()) as u64,
+            // A channel affine truncates every position of its input.
+            _ => arch.numel(i + 1) as u64,
+        };
     }
     if positions == 0 {
         return Ok(f64::NEG_INFINITY);

@@ -3,11 +3,11 @@
 use super::argmax::{self, ArgmaxDims};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Options, OutputMode, Party};
-use super::{op_label, relu, Hello, SiteDims, CMD_BYE, CMD_INFER};
+use super::{circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER};
 use crate::error::{MpcError, Result};
 use crate::gc::FixedKeyHash;
 use crate::linalg;
-use crate::model::{Op, QuantModel};
+use crate::model::{input_shift, Op, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::ot::iknp;
 use crate::wire::{bits_bytes, ring_vec_bytes, Block, Reader, Writer};
@@ -19,8 +19,9 @@ use std::collections::HashMap;
 struct Offline {
     /// `s` per weight layer.
     s: HashMap<usize, Vec<u64>>,
-    /// Per site: zero-labels of the server's input bits and decoding bits.
-    sites: HashMap<usize, (Vec<Block>, Vec<bool>, u64)>,
+    /// Per garbled layer (site or max-pool): zero-labels of the server's input bits and
+    /// decoding bits.
+    sites: HashMap<usize, (Vec<Block>, Vec<bool>)>,
     /// Class output: zero-labels of the server's logit-share bits.
     argmax: Option<Vec<Block>>,
 }
@@ -123,35 +124,31 @@ impl Server {
         };
         for (i, op) in arch.ops().iter().enumerate() {
             match op {
-                Op::Conv { .. } | Op::Linear { .. } => {
+                Op::Conv { .. } | Op::Linear { .. } | Op::ChannelAffine { .. } => {
                     self.ch.phase(format!("offline/{}", op_label(&arch, i)));
                     let s = self
                         .linear
                         .server(&mut self.ch, &self.model, i, &mut self.rng)?;
                     off.s.insert(i, s);
                 }
-                Op::Relu { input, .. } => {
-                    let d = SiteDims::new(
-                        &ring,
-                        arch.active[&i].len(),
-                        self.model.scales[*input] - ring.frac,
-                    );
-                    if d.n == 0 {
+                Op::Relu { .. } | Op::MaxPool { .. } => {
+                    let Some(d) = SiteDims::of(&arch, &self.model.scales, &ring, i) else {
                         continue;
-                    }
+                    };
                     self.ch.phase(format!("offline/{}", op_label(&arch, i)));
                     let zero_c = self
                         .ot
                         .extend(&mut self.ch, d.n * d.client_bits(), self.delta)?;
-                    let zero_s: Vec<Block> = (0..d.n * d.w).map(|_| self.rng.gen()).collect();
+                    let zero_s: Vec<Block> =
+                        (0..d.n * d.server_bits()).map(|_| self.rng.gen()).collect();
                     let gate0 = self.gate;
                     self.gate += (d.n * d.ands) as u64;
                     let (tables, decode) =
-                        relu::garble(&self.hash, self.delta, gate0, &d, &zero_s, &zero_c);
+                        garbled::garble(&self.hash, self.delta, gate0, &d, &zero_s, &zero_c);
                     let mut w = Writer::with_capacity(tables.len() * 16 + 16);
                     w.blocks(&tables);
                     self.ch.send(w.finish())?;
-                    off.sites.insert(i, (zero_s, decode, gate0));
+                    off.sites.insert(i, (zero_s, decode));
                 }
                 _ => {}
             }
@@ -170,6 +167,26 @@ impl Server {
         Ok(off)
     }
 
+    /// Online round of garbled layer `i`: sends the labels of the server's circuit inputs `x`
+    /// (its shares), receives the output permute bits and decodes its new shares.
+    fn garbled_online(&mut self, i: usize, off: &mut Offline, x: &[u64]) -> Result<Vec<u64>> {
+        let arch = &self.model.arch;
+        let d = SiteDims::of(arch, &self.model.scales, &self.model.ring, i).expect("garbled");
+        self.ch.phase(format!("online/{}", op_label(arch, i)));
+        let (zero_s, decode) = off.sites.remove(&i).expect("offline ran");
+        let labels = garbled::encode(&zero_s, self.delta, x, d.w);
+        let mut w = Writer::with_capacity(labels.len() * 16 + 16);
+        w.blocks(&labels);
+        self.ch.send(w.finish())?;
+        let msg = self
+            .ch
+            .recv("circuit outputs", Expect::Exact(bits_bytes(d.n * d.l)))?;
+        let mut r = Reader::new(&msg, "circuit outputs");
+        let bits = r.bits_n(d.n * d.l, "output bits")?;
+        r.end()?;
+        Ok(garbled::decode(&bits, &decode, d.l))
+    }
+
     fn online(&mut self, mut off: Offline) -> Result<()> {
         let arch = self.model.arch.clone();
         let ring = self.model.ring;
@@ -184,20 +201,34 @@ impl Server {
         let mut vals: Vec<Vec<u64>> = vec![x];
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
-                Op::Conv { input, .. } | Op::Linear { input, .. } => {
-                    let y = linalg::weight_layer(
-                        &arch,
-                        &ring,
-                        i,
-                        &self.model.layers[&i],
-                        &vals[*input],
-                        true,
-                    );
+                Op::Conv { .. } | Op::Linear { .. } | Op::ChannelAffine { .. } => {
+                    let x = &vals[op.inputs()[0]];
+                    // A channel affine reads its input truncated to scale f (locally, the half
+                    // unit for rounding in the server's share).
+                    let shift = input_shift(&arch, &self.model.scales, &ring, i);
+                    let truncated: Vec<u64>;
+                    let x = if shift > 0 {
+                        let half = ring.half(shift);
+                        truncated = x
+                            .iter()
+                            .map(|&v| {
+                                ring.truncate_share_server(ring.reduce(v.wrapping_add(half)), shift)
+                            })
+                            .collect();
+                        &truncated
+                    } else {
+                        x
+                    };
+                    let y = linalg::weight_layer(&arch, &ring, i, &self.model.layers[&i], x, true);
                     let s = off.s.remove(&i).expect("offline ran");
                     y.iter()
                         .zip(&s)
                         .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
                         .collect()
+                }
+                Op::MaxPool { input, .. } => {
+                    let x = circuit_inputs(&arch, i, &vals[*input]);
+                    self.garbled_online(i, &mut off, &x)?
                 }
                 Op::AvgPool {
                     input,
@@ -230,23 +261,10 @@ impl Server {
                         .iter()
                         .map(|&v| ring.truncate_share_server(v, shift))
                         .collect();
-                    let active = &arch.active[&i];
-                    if !active.is_empty() {
-                        self.ch.phase(format!("online/{}", op_label(&arch, i)));
-                        let d = SiteDims::new(&ring, active.len(), shift);
-                        let (zero_s, decode, _) = off.sites.remove(&i).expect("offline ran");
-                        let shares: Vec<u64> = active.iter().map(|&p| y[p as usize]).collect();
-                        let labels = relu::encode(&zero_s, self.delta, &shares, d.w);
-                        let mut w = Writer::with_capacity(labels.len() * 16 + 16);
-                        w.blocks(&labels);
-                        self.ch.send(w.finish())?;
-                        let msg = self
-                            .ch
-                            .recv("circuit outputs", Expect::Exact(bits_bytes(d.n * d.l)))?;
-                        let mut r = Reader::new(&msg, "circuit outputs");
-                        let bits = r.bits_n(d.n * d.l, "output bits")?;
-                        r.end()?;
-                        for (&p, v) in active.iter().zip(relu::decode(&bits, &decode, d.l)) {
+                    if off.sites.contains_key(&i) {
+                        let x = circuit_inputs(&arch, i, &y);
+                        let z = self.garbled_online(i, &mut off, &x)?;
+                        for (&p, v) in arch.active[&i].iter().zip(z) {
                             out[p as usize] = v;
                         }
                     }
@@ -260,7 +278,7 @@ impl Server {
             (OutputMode::Class, Some(zero_s)) => {
                 // The labels of the server's logit shares; the client decodes only the class.
                 self.ch.phase("online/argmax");
-                let labels = relu::encode(&zero_s, self.delta, logits, ring.bits as usize);
+                let labels = garbled::encode(&zero_s, self.delta, logits, ring.bits as usize);
                 let mut w = Writer::with_capacity(labels.len() * 16 + 16);
                 w.blocks(&labels);
                 self.ch.send(w.finish())

@@ -43,6 +43,16 @@ impl Conv {
         (&self.name, self.stride, self.padding)
     }
 
+    /// This convolution (no batch norm after it) as a node of an exported graph.
+    pub fn node(&self, input: usize) -> super::GraphNode {
+        super::GraphNode::Conv {
+            input,
+            conv: self.name.clone(),
+            stride: self.stride,
+            padding: self.padding,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
         let y = self.inner.forward(x);
         if f.tracing() {
@@ -71,6 +81,14 @@ impl BatchNorm {
 
     pub fn forward(&self, x: &Tensor, f: &Forward) -> Tensor {
         self.inner.forward_t(x, f.train)
+    }
+
+    /// This batch norm on its own as a node of an exported graph.
+    pub fn node(&self, input: usize) -> super::GraphNode {
+        super::GraphNode::BatchNorm {
+            input,
+            bn: self.name.clone(),
+        }
     }
 }
 

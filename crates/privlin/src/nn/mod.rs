@@ -68,12 +68,30 @@ pub enum GraphNode {
         stride: i64,
         padding: i64,
     },
+    /// Convolution without batch norm after it (WRN's stem, second convolutions and shortcuts).
+    Conv {
+        input: usize,
+        conv: String,
+        stride: i64,
+        padding: i64,
+    },
+    /// A batch norm that no convolution precedes directly (WRN's pre-activation batch norms).
+    BatchNorm {
+        input: usize,
+        bn: String,
+    },
     Linear {
         input: usize,
         name: String,
     },
     GlobalAvgPool {
         input: usize,
+    },
+    /// Max pooling (square windows, no padding); `kernel` = the map's side for a global one.
+    MaxPool {
+        input: usize,
+        kernel: i64,
+        stride: i64,
     },
     Add {
         inputs: [usize; 2],

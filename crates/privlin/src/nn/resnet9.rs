@@ -7,7 +7,7 @@ use super::forward::Forward;
 use super::layers::{path_name, ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::ModelSpec;
-use super::{Net, State};
+use super::{GraphNode, Net, State};
 use tch::nn::Path;
 use tch::Tensor;
 
@@ -25,6 +25,23 @@ impl Unit {
             cb: ConvBn::new(&p / "conv", &p / "bn", cin, cout, 3, 1),
             pool,
         }
+    }
+
+    /// Appends the unit's nodes reading value `x`; returns its output value.
+    fn graph(&self, g: &mut Vec<GraphNode>, x: usize) -> usize {
+        g.push(self.cb.node(x));
+        g.push(GraphNode::Site {
+            input: g.len(),
+            name: self.site.clone(),
+        });
+        if self.pool {
+            g.push(GraphNode::MaxPool {
+                input: g.len(),
+                kernel: 2,
+                stride: 2,
+            });
+        }
+        g.len()
     }
 
     fn forward(&self, x: &Tensor, kind: SiteKind, f: &mut Forward) -> Tensor {
@@ -49,6 +66,8 @@ pub struct ResNet9 {
     layer3: Unit,
     res3: [Unit; 2],
     fc: Linear,
+    /// Side of the last feature map (the input's, halved by three max-pools).
+    side: i64,
 }
 
 impl ResNet9 {
@@ -68,6 +87,7 @@ impl ResNet9 {
                 Unit::new(p / "res3" / 1, c4, c4, false),
             ],
             fc: Linear::new(p / "fc", c4, spec.classes),
+            side: spec.input_size / 8,
         }
     }
 }
@@ -90,6 +110,35 @@ impl ResNet9 {
 impl Net for ResNet9 {
     fn segments(&self) -> usize {
         9
+    }
+
+    fn graph(&self) -> Option<Vec<GraphNode>> {
+        let mut g = Vec::new();
+        let mut x = 0;
+        let mut skip = 0;
+        for i in 0..8 {
+            if i == 2 || i == 6 {
+                skip = x;
+            }
+            x = self.unit(i).0.graph(&mut g, x);
+            if i == 3 || i == 7 {
+                g.push(GraphNode::Add { inputs: [x, skip] });
+                x = g.len();
+            }
+        }
+        // The global max-pool over the last map (4x4 at 32x32 inputs).
+        let side = self.side;
+        g.push(GraphNode::MaxPool {
+            input: x,
+            kernel: side,
+            stride: side,
+        });
+        let (name, _, _) = self.fc.describe();
+        g.push(GraphNode::Linear {
+            input: g.len(),
+            name: name.to_string(),
+        });
+        Some(g)
     }
 
     fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {

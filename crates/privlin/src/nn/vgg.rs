@@ -6,7 +6,7 @@ use super::forward::Forward;
 use super::layers::{ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
-use super::{Net, State};
+use super::{GraphNode, Net, State};
 use tch::nn::Path;
 
 /// One convolution unit: conv-BN-site, then a max-pool where the configuration has one.
@@ -63,6 +63,32 @@ impl Vgg {
 }
 
 impl Net for Vgg {
+    fn graph(&self) -> Option<Vec<GraphNode>> {
+        let mut g = Vec::new();
+        let mut x = 0;
+        for u in &self.features {
+            g.push(u.cb.node(x));
+            g.push(GraphNode::Site {
+                input: g.len(),
+                name: u.site.clone(),
+            });
+            if u.pool {
+                g.push(GraphNode::MaxPool {
+                    input: g.len(),
+                    kernel: 2,
+                    stride: 2,
+                });
+            }
+            x = g.len();
+        }
+        let (name, _, _) = self.classifier.describe();
+        g.push(GraphNode::Linear {
+            input: x,
+            name: name.to_string(),
+        });
+        Some(g)
+    }
+
     fn segments(&self) -> usize {
         self.features.len() + 1
     }

@@ -7,7 +7,7 @@ use super::forward::Forward;
 use super::layers::{global_avg_pool, path_name, BatchNorm, Conv, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
-use super::{Net, State};
+use super::{GraphNode, Net, State};
 use tch::nn::Path;
 
 #[derive(Debug)]
@@ -32,6 +32,38 @@ impl PreActBlock {
                 .then(|| Conv::new(&p / "convShortcut", cin, cout, 1, stride, 0)),
             sites: [format!("{name}.relu1"), format!("{name}.relu2")],
         }
+    }
+
+    /// Appends the block's nodes reading value `x`; returns the block's output value.
+    fn graph(&self, g: &mut Vec<GraphNode>, x: usize) -> usize {
+        g.push(self.bn1.node(x));
+        g.push(GraphNode::Site {
+            input: g.len(),
+            name: self.sites[0].clone(),
+        });
+        let pre = g.len();
+        g.push(GraphNode::ConvBn {
+            input: pre,
+            conv: self.conv1.describe().0.to_string(),
+            bn: self.bn2.name.clone(),
+            stride: self.conv1.describe().1,
+            padding: self.conv1.describe().2,
+        });
+        g.push(GraphNode::Site {
+            input: g.len(),
+            name: self.sites[1].clone(),
+        });
+        g.push(self.conv2.node(g.len()));
+        let h = g.len();
+        let skip = match &self.shortcut {
+            Some(sc) => {
+                g.push(sc.node(pre));
+                g.len()
+            }
+            None => x,
+        };
+        g.push(GraphNode::Add { inputs: [skip, h] });
+        g.len()
     }
 
     /// Part 0: the pre-activation site; part 1: conv1, the second site, conv2 and the addition.
@@ -103,6 +135,26 @@ impl Wrn {
 impl Net for Wrn {
     fn segments(&self) -> usize {
         2 * self.blocks.len() + 2
+    }
+
+    fn graph(&self) -> Option<Vec<GraphNode>> {
+        let mut g = vec![self.conv1.node(0)];
+        let mut x = 1;
+        for b in &self.blocks {
+            x = b.graph(&mut g, x);
+        }
+        g.push(self.bn1.node(x));
+        g.push(GraphNode::Site {
+            input: g.len(),
+            name: "relu".into(),
+        });
+        g.push(GraphNode::GlobalAvgPool { input: g.len() });
+        let (name, _, _) = self.fc.describe();
+        g.push(GraphNode::Linear {
+            input: g.len(),
+            name: name.to_string(),
+        });
+        Some(g)
     }
 
     fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {

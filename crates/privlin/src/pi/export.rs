@@ -45,7 +45,7 @@ pub fn active_indices(mask: &SiteMask, shape: [i64; 3]) -> Vec<i64> {
 }
 
 /// Why `model` cannot be exported for private inference, if it cannot: the two-party protocol
-/// runs ReLU sites, and the export graph exists for the ResNets (no max-pooling).
+/// runs ReLU sites, and every zoo architecture has an export graph.
 pub fn unsupported(model: &Model) -> Option<String> {
     if model.spec.activation != Activation::Relu {
         return Some(format!(
@@ -55,14 +55,36 @@ pub fn unsupported(model: &Model) -> Option<String> {
     }
     if model.graph().is_none() {
         return Some(format!(
-            "no private-inference exporter for {} yet (ResNet-18/34/50 have one)",
+            "no private-inference exporter for {}",
             model.spec.arch
         ));
     }
     None
 }
 
+/// A batch norm's eval-mode map `y = a x + b` per channel: `a = gamma / sqrt(var + eps)`,
+/// `b = beta - mean a`.
+fn bn_affine(get: &dyn Fn(&str) -> Result<Tensor>, bn: &str) -> Result<(Tensor, Tensor)> {
+    let gamma = get(&format!("{bn}.weight"))?;
+    let beta = get(&format!("{bn}.bias"))?;
+    let mean = get(&format!("{bn}.running_mean"))?;
+    let var = get(&format!("{bn}.running_var"))?;
+    let a = gamma / (var + BN_EPS).sqrt();
+    let b = beta - mean * &a;
+    Ok((a, b))
+}
+
 /// The model (with `masks`, or all ReLUs kept) in the private-inference format.
+///
+/// Batch norm directly after a convolution is folded into it. A batch norm on its own (WRN's
+/// pre-activation `bn -> relu`, which the residual stream's identity shortcut keeps from any
+/// convolution) becomes a [`Op::ChannelAffine`] `a x + b`, a diagonal weight layer.
+///
+/// (Pushing `|a|` through the ReLU into the next convolution's input channels instead, leaving
+/// `sign(a)` and `b / |a|` on the shares, is exact in real arithmetic and saves the layer, but
+/// the site then sees `y / |a|`: a small `|a|` takes it out of the circuit's range `2^(w-1)` and
+/// multiplies the next layer's fixed-point error by `1 / |a|`. The affine layer keeps the site's
+/// input at the batch norm's output and costs `C H W` MACs and one HE product per answer.)
 pub fn export(
     model: &Model,
     masks: Option<&MaskSet>,
@@ -74,9 +96,10 @@ pub fn export(
     }
     let graph = model.graph().expect("checked by unsupported()");
     let tensors: HashMap<String, Tensor> = model.named_tensors().into_iter().collect();
-    let get = |n: &str| -> Result<&Tensor> {
+    let get = |n: &str| -> Result<Tensor> {
         tensors
             .get(n)
+            .map(|t| t.to_device(Device::Cpu).to_kind(Kind::Double))
             .with_context(|| format!("tensor `{n}` missing from the model"))
     };
     let sites = model.sites();
@@ -87,29 +110,42 @@ pub fn export(
     let mut weights = HashMap::new();
     let mut active = HashMap::new();
     let mut counts = BTreeMap::new();
+    let mut add_layer = |wn: String, w: &Tensor, bn: String, b: &Tensor| {
+        let ws: Vec<usize> = w.size().iter().map(|&d| d as usize).collect();
+        weights.insert(wn.clone(), to_vec(w));
+        weights.insert(bn.clone(), to_vec(b));
+        weight_shapes.insert(bn, vec![b.size()[0] as usize]);
+        weight_shapes.insert(wn, ws);
+    };
     for node in &graph {
         let (op, shape) = match node {
             GraphNode::ConvBn {
                 input,
                 conv,
-                bn,
+                stride,
+                padding,
+                ..
+            }
+            | GraphNode::Conv {
+                input,
+                conv,
                 stride,
                 padding,
             } => {
                 let w = get(&format!("{conv}.weight"))?;
-                let gamma = get(&format!("{bn}.weight"))?;
-                let beta = get(&format!("{bn}.bias"))?;
-                let mean = get(&format!("{bn}.running_mean"))?;
-                let var = get(&format!("{bn}.running_var"))?;
-                let scale = gamma / (var + BN_EPS).sqrt();
-                let wf = w * scale.view([-1, 1, 1, 1]);
-                let bf = beta - mean * &scale;
+                let (w, b) = match node {
+                    GraphNode::ConvBn { bn, .. } => {
+                        let (a, b) = bn_affine(&get, bn)?;
+                        (w * a.view([-1, 1, 1, 1]), b)
+                    }
+                    _ => {
+                        let b = Tensor::zeros([w.size()[0]], (Kind::Double, Device::Cpu));
+                        (w, b)
+                    }
+                };
                 let ws: Vec<usize> = w.size().iter().map(|&d| d as usize).collect();
                 let (wn, bnm) = (format!("{conv}.weight"), format!("{conv}.bias"));
-                weights.insert(wn.clone(), to_vec(&wf));
-                weights.insert(bnm.clone(), to_vec(&bf));
-                weight_shapes.insert(bnm.clone(), vec![ws[0]]);
-                weight_shapes.insert(wn.clone(), ws.clone());
+                add_layer(wn.clone(), &w, bnm.clone(), &b);
                 let [_, h, wd] = shapes[*input];
                 let (st, p, k) = (*stride as usize, *padding as usize, ws[2]);
                 let out = [ws[0], (h + 2 * p - k) / st + 1, (wd + 2 * p - k) / st + 1];
@@ -124,22 +160,32 @@ pub fn export(
                     out,
                 )
             }
+            GraphNode::BatchNorm { input, bn } => {
+                let (a, b) = bn_affine(&get, bn)?;
+                let (wn, bnm) = (format!("{bn}.weight"), format!("{bn}.bias"));
+                add_layer(wn.clone(), &a, bnm.clone(), &b);
+                (
+                    Op::ChannelAffine {
+                        input: *input,
+                        weight: wn,
+                        bias: bnm,
+                    },
+                    shapes[*input],
+                )
+            }
             GraphNode::Linear { input, name } => {
                 let w = get(&format!("{name}.weight"))?;
                 let b = get(&format!("{name}.bias"))?;
-                let ws: Vec<usize> = w.size().iter().map(|&d| d as usize).collect();
                 let (wn, bnm) = (format!("{name}.weight"), format!("{name}.bias"));
-                weights.insert(wn.clone(), to_vec(w));
-                weights.insert(bnm.clone(), to_vec(b));
-                weight_shapes.insert(wn.clone(), ws.clone());
-                weight_shapes.insert(bnm.clone(), vec![ws[0]]);
+                let o = w.size()[0] as usize;
+                add_layer(wn.clone(), &w, bnm.clone(), &b);
                 (
                     Op::Linear {
                         input: *input,
                         weight: wn,
                         bias: bnm,
                     },
-                    [ws[0], 1, 1],
+                    [o, 1, 1],
                 )
             }
             GraphNode::GlobalAvgPool { input } => {
@@ -154,6 +200,25 @@ pub fn export(
                         stride: h,
                     },
                     [c, 1, 1],
+                )
+            }
+            GraphNode::MaxPool {
+                input,
+                kernel,
+                stride,
+            } => {
+                let [c, h, w] = shapes[*input];
+                let (k, st) = (*kernel as usize, *stride as usize);
+                if h < k || w < k {
+                    bail!("a {k}x{k} max-pool over a {h}x{w} map");
+                }
+                (
+                    Op::MaxPool {
+                        input: *input,
+                        kernel: k,
+                        stride: st,
+                    },
+                    [c, (h - k) / st + 1, (w - k) / st + 1],
                 )
             }
             GraphNode::Add { inputs } => (Op::Add { inputs: *inputs }, shapes[inputs[0]]),

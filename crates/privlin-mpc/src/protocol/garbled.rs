@@ -1,6 +1,7 @@
-//! Garbling and evaluating one site's active-ReLU circuits, in parallel over positions.
+//! Garbling and evaluating one layer's circuits (a site's active ReLUs or a max-pool's windows),
+//! in parallel over circuits.
 
-use super::SiteDims;
+use super::{Gadget, SiteDims};
 use crate::gc::circuit;
 use crate::gc::eval::Evaluator;
 use crate::gc::garble::Garbler;
@@ -8,8 +9,23 @@ use crate::gc::{lsb, FixedKeyHash};
 use crate::wire::Block;
 use rayon::prelude::*;
 
-/// Garbles `d.n` circuits. `zero_s`: zero-labels of the server's input bits (`w` per circuit),
-/// `zero_c`: of the client's (`w + l` per circuit, from OT). Returns the tables and the permute
+/// One circuit of kind `d.gadget` on the server's input bits `a`, the client's `b` and its mask `q`.
+fn circuit<G: circuit::Gates>(
+    g: &mut G,
+    d: &SiteDims,
+    a: &[G::Bit],
+    b: &[G::Bit],
+    q: &[G::Bit],
+) -> Vec<G::Bit> {
+    match d.gadget {
+        Gadget::Relu { shift } => circuit::relu(g, a, b, q, shift),
+        Gadget::Max { .. } => circuit::max_pool(g, a, b, q, d.w),
+    }
+}
+
+/// Garbles `d.n` circuits. `zero_s`: zero-labels of the server's input bits
+/// ([`SiteDims::server_bits`] per circuit), `zero_c`: of the client's
+/// ([`SiteDims::client_bits`] per circuit, from OT). Returns the tables and the permute
 /// bits of the output zero-labels (the server's decoding information).
 pub fn garble(
     hash: &FixedKeyHash,
@@ -22,7 +38,7 @@ pub fn garble(
     let per = 2 * d.ands;
     let mut tables = vec![0u128; d.n * per];
     let mut decode = vec![false; d.n * d.l];
-    let cb = d.client_bits();
+    let (sb, cb) = (d.server_bits(), d.client_bits());
     tables
         .par_chunks_mut(per)
         .zip(decode.par_chunks_mut(d.l))
@@ -31,13 +47,7 @@ pub fn garble(
         .for_each(|(k, (t, dec))| {
             let mut g = Garbler::new(delta, hash, gate0 + (k * d.ands) as u64, t);
             let c = &zero_c[k * cb..(k + 1) * cb];
-            let out = circuit::relu(
-                &mut g,
-                &zero_s[k * d.w..(k + 1) * d.w],
-                &c[..d.w],
-                &c[d.w..],
-                d.shift,
-            );
+            let out = circuit(&mut g, d, &zero_s[k * sb..(k + 1) * sb], &c[..sb], &c[sb..]);
             for (x, o) in dec.iter_mut().zip(out) {
                 *x = lsb(o);
             }
@@ -55,7 +65,7 @@ pub fn evaluate(
     tables: &[Block],
 ) -> Vec<bool> {
     let per = 2 * d.ands;
-    let cb = d.client_bits();
+    let (sb, cb) = (d.server_bits(), d.client_bits());
     let mut bits = vec![false; d.n * d.l];
     bits.par_chunks_mut(d.l)
         .enumerate()
@@ -67,13 +77,7 @@ pub fn evaluate(
                 &tables[k * per..(k + 1) * per],
             );
             let c = &lab_c[k * cb..(k + 1) * cb];
-            let out = circuit::relu(
-                &mut e,
-                &lab_s[k * d.w..(k + 1) * d.w],
-                &c[..d.w],
-                &c[d.w..],
-                d.shift,
-            );
+            let out = circuit(&mut e, d, &lab_s[k * sb..(k + 1) * sb], &c[..sb], &c[sb..]);
             for (x, o) in out_bits.iter_mut().zip(out) {
                 *x = lsb(o);
             }
