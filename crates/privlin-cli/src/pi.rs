@@ -11,6 +11,7 @@ use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::tcp::TcpTransport;
 use privlin_mpc::net::{Channel, Meter, Profile};
+use privlin_mpc::protocol::service::{self, ServeConfig};
 use privlin_mpc::protocol::{Client, OfflineMode, Options, OutputMode};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{ModelFile, QuantModel, Ring};
@@ -33,6 +34,53 @@ pub enum PiCommand {
     /// The pipeline's private-inference stage on a checkpoint: export, classify test images of its
     /// own data under the protocol (two threads, in-memory channel), write `pi.json`.
     Measure(MeasureArgs),
+    /// Load test of the service on this machine: client sessions over loopback TCP send requests
+    /// at Poisson rates; latency percentiles split into queueing, inline offline and online, for
+    /// one or more models, against the cost model's saturation rate.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Exported model directory or checkpoint; repeat for one line per model.
+    #[arg(long, required = true)]
+    model: Vec<PathBuf>,
+    /// Names of the models in the table and plot (default: the directory names).
+    #[arg(long)]
+    label: Vec<String>,
+    /// Request rates (per second, all clients together), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.2,0.5")]
+    rates: Vec<f64>,
+    /// Seconds of arrivals per rate.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Requests still queued this many seconds after the arrivals end are abandoned (default:
+    /// the duration).
+    #[arg(long)]
+    grace: Option<f64>,
+    /// Concurrent client sessions.
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+    /// Offline phases each client precomputes and refills between requests (0: all inline).
+    #[arg(long, default_value_t = 2)]
+    pool: usize,
+    /// Image folder data set whose test images are sent (default: random inputs).
+    #[arg(long)]
+    data: Option<String>,
+    /// Distinct inputs sent in turn.
+    #[arg(long, default_value_t = 8)]
+    images: usize,
+    #[command(flatten)]
+    ring: RingArgs,
+    /// Seed of the arrivals and of the parties' randomness (seeded: not private; a measurement).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write every level's report (with per-request records) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw p50 and p95 latency against the request rate as an SVG, one line per model.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -132,15 +180,27 @@ pub struct ServeArgs {
     /// Network profile the in-process shaper imposes on this side's messages (lan, wan-fast, wan).
     #[arg(long)]
     profile: Option<String>,
-    /// Serve this many client sessions, then exit.
+    /// Admit this many client sessions, then exit once they end (0: serve until Ctrl-C).
     #[arg(long, default_value_t = 1)]
     sessions: usize,
-    /// Seconds a silent peer (or one that takes no bytes) is waited for.
+    /// Client sessions served at once.
+    #[arg(long, default_value_t = 4)]
+    max_sessions: usize,
+    /// Clients that wait for a free session slot; beyond them a client is refused with a message.
+    #[arg(long, default_value_t = 4)]
+    queue: usize,
+    /// Seconds a silent peer (or one that takes no bytes) is waited for inside a request.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Seconds a session may wait for its next request.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
     /// Seconds a whole client session may last.
     #[arg(long, default_value_t = 3600)]
     session_deadline: u64,
+    /// Offline phases a client session may precompute and keep.
+    #[arg(long, default_value_t = 8)]
+    max_pool: usize,
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +279,7 @@ pub struct CostArgs {
 pub fn run(cmd: PiCommand) -> Result<()> {
     match cmd {
         PiCommand::Export(a) => export(a),
+        PiCommand::Load(a) => load_cmd(a),
         PiCommand::Serve(a) => serve(a),
         PiCommand::Client(a) => client(a),
         PiCommand::Bench(a) => bench_cmd(a),
@@ -299,7 +360,8 @@ fn profile(name: &Option<String>) -> Result<Option<Profile>> {
 fn serve(a: ServeArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let model = QuantModel::new(&file, a.ring.ring()?)?;
-    let opts = a.ring.options(Options::default())?;
+    let mut opts = a.ring.options(Options::default())?;
+    opts.limits.max_pool = a.max_pool;
     privlin_mpc::protocol::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
     let prof = profile(&a.profile)?;
     let listener = TcpListener::bind(&a.listen).with_context(|| format!("binding {}", a.listen))?;
@@ -317,22 +379,256 @@ fn serve(a: ServeArgs) -> Result<()> {
             .map(|p| p.describe())
             .unwrap_or_else(|| "unshaped TCP".into())
     );
-    let cfg = privlin_mpc::protocol::service::ServeConfig {
-        sessions: a.sessions,
+    let cfg = ServeConfig {
+        sessions: if a.sessions == 0 {
+            usize::MAX
+        } else {
+            a.sessions
+        },
+        max_concurrent: a.max_sessions.max(1),
+        queue: a.queue,
         io_timeout: Duration::from_secs(a.timeout),
+        idle_timeout: Duration::from_secs(a.idle_timeout),
         session_deadline: Duration::from_secs(a.session_deadline),
         profile: prof,
     };
-    privlin_mpc::protocol::service::serve_sessions(
-        &listener,
-        &model,
-        &opts,
-        &cfg,
-        |peer, r| match r {
-            Ok(n) => eprintln!("{peer}: {n} inferences served"),
-            Err(e) => eprintln!("{peer}: session failed: {e}"),
+    // Ctrl-C: stop admitting, finish the requests in flight, close each session at its next
+    // request boundary.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("second Ctrl-C: exiting without waiting");
+            std::process::exit(130);
+        }
+        eprintln!("shutting down: finishing the requests in flight (Ctrl-C again to exit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let name = a.model.display().to_string();
+    service::serve_sessions(&listener, &model, &opts, &cfg, &stop, &|e| {
+        eprintln!("{}", service_log_line(&name, &e))
+    })?;
+    Ok(())
+}
+
+/// One log line per service event.
+fn service_log_line(model: &str, e: &service::Event) -> String {
+    use privlin_mpc::protocol::Request;
+    match e {
+        service::Event::Started {
+            session,
+            peer,
+            waited_s,
+        } => format!("{peer} #{session}: session started ({waited_s:.2} s waiting for a slot), model {model}"),
+        service::Event::Request {
+            session,
+            peer,
+            request,
+            pooled,
+        } => match request {
+            Request::Infer {
+                pooled: ready,
+                offline_s,
+                online_s,
+                bytes,
+            } => format!(
+                "{peer} #{session}: inference, model {model}, offline {}, online {online_s:.3} s, total {:.3} s, {:.2} MB; {pooled} precomputed left",
+                if *ready {
+                    "ready (precomputed)".to_string()
+                } else {
+                    format!("inline {offline_s:.3} s")
+                },
+                offline_s + online_s,
+                *bytes as f64 / 1e6
+            ),
+            Request::Precompute { offline_s, bytes } => format!(
+                "{peer} #{session}: offline phase precomputed in {offline_s:.3} s, {:.2} MB; {pooled} precomputed",
+                *bytes as f64 / 1e6
+            ),
         },
-    )?;
+        service::Event::Ended {
+            session,
+            peer,
+            result,
+        } => match result {
+            Ok(n) => format!("{peer} #{session}: session ended, {n} inferences served"),
+            Err(e) => format!("{peer} #{session}: session failed: {e}"),
+        },
+        service::Event::Refused { peer, why } => format!("{peer}: refused: {why}"),
+    }
+}
+
+fn load_cmd(a: LoadArgs) -> Result<()> {
+    use privlin_mpc::load::{self, LoadConfig};
+    if a.rates.is_empty() || a.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+        bail!(
+            "--rates {:?}: every rate must be a positive number",
+            a.rates
+        );
+    }
+    if !a.label.is_empty() && a.label.len() != a.model.len() {
+        bail!("{} --label for {} --model", a.label.len(), a.model.len());
+    }
+    if a.clients == 0 || a.images == 0 || a.duration.is_nan() || a.duration <= 0.0 {
+        bail!("--clients, --images and --duration must be positive");
+    }
+    let ring = a.ring.ring()?;
+    let opts = a.ring.options(Options::insecure_seeded(a.seed))?;
+    let cores = bench::cores();
+    println!(
+        "machine: {} ({cores} threads; the server and every client share it)",
+        bench::machine()
+    );
+    println!(
+        "INSECURE seeded randomness (a measurement); offline linear layers: {}; output: {}; {} client sessions, pool of {} precomputed offline phases each, {:.0} s of Poisson arrivals per rate",
+        opts.offline.label(),
+        opts.output.label(),
+        a.clients,
+        a.pool,
+        a.duration
+    );
+    let mut report = Vec::new();
+    let mut lines = Vec::new();
+    for (mi, path) in a.model.iter().enumerate() {
+        let label = a.label.get(mi).cloned().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string())
+        });
+        let file = load_export(path)?;
+        let model = QuantModel::new(&file, ring)?;
+        let imgs = inputs(&model.arch, &a.data, a.images)?;
+        let norm = match &file.arch.json.normalize {
+            Some(n) => pi::images::normalization(n)?,
+            None => Normalization {
+                mean: [0.5; 3],
+                std: [0.25; 3],
+            },
+        };
+        let mut xs = Vec::new();
+        let mut classes = Vec::new();
+        for (_, px) in &imgs {
+            let x = pi::normalize_image(px, &norm);
+            let enc = QuantModel::encode_input(&model.arch, &ring, &x)?;
+            let run = privlin_mpc::plain::forward(&model, &enc);
+            classes.push(privlin_mpc::plain::decode_logits(&model, &run.logits).1);
+            xs.push(enc);
+        }
+        let cal = bench::calibrate_for(&model, cores);
+        let (_, _, on_s, off_s) = cost::totals(&model.arch, &ring, &opts, &cal)?;
+        let predicted = 1.0 / (on_s + off_s);
+        let single = load::single_request(&model, &xs[0], &opts)?;
+        println!(
+            "\n## {label}: {} active ReLUs, {:.1} M MACs\none request alone: {:.3} s with its offline phase precomputed, {:.3} s with it inline; cost model: {:.3} s online + {:.3} s offline compute per inference, saturation at about {predicted:.3} requests/s",
+            model.arch.active_total(),
+            (0..model.arch.ops().len()).map(|i| cost::macs(&model.arch, i)).sum::<u64>() as f64 / 1e6,
+            single.0,
+            single.1,
+            on_s,
+            off_s
+        );
+        println!("| rate /s | arrived | done | throughput /s | latency p50 / p95 / p99 s | queue p50 / p95 s | inline offline p50 / p95 s | online p50 s | precomputed |");
+        println!("|---:|---:|---:|---:|---|---|---|---:|---:|");
+        let mut levels = Vec::new();
+        let mut departs = None;
+        for &rate in &a.rates {
+            let cfg = LoadConfig {
+                rate,
+                duration: Duration::from_secs_f64(a.duration),
+                clients: a.clients,
+                pool: a.pool,
+                grace: Duration::from_secs_f64(a.grace.unwrap_or(a.duration)),
+                seed: a.seed,
+            };
+            let r = load::run(&model, &xs, &classes, &opts, &cfg)?;
+            println!(
+                "| {rate} | {} | {} | {:.3} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.0} % |",
+                r.arrived,
+                r.completed,
+                r.throughput,
+                r.latency.p50,
+                r.latency.p95,
+                r.latency.p99,
+                r.queue.p50,
+                r.queue.p95,
+                r.inline_offline.p50,
+                r.inline_offline.p95,
+                r.online.p50,
+                100.0 * r.pooled_share
+            );
+            for f in &r.failures {
+                println!("  session failed: {f}");
+            }
+            if r.wrong > 0 {
+                println!(
+                    "  {} requests got a class other than the plaintext model's",
+                    r.wrong
+                );
+            }
+            // Departure from the single-request figure: p50 above 1.5x it and at least 0.25 s
+            // more (milliseconds of scheduling noise are not a departure for a 50 ms request).
+            if departs.is_none() && r.latency.p50 > (1.5 * single.0).max(single.0 + 0.25) {
+                departs = Some(rate);
+            }
+            levels.push(r);
+        }
+        match departs {
+            Some(r) => println!("p50 latency first exceeds the single precomputed request's by 1.5x and 0.25 s at {r} requests/s (cost model saturation: {predicted:.3} /s)"),
+            None => println!("p50 latency stays within 1.5x (or 0.25 s) of the single precomputed request at every rate tried (cost model saturation: {predicted:.3} /s)"),
+        }
+        for (suffix, pick) in [("p50", 0usize), ("p95", 1)] {
+            lines.push(privlin::plot::Line {
+                label: format!("{label} {suffix}"),
+                points: levels
+                    .iter()
+                    .filter(|r| r.completed > 0)
+                    .map(|r| {
+                        (
+                            r.rate,
+                            if pick == 0 {
+                                r.latency.p50
+                            } else {
+                                r.latency.p95
+                            },
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        report.push(serde_json::json!({
+            "label": label,
+            "model": path,
+            "active_relus": model.arch.active_total(),
+            "single_request_s": {"precomputed": single.0, "inline": single.1},
+            "predicted": {"online_s": on_s, "offline_s": off_s, "saturation_per_s": predicted},
+            "departs_at": departs,
+            "levels": levels,
+        }));
+    }
+    if let Some(p) = &a.plot {
+        privlin::plot::pareto(
+            p,
+            "Private inference latency under load",
+            "requests per second (log)",
+            "latency s",
+            &lines,
+        )?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.json {
+        let v = serde_json::json!({
+            "machine": bench::machine(),
+            "threads": cores,
+            "randomness": "INSECURE seeded (measurement)",
+            "offline_linear": opts.offline.label(),
+            "clients": a.clients,
+            "pool": a.pool,
+            "duration_s": a.duration,
+            "models": report,
+        });
+        privlin::io::atomic_write_bytes(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+        println!("wrote {}", p.display());
+    }
     Ok(())
 }
 

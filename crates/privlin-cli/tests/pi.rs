@@ -129,9 +129,23 @@ fn private_class_equals_float_class_on_cifar10() {
             break r;
         }
     };
+    let mut log = String::new();
+    use std::io::Read;
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     let status = server.wait().unwrap();
     assert!(ok, "{out}{err}");
     assert!(status.success());
+    // One log line per request: the client's address, offline inline (no pool), online, bytes.
+    assert_eq!(log.matches("inference, model").count(), 12, "{log}");
+    assert!(
+        log.contains("offline inline") && log.contains("session ended, 12 inferences served"),
+        "{log}"
+    );
     assert!(
         out.contains("private class == float model's class on 12/12 images"),
         "{out}"
@@ -145,6 +159,38 @@ fn private_class_equals_float_class_on_cifar10() {
         out.contains("output: class only") && out.contains("online/argmax"),
         "{out}"
     );
+
+    // The service under a short load: two sessions with pools, every class checked.
+    let json = dir.path().join("load.json");
+    let (ok, out, err) = privlin(&[
+        "pi",
+        "load",
+        "--model",
+        s(&export),
+        "--rates",
+        "2",
+        "--duration",
+        "2",
+        "--clients",
+        "2",
+        "--pool",
+        "1",
+        "--images",
+        "2",
+        "--json",
+        s(&json),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("saturation at about") && out.contains("| 2 |"),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let level = &v["models"][0]["levels"][0];
+    assert_eq!(level["wrong"], 0);
+    assert_eq!(level["failures"].as_array().unwrap().len(), 0);
+    assert_eq!(level["completed"], level["arrived"]);
 }
 
 #[test]

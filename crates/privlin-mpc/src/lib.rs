@@ -27,6 +27,7 @@ pub mod error;
 pub mod gc;
 pub mod he;
 pub mod linalg;
+pub mod load;
 pub mod model;
 pub mod net;
 pub mod ot;

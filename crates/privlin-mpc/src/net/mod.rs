@@ -53,6 +53,13 @@ pub trait Transport: Send {
     fn read_payload(&mut self, len: usize, context: &str) -> Result<Vec<u8>>;
     /// Cuts reads and writes at `at` (the session deadline); in-memory transports ignore it.
     fn set_deadline(&mut self, _at: std::time::Instant) {}
+    /// Waits up to `slice` for the next frame's first byte without consuming anything: `true`
+    /// when one is there, `false` when the slice passed, an error when the peer closed. For a
+    /// server waiting between requests (it can then check for shutdown); transports that cannot
+    /// tell return `true` and the next read blocks.
+    fn wait_readable(&mut self, _slice: std::time::Duration) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 pub struct Channel {
@@ -105,6 +112,11 @@ impl Channel {
 
     pub fn profile(&self) -> Option<&Profile> {
         self.shaper.as_ref().map(|s| &s.profile)
+    }
+
+    /// See [`Transport::wait_readable`].
+    pub fn wait_readable(&mut self, slice: std::time::Duration) -> Result<bool> {
+        self.transport.wait_readable(slice)
     }
 
     /// The label that the following messages are counted under.

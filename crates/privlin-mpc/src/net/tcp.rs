@@ -2,7 +2,7 @@
 
 use super::{Transport, HEADER};
 use crate::error::{MpcError, Result};
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,32 @@ impl Transport for TcpTransport {
 
     fn set_deadline(&mut self, at: Instant) {
         self.deadline = Some(at);
+    }
+
+    fn wait_readable(&mut self, slice: Duration) -> Result<bool> {
+        if !self.r.buffer().is_empty() {
+            return Ok(true);
+        }
+        self.arm("waiting for a request")?;
+        let t = self
+            .r
+            .get_ref()
+            .read_timeout()?
+            .map_or(slice, |t| t.min(slice));
+        self.r
+            .get_ref()
+            .set_read_timeout(Some(t.max(Duration::from_millis(1))))?;
+        let res = match self.r.fill_buf() {
+            Ok([]) => Err(MpcError::Disconnected {
+                context: "while waiting for a request".into(),
+            }),
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(read_err(e, "a request")),
+        };
+        self.r.get_ref().set_read_timeout(Some(self.timeout))?;
+        res
     }
 
     fn read_header(&mut self, context: &str) -> Result<(u64, u64)> {

@@ -3,7 +3,9 @@
 use super::argmax::{self, ArgmaxDims, Tables};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
-use super::{circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER};
+use super::{
+    circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER, CMD_PRECOMPUTE,
+};
 use crate::error::{MpcError, Result};
 use crate::gc::circuit::bits;
 use crate::gc::FixedKeyHash;
@@ -15,7 +17,7 @@ use crate::ring::Ring;
 use crate::wire::{blocks_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 /// The result of one private inference, as the client sees it.
@@ -26,8 +28,11 @@ pub struct Inference {
     /// Decoded logits ([`OutputMode::Logits`] only).
     pub logits: Option<Vec<f64>>,
     pub class: usize,
+    /// Seconds of the offline phase run inline (0 when it came from the pool).
     pub offline_s: f64,
     pub online_s: f64,
+    /// The offline phase had been precomputed ([`Client::precompute`]).
+    pub pooled: bool,
     /// The client's pre-activation share at every site and its input share at every truncating
     /// channel affine (kept when [`Client::record_shares`] is on, for tests that replay local
     /// truncation).
@@ -55,6 +60,9 @@ pub struct Client {
     gate: u64,
     scales: Vec<u32>,
     record: bool,
+    /// Precomputed offline phases (with their recorded shares), oldest first.
+    pool: VecDeque<(Offline, HashMap<usize, Vec<u64>>)>,
+    max_pool: usize,
 }
 
 impl Client {
@@ -101,6 +109,8 @@ impl Client {
             gate: 0,
             scales,
             record: false,
+            pool: VecDeque::new(),
+            max_pool: opts.limits.max_pool,
         })
     }
 
@@ -141,7 +151,11 @@ impl Client {
         let t0 = Instant::now();
         self.ch.phase("offline/command");
         self.ch.send(vec![CMD_INFER])?;
-        let off = self.offline()?;
+        // The server takes from its pool exactly when this client does.
+        let (off, pooled) = match self.pool.pop_front() {
+            Some(off) => (off, true),
+            None => (self.offline()?, false),
+        };
         let t1 = Instant::now();
         let (raw, class) = self.online(x, off.0)?;
         let online_s = t1.elapsed().as_secs_f64();
@@ -160,8 +174,32 @@ impl Client {
             class,
             offline_s: (t1 - t0).as_secs_f64(),
             online_s,
+            pooled,
             site_shares: off.1,
         })
+    }
+
+    /// Runs one offline phase ahead (both parties keep it); the next inference uses the oldest
+    /// one instead of running its own. Returns its seconds. At most `limits.max_pool` are held
+    /// (the server enforces its own bound too).
+    pub fn precompute(&mut self) -> Result<f64> {
+        if self.pool.len() >= self.max_pool {
+            return Err(MpcError::Params(format!(
+                "{} precomputed offline phases already held (the limit)",
+                self.max_pool
+            )));
+        }
+        let t0 = Instant::now();
+        self.ch.phase("offline/command");
+        self.ch.send(vec![CMD_PRECOMPUTE])?;
+        let off = self.offline()?;
+        self.pool.push_back(off);
+        Ok(t0.elapsed().as_secs_f64())
+    }
+
+    /// Precomputed offline phases this session holds.
+    pub fn pooled(&self) -> usize {
+        self.pool.len()
     }
 
     /// Ends the session.

@@ -7,7 +7,8 @@
 //!
 //! *Offline* (input-independent): per weight layer, the client obtains `W v_C - s` and the server
 //! keeps `s` ([`linear`]); per site with active positions, IKNP gives the client the labels of its
-//! circuit inputs (its share `y_C` and `q = -r'`) and the server garbles the circuits ([`relu`]).
+//! circuit inputs (its share `y_C` and `q = -r'`) and the server garbles the circuits
+//! ([`garbled`]; max-pools likewise, one circuit per window).
 //! *Online*: the client sends `x - r_0`; the server evaluates weight layers on its shares
 //! (`W v_S + b + s`) and, at each site, sends the labels of its share's low `w` bits; the client
 //! evaluates and returns the permute bit of each output wire, which only the server can decode
@@ -15,6 +16,10 @@
 //! party. At the end the client learns the class through a garbled argmax over the logits'
 //! shares ([`argmax`], the default [`OutputMode::Class`]), or the server sends its share of the
 //! logits ([`OutputMode::Logits`]).
+//!
+//! A session may run offline phases ahead ([`Client::precompute`]): both parties keep each one's
+//! state in a FIFO pool, and an inference takes the oldest, or runs its offline phase inline when
+//! the pool is empty (both parties see alike which).
 
 pub mod argmax;
 pub mod client;
@@ -27,7 +32,7 @@ pub mod service;
 
 pub use client::{Client, Inference};
 pub use policy::{Limits, OfflineMode, Options, OutputMode, Randomness};
-pub use server::Server;
+pub use server::{Request, Server};
 
 use crate::error::{MpcError, Result};
 use crate::model::{Arch, Op};
@@ -35,9 +40,13 @@ use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
 
 const MAGIC: &[u8] = b"privlin-pi/2";
+/// What a server at its session limit sends instead of a hello, followed by its reason.
+const BUSY: &[u8] = b"privlin-pi/busy";
 /// Client commands.
 pub(crate) const CMD_INFER: u8 = 1;
 pub(crate) const CMD_BYE: u8 = 0;
+/// Run one offline phase ahead and keep it (both parties) for a later inference.
+pub(crate) const CMD_PRECOMPUTE: u8 = 2;
 
 /// What the server announces: ring, offline mode, output mode, architecture and active positions.
 #[derive(Debug, Clone)]
@@ -64,7 +73,14 @@ impl Hello {
     pub fn decode(buf: &[u8]) -> Result<Self> {
         let what = "hello";
         let mut r = Reader::new(buf, what);
-        if r.bytes()? != MAGIC {
+        let magic = r.bytes()?;
+        if magic == BUSY {
+            let why = String::from_utf8_lossy(r.bytes()?).into_owned();
+            return Err(MpcError::Protocol(format!(
+                "the server refused the session: {why}"
+            )));
+        }
+        if magic != MAGIC {
             return Err(MpcError::malformed(what, "not a privlin-pi/2 server"));
         }
         let ring = Ring {
@@ -88,6 +104,14 @@ impl Hello {
             arch,
         })
     }
+}
+
+/// The message a server sends instead of its hello when it refuses a session (`why` is shown to
+/// the client).
+pub fn busy_message(why: &str) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.bytes(BUSY).bytes(why.as_bytes());
+    w.finish()
 }
 
 /// The label of op `i` in traffic reports: the weight's module path or the site name.

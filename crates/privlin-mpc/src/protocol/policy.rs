@@ -143,6 +143,14 @@ pub struct Limits {
     pub max_offline_bytes: u64,
     /// Multiply-accumulates of the weight layers.
     pub max_macs: u64,
+    /// Precomputed offline phases a session may hold (each party keeps its half of each: for a
+    /// model near `max_offline_bytes`, that many times its offline material).
+    #[serde(default = "default_max_pool")]
+    pub max_pool: usize,
+}
+
+fn default_max_pool() -> usize {
+    8
 }
 
 impl Default for Limits {
@@ -154,6 +162,7 @@ impl Default for Limits {
             max_active: 1 << 24,
             max_offline_bytes: 64 << 30,
             max_macs: 1 << 36,
+            max_pool: default_max_pool(),
         }
     }
 }

@@ -3,7 +3,9 @@
 use super::argmax::{self, ArgmaxDims};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Options, OutputMode, Party};
-use super::{circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER};
+use super::{
+    circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER, CMD_PRECOMPUTE,
+};
 use crate::error::{MpcError, Result};
 use crate::gc::FixedKeyHash;
 use crate::linalg;
@@ -13,7 +15,8 @@ use crate::ot::iknp;
 use crate::wire::{bits_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 /// Offline state of one inference.
 struct Offline {
@@ -26,6 +29,21 @@ struct Offline {
     argmax: Option<Vec<Block>>,
 }
 
+/// What one request of a session did (for the service's log line).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Request {
+    /// An inference; `pooled`: its offline phase had been precomputed (else it ran inline,
+    /// `offline_s`).
+    Infer {
+        pooled: bool,
+        offline_s: f64,
+        online_s: f64,
+        bytes: u64,
+    },
+    /// An offline phase run ahead and added to the session's pool.
+    Precompute { offline_s: f64, bytes: u64 },
+}
+
 pub struct Server {
     model: QuantModel,
     ch: Channel,
@@ -36,6 +54,9 @@ pub struct Server {
     hash: FixedKeyHash,
     gate: u64,
     output: OutputMode,
+    /// Precomputed offline phases, oldest first, and how many the session may hold.
+    pool: VecDeque<Offline>,
+    max_pool: usize,
 }
 
 impl Server {
@@ -79,6 +100,8 @@ impl Server {
             hash: FixedKeyHash::new(0),
             gate: 0,
             output: opts.output,
+            pool: VecDeque::new(),
+            max_pool: opts.limits.max_pool,
         })
     }
 
@@ -89,29 +112,66 @@ impl Server {
     /// Serves inferences until the client says goodbye; returns how many.
     pub fn serve(&mut self) -> Result<usize> {
         let mut n = 0;
-        while self.serve_one()? {
-            n += 1;
+        while let Some(r) = self.serve_request()? {
+            n += matches!(r, Request::Infer { .. }) as usize;
         }
         Ok(n)
     }
 
-    /// Serves one inference; `false` when the client closed the session.
+    /// Serves one request; `false` when the client closed the session.
     pub fn serve_one(&mut self) -> Result<bool> {
+        Ok(self.serve_request()?.is_some())
+    }
+
+    /// Precomputed offline phases this session holds.
+    pub fn pooled(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Serves one request (an inference, or an offline phase ahead); `None` when the client
+    /// closed the session.
+    pub fn serve_request(&mut self) -> Result<Option<Request>> {
         self.ch.phase("offline/command");
+        let before = self.ch.meter.total("").bytes();
         let msg = self.ch.recv("command", Expect::Exact(1))?;
+        let t0 = Instant::now();
+        // Bytes of the request both ways, its command included.
+        let bytes = |ch: &Channel| ch.meter.total("").bytes() - before;
         match msg.as_slice() {
-            [CMD_INFER] => {}
-            [CMD_BYE] => return Ok(false),
-            other => {
-                return Err(MpcError::malformed(
-                    "command",
-                    format!("unknown command {other:?}"),
-                ));
+            [CMD_INFER] => {
+                let (off, pooled) = match self.pool.pop_front() {
+                    Some(off) => (off, true),
+                    None => (self.offline()?, false),
+                };
+                let offline_s = t0.elapsed().as_secs_f64();
+                self.online(off)?;
+                Ok(Some(Request::Infer {
+                    pooled,
+                    offline_s,
+                    online_s: t0.elapsed().as_secs_f64() - offline_s,
+                    bytes: bytes(&self.ch),
+                }))
             }
+            [CMD_PRECOMPUTE] => {
+                if self.pool.len() >= self.max_pool {
+                    return Err(MpcError::Protocol(format!(
+                        "the client asked for more than {} precomputed offline phases",
+                        self.max_pool
+                    )));
+                }
+                let off = self.offline()?;
+                self.pool.push_back(off);
+                Ok(Some(Request::Precompute {
+                    offline_s: t0.elapsed().as_secs_f64(),
+                    bytes: bytes(&self.ch),
+                }))
+            }
+            [CMD_BYE] => Ok(None),
+            other => Err(MpcError::malformed(
+                "command",
+                format!("unknown command {other:?}"),
+            )),
         }
-        let off = self.offline()?;
-        self.online(off)?;
-        Ok(true)
     }
 
     fn offline(&mut self) -> Result<Offline> {

@@ -1,45 +1,222 @@
-//! The server's loop over TCP sessions (`privlin pi serve`): accept a client, run a [`Server`]
-//! session under per-read timeouts and a session deadline, report how it ended, next.
+//! The private-inference service (`privlin pi serve`): concurrent client sessions over TCP, each a
+//! [`Server`] with its own keys, correlations and pool of precomputed offline phases, under
+//! per-read timeouts, an idle timeout between requests and a session deadline. At most
+//! `max_concurrent` sessions run at once; up to `queue` more wait for a slot; further clients are
+//! refused with a message. A failed session (garbage, a stall, a disconnect) costs that session
+//! only. Shutdown (`stop`) ends the accept loop, lets every request in flight finish, and closes
+//! each session at its next request boundary.
 
-use super::{Options, Server};
+use super::{busy_message, Options, Request, Server};
 use crate::net::tcp::TcpTransport;
-use crate::net::{Channel, Profile};
+use crate::net::{Channel, Profile, Transport};
 use crate::{QuantModel, Result};
-use std::net::{SocketAddr, TcpListener};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Limits of a serving loop.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Sessions to serve before returning.
+    /// Sessions to admit before the accept loop ends (`usize::MAX`: until stopped).
     pub sessions: usize,
-    /// Timeout of every read and write.
+    /// Sessions running at once.
+    pub max_concurrent: usize,
+    /// Admitted clients waiting for a free slot (beyond them a client is refused).
+    pub queue: usize,
+    /// Timeout of every read and write inside a request.
     pub io_timeout: Duration,
+    /// How long a session may wait for its next request.
+    pub idle_timeout: Duration,
     /// Wall-clock bound of one session.
     pub session_deadline: Duration,
     /// Network shaping of every session (none: unshaped TCP).
     pub profile: Option<Profile>,
 }
 
-/// Serve `cfg.sessions` sessions on `listener`, one after another; `on_session` hears how each
-/// ended (inferences served, or the error). A failed session costs that session only.
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            sessions: usize::MAX,
+            max_concurrent: 4,
+            queue: 4,
+            io_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(300),
+            session_deadline: Duration::from_secs(3600),
+            profile: None,
+        }
+    }
+}
+
+/// What the service reports, one event per request and per session end.
+#[derive(Debug)]
+pub enum Event {
+    /// A session began (`waited_s`: in the queue for a slot).
+    Started {
+        session: u64,
+        peer: SocketAddr,
+        waited_s: f64,
+    },
+    /// One request of a session completed.
+    Request {
+        session: u64,
+        peer: SocketAddr,
+        request: Request,
+        /// Offline phases the session holds after it.
+        pooled: usize,
+    },
+    /// A session ended: inferences served, or the error that ended it.
+    Ended {
+        session: u64,
+        peer: SocketAddr,
+        result: Result<usize>,
+    },
+    /// A client refused at the door (all slots and the queue taken).
+    Refused { peer: SocketAddr, why: String },
+}
+
+/// Slots of concurrent sessions and the queue in front of them.
+struct Slots {
+    state: Mutex<(usize, usize)>, // (running, waiting)
+    freed: Condvar,
+}
+
+/// How often a waiting session or the accept loop looks at `stop`.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Serves sessions on `listener` until `cfg.sessions` have been admitted (and have ended) or
+/// `stop` is set (then in-flight requests finish and sessions close at their next request
+/// boundary). `on_event` hears every request and session end, from the sessions' threads.
 pub fn serve_sessions(
     listener: &TcpListener,
     model: &QuantModel,
     opts: &Options,
     cfg: &ServeConfig,
-    mut on_session: impl FnMut(SocketAddr, Result<usize>),
+    stop: &AtomicBool,
+    on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<()> {
     super::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
-    for _ in 0..cfg.sessions {
-        let (stream, peer) = listener.accept()?;
-        let res = TcpTransport::new(stream, cfg.io_timeout).and_then(|t| {
-            let ch = Channel::new(Box::new(t))
-                .with_profile(cfg.profile.clone())
-                .with_deadline(cfg.session_deadline);
-            Server::start(model.clone(), ch, opts).and_then(|mut s| s.serve())
-        });
-        on_session(peer, res);
+    listener.set_nonblocking(true)?;
+    let slots = Slots {
+        state: Mutex::new((0, 0)),
+        freed: Condvar::new(),
+    };
+    let next_id = AtomicU64::new(0);
+    std::thread::scope(|scope| -> Result<()> {
+        let mut admitted = 0;
+        while admitted < cfg.sessions && !stop.load(Ordering::SeqCst) {
+            let (stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            stream.set_nonblocking(false)?;
+            {
+                let mut st = slots.state.lock().unwrap();
+                if st.0 + st.1 >= cfg.max_concurrent + cfg.queue {
+                    drop(st);
+                    let why = format!(
+                        "busy: all {} session slots and {} queue places are taken; try later",
+                        cfg.max_concurrent, cfg.queue
+                    );
+                    refuse(stream, &why, cfg.io_timeout);
+                    on_event(Event::Refused { peer, why });
+                    continue;
+                }
+                st.1 += 1;
+            }
+            admitted += 1;
+            let id = next_id.fetch_add(1, Ordering::SeqCst);
+            let slots = &slots;
+            scope.spawn(move || {
+                let t0 = Instant::now();
+                // Wait for a slot (or for shutdown).
+                {
+                    let mut st = slots.state.lock().unwrap();
+                    while st.0 >= cfg.max_concurrent && !stop.load(Ordering::SeqCst) {
+                        st = slots.freed.wait_timeout(st, POLL).unwrap().0;
+                    }
+                    st.1 -= 1;
+                    if stop.load(Ordering::SeqCst) {
+                        slots.freed.notify_all();
+                        return;
+                    }
+                    st.0 += 1;
+                }
+                on_event(Event::Started {
+                    session: id,
+                    peer,
+                    waited_s: t0.elapsed().as_secs_f64(),
+                });
+                let result = session(stream, model, opts, cfg, stop, &mut |request, pooled| {
+                    on_event(Event::Request {
+                        session: id,
+                        peer,
+                        request,
+                        pooled,
+                    })
+                });
+                on_event(Event::Ended {
+                    session: id,
+                    peer,
+                    result,
+                });
+                slots.state.lock().unwrap().0 -= 1;
+                slots.freed.notify_all();
+            });
+        }
+        Ok(())
+    })
+}
+
+/// Tells a client that it is refused (best effort: it may already be gone).
+fn refuse(stream: TcpStream, why: &str, timeout: Duration) {
+    if let Ok(mut t) = TcpTransport::new(stream, timeout.min(Duration::from_secs(5))) {
+        let _ = t.write_frame(0, busy_message(why));
     }
-    Ok(())
+}
+
+/// One session: the hello and setup, then requests until the client says goodbye, the idle
+/// timeout passes, or `stop` is set between two requests.
+fn session(
+    stream: TcpStream,
+    model: &QuantModel,
+    opts: &Options,
+    cfg: &ServeConfig,
+    stop: &AtomicBool,
+    on_request: &mut dyn FnMut(Request, usize),
+) -> Result<usize> {
+    let t = TcpTransport::new(stream, cfg.io_timeout)?;
+    let ch = Channel::new(Box::new(t))
+        .with_profile(cfg.profile.clone())
+        .with_deadline(cfg.session_deadline);
+    let mut server = Server::start(model.clone(), ch, opts)?;
+    let mut served = 0;
+    loop {
+        let idle = Instant::now();
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(served);
+            }
+            if server.channel().wait_readable(POLL)? {
+                break;
+            }
+            if idle.elapsed() > cfg.idle_timeout {
+                return Err(crate::MpcError::Protocol(format!(
+                    "no request for {:.0} s (the idle timeout)",
+                    cfg.idle_timeout.as_secs_f64()
+                )));
+            }
+        }
+        match server.serve_request()? {
+            None => return Ok(served),
+            Some(r) => {
+                served += matches!(r, Request::Infer { .. }) as usize;
+                on_request(r, server.pooled());
+            }
+        }
+    }
 }
