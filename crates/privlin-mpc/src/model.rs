@@ -255,37 +255,28 @@ impl Arch {
                     input,
                     kernel,
                     stride,
-                } => {
-                    let s = &shapes[*input];
-                    if s.len() != 3
-                        || *kernel == 0
-                        || *stride == 0
-                        || s[1] < *kernel
-                        || s[2] < *kernel
-                    {
-                        return Err(bad(format!("kernel {kernel} stride {stride} on {s:?}")));
-                    }
-                    vec![
-                        s[0],
-                        (s[1] - kernel) / stride + 1,
-                        (s[2] - kernel) / stride + 1,
-                    ]
                 }
-                Op::MaxPool {
+                | Op::MaxPool {
                     input,
                     kernel,
                     stride,
                 } => {
                     let s = &shapes[*input];
+                    // A max-pool window is one garbled circuit: its area is bounded.
+                    let max = match op {
+                        Op::MaxPool { .. } => MAX_POOL_KERNEL,
+                        _ => usize::MAX,
+                    };
                     if s.len() != 3
                         || *kernel == 0
-                        || *kernel > MAX_POOL_KERNEL
+                        || *kernel > max
                         || *stride == 0
                         || s[1] < *kernel
                         || s[2] < *kernel
                     {
                         return Err(bad(format!(
-                            "kernel {kernel} (at most {MAX_POOL_KERNEL}) stride {stride} on {s:?}"
+                            "kernel {kernel} stride {stride} on {s:?} (max-pool windows at most \
+                             {MAX_POOL_KERNEL})"
                         )));
                     }
                     vec![

@@ -57,6 +57,30 @@ pub trait Net: std::fmt::Debug + Send {
     }
 }
 
+/// Appends `conv-BN -> site [-> 2x2 max-pool]` reading value `x` (the unit of VGG and ResNet-9);
+/// returns its output value.
+pub fn unit_graph(
+    g: &mut Vec<GraphNode>,
+    cb: &layers::ConvBn,
+    site: &str,
+    pool: bool,
+    x: usize,
+) -> usize {
+    g.push(cb.node(x));
+    g.push(GraphNode::Site {
+        input: g.len(),
+        name: site.to_string(),
+    });
+    if pool {
+        g.push(GraphNode::MaxPool {
+            input: g.len(),
+            kernel: 2,
+            stride: 2,
+        });
+    }
+    g.len()
+}
+
 /// A node of an exported graph. Value `0` is the input, node `i` produces value `i + 1`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GraphNode {

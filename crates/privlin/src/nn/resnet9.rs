@@ -29,19 +29,7 @@ impl Unit {
 
     /// Appends the unit's nodes reading value `x`; returns its output value.
     fn graph(&self, g: &mut Vec<GraphNode>, x: usize) -> usize {
-        g.push(self.cb.node(x));
-        g.push(GraphNode::Site {
-            input: g.len(),
-            name: self.site.clone(),
-        });
-        if self.pool {
-            g.push(GraphNode::MaxPool {
-                input: g.len(),
-                kernel: 2,
-                stride: 2,
-            });
-        }
-        g.len()
+        super::unit_graph(g, &self.cb, &self.site, self.pool, x)
     }
 
     fn forward(&self, x: &Tensor, kind: SiteKind, f: &mut Forward) -> Tensor {

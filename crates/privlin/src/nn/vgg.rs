@@ -67,19 +67,7 @@ impl Net for Vgg {
         let mut g = Vec::new();
         let mut x = 0;
         for u in &self.features {
-            g.push(u.cb.node(x));
-            g.push(GraphNode::Site {
-                input: g.len(),
-                name: u.site.clone(),
-            });
-            if u.pool {
-                g.push(GraphNode::MaxPool {
-                    input: g.len(),
-                    kernel: 2,
-                    stride: 2,
-                });
-            }
-            x = g.len();
+            x = super::unit_graph(&mut g, &u.cb, &u.site, u.pool, x);
         }
         let (name, _, _) = self.classifier.describe();
         g.push(GraphNode::Linear {
