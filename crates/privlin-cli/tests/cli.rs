@@ -278,7 +278,7 @@ fn train_importance_allocate_eval_on_synthetic_data() {
 }
 
 fn pipeline_config(dir: &Path) -> std::path::PathBuf {
-    common::pipeline_config(dir, common::TINY_PIPELINE)
+    common::pipeline_config(dir, &common::tiny_pipeline_with_pi())
 }
 
 #[test]

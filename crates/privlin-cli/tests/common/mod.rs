@@ -85,8 +85,14 @@ players = "stages"
 density = 0.2
 
 [pi]
-images = 2
+images = 0
 "#;
+
+/// [`TINY_PIPELINE`] with its private-inference stage on two test images (ResNet-9's max-pools as
+/// garbled circuits, HE offline phase); sweeps leave it off (`images = 0`) to keep the suite short.
+pub fn tiny_pipeline_with_pi() -> String {
+    TINY_PIPELINE.replace("[pi]\nimages = 0", "[pi]\nimages = 2")
+}
 
 /// [`TINY_PIPELINE`] with one libtorch thread (so child processes compute what the in-process
 /// executor computes).
