@@ -576,23 +576,17 @@ fn load_cmd(a: LoadArgs) -> Result<()> {
             Some(r) => println!("p50 latency first exceeds the single precomputed request's by 1.5x and 0.25 s at {r} requests/s (cost model saturation: {predicted:.3} /s)"),
             None => println!("p50 latency stays within 1.5x (or 0.25 s) of the single precomputed request at every rate tried (cost model saturation: {predicted:.3} /s)"),
         }
-        for (suffix, pick) in [("p50", 0usize), ("p95", 1)] {
+        let points = |q: fn(&load::Percentiles) -> f64| {
+            levels
+                .iter()
+                .filter(|r| r.completed > 0)
+                .map(|r| (r.rate, q(&r.latency)))
+                .collect()
+        };
+        for (suffix, q) in [("p50", points(|p| p.p50)), ("p95", points(|p| p.p95))] {
             lines.push(privlin::plot::Line {
                 label: format!("{label} {suffix}"),
-                points: levels
-                    .iter()
-                    .filter(|r| r.completed > 0)
-                    .map(|r| {
-                        (
-                            r.rate,
-                            if pick == 0 {
-                                r.latency.p50
-                            } else {
-                                r.latency.p95
-                            },
-                        )
-                    })
-                    .collect(),
+                points: q,
             });
         }
         report.push(serde_json::json!({

@@ -77,6 +77,12 @@ pub fn add<G: Gates>(g: &mut G, a: &[Option<G::Bit>], b: &[G::Bit]) -> Vec<G::Bi
     out
 }
 
+/// `a + b mod 2^n` of two shares given bit by bit (`n = b.len()`): the value they share.
+pub fn add_shares<G: Gates>(g: &mut G, a: &[G::Bit], b: &[G::Bit]) -> Vec<G::Bit> {
+    let a: Vec<Option<G::Bit>> = a.iter().map(|&x| Some(x)).collect();
+    add(g, &a, b)
+}
+
 /// The active-site circuit (DELPHI section 4.2, with truncation and re-sharing inside):
 /// `y = a + b mod 2^w` (the two shares' low `w` bits), `z = ReLU(y) >> shift` with `y` read as a
 /// signed `w`-bit number, and output `z + q mod 2^l`, where `q = -r'` is the client's fresh mask
@@ -90,8 +96,7 @@ pub fn relu<G: Gates>(
 ) -> Vec<G::Bit> {
     let w = a.len();
     debug_assert_eq!(b.len(), w);
-    let a_opt: Vec<Option<G::Bit>> = a.iter().map(|&x| Some(x)).collect();
-    let y = add(g, &a_opt, b);
+    let y = add_shares(g, a, b);
     let positive = g.not(y[w - 1]);
     let z: Vec<Option<G::Bit>> = (0..w - 1 - shift)
         .map(|i| Some(g.and(y[i + shift], positive)))
@@ -115,8 +120,7 @@ pub fn max_pool<G: Gates>(
     debug_assert!(w >= 2 && a.len().is_multiple_of(w) && q.len() >= w);
     let mut best: Vec<G::Bit> = Vec::new();
     for (ak, bk) in a.chunks(w).zip(b.chunks(w)) {
-        let ak: Vec<Option<G::Bit>> = ak.iter().map(|&x| Some(x)).collect();
-        let v = add(g, &ak, bk);
+        let v = add_shares(g, ak, bk);
         best = if best.is_empty() {
             v
         } else {
@@ -204,8 +208,7 @@ pub fn argmax<G: Gates>(g: &mut G, a: &[Vec<G::Bit>], b: &[Vec<G::Bit>]) -> Vec<
     let mut idx: Vec<Option<G::Bit>> = vec![None; nb];
     let mut best: Vec<G::Bit> = Vec::new();
     for k in 0..classes {
-        let ak: Vec<Option<G::Bit>> = a[k].iter().map(|&x| Some(x)).collect();
-        let v = add(g, &ak, &b[k]);
+        let v = add_shares(g, &a[k], &b[k]);
         if k == 0 {
             best = v;
             continue;

@@ -317,11 +317,7 @@ impl Layout {
     /// Input blocks an answer multiplies: all of its tile's, or only its own for a depthwise
     /// layer.
     pub fn products_per_answer(&self) -> usize {
-        if self.geom.depthwise {
-            1
-        } else {
-            self.blocks
-        }
+        self.blocks_of(0).len()
     }
 
     /// The input blocks answer group `group` multiplies.

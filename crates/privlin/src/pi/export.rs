@@ -110,12 +110,15 @@ pub fn export(
     let mut weights = HashMap::new();
     let mut active = HashMap::new();
     let mut counts = BTreeMap::new();
-    let mut add_layer = |wn: String, w: &Tensor, bn: String, b: &Tensor| {
+    // Stores `module.weight` and `module.bias`; returns their names.
+    let mut add_layer = |module: &str, w: &Tensor, b: &Tensor| {
+        let (wn, bn) = (format!("{module}.weight"), format!("{module}.bias"));
         let ws: Vec<usize> = w.size().iter().map(|&d| d as usize).collect();
         weights.insert(wn.clone(), to_vec(w));
         weights.insert(bn.clone(), to_vec(b));
-        weight_shapes.insert(bn, vec![b.size()[0] as usize]);
-        weight_shapes.insert(wn, ws);
+        weight_shapes.insert(bn.clone(), vec![b.size()[0] as usize]);
+        weight_shapes.insert(wn.clone(), ws);
+        (wn, bn)
     };
     for node in &graph {
         let (op, shape) = match node {
@@ -144,8 +147,7 @@ pub fn export(
                     }
                 };
                 let ws: Vec<usize> = w.size().iter().map(|&d| d as usize).collect();
-                let (wn, bnm) = (format!("{conv}.weight"), format!("{conv}.bias"));
-                add_layer(wn.clone(), &w, bnm.clone(), &b);
+                let (wn, bnm) = add_layer(conv, &w, &b);
                 let [_, h, wd] = shapes[*input];
                 let (st, p, k) = (*stride as usize, *padding as usize, ws[2]);
                 let out = [ws[0], (h + 2 * p - k) / st + 1, (wd + 2 * p - k) / st + 1];
@@ -162,8 +164,7 @@ pub fn export(
             }
             GraphNode::BatchNorm { input, bn } => {
                 let (a, b) = bn_affine(&get, bn)?;
-                let (wn, bnm) = (format!("{bn}.weight"), format!("{bn}.bias"));
-                add_layer(wn.clone(), &a, bnm.clone(), &b);
+                let (wn, bnm) = add_layer(bn, &a, &b);
                 (
                     Op::ChannelAffine {
                         input: *input,
@@ -176,9 +177,8 @@ pub fn export(
             GraphNode::Linear { input, name } => {
                 let w = get(&format!("{name}.weight"))?;
                 let b = get(&format!("{name}.bias"))?;
-                let (wn, bnm) = (format!("{name}.weight"), format!("{name}.bias"));
                 let o = w.size()[0] as usize;
-                add_layer(wn.clone(), &w, bnm.clone(), &b);
+                let (wn, bnm) = add_layer(name, &w, &b);
                 (
                     Op::Linear {
                         input: *input,
