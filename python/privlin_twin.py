@@ -21,6 +21,8 @@ class Site(nn.Module):
         self.mask = None
 
     def forward(self, x):
+        if getattr(self, "removed", False):
+            return x
         a = F.relu(x) if self.act == "relu" else F.silu(x)
         if self.mask is None:
             return a
@@ -85,16 +87,18 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, layers, bottleneck, width=1.0, act="relu", classes=10):
+    """ResNet-18/34/50; with ``mults`` a HybReNet (stage widths m times the multipliers)."""
+
+    def __init__(self, layers, bottleneck, width=1.0, act="relu", classes=10, mults=None, stem_stride=1):
         super().__init__()
         block = Bottleneck if bottleneck else BasicBlock
         base = ch(64, width)
-        self.conv1 = nn.Conv2d(3, base, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(3, base, 3, stem_stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(base)
         self.act1 = Site(act)
         cin = base
         for stage, n in enumerate(layers):
-            planes = ch(64 << stage, width)
+            planes = base * mults[stage] if mults else ch(64 << stage, width)
             blocks = []
             for b in range(n):
                 stride = 2 if stage > 0 and b == 0 else 1
@@ -218,14 +222,19 @@ class Wrn(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-def build(arch, width=1.0, activation="relu", classes=10, input_size=32):
+def build(arch, width=1.0, activation="relu", classes=10, input_size=32, blocks=None, stem_stride=1):
     a = arch.lower().replace("_", "-")
     if a in ("resnet18", "resnet-18"):
-        return ResNet([2, 2, 2, 2], False, width, activation, classes)
+        return ResNet(blocks or [2, 2, 2, 2], False, width, activation, classes, None, stem_stride)
     if a in ("resnet34", "resnet-34"):
-        return ResNet([3, 4, 6, 3], False, width, activation, classes)
+        return ResNet(blocks or [3, 4, 6, 3], False, width, activation, classes, None, stem_stride)
     if a in ("resnet50", "resnet-50"):
-        return ResNet([3, 4, 6, 3], True, width, activation, classes)
+        return ResNet(blocks or [3, 4, 6, 3], True, width, activation, classes, None, stem_stride)
+    m = re.fullmatch(r"hrn-?(\d+)x(\d+)x(\d+)x?", a)
+    if m:
+        al, be, ga = (int(g) for g in m.groups())
+        mults = [1, al, al * be, al * be * ga]
+        return ResNet(blocks or [2, 2, 2, 2], False, width, activation, classes, mults, stem_stride)
     if a in ("resnet9", "resnet-9"):
         return ResNet9(width, activation, classes)
     if a in ("vgg11", "vgg16"):
@@ -237,8 +246,57 @@ def build(arch, width=1.0, activation="relu", classes=10, input_size=32):
 
 
 def build_from_spec(spec):
-    """Build from privlin's `spec.json` model entry."""
-    return build(spec["arch"], spec.get("width", 1.0), spec.get("activation", "relu"), spec.get("classes", 10), spec.get("input_size", 32))
+    """Build from privlin's `spec.json` model entry, with DeepReDuce culling and thinning."""
+    model = build(
+        spec["arch"],
+        spec.get("width", 1.0),
+        spec.get("activation", "relu"),
+        spec.get("classes", 10),
+        spec.get("input_size", 32),
+        spec.get("blocks"),
+        spec.get("stem_stride", 1),
+    )
+    apply_removal(model, spec.get("cull", []), spec.get("thin"))
+    return model
+
+
+def site_stage(model, name):
+    """Stage of a site as privlin names it (privlin's nn/removal.rs)."""
+    if (isinstance(model, ResNet) and name == "act1") or (isinstance(model, ResNet9) and name == "prep.act"):
+        return "stem"
+    if isinstance(model, Wrn) and name == "relu":
+        return "final"
+    return name.split(".")[0]
+
+
+def apply_removal(model, cull, thin):
+    """Mark culled and thinned sites removed (the identity), as privlin's nn/removal.rs does."""
+    names = [n for n, _ in sites(model)]
+    body = []
+    for n in names:
+        st = site_stage(model, n)
+        if st not in ("stem", "final") and st not in body:
+            body.append(st)
+    culled = set()
+    for c in cull:
+        c = c.lower()
+        if c.startswith("s") and c[1:].isdigit() and 1 <= int(c[1:]) <= len(body):
+            c = body[int(c[1:]) - 1]
+        culled.add(c)
+    mods = dict(sites(model))
+    for n in names:
+        mods[n].removed = site_stage(model, n) in culled
+    if thin:
+        for st in body:
+            if st in culled:
+                continue
+            j = 0
+            for n in names:
+                if site_stage(model, n) != st:
+                    continue
+                if (thin == "second" and j % 2 == 1) or (thin == "first" and j % 2 == 0):
+                    mods[n].removed = True
+                j += 1
 
 
 def load_safetensors(model, path):

@@ -2,12 +2,12 @@ use crate::common::RuntimeArgs;
 use anyhow::Result;
 use clap::Args;
 use privlin::info::ModelInfo;
-use privlin::nn::{Activation, Arch, Convention, Model, ModelSpec};
+use privlin::nn::{Activation, Arch, Convention, Model, ModelSpec, Thin};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Architecture: resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K.
+    /// Architecture: resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K, hrn-AxBxCx.
     #[arg(long, default_value = "resnet18")]
     arch: String,
     /// Width multiplier (0.25 gives ResNet-18 a base width of 16).
@@ -22,6 +22,19 @@ pub struct InfoArgs {
     /// Counting convention: all, snl (no stem, no final ReLU) or relupruner (no stem).
     #[arg(long, default_value = "all")]
     convention: String,
+    /// Residual blocks per stage, e.g. 2,2,2,2 (ResNet family, HybReNets).
+    #[arg(long, value_delimiter = ',')]
+    blocks: Option<Vec<i64>>,
+    /// Stem stride (DeepReDuce's resolution reshaping: 2 halves every feature map).
+    #[arg(long, default_value_t = 1)]
+    stem_stride: i64,
+    /// Cull (remove every ReLU of) these stages, e.g. stem,layer1 or s1,s4 (DeepReDuce).
+    #[arg(long, value_delimiter = ',')]
+    cull: Vec<String>,
+    /// Thin the remaining stages: drop every second ReLU layer (`second`, DeepReDuce's choice:
+    /// the post-addition ReLU of basic blocks) or every first (`first`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "second")]
+    thin: Option<String>,
     /// Describe a checkpoint directory instead.
     #[arg(long)]
     ckpt: Option<PathBuf>,
@@ -45,6 +58,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
             input_size: a.input_size,
             classes: a.classes,
             convention: a.convention.parse::<Convention>()?,
+            blocks: a.blocks.clone(),
+            stem_stride: a.stem_stride,
+            cull: a.cull.clone(),
+            thin: a.thin.as_deref().map(str::parse::<Thin>).transpose()?,
         },
     };
     crate::common::runtime("cpu", a.rt.threads.unwrap_or(0))?;

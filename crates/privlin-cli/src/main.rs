@@ -2,6 +2,7 @@
 
 mod bench;
 mod common;
+mod design;
 mod eval;
 mod importance;
 mod info;
@@ -42,7 +43,7 @@ enum Command {
     /// Score Shapley estimators against the exact values of a stored game (utility table):
     /// Pearson, Spearman and max error vs utility evaluations, several seeds.
     ShapleyScore(importance::ScoreArgs),
-    /// Learn masks within a budget (gradproj, taylor, snl, l1-fixed-epochs, senet) -> a partial-ReLU checkpoint.
+    /// Learn masks within a budget (gradproj, taylor, snl, l1-fixed-epochs, senet, deepreduce) -> a partial-ReLU checkpoint.
     Linearize(linearize::LinearizeArgs),
     /// Fine-tune a partial-ReLU checkpoint with frozen masks (KL + CE + PRAM).
     Finetune(linearize::FinetuneArgs),
@@ -69,6 +70,10 @@ enum Command {
     /// Predicted private-inference cost per layer: active ReLUs, MACs, bytes, latency per network
     /// profile (with this machine's measured speeds), and the papers' 0.021 s per 1,000 ReLUs.
     Cost(pi::CostArgs),
+    /// Network design: stage criticality (DeepReDuce, Shapley) and HybReNets by ReLU
+    /// equalization (DeepReShape).
+    #[command(subcommand)]
+    Design(design::DesignCommand),
 }
 
 fn main() {
@@ -96,6 +101,7 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::Pi(c) => pi::run(c),
         Command::Cost(a) => pi::cost_cmd(a),
+        Command::Design(c) => design::run(c),
     };
     if let Err(e) = result {
         // One write, so that errors of parallel stage processes do not interleave.

@@ -179,6 +179,10 @@ pub struct SweepShape {
     /// Name of this variant's line (default: the preset); for ablations with `--set`.
     #[arg(long)]
     tag: Option<String>,
+    /// Base networks to sweep, comma-separated: ARCH or ARCH@WIDTH (e.g.
+    /// resnet18@0.25,hrn-5x7x2x@0.0625); each is trained once and gets every preset and budget.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
     /// Override a config value, e.g. `--set linearize.taylor.second_order=false`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
@@ -190,7 +194,13 @@ impl SweepShape {
     }
 
     fn plan(&self, cfg: &PipelineConfig) -> Result<Plan> {
-        Plan::sweep(cfg, &self.budgets, &self.presets, self.tag.as_deref())
+        Plan::sweep(
+            cfg,
+            &self.budgets,
+            &self.presets,
+            self.tag.as_deref(),
+            &self.models,
+        )
     }
 }
 
@@ -239,8 +249,8 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     let cfg = a.shape.config()?;
     let s = &a.shape;
     let plan = if s.budgets.is_empty() {
-        if !s.presets.is_empty() || s.tag.is_some() {
-            bail!("--presets and --tag describe a sweep: give --budgets too");
+        if !s.presets.is_empty() || s.tag.is_some() || !s.models.is_empty() {
+            bail!("--presets, --tag and --models describe a sweep: give --budgets too");
         }
         Plan::run(&cfg)?
     } else {

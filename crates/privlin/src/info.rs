@@ -12,6 +12,21 @@ pub struct SiteRow {
     pub kind: SiteKind,
     /// Whether the site counts (and may be linearized) under the convention.
     pub counted: bool,
+    /// Removed from the architecture by DeepReDuce culling or thinning.
+    pub removed: bool,
+    /// The stage the site belongs to (`stem`, `layer1`, ..., `final`).
+    pub stage: String,
+}
+
+/// ReLUs and MACs of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRow {
+    pub stage: String,
+    /// Counted ReLUs that remain.
+    pub relus: i64,
+    /// ReLUs removed by culling or thinning.
+    pub removed: i64,
+    pub macs: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +45,10 @@ pub struct ModelInfo {
     pub macs_total: i64,
     pub params: i64,
     pub sites: Vec<SiteRow>,
+    pub stages: Vec<StageRow>,
     pub layers: Vec<LayerInfo>,
+    /// DeepReDuce operations applied, in words (empty if none).
+    pub reshaping: String,
 }
 
 impl ModelInfo {
@@ -46,8 +64,30 @@ impl ModelInfo {
                 count: s.count(),
                 kind: s.kind,
                 counted: model.counted(i),
+                removed: model.removed(i),
+                stage: crate::nn::removal::stage_of(s),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let stages = stage_rows(model, &sites);
+        let mut ops = Vec::new();
+        if !spec.cull.is_empty() {
+            ops.push(format!("culled {}", spec.cull.join(", ")));
+        }
+        if let Some(t) = spec.thin {
+            let which = match t {
+                crate::nn::Thin::Second => "second",
+                crate::nn::Thin::First => "first",
+            };
+            ops.push(format!(
+                "thinned (every {which} ReLU layer of each remaining stage removed)"
+            ));
+        }
+        if spec.stem_stride != 1 {
+            ops.push(format!("stem stride {}", spec.stem_stride));
+        }
+        if let Some(b) = &spec.blocks {
+            ops.push(format!("blocks per stage {b:?}"));
+        }
         ModelInfo {
             arch: spec.arch.to_string(),
             width: spec.width,
@@ -61,7 +101,9 @@ impl ModelInfo {
             macs_total: model.macs_total(),
             params: model.num_parameters(),
             sites,
+            stages,
             layers: model.layers().to_vec(),
+            reshaping: ops.join("; "),
         }
     }
 
@@ -80,13 +122,18 @@ impl ModelInfo {
             self.params
         );
         let _ = writeln!(s, "{}", self.convention_text);
+        if !self.reshaping.is_empty() {
+            let _ = writeln!(s, "DeepReDuce operations: {}", self.reshaping);
+        }
         let _ = writeln!(
             s,
             "{:>3}  {:<24} {:<8} {:>14} {:>10} {:>7}",
             "#", "site", "kind", "shape (C,H,W)", "ReLUs", "share"
         );
         for (i, r) in self.sites.iter().enumerate() {
-            let share = if r.counted {
+            let share = if r.removed {
+                "removed".into()
+            } else if r.counted {
                 format!(
                     "{:.2}%",
                     100.0 * r.count as f64 / self.relu_total.max(1) as f64
@@ -114,6 +161,18 @@ impl ModelInfo {
             self.macs_total,
             self.macs_total as f64 / 1e6
         );
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:>12} {:>12} {:>16}",
+            "stage", "ReLUs", "removed", "MACs"
+        );
+        for r in &self.stages {
+            let _ = writeln!(
+                s,
+                "{:<10} {:>12} {:>12} {:>16}",
+                r.stage, r.relus, r.removed, r.macs
+            );
+        }
         if layers {
             let _ = writeln!(
                 s,
@@ -139,4 +198,50 @@ impl ModelInfo {
         }
         s
     }
+}
+
+/// Per stage: counted ReLUs left, ReLUs removed, and the MACs of the weight layers whose module
+/// path starts with the stage (the stem convolution and the classifier under `stem` / `head`).
+fn stage_rows(model: &Model, sites: &[SiteRow]) -> Vec<StageRow> {
+    fn row(rows: &mut Vec<StageRow>, name: &str) -> usize {
+        match rows.iter().position(|r| r.stage == name) {
+            Some(i) => i,
+            None => {
+                rows.push(StageRow {
+                    stage: name.to_string(),
+                    relus: 0,
+                    removed: 0,
+                    macs: 0,
+                });
+                rows.len() - 1
+            }
+        }
+    }
+    let mut rows: Vec<StageRow> = Vec::new();
+    for r in sites {
+        let i = row(&mut rows, &r.stage);
+        if r.removed {
+            rows[i].removed += r.count;
+        } else if r.counted {
+            rows[i].relus += r.count;
+        }
+    }
+    let body: Vec<String> = rows
+        .iter()
+        .map(|r| r.stage.clone())
+        .filter(|s| s != "stem" && s != "final")
+        .collect();
+    for l in model.layers() {
+        let first = l.name.split('.').next().unwrap_or("");
+        let stage = if body.iter().any(|b| b == first) {
+            first.to_string()
+        } else if l.kind == crate::nn::LayerKind::Linear {
+            "head".to_string()
+        } else {
+            "stem".to_string()
+        };
+        let i = row(&mut rows, &stage);
+        rows[i].macs += l.macs;
+    }
+    rows
 }

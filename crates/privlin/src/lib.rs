@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod data;
+pub mod design;
 pub mod device;
 pub mod importance;
 pub mod info;

@@ -60,7 +60,11 @@ fn run_twin(s: &ModelSpec, dir: &std::path::Path, export: bool) -> Tensor {
 }
 
 fn check(arch: &str, width: f64, input: i64, act: Activation, classes: i64) {
-    let s = spec(arch, width, input, act, classes);
+    check_spec(spec(arch, width, input, act, classes));
+}
+
+fn check_spec(s: ModelSpec) {
+    let (arch, width, input, act) = (s.arch.to_string(), s.width, s.input_size, s.activation);
     let dir = tempfile::tempdir().unwrap();
     tch::manual_seed(7);
     let x = Tensor::randn([3, 3, input, input], (Kind::Float, Device::Cpu));
@@ -101,6 +105,22 @@ fn resnet18_and_resnet9_match_twin() {
 fn resnet34_50_match_twin() {
     check("resnet34", 0.125, 32, Activation::Silu, 10);
     check("resnet50", 0.125, 32, Activation::Relu, 10);
+}
+
+/// HybReNets and DeepReDuce's culled, thinned, resolution-reshaped ResNets (removed sites are
+/// the identity on both sides).
+#[test]
+fn hybrenet_and_deepreduce_models_match_twin() {
+    check("hrn-5x7x2x", 0.0625, 32, Activation::Relu, 10);
+    let mut s = spec("resnet18", 0.125, 32, Activation::Relu, 10);
+    s.cull = vec!["stem".into(), "s2".into()];
+    s.thin = Some(privlin::nn::Thin::Second);
+    s.stem_stride = 2;
+    check_spec(s);
+    let mut s = spec("hrn-2x2x2x", 0.0625, 32, Activation::Relu, 10);
+    s.blocks = Some(vec![1, 2, 1, 1]);
+    s.thin = Some(privlin::nn::Thin::First);
+    check_spec(s);
 }
 
 #[test]

@@ -163,6 +163,18 @@ pub struct LinearizeConfig {
     pub taylor: TaylorConfig,
     pub snl: SnlConfig,
     pub senet: SenetConfig,
+    pub deepreduce: DeepReduceConfig,
+}
+
+/// `[linearize.deepreduce]`: where the stage criticality order comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepReduceConfig {
+    /// Stages most critical first (`layer3`, `s2`, `stem`, ...); empty: measured DeepReDuce's
+    /// way on the checkpoint (only one stage's ReLUs kept, `criticality_epochs` of KD each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
+    pub criticality_epochs: usize,
 }
 
 impl Default for LinearizeConfig {
@@ -185,6 +197,7 @@ impl Default for LinearizeConfig {
             taylor: TaylorConfig::default(),
             snl: SnlConfig::default(),
             senet: SenetConfig::default(),
+            deepreduce: DeepReduceConfig::default(),
         }
     }
 }

@@ -12,8 +12,10 @@
 //! - [`snl`]: SNL as its authors' code runs it (l1-regularized continuous masks, per-epoch lambda
 //!   schedule, stop at the budget), and privlin's fixed-epoch variant `l1-fixed-epochs`.
 //! - [`senet`]: SENet stage 2, masks learned within per-site budgets (projected continuous scores).
+//! - [`deepreduce`]: DeepReDuce, whole stages culled and thinned to the budget, trained with KD.
 
 pub mod config;
+pub mod deepreduce;
 pub mod export;
 pub mod finetune;
 pub mod gradproj;
@@ -43,10 +45,12 @@ pub enum Method {
     /// privlin's fixed-epoch l1-mask variant for equal-compute comparisons (not SNL).
     L1FixedEpochs,
     Senet,
+    /// DeepReDuce's culling and thinning (layer granularity) to a total, trained with KD.
+    DeepReduce,
 }
 
 impl Method {
-    pub const NAMES: &'static str = "gradproj, taylor, snl, l1-fixed-epochs, senet";
+    pub const NAMES: &'static str = "gradproj, taylor, snl, l1-fixed-epochs, senet, deepreduce";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,12 +59,16 @@ impl Method {
             Method::Snl => "snl",
             Method::L1FixedEpochs => "l1-fixed-epochs",
             Method::Senet => "senet",
+            Method::DeepReduce => "deepreduce",
         }
     }
 
     /// Learners that rank ReLUs across all sites against one total (no per-site budgets).
     pub fn is_global(self) -> bool {
-        matches!(self, Method::Taylor | Method::Snl | Method::L1FixedEpochs)
+        matches!(
+            self,
+            Method::Taylor | Method::Snl | Method::L1FixedEpochs | Method::DeepReduce
+        )
     }
 }
 
@@ -73,6 +81,7 @@ impl std::str::FromStr for Method {
             "snl" => Method::Snl,
             "l1-fixed-epochs" => Method::L1FixedEpochs,
             "senet" => Method::Senet,
+            "deepreduce" => Method::DeepReduce,
             other => bail!(
                 "unknown linearization method `{other}`; known: {}",
                 Method::NAMES

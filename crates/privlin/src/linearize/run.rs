@@ -4,6 +4,7 @@
 
 use super::config::{FinetuneConfig, LinearizeConfig};
 use super::export::{export, MASKS_FILE};
+use super::deepreduce::DeepReduce;
 use super::finetune::Finetune;
 use super::gradproj::GradProj;
 use super::senet::SenetMasks;
@@ -73,7 +74,8 @@ pub enum BudgetSource<'a> {
     Total(crate::budget::Budget),
 }
 
-fn loaders(
+/// Training and test loaders of a checkpoint's data (`per_class` limits the training split).
+pub fn loaders(
     spec: &CheckpointSpec,
     cfg: &crate::train::TrainConfig,
     per_class: Option<usize>,
@@ -191,6 +193,41 @@ pub fn load_with_masks(
     Ok((model, spec, masks))
 }
 
+/// DeepReDuce's stage order: the config's, or measured on the checkpoint (written to
+/// `out/criticality.json`).
+fn deepreduce_order(
+    ar: &Path,
+    model: &Model,
+    cfg: &LinearizeConfig,
+    train: &Loader,
+    test: &Loader,
+    out: &Path,
+) -> Result<Vec<String>> {
+    let d = &cfg.deepreduce;
+    if !d.order.is_empty() {
+        return d
+            .order
+            .iter()
+            .map(|s| crate::nn::removal::resolve_stage(s, model.sites()))
+            .collect::<Result<Vec<_>>>()
+            .context("linearize.deepreduce.order");
+    }
+    let mut ft = super::FinetuneConfig::default();
+    ft.train.batch_size = cfg.train.batch_size;
+    let c = crate::design::criticality::deepreduce(
+        ar,
+        train,
+        test,
+        &ft,
+        d.criticality_epochs,
+        &out.join("criticality-scratch"),
+    )?;
+    std::fs::create_dir_all(out)?;
+    crate::io::atomic_write_json(&out.join("criticality.json"), &c)?;
+    eprintln!("{}", c.table());
+    Ok(c.order)
+}
+
 /// The `linearize` stage: learn masks for the all-ReLU checkpoint `ar` within `budget` and write
 /// the partial-ReLU checkpoint to `out`.
 pub fn linearize(
@@ -205,7 +242,7 @@ pub fn linearize(
     let method: Method = cfg
         .method
         .as_deref()
-        .context("linearize.method is not set (gradproj, taylor, snl, l1-fixed-epochs or senet)")?
+        .context("linearize.method is not set (gradproj, taylor, snl, l1-fixed-epochs, senet or deepreduce)")?
         .parse()?;
     let (mut model, spec, ar_masks) = load_with_masks(ar, device)?;
     if ar_masks.is_some() {
@@ -278,6 +315,16 @@ pub fn linearize(
             cfg.distill.clone(),
             cfg.senet.clone(),
         )?),
+        Method::DeepReduce => {
+            let order = deepreduce_order(ar, &model, cfg, &train, &test, out)?;
+            Box::new(DeepReduce::new(
+                &model,
+                teacher,
+                targets.total,
+                &order,
+                cfg.distill.clone(),
+            )?)
+        }
     };
     let ar_acc = evaluate(&model, &test, None).accuracy;
     tch::manual_seed(cfg.train.seed as i64);

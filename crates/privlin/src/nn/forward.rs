@@ -54,6 +54,8 @@ pub struct Forward<'a> {
     probes: bool,
     trace: Option<Trace>,
     next_site: usize,
+    /// Sites removed from the architecture (culled or thinned): the identity whatever the mask.
+    removed: Vec<bool>,
 }
 
 impl<'a> Forward<'a> {
@@ -66,7 +68,14 @@ impl<'a> Forward<'a> {
             probes: false,
             trace: None,
             next_site: 0,
+            removed: Vec::new(),
         }
+    }
+
+    /// Make the sites flagged in `removed` the identity, whatever the masks say.
+    pub fn with_removed(mut self, removed: &[bool]) -> Self {
+        self.removed = removed.to_vec();
+        self
     }
 
     /// Apply `masks` (aligned with the model's sites) during this pass.
@@ -127,7 +136,11 @@ impl<'a> Forward<'a> {
                 kind,
             });
         }
-        let mask = self.masks.map(|m| m.get(idx)).unwrap_or(&SiteMask::Keep);
+        let mask = if self.removed.get(idx).copied().unwrap_or(false) {
+            &SiteMask::Identity
+        } else {
+            self.masks.map(|m| m.get(idx)).unwrap_or(&SiteMask::Keep)
+        };
         let mut out = match mask {
             SiteMask::Keep => self.act.apply(x),
             SiteMask::Identity => x.shallow_clone(),

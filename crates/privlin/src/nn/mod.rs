@@ -4,6 +4,7 @@ pub mod forward;
 pub mod layers;
 pub mod mask;
 pub mod model;
+pub mod removal;
 pub mod resnet;
 pub mod resnet9;
 pub mod site;
@@ -15,7 +16,7 @@ pub use forward::{Forward, LayerInfo, LayerKind, Tap};
 pub use mask::{MaskSet, SiteMask};
 pub use model::Model;
 pub use site::{Activation, Granularity, SiteInfo, SiteKind};
-pub use spec::{Arch, Convention, ModelSpec};
+pub use spec::{Arch, Convention, ModelSpec, Thin};
 
 /// What passes between segments: the running activation and the saved input of the residual
 /// branch that is open, if any.

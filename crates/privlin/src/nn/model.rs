@@ -16,6 +16,8 @@ pub struct Model {
     pub vs: nn::VarStore,
     net: Box<dyn Net>,
     trace: Trace,
+    /// Per site: removed by DeepReDuce culling or thinning ([`super::removal`]).
+    removed: Vec<bool>,
 }
 
 impl std::fmt::Debug for Model {
@@ -35,7 +37,7 @@ impl Model {
         let root = vs.root();
         let net: Box<dyn Net> = match spec.arch {
             Arch::Resnet9 => Box::new(resnet9::ResNet9::new(&root, &spec)),
-            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 => {
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Hrn { .. } => {
                 Box::new(resnet::ResNet::new(&root, &spec))
             }
             Arch::Vgg11 | Arch::Vgg16 => Box::new(vgg::Vgg::new(&root, &spec)),
@@ -46,11 +48,13 @@ impl Model {
             vs,
             net,
             trace: Trace::default(),
+            removed: Vec::new(),
         };
         let probe = Tensor::zeros(model.input_shape(1), (Kind::Float, device));
         let mut f = Forward::new(model.spec.activation, false).with_trace();
         let _ = tch::no_grad(|| model.forward_with(&probe, &mut f));
         model.trace = f.take_trace().expect("trace requested");
+        model.removed = super::removal::removed_sites(&model.spec, &model.trace.sites)?;
         Ok(model)
     }
 
@@ -76,9 +80,15 @@ impl Model {
         self.layers().iter().map(|l| l.macs).sum()
     }
 
-    /// Whether site `idx` counts (and may be linearized) under the spec's convention.
+    /// Whether site `idx` counts (and may be linearized) under the spec's convention; a site
+    /// removed by culling or thinning never counts.
     pub fn counted(&self, idx: usize) -> bool {
-        self.spec.convention.counts(self.sites()[idx].kind)
+        !self.removed(idx) && self.spec.convention.counts(self.sites()[idx].kind)
+    }
+
+    /// Whether site `idx` was removed from the architecture (DeepReDuce culling or thinning).
+    pub fn removed(&self, idx: usize) -> bool {
+        self.removed.get(idx).copied().unwrap_or(false)
     }
 
     /// Total ReLU count under the spec's counting convention.
@@ -100,13 +110,13 @@ impl Model {
 
     /// Plain forward pass (every site keeps its nonlinearity).
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        self.forward_with(x, &mut Forward::new(self.spec.activation, train))
+        self.forward_with(x, &mut self.pass(train))
     }
 
     pub fn forward_masked(&self, x: &Tensor, train: bool, masks: &MaskSet) -> Tensor {
         self.forward_with(
             x,
-            &mut Forward::new(self.spec.activation, train).with_masks(masks),
+            &mut self.pass(train).with_masks(masks),
         )
     }
 
@@ -143,7 +153,7 @@ impl Model {
 
     /// A fresh [`Forward`] state for this model's activation.
     pub fn pass(&self, train: bool) -> Forward<'static> {
-        Forward::new(self.spec.activation, train)
+        Forward::new(self.spec.activation, train).with_removed(&self.removed)
     }
 
     /// Store every 4-D parameter (convolution weights) in channels-last layout.
@@ -223,8 +233,14 @@ impl Model {
             .collect();
         let ours = self.named_tensors();
         let desc = format!(
-            "{} (width {}, {} classes)",
-            self.spec.arch, self.spec.width, self.spec.classes
+            "{} (width {}, {} classes{})",
+            self.spec.arch,
+            self.spec.width,
+            self.spec.classes,
+            match &self.spec.blocks {
+                Some(b) => format!(", blocks {b:?}"),
+                None => String::new(),
+            }
         );
         for (name, t) in &ours {
             match file.get(name) {

@@ -1,4 +1,6 @@
-//! CIFAR-style ResNet-18/34/50 (He et al. 2016): 3x3 stem convolution, no max-pool, four stages.
+//! CIFAR-style ResNet-18/34/50 (He et al. 2016): 3x3 stem convolution, no max-pool, four stages;
+//! HybReNets (DeepReShape) are ResNet-18's layout with stage widths `m, A m, A B m, A B C m`.
+//! Blocks per stage and the stem stride (DeepReDuce's resolution reshaping) come from the spec.
 //!
 //! Module paths follow torchvision (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`,
 //! `fc`); activation sites are `act1` (stem) and `layerS.B.actK`, the last one of each block
@@ -133,19 +135,22 @@ pub struct ResNet {
 
 impl ResNet {
     pub fn new(p: &Path, spec: &ModelSpec) -> Self {
-        let (layers, bottleneck): ([i64; 4], bool) = match spec.arch {
-            Arch::Resnet18 => ([2, 2, 2, 2], false),
-            Arch::Resnet34 => ([3, 4, 6, 3], false),
-            Arch::Resnet50 => ([3, 4, 6, 3], true),
-            other => unreachable!("ResNet::new called for {other}"),
+        let (layers, mults) = match (spec.stage_blocks(), spec.arch.stage_multipliers()) {
+            (Some(l), Some(m)) => (l, m),
+            _ => unreachable!("ResNet::new called for {}", spec.arch),
         };
+        let bottleneck = spec.arch == Arch::Resnet50;
         let expansion = if bottleneck { 4 } else { 1 };
         let base = spec.ch(64);
-        let stem = ConvBn::new(p / "conv1", p / "bn1", 3, base, 3, 1);
+        let stem = ConvBn::new(p / "conv1", p / "bn1", 3, base, 3, spec.stem_stride);
         let mut blocks = Vec::new();
         let mut cin = base;
         for (stage, &n) in layers.iter().enumerate() {
-            let planes = spec.ch(64 << stage);
+            // ResNets: round(64 x 2^s x width), as before; HybReNets: exact multiples of m.
+            let planes = match spec.arch {
+                Arch::Hrn { .. } => base * mults[stage],
+                _ => spec.ch(64 * mults[stage]),
+            };
             for b in 0..n {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
                 let bp = p / format!("layer{}", stage + 1) / b;

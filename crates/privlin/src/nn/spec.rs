@@ -21,11 +21,80 @@ pub enum Arch {
         depth: i64,
         k: i64,
     },
+    /// HybReNet `hrn-AxBxCx` (DeepReShape): ResNet-18's layout (basic blocks, 3x3 stem, no
+    /// max-pool) with stage widths `m, A m, A B m, A B C m`, `m = 64 x width`; the slides' alpha,
+    /// beta and gamma are `A`, `B` and `C` (heterogeneous stage-wise channel scaling).
+    Hrn {
+        alpha: i64,
+        beta: i64,
+        gamma: i64,
+    },
 }
 
 impl Arch {
     pub const NAMES: &'static str =
-        "resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K (e.g. wrn-22-8)";
+        "resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K (e.g. wrn-22-8), hrn-AxBxCx (e.g. hrn-5x7x2x)";
+
+    /// The ResNet family built by `nn::resnet` (stages `layer1..4`, a 3x3 stem).
+    pub fn is_resnet(&self) -> bool {
+        matches!(
+            self,
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Hrn { .. }
+        )
+    }
+
+    /// Residual blocks per stage of a ResNet-family architecture.
+    pub fn default_blocks(&self) -> Option<[i64; 4]> {
+        match self {
+            Arch::Resnet18 | Arch::Hrn { .. } => Some([2, 2, 2, 2]),
+            Arch::Resnet34 | Arch::Resnet50 => Some([3, 4, 6, 3]),
+            _ => None,
+        }
+    }
+
+    /// Stage width multipliers relative to the stem width `m`: `1, 2, 4, 8` for ResNets,
+    /// `1, A, A B, A B C` for HybReNets.
+    pub fn stage_multipliers(&self) -> Option<[i64; 4]> {
+        match *self {
+            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 => Some([1, 2, 4, 8]),
+            Arch::Hrn { alpha, beta, gamma } => {
+                Some([1, alpha, alpha * beta, alpha * beta * gamma])
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses `hrn-AxBxCx` (the trailing `x` optional): three positive integer multipliers.
+fn parse_hrn(rest: &str, original: &str) -> Result<Arch> {
+    let body = rest.trim_start_matches('-');
+    let body = body.strip_suffix('x').unwrap_or(body);
+    let parts: Vec<&str> = body.split('x').collect();
+    if parts.len() != 3 {
+        bail!(
+            "malformed HybReNet name `{original}`: expected hrn-AxBxCx with three stage multipliers (e.g. hrn-5x7x2x)"
+        );
+    }
+    let mut m = [0i64; 3];
+    for (k, p) in parts.iter().enumerate() {
+        let v: i64 = p.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "malformed HybReNet name `{original}`: multiplier `{p}` is not an integer (expected hrn-AxBxCx, e.g. hrn-5x7x2x)"
+            )
+        })?;
+        if v < 1 {
+            bail!(
+                "HybReNet `{original}`: multiplier {} = {v} must be at least 1",
+                ["alpha", "beta", "gamma"][k]
+            );
+        }
+        m[k] = v;
+    }
+    Ok(Arch::Hrn {
+        alpha: m[0],
+        beta: m[1],
+        gamma: m[2],
+    })
 }
 
 impl fmt::Display for Arch {
@@ -38,6 +107,7 @@ impl fmt::Display for Arch {
             Arch::Vgg11 => f.write_str("vgg11"),
             Arch::Vgg16 => f.write_str("vgg16"),
             Arch::Wrn { depth, k } => write!(f, "wrn-{depth}-{k}"),
+            Arch::Hrn { alpha, beta, gamma } => write!(f, "hrn-{alpha}x{beta}x{gamma}x"),
         }
     }
 }
@@ -53,6 +123,7 @@ impl FromStr for Arch {
             "resnet50" | "resnet-50" => Arch::Resnet50,
             "vgg11" | "vgg-11" | "vgg11-bn" | "vgg11bn" => Arch::Vgg11,
             "vgg16" | "vgg-16" | "vgg16-bn" | "vgg16bn" => Arch::Vgg16,
+            _ if l.starts_with("hrn") => return parse_hrn(&l[3..], s.trim()),
             _ => {
                 let rest = l.strip_prefix("wrn").map(|r| r.trim_start_matches('-'));
                 let parsed = rest.and_then(|r| {
@@ -183,6 +254,36 @@ fn default_input() -> i64 {
 fn default_classes() -> i64 {
     10
 }
+fn one() -> i64 {
+    1
+}
+fn is_one(v: &i64) -> bool {
+    *v == 1
+}
+
+/// DeepReDuce's ReLU thinning: every other ReLU layer of a stage is removed. Sites are numbered
+/// within their stage from 0; `Second` removes the odd ones, which in basic blocks is the ReLU
+/// after the residual addition and keeps each block's first ReLU (DeepReDuce's published models);
+/// `First` removes the even ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Thin {
+    Second,
+    First,
+}
+
+impl FromStr for Thin {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "second" | "post-add" | "post_add" | "deepreduce" => Thin::Second,
+            "first" => Thin::First,
+            other => bail!(
+                "unknown thinning `{other}` (expected `second`: drop every second ReLU layer of a stage, the post-addition one in basic blocks, as DeepReDuce's models; or `first`)"
+            ),
+        })
+    }
+}
 
 /// Everything needed to rebuild a model; stored as JSON next to every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +300,21 @@ pub struct ModelSpec {
     pub classes: i64,
     #[serde(default)]
     pub convention: Convention,
+    /// Residual blocks per stage (ResNet family and HybReNets); `None`: the architecture's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<i64>>,
+    /// Stride of the stem convolution (ResNet family): 2 halves every feature map, DeepReDuce's
+    /// resolution reshaping.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub stem_stride: i64,
+    /// Stages whose ReLU layers are removed from the architecture (DeepReDuce's culling): names as
+    /// `privlin info` lists them (`stem`, `layer1`..`layer4`, `block1`.., or `s1`..); `stem`
+    /// alone gives the model without a stem ReLU (SNL's and DeepReDuce's setting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cull: Vec<String>,
+    /// DeepReDuce's thinning of the stages that remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thin: Option<Thin>,
 }
 
 impl ModelSpec {
@@ -210,7 +326,25 @@ impl ModelSpec {
             input_size: 32,
             classes: 10,
             convention: Convention::ALL,
+            blocks: None,
+            stem_stride: 1,
+            cull: Vec::new(),
+            thin: None,
         }
+    }
+
+    /// Residual blocks per stage (ResNet family): the spec's or the architecture's.
+    pub fn stage_blocks(&self) -> Option<[i64; 4]> {
+        let d = self.arch.default_blocks()?;
+        Some(match &self.blocks {
+            Some(b) if b.len() == 4 => [b[0], b[1], b[2], b[3]],
+            _ => d,
+        })
+    }
+
+    /// Whether the architecture is changed by DeepReDuce operations (culling, thinning, stem stride).
+    pub fn reshaped(&self) -> bool {
+        !self.cull.is_empty() || self.thin.is_some() || self.stem_stride != 1
     }
 
     /// Scale a channel count by the width multiplier (at least one channel).
@@ -225,6 +359,29 @@ impl ModelSpec {
         if self.classes < 1 {
             bail!("classes must be at least 1, got {}", self.classes);
         }
+        if let Some(b) = &self.blocks {
+            if self.arch.default_blocks().is_none() {
+                bail!(
+                    "blocks per stage can be set for resnet18/34/50 and hrn-* models, not for {}",
+                    self.arch
+                );
+            }
+            if b.len() != 4 || b.iter().any(|&n| n < 1) {
+                bail!("blocks = {b:?}: expected four stage block counts, each at least 1");
+            }
+        }
+        if self.stem_stride != 1 {
+            if !self.arch.is_resnet() {
+                bail!(
+                    "stem stride {} (resolution reshaping) is supported for resnet18/34/50 and hrn-* models, not for {}",
+                    self.stem_stride,
+                    self.arch
+                );
+            }
+            if !(1..=4).contains(&self.stem_stride) {
+                bail!("stem stride {} must be 1, 2, 3 or 4", self.stem_stride);
+            }
+        }
         let min = match self.arch {
             Arch::Vgg11 | Arch::Vgg16 | Arch::Resnet9 => 32,
             _ => 8,
@@ -234,6 +391,15 @@ impl ModelSpec {
                 "input size {} is not supported by {} (a multiple of 8, at least {min}; 32 and 64 are the usual)",
                 self.input_size,
                 self.arch
+            );
+        }
+        if self.input_size % (8 * self.stem_stride) != 0 {
+            bail!(
+                "resolution {}x{} with stem stride {} does not divide into the three stride-2 stages: the input size must be a multiple of {}",
+                self.input_size,
+                self.input_size,
+                self.stem_stride,
+                8 * self.stem_stride
             );
         }
         Ok(())

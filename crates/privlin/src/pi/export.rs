@@ -227,8 +227,13 @@ pub fn export(
                     .iter()
                     .position(|x| &x.name == name)
                     .with_context(|| format!("site `{name}` of the graph is not a model site"))?;
-                let keep = SiteMask::Keep;
-                let mask = masks.map(|m| m.get(idx)).unwrap_or(&keep);
+                let (keep, gone) = (SiteMask::Keep, SiteMask::Identity);
+                // A culled or thinned site is no ReLU at all, whatever the masks say.
+                let mask = if model.removed(idx) {
+                    &gone
+                } else {
+                    masks.map(|m| m.get(idx)).unwrap_or(&keep)
+                };
                 let a = active_indices(mask, sites[idx].shape);
                 counts.insert(name.clone(), a.len());
                 active.insert(name.clone(), a);

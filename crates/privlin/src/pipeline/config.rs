@@ -64,9 +64,14 @@ pub fn preset(name: &str) -> Result<(Option<&'static str>, &'static str)> {
         "relupruner" => (None, "taylor"),
         "snl" => (None, "snl"),
         "l1-fixed-epochs" => (None, "l1-fixed-epochs"),
+        // DeepReDuce: cull and thin whole stages to the budget, train with KD.
+        "deepreduce" => (None, "deepreduce"),
+        // DeepReShape: a HybReNet ([model] arch = "hrn-...", from `privlin design`) trained
+        // all-ReLU, then SNL's fine-grained linearization to the budget, as in the paper.
+        "hybrenet" => (None, "snl"),
         "custom" => (None, ""),
         other => bail!(
-            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, uniform or custom)"
+            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, uniform, deepreduce, hybrenet or custom)"
         ),
     })
 }
@@ -146,6 +151,12 @@ impl PipelineConfig {
             None => lin.to_string(),
         };
         let lin: Method = lin.parse()?;
+        if self.preset == "hybrenet" && !self.model.arch.trim().to_ascii_lowercase().starts_with("hrn") {
+            bail!(
+                "preset `hybrenet` linearizes a HybReNet: set [model] arch to an hrn-AxBxCx network (`privlin design` proposes one), not `{}`",
+                self.model.arch
+            );
+        }
         if !lin.is_global() && imp.is_none() {
             bail!(
                 "learner `{}` needs per-site budgets: set [importance] method",

@@ -72,11 +72,22 @@ impl Layout {
     }
 
     /// A sweep point: the shared all-ReLU model and importance results, the rest per point.
-    pub fn sweep_point(out: &Path, tag: &str, label: &str, importance_method: &str) -> Self {
+    /// `model`: the base network's directory when a sweep covers several (`OUT/models/NAME`).
+    pub fn sweep_point(
+        out: &Path,
+        model: Option<&str>,
+        tag: &str,
+        label: &str,
+        importance_method: &str,
+    ) -> Self {
         let point = out.join("sweep").join(tag).join(label);
+        let base = match model {
+            Some(m) => out.join("models").join(m),
+            None => out.to_path_buf(),
+        };
         Layout {
-            ar: out.join("ar"),
-            importance: out
+            ar: base.join("ar"),
+            importance: base
                 .join("importance")
                 .join(format!("{importance_method}.json")),
             budget: point.join("budget.json"),
@@ -86,6 +97,33 @@ impl Layout {
             report: point.join("report.md"),
         }
     }
+}
+
+/// A base network of a multi-model sweep: `ARCH` or `ARCH@WIDTH` over the config's `[model]`;
+/// returns its directory-safe name and the config with it.
+fn model_variant(base: &PipelineConfig, m: &str) -> Result<(String, PipelineConfig)> {
+    let (arch, width) = match m.split_once('@') {
+        Some((a, w)) => (
+            a.trim(),
+            Some(w.trim().parse::<f64>().with_context(|| {
+                format!("--models `{m}`: width `{w}` is not a number (ARCH@WIDTH, e.g. resnet18@0.25)")
+            })?),
+        ),
+        None => (m.trim(), None),
+    };
+    let parsed: crate::nn::Arch = arch
+        .parse()
+        .with_context(|| format!("--models `{m}`"))?;
+    let mut cfg = base.clone();
+    cfg.model.arch = parsed.to_string();
+    if let Some(w) = width {
+        if !(w > 0.0 && w.is_finite()) {
+            bail!("--models `{m}`: width {w} must be positive");
+        }
+        cfg.model.width = w;
+    }
+    let name = format!("{}-w{}", parsed, cfg.model.width);
+    Ok((budget_label(&name), cfg))
 }
 
 /// A directory-safe label for a budget (`3%` -> `3pct`).
@@ -143,13 +181,14 @@ impl Plan {
         cfg: &PipelineConfig,
         layout: &Layout,
         prefix: &str,
+        train_id: &str,
         importance_id: &str,
         title: &str,
     ) -> Result<String> {
         let (imp_method, learner) = cfg.methods()?;
         let id = |s: &str| format!("{prefix}{s}");
         let train = self.add(
-            "train".into(),
+            train_id.to_string(),
             vec![],
             StageSpec::Train(Train {
                 run: RunConfig {
@@ -204,7 +243,8 @@ impl Plan {
             }),
         )?;
         // The snl preset fine-tunes by its authors' recipe unless [finetune] says otherwise.
-        let ft_cfg = if learner == LearnerMethod::Snl && cfg.finetune == FinetuneConfig::default() {
+        let ft_cfg = if learner == LearnerMethod::Snl && cfg.finetune == FinetuneConfig::default()
+        {
             FinetuneConfig::snl()
         } else {
             cfg.finetune.clone()
@@ -256,18 +296,28 @@ impl Plan {
             "privlin run: preset `{}`, budget {}",
             cfg.preset, cfg.budget
         );
-        plan.add_point(cfg, &Layout::single(&cfg.out), "", "importance", &title)?;
+        plan.add_point(
+            cfg,
+            &Layout::single(&cfg.out),
+            "",
+            "train",
+            "importance",
+            &title,
+        )?;
         Ok(plan)
     }
 
     /// `privlin sweep`: every (preset, budget) point sharing the all-ReLU model and each
     /// importance result, then the collection of all finished points. `tag` names a variant's
-    /// line (one preset only).
+    /// line (one preset only). `models` (`ARCH` or `ARCH@WIDTH`, e.g. `hrn-5x7x2x@0.0625`)
+    /// repeats the sweep on each base network, each with its own all-ReLU training and
+    /// importance results; a line is then `MODEL_PRESET`.
     pub fn sweep(
         base: &PipelineConfig,
         budgets: &[String],
         presets: &[String],
         tag: Option<&str>,
+        models: &[String],
     ) -> Result<Self> {
         let presets = if presets.is_empty() {
             vec![base.preset.clone()]
@@ -281,14 +331,35 @@ impl Plan {
             bail!("a sweep needs at least one budget");
         }
         let mut plan = Plan::empty(base);
-        let total = presets.len() * budgets.len();
+        let variants: Vec<Option<(String, PipelineConfig)>> = if models.is_empty() {
+            vec![None]
+        } else {
+            models
+                .iter()
+                .map(|m| model_variant(base, m).map(Some))
+                .collect::<Result<_>>()?
+        };
+        let total = variants.len() * presets.len() * budgets.len();
         let mut k = 0;
+        for variant in &variants {
+        let (model_dir, vbase) = match variant {
+            Some((name, cfg)) => (Some(name.as_str()), cfg),
+            None => (None, base),
+        };
+        let train_id = match model_dir {
+            Some(m) => format!("train/{m}"),
+            None => "train".into(),
+        };
         for p in &presets {
             preset(p)?;
             let tag = tag.map(str::to_string).unwrap_or_else(|| p.clone());
+            let tag = match model_dir {
+                Some(m) => format!("{m}_{tag}"),
+                None => tag,
+            };
             for b in budgets {
                 k += 1;
-                let mut cfg = base.clone();
+                let mut cfg = vbase.clone();
                 cfg.preset = p.clone();
                 cfg.budget = b.clone();
                 if p != &base.preset {
@@ -301,17 +372,23 @@ impl Plan {
                     .with_context(|| format!("sweep point `{tag}` at {b}"))?;
                 let imp_method = imp_method.unwrap_or_else(|| "none".into());
                 let label = budget_label(b);
-                let layout = Layout::sweep_point(&base.out, &tag, &label, &imp_method);
+                let layout = Layout::sweep_point(&base.out, model_dir, &tag, &label, &imp_method);
                 let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
+                let imp_id = match model_dir {
+                    Some(m) => format!("importance/{m}/{imp_method}"),
+                    None => format!("importance/{imp_method}"),
+                };
                 plan.add_point(
                     &cfg,
                     &layout,
                     &format!("{tag}/{label}/"),
-                    &format!("importance/{imp_method}"),
+                    &train_id,
+                    &imp_id,
                     &title,
                 )
                 .with_context(|| format!("sweep point `{tag}` at {b}"))?;
             }
+        }
         }
         let reports: Vec<String> = plan
             .nodes

@@ -16,6 +16,22 @@ pub struct ModelConfig {
     pub width: f64,
     pub activation: Activation,
     pub convention: String,
+    /// Residual blocks per stage (ResNet family, HybReNets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Vec<i64>>,
+    /// Stem stride (resolution reshaping).
+    #[serde(skip_serializing_if = "is_one")]
+    pub stem_stride: i64,
+    /// Stages whose ReLUs are culled (`stem` for no stem ReLU).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cull: Vec<String>,
+    /// Thinning: `second` (DeepReDuce) or `first`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thin: Option<String>,
+}
+
+fn is_one(v: &i64) -> bool {
+    *v == 1
 }
 
 impl Default for ModelConfig {
@@ -25,6 +41,10 @@ impl Default for ModelConfig {
             width: 0.25,
             activation: Activation::Relu,
             convention: "all".into(),
+            blocks: None,
+            stem_stride: 1,
+            cull: Vec::new(),
+            thin: None,
         }
     }
 }
@@ -33,6 +53,10 @@ impl ModelConfig {
     pub fn spec(&self, input_size: i64, classes: i64) -> Result<ModelSpec> {
         let arch: Arch = self.arch.parse().context("model.arch")?;
         let convention: Convention = self.convention.parse().context("model.convention")?;
+        let thin = match &self.thin {
+            Some(t) => Some(t.parse().context("model.thin")?),
+            None => None,
+        };
         let spec = ModelSpec {
             arch,
             width: self.width,
@@ -40,6 +64,10 @@ impl ModelConfig {
             input_size,
             classes,
             convention,
+            blocks: self.blocks.clone(),
+            stem_stride: self.stem_stride,
+            cull: self.cull.clone(),
+            thin,
         };
         spec.validate()?;
         Ok(spec)

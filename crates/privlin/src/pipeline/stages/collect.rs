@@ -52,6 +52,15 @@ struct Point {
     lin: StageReport,
     ft: StageReport,
     pi: Option<PiReport>,
+    /// MACs per image of the point's network.
+    macs: Option<i64>,
+}
+
+/// MACs per image of the checkpoint in `dir` (traced from its spec; `None` if it cannot be read).
+fn macs_of(dir: &Path) -> Option<i64> {
+    let spec = crate::train::CheckpointSpec::load(dir).ok()?;
+    let model = crate::nn::Model::new(spec.model, tch::Device::Cpu).ok()?;
+    Some(model.macs_total())
 }
 
 fn points(out: &Path) -> Result<Vec<Point>> {
@@ -79,11 +88,18 @@ fn points(out: &Path) -> Result<Vec<Point>> {
                     lin: crate::io::read_json(&l)?,
                     ft: crate::io::read_json(&f)?,
                     pi: crate::io::read_json(&b.join("pi").join(PI_REPORT)).ok(),
+                    macs: macs_of(&b.join("final")),
                 });
             }
         }
     }
     Ok(pts)
+}
+
+/// Predicted offline + online seconds of one inference on the slowest network profile.
+fn slowest_total(p: &Point) -> Option<f64> {
+    let w = p.pi.as_ref()?.partial.slowest()?;
+    Some(w.online_s + w.offline_s)
 }
 
 /// One Pareto line per method tag: (x, accuracy after fine-tuning in %) for the points where `x`
@@ -115,7 +131,7 @@ pub fn collect(out: &Path) -> Result<String> {
         bail!("{}: no finished sweep points", out.display());
     }
     let mut csv = String::from(
-        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float,budget_reached,linearize_epochs\n",
+        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float,budget_reached,linearize_epochs,macs,pi_total_s_wan_predicted\n",
     );
     for p in &pts {
         let pi = match &p.pi {
@@ -130,6 +146,8 @@ pub fn collect(out: &Path) -> Result<String> {
             ),
             None => ",,,,".into(),
         };
+        let e2e = slowest_total(p).map(|t| format!("{t:.4}")).unwrap_or_default();
+        let macs = p.macs.map(|m| m.to_string()).unwrap_or_default();
         let reached = match p.lin.budget_reached {
             Some(true) => "yes",
             Some(false) => "no",
@@ -137,7 +155,7 @@ pub fn collect(out: &Path) -> Result<String> {
         };
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi},{reached},{}",
+            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi},{reached},{},{macs},{e2e}",
             p.tag,
             p.lin.method,
             p.label,
@@ -177,6 +195,31 @@ pub fn collect(out: &Path) -> Result<String> {
             &path,
             "Accuracy after fine-tuning vs predicted private-inference latency",
             &format!("online milliseconds per image, {network} (log)"),
+            "test accuracy (%)",
+            &lines,
+        )?;
+        written.push(path);
+    }
+    // FLOPs are not free (DeepReShape): online plus the weight layers' offline work per request.
+    let lines = lines_by_tag(&pts, slowest_total);
+    if !lines.is_empty() {
+        let path = out.join("pareto-e2e.svg");
+        pareto(
+            &path,
+            "Accuracy vs predicted private-inference latency, offline (HE) + online",
+            &format!("seconds per image, offline + online, {network} (log)"),
+            "test accuracy (%)",
+            &lines,
+        )?;
+        written.push(path);
+    }
+    if pts.iter().any(|p| p.macs.is_some()) {
+        let lines = lines_by_tag(&pts, |p| p.macs.map(|m| m as f64 / 1e6));
+        let path = out.join("pareto-macs.svg");
+        pareto(
+            &path,
+            "Accuracy after fine-tuning vs MACs",
+            "MMACs per image (log)",
             "test accuracy (%)",
             &lines,
         )?;
@@ -233,6 +276,29 @@ pub fn collect(out: &Path) -> Result<String> {
             100.0 * p.ft.test_acc_ar,
             100.0 * p.lin.test_acc,
             100.0 * p.ft.test_acc
+        );
+    }
+    let mut by_budget: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
+    for p in &pts {
+        by_budget.entry(&p.label).or_default().push(p);
+    }
+    for (label, ps) in &by_budget {
+        if ps.len() < 2 {
+            continue;
+        }
+        let best = ps
+            .iter()
+            .max_by(|a, b| a.ft.test_acc.total_cmp(&b.ft.test_acc))
+            .expect("non-empty");
+        let _ = writeln!(
+            text,
+            "best at {label}: {} ({:.2} %, {} ReLUs{}; one seed per point: differences under a few points are within noise)",
+            best.tag,
+            100.0 * best.ft.test_acc,
+            best.ft.relus,
+            best.macs
+                .map(|m| format!(", {:.1} MMACs", m as f64 / 1e6))
+                .unwrap_or_default()
         );
     }
     for w in written {

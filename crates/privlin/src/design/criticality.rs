@@ -1,0 +1,268 @@
+//! ReLU criticality of a network's stages: which stages' ReLUs matter most for accuracy.
+//!
+//! Two measurements, and the output says which one it is:
+//! - **DeepReDuce** (Jha et al., ICML 2021, Sec. 3.1): the network with only one stage's ReLUs
+//!   (every other counted ReLU the identity), trained with distillation from the all-ReLU model
+//!   for `epochs` (0: evaluated as it is, which is cheap but reads mostly how well the weights
+//!   survive the cut); a stage is the more critical the higher that accuracy. Accuracy per
+//!   thousand ReLUs is reported beside it.
+//! - **Shapley**: a stage-level game (`privlin importance --players stages`), one Shapley value
+//!   per stage, read from its `importance.json`.
+
+use crate::data::Loader;
+use crate::importance::Importance;
+use crate::linearize::finetune::Finetune;
+use crate::linearize::{FinetuneConfig, Teacher};
+use crate::nn::removal::{stage_of, stages};
+use crate::nn::{MaskSet, Model};
+use crate::train::{evaluate, fit, load_model, FitOptions};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CriticalitySource {
+    /// One stage's ReLUs kept, trained this many epochs with distillation.
+    DeepReduce { epochs: usize },
+    /// Shapley values of a stage-level game.
+    Shapley,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageCriticality {
+    pub stage: String,
+    /// Counted ReLUs of the stage.
+    pub relus: i64,
+    /// Test accuracy (%) with only this stage's ReLUs (DeepReDuce), or the Shapley value.
+    pub value: f64,
+    /// `value` per thousand ReLUs.
+    pub per_krelu: f64,
+}
+
+/// `criticality.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Criticality {
+    /// `deepreduce` or `shapley:<estimator>`.
+    pub method: String,
+    /// What `value` is.
+    pub unit: String,
+    pub stages: Vec<StageCriticality>,
+    /// Stage names, most critical first.
+    pub order: Vec<String>,
+    /// The slides' notation of the order over the body stages (`S3>S2>S4>S1`).
+    pub order_s: String,
+    /// Accuracy (%) with every counted ReLU removed, for reference (DeepReDuce).
+    pub linear_accuracy: Option<f64>,
+    pub checkpoint: Option<String>,
+    pub seconds: f64,
+}
+
+impl Criticality {
+    fn finish(
+        method: String,
+        unit: &str,
+        mut stages_: Vec<StageCriticality>,
+        body: &[String],
+    ) -> Self {
+        for s in &mut stages_ {
+            s.per_krelu = s.value / (s.relus.max(1) as f64 / 1000.0);
+        }
+        let mut idx: Vec<usize> = (0..stages_.len()).collect();
+        idx.sort_by(|&a, &b| stages_[b].value.total_cmp(&stages_[a].value).then(a.cmp(&b)));
+        let order: Vec<String> = idx.iter().map(|&i| stages_[i].stage.clone()).collect();
+        let order_s = order
+            .iter()
+            .filter_map(|s| body.iter().position(|b| b == s))
+            .map(|i| format!("S{}", i + 1))
+            .collect::<Vec<_>>()
+            .join(">");
+        Criticality {
+            method,
+            unit: unit.to_string(),
+            stages: stages_,
+            order,
+            order_s,
+            linear_accuracy: None,
+            checkpoint: None,
+            seconds: 0.0,
+        }
+    }
+
+    /// Stage indices (0-based over the body stages) most critical first, for equalization.
+    pub fn body_order(&self, model: &Model) -> Vec<usize> {
+        let body = stages(model.sites());
+        self.order
+            .iter()
+            .filter_map(|s| body.iter().position(|b| b == s))
+            .collect()
+    }
+
+    /// From a stage-level Shapley game (`--players stages`): the stem player (`act1`) is the stem.
+    pub fn from_importance(imp: &Importance, model: &Model) -> Result<Self> {
+        let body = stages(model.sites());
+        let mut rows = Vec::new();
+        for (name, &v) in imp.players.iter().zip(&imp.values) {
+            let stage = if body.contains(name) {
+                name.clone()
+            } else if let Some(i) = model.sites().iter().position(|s| &s.name == name) {
+                stage_of(&model.sites()[i])
+            } else {
+                bail!(
+                    "importance player `{name}` is not a stage of {}: compute it with --players stages",
+                    model.spec.arch
+                );
+            };
+            rows.push(StageCriticality {
+                relus: stage_relus(model, &stage),
+                stage,
+                value: v,
+                per_krelu: 0.0,
+            });
+        }
+        let mut c = Self::finish(
+            format!("shapley:{}", imp.method),
+            "Shapley value of the stage (accuracy points of U)",
+            rows,
+            &body,
+        );
+        c.checkpoint = imp.checkpoint.clone();
+        c.seconds = imp.seconds;
+        Ok(c)
+    }
+}
+
+fn stage_relus(model: &Model, stage: &str) -> i64 {
+    model
+        .sites()
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| model.counted(*i) && stage_of(s) == stage)
+        .map(|(_, s)| s.count())
+        .sum()
+}
+
+/// Masks keeping only `stage`'s counted ReLUs (uncounted sites keep theirs).
+pub fn only_stage(model: &Model, stage: &str) -> MaskSet {
+    MaskSet::coalition(
+        &model
+            .sites()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| !model.counted(i) || stage_of(s) == stage)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// DeepReDuce's criticality of every stage with counted ReLUs of the all-ReLU checkpoint `ar`:
+/// only that stage's ReLUs kept, `epochs` of distillation from the all-ReLU model (0: none),
+/// test accuracy.
+pub fn deepreduce(
+    ar: &Path,
+    train: &Loader,
+    test: &Loader,
+    finetune: &FinetuneConfig,
+    epochs: usize,
+    scratch: &Path,
+) -> Result<Criticality> {
+    let t0 = std::time::Instant::now();
+    let device = test.device;
+    let (base, _) = load_model(ar, device)?;
+    let body = stages(base.sites());
+    let mut names: Vec<String> = Vec::new();
+    for s in base.sites() {
+        let st = stage_of(s);
+        if !names.contains(&st) {
+            names.push(st);
+        }
+    }
+    names.retain(|st| stage_relus(&base, st) > 0);
+    let linear = evaluate(&base, test, Some(&base.all_linearized())).accuracy;
+    let pb = indicatif::ProgressBar::new(names.len() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "criticality[deepreduce] [{bar:30}] {pos}/{len} stages {elapsed_precise}",
+        )
+        .expect("valid template"),
+    );
+    let mut rows = Vec::new();
+    for st in &names {
+        let masks = only_stage(&base, st);
+        let acc = if epochs == 0 {
+            evaluate(&base, test, Some(&masks)).accuracy
+        } else {
+            let (mut model, _) = load_model(ar, device)?;
+            let teacher = Teacher::new(load_model(ar, device)?.0);
+            let mut cfg = finetune.clone();
+            cfg.train.epochs = epochs;
+            let mut obj = Finetune::new(teacher, masks.clone(), cfg.clone());
+            let dir = scratch.join(st);
+            fit(
+                &mut model,
+                train,
+                &mut obj,
+                FitOptions {
+                    cfg: &cfg.train,
+                    out: &dir,
+                    resume: false,
+                    eval: None,
+                    eval_masks: None,
+                    label: &format!("criticality[{st}]"),
+                    verbose: false,
+                },
+            )?;
+            let _ = std::fs::remove_dir_all(&dir);
+            evaluate(&model, test, Some(&masks)).accuracy
+        };
+        rows.push(StageCriticality {
+            stage: st.clone(),
+            relus: stage_relus(&base, st),
+            value: 100.0 * acc,
+            per_krelu: 0.0,
+        });
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut c = Criticality::finish(
+        "deepreduce".into(),
+        &format!(
+            "test accuracy (%) with only the stage's ReLUs, after {epochs} epochs of distillation"
+        ),
+        rows,
+        &body,
+    );
+    c.linear_accuracy = Some(100.0 * linear);
+    c.checkpoint = Some(ar.display().to_string());
+    c.seconds = t0.elapsed().as_secs_f64();
+    Ok(c)
+}
+
+impl Criticality {
+    /// A table for the terminal.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "stage criticality by {} ({})", self.method, self.unit);
+        let _ = writeln!(
+            s,
+            "{:<10} {:>10} {:>12} {:>14}",
+            "stage", "ReLUs", "value", "per kReLU"
+        );
+        for r in &self.stages {
+            let _ = writeln!(
+                s,
+                "{:<10} {:>10} {:>12.3} {:>14.4}",
+                r.stage, r.relus, r.value, r.per_krelu
+            );
+        }
+        if let Some(l) = self.linear_accuracy {
+            let _ = writeln!(s, "every counted ReLU removed: {l:.2} %");
+        }
+        let _ = writeln!(
+            s,
+            "order (most critical first): {}   [{}]",
+            self.order.join(" > "),
+            self.order_s
+        );
+        s
+    }
+}

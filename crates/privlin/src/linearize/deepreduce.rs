@@ -1,0 +1,100 @@
+//! DeepReDuce as a learner (Jha et al., ICML 2021): whole ReLU layers removed by culling the
+//! least critical stages and thinning the rest ([`crate::design::cull::plan`]), then the
+//! network trained with knowledge distillation from the all-ReLU model (their Sec. 3.4: KD with
+//! the all-ReLU network as teacher). The masks are fixed layer masks from the first step; the
+//! epochs train the weights only. The budget is held "at most": whole layers cannot hit an
+//! arbitrary count, and a budget below the smallest configuration is reported as not reached.
+
+use super::config::DistillConfig;
+use super::teacher::{distill_loss, Teacher};
+use super::{BudgetOutcome, MaskLearner};
+use crate::data::Batch;
+use crate::design::cull::{plan, CullPlan};
+use crate::nn::{MaskSet, Model};
+use crate::train::Objective;
+use anyhow::Result;
+use tch::Tensor;
+
+pub struct DeepReduce {
+    teacher: Teacher,
+    distill: DistillConfig,
+    plan: CullPlan,
+    masks: MaskSet,
+}
+
+impl DeepReduce {
+    /// `order`: the model's stages, most critical first.
+    pub fn new(
+        model: &Model,
+        teacher: Teacher,
+        budget: i64,
+        order: &[String],
+        distill: DistillConfig,
+    ) -> Result<Self> {
+        let plan = plan(model, order, budget)?;
+        let masks = MaskSet::coalition(&plan.keep);
+        Ok(DeepReduce {
+            teacher,
+            distill,
+            plan,
+            masks,
+        })
+    }
+
+    pub fn plan(&self) -> &CullPlan {
+        &self.plan
+    }
+}
+
+impl Objective for DeepReduce {
+    fn loss(&mut self, model: &Model, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let t = self.teacher.logits(&batch.images);
+        let s = model.forward_masked(&batch.images, true, &self.masks);
+        Ok((distill_loss(&s, &t, &batch.labels, &self.distill), s))
+    }
+
+    fn eval_masks(&self) -> Option<MaskSet> {
+        Some(self.masks.clone())
+    }
+}
+
+impl MaskLearner for DeepReduce {
+    fn outcome(&self) -> BudgetOutcome {
+        if self.plan.reached {
+            BudgetOutcome::AtMost
+        } else {
+            BudgetOutcome::NotReached
+        }
+    }
+
+    fn current_masks(&self) -> MaskSet {
+        self.masks.clone()
+    }
+
+    fn finish(&mut self, _model: &Model) -> Result<(MaskSet, Vec<String>)> {
+        let p = &self.plan;
+        let mut notes = vec![format!(
+            "DeepReDuce: kept {} (most critical first), culled {}{}; {} ReLUs",
+            p.kept.join(", "),
+            if p.culled.is_empty() {
+                "nothing".to_string()
+            } else {
+                p.culled.join(", ")
+            },
+            if p.thin.is_some() {
+                ", thinned (every second ReLU layer of a stage)"
+            } else {
+                ""
+            },
+            p.relus
+        )];
+        if !p.reached {
+            notes.push(
+                "budget not reached: the smallest cull/thin configuration is over it; narrow the \
+                 model (--width) or its resolution (stem_stride) as DeepReDuce does"
+                    .into(),
+            );
+        }
+        Ok((self.masks.clone(), notes))
+    }
+}
