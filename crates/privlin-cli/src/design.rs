@@ -108,10 +108,9 @@ fn criticality(a: CriticalityArgs) -> Result<()> {
             deepreduce(&a.ckpt, &train, &test, &ft, a.epochs, &scratch)?
         }
         "shapley" => {
-            let path = a
-                .importance
-                .as_ref()
-                .context("--method shapley reads --importance importance.json (players = stages)")?;
+            let path = a.importance.as_ref().context(
+                "--method shapley reads --importance importance.json (players = stages)",
+            )?;
             let imp: privlin::importance::Importance = privlin::io::read_json(path)?;
             let (model, _) = privlin::train::load_model(&a.ckpt, tch::Device::Cpu)?;
             Criticality::from_importance(&imp, &model)

@@ -18,9 +18,22 @@ pub struct TrainArgs {
     /// Continue a killed run from its last checkpoint in --out.
     #[arg(long)]
     resume: bool,
-    /// Architecture: resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K.
+    /// Architecture: resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K, hrn-AxBxCx.
     #[arg(long)]
     arch: Option<String>,
+    /// Cull (remove every ReLU of) these stages, e.g. stem,s1 (DeepReDuce).
+    #[arg(long, value_delimiter = ',')]
+    cull: Option<Vec<String>>,
+    /// Thin the remaining stages: `second` (DeepReDuce's choice) or `first`.
+    #[arg(long)]
+    thin: Option<String>,
+    /// Stem stride (resolution reshaping).
+    #[arg(long)]
+    stem_stride: Option<i64>,
+    /// Distill from this checkpoint (CE + T^2 KL, T = 4), e.g. the all-ReLU model when training
+    /// a culled, thinned or reshaped network as DeepReDuce does.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
     /// Width multiplier (0.25: ResNet-18 with base width 16).
     #[arg(long)]
     width: Option<f64>,
@@ -95,6 +108,14 @@ fn build_config(a: &TrainArgs) -> Result<RunConfig> {
     }
     set!(a.out, c.out);
     set!(a.arch, c.model.arch);
+    set!(a.cull, c.model.cull);
+    set!(a.stem_stride, c.model.stem_stride);
+    if a.thin.is_some() {
+        c.model.thin = a.thin.clone();
+    }
+    if a.teacher.is_some() {
+        c.teacher = a.teacher.clone();
+    }
     set!(a.width, c.model.width);
     set!(a.convention, c.model.convention);
     if let Some(act) = &a.activation {

@@ -9,7 +9,10 @@ use common::{pipeline_config, privlin, s};
 fn info_prices_culled_and_thinned_models_and_refuses_bad_values() {
     let (ok, out, err) = privlin(&["info", "--cull", "stem,s1", "--thin"]);
     assert!(ok, "{err}");
-    assert!(out.contains("DeepReDuce operations: culled stem, s1; thinned"), "{out}");
+    assert!(
+        out.contains("DeepReDuce operations: culled stem, s1; thinned"),
+        "{out}"
+    );
     assert!(out.contains("ReLUs: 114688 counted"), "{out}");
     let (ok, out, _) = privlin(&["info", "--arch", "hrn-5x7x2x", "--width", "0.25", "--json"]);
     assert!(ok);
@@ -18,9 +21,15 @@ fn info_prices_culled_and_thinned_models_and_refuses_bad_values() {
     for (args, needle) in [
         (vec!["info", "--arch", "hrn-5x0x2x"], "beta = 0"),
         (vec!["info", "--arch", "hrn-5x7"], "hrn-5x7"),
-        (vec!["info", "--cull", "stem,s1,s2,s3,s4"], "every counted ReLU"),
+        (
+            vec!["info", "--cull", "stem,s1,s2,s3,s4"],
+            "every counted ReLU",
+        ),
         (vec!["info", "--cull", "layer9"], "`layer9`"),
-        (vec!["info", "--stem-stride", "2", "--input-size", "40"], "40x40"),
+        (
+            vec!["info", "--stem-stride", "2", "--input-size", "40"],
+            "40x40",
+        ),
         (vec!["info", "--thin", "middle"], "`middle`"),
     ] {
         let (ok, _, err) = privlin(&args);
@@ -44,7 +53,10 @@ fn equalized_hybrenet_trains_from_the_written_config() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("* hrn-5x7x2x"), "{out}");
-    assert!(out.contains("hrn-7x5x2x") && out.contains("hrn-6x6x2x"), "{out}");
+    assert!(
+        out.contains("hrn-7x5x2x") && out.contains("hrn-6x6x2x"),
+        "{out}"
+    );
     let ckpt = dir.path().join("ar");
     let (ok, out, err) = privlin(&[
         "train",
@@ -72,6 +84,42 @@ fn equalized_hybrenet_trains_from_the_written_config() {
     assert_eq!(v["arch"], "hrn-5x7x2x");
     // m = 2: stem 2,048; stages 8,192 / 10,240 / 17,920 / 8,960.
     assert_eq!(v["relu_total"], 2048 + 8192 + 10240 + 17920 + 8960);
+    // A culled, thinned ResNet-18 without a stem ReLU trained with KD from that checkpoint.
+    let student = dir.path().join("student");
+    let (ok, out, err) = privlin(&[
+        "train",
+        "--arch",
+        "resnet18",
+        "--width",
+        "0.0625",
+        "--cull",
+        "stem,s1",
+        "--thin",
+        "second",
+        "--teacher",
+        s(&ckpt),
+        "--data",
+        "synthetic",
+        "--train-per-class",
+        "10",
+        "--test-per-class",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        s(&student),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("distilling from"), "{err}");
+    let (ok, out, _) = privlin(&["info", "--ckpt", s(&student), "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // m = 4: stages 2 to 4 hold 8,192 + 4,096 + 2,048 ReLUs; thinning keeps half.
+    assert_eq!(v["relu_total"], (8192 + 4096 + 2048) / 2);
     // An unknown order is refused before anything is written.
     let bad = dir.path().join("bad.toml");
     let (ok, _, err) = privlin(&["design", "equalize", "--order", "S3>S2", "--out", s(&bad)]);
@@ -108,21 +156,26 @@ images = 4
     let (ok, out, err) = privlin(&["run", s(&cfg)]);
     assert!(ok, "{out}{err}");
     assert!(err.contains("stage criticality by deepreduce"), "{err}");
-    let lin: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("pr/linearize.json")).unwrap(),
-    )
-    .unwrap();
+    let lin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("pr/linearize.json")).unwrap())
+            .unwrap();
     assert_eq!(lin["method"], "deepreduce");
     assert_eq!(lin["budget_reached"], true);
     let relus = lin["relus"].as_i64().unwrap();
-    assert!(relus > 0 && relus <= lin["budget"].as_i64().unwrap(), "{lin}");
+    assert!(
+        relus > 0 && relus <= lin["budget"].as_i64().unwrap(),
+        "{lin}"
+    );
     // Whole sites: every counted site kept or removed entirely; the stem is not counted.
     for site in lin["sites"].as_array().unwrap() {
         let kept = site["kept"].as_i64().unwrap();
         if site["name"] == "act1" {
             assert_eq!(site["counted"], false);
         } else if site["counted"] == true {
-            assert!(kept == 0 || kept == site["capacity"].as_i64().unwrap(), "{site}");
+            assert!(
+                kept == 0 || kept == site["capacity"].as_i64().unwrap(),
+                "{site}"
+            );
         }
     }
     assert!(run.join("pr/criticality.json").exists());
@@ -166,7 +219,11 @@ images = 0
     assert!(run.join("models/resnet18_w0.0625/ar/spec.json").exists());
     assert!(run.join("models/hrn_3x2x2x_w0.0625/ar/spec.json").exists());
     let csv = std::fs::read_to_string(run.join("sweep.csv")).unwrap();
-    assert!(csv.contains("resnet18_w0.0625_relupruner") && csv.contains("hrn_3x2x2x_w0.0625_relupruner"), "{csv}");
+    assert!(
+        csv.contains("resnet18_w0.0625_relupruner")
+            && csv.contains("hrn_3x2x2x_w0.0625_relupruner"),
+        "{csv}"
+    );
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = header.iter().position(|h| *h == "macs").unwrap();
     let macs: Vec<i64> = csv

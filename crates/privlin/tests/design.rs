@@ -36,7 +36,12 @@ fn hybrenet_counts_match_hand_computed_values() {
     assert_eq!(m.relu_count(), 4096 + 16384 + 20480 + 35840 + 17920);
     // Stage 4 MACs: first block 9*140*280*16 + 9*280^2*16, its 1x1 shortcut 140*280*16, the
     // second block 18*280^2*16.
-    let s4 = info.stages.iter().find(|r| r.stage == "layer4").unwrap().macs;
+    let s4 = info
+        .stages
+        .iter()
+        .find(|r| r.stage == "layer4")
+        .unwrap()
+        .macs;
     assert_eq!(s4, 5_644_800 + 11_289_600 + 627_200 + 22_579_200);
     // SNL's convention drops the stem.
     let mut snl = spec("hrn-5x7x2x", 0.0625);
@@ -72,7 +77,12 @@ fn formula_costs_equal_the_traced_model() {
                 .iter()
                 .find(|r| r.stage == format!("layer{}", k + 1))
                 .unwrap();
-            assert_eq!((row.relus, row.macs), (c.relus, c.macs), "{} stage {k}", s.arch);
+            assert_eq!(
+                (row.relus, row.macs),
+                (c.relus, c.macs),
+                "{} stage {k}",
+                s.arch
+            );
         }
         assert_eq!(
             stem.macs + st.iter().map(|c| c.macs).sum::<i64>() + head,
@@ -145,9 +155,8 @@ fn removed_sites_are_the_identity_whatever_the_masks() {
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
     let want = tch::no_grad(|| plain.forward_masked(&x, false, &MaskSet::coalition(&keep)));
     // Masks of ones everywhere: the removed sites stay the identity.
-    let got = tch::no_grad(|| {
-        culled.forward_masked(&x, false, &MaskSet::all_kept(culled.sites().len()))
-    });
+    let got =
+        tch::no_grad(|| culled.forward_masked(&x, false, &MaskSet::all_kept(culled.sites().len())));
     assert!((&want - &got).abs().max().double_value(&[]) < 1e-6);
     assert!(
         (&got - tch::no_grad(|| plain.forward(&x, false)))
@@ -245,7 +254,13 @@ fn bad_design_input_is_refused_with_the_value_named() {
     assert!(e("hrn-ax7x2x").contains("`a`"), "{}", e("hrn-ax7x2x"));
     let build = |s: ModelSpec| Model::new(s, Device::Cpu).unwrap_err().to_string();
     let mut s = spec("resnet18", 0.25);
-    s.cull = vec!["stem".into(), "s1".into(), "s2".into(), "s3".into(), "s4".into()];
+    s.cull = vec![
+        "stem".into(),
+        "s1".into(),
+        "s2".into(),
+        "s3".into(),
+        "s4".into(),
+    ];
     assert!(build(s).contains("removes every counted ReLU"));
     let mut s = spec("resnet18", 0.25);
     s.cull = vec!["layer7".into()];
@@ -255,14 +270,21 @@ fn bad_design_input_is_refused_with_the_value_named() {
     s.stem_stride = 2;
     s.input_size = 40;
     let msg = build(s);
-    assert!(msg.contains("40x40") && msg.contains("stem stride 2"), "{msg}");
+    assert!(
+        msg.contains("40x40") && msg.contains("stem stride 2"),
+        "{msg}"
+    );
     let mut s = spec("vgg11", 0.25);
     s.stem_stride = 2;
     assert!(build(s).contains("vgg11"));
     let mut s = spec("resnet18", 0.25);
     s.blocks = Some(vec![2, 0, 2, 2]);
     assert!(build(s).contains("[2, 0, 2, 2]"));
-    assert!("sideways".parse::<Thin>().unwrap_err().to_string().contains("sideways"));
+    assert!("sideways"
+        .parse::<Thin>()
+        .unwrap_err()
+        .to_string()
+        .contains("sideways"));
     assert!(parse_order("S3>S5>S4>S1")
         .unwrap_err()
         .to_string()

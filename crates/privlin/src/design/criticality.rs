@@ -68,7 +68,12 @@ impl Criticality {
             s.per_krelu = s.value / (s.relus.max(1) as f64 / 1000.0);
         }
         let mut idx: Vec<usize> = (0..stages_.len()).collect();
-        idx.sort_by(|&a, &b| stages_[b].value.total_cmp(&stages_[a].value).then(a.cmp(&b)));
+        idx.sort_by(|&a, &b| {
+            stages_[b]
+                .value
+                .total_cmp(&stages_[a].value)
+                .then(a.cmp(&b))
+        });
         let order: Vec<String> = idx.iter().map(|&i| stages_[i].stage.clone()).collect();
         let order_s = order
             .iter()

@@ -9,8 +9,8 @@
 //! DeepReDuce would then narrow the channels (`--width`) or the resolution (`stem_stride`),
 //! which changes the architecture and is priced with `privlin info`.
 
-use crate::nn::removal::{stage_of, stages};
-use crate::nn::{Model, SiteKind, Thin};
+use crate::nn::removal::{stage_of, thin_drops};
+use crate::nn::{Model, Thin};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
@@ -38,20 +38,9 @@ fn keep_flags(model: &Model, kept: &[String], thin: Option<Thin>) -> Vec<bool> {
         .map(|(i, s)| !model.counted(i) || kept.contains(&stage_of(s)))
         .collect();
     if let Some(t) = thin {
-        for st in stages(sites) {
-            let mut j = 0usize;
-            for (i, s) in sites.iter().enumerate() {
-                if matches!(s.kind, SiteKind::Stem | SiteKind::Final) || stage_of(s) != st {
-                    continue;
-                }
-                let drop = match t {
-                    Thin::Second => j % 2 == 1,
-                    Thin::First => j % 2 == 0,
-                };
-                if drop && model.counted(i) {
-                    keep[i] = false;
-                }
-                j += 1;
+        for (i, d) in thin_drops(sites, t).into_iter().enumerate() {
+            if d && model.counted(i) {
+                keep[i] = false;
             }
         }
     }
@@ -124,8 +113,7 @@ pub fn plan(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
             let better = match &best {
                 None => true,
                 Some((r, c, bp)) => {
-                    relus > *r
-                        || (relus == *r && (crit > *c || (crit == *c && bp.thin.is_some())))
+                    relus > *r || (relus == *r && (crit > *c || (crit == *c && bp.thin.is_some())))
                 }
             };
             if better {

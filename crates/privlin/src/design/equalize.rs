@@ -65,7 +65,9 @@ pub fn parse_order(s: &str) -> Result<Vec<usize>> {
             .unwrap_or(&l);
         match d.parse::<usize>() {
             Ok(i) if (1..=4).contains(&i) => order.push(i - 1),
-            _ => bail!("criticality order `{s}`: unknown stage `{p}` (expected S1..S4, e.g. S3>S2>S4>S1)"),
+            _ => bail!(
+                "criticality order `{s}`: unknown stage `{p}` (expected S1..S4, e.g. S3>S2>S4>S1)"
+            ),
         }
     }
     validate_order(&order, s)?;
@@ -93,7 +95,10 @@ pub fn equalize(cfg: &EqualizeConfig) -> Result<Vec<Candidate>> {
         bail!("gamma bound {} must be at least 1", cfg.gamma_max);
     }
     if cfg.max_multiplier < 1 {
-        bail!("largest multiplier {} must be at least 1", cfg.max_multiplier);
+        bail!(
+            "largest multiplier {} must be at least 1",
+            cfg.max_multiplier
+        );
     }
     let mut feasible: Vec<Candidate> = Vec::new();
     for a in 1..=cfg.max_multiplier {
@@ -124,8 +129,7 @@ pub fn equalize(cfg: &EqualizeConfig) -> Result<Vec<Candidate>> {
     }
     let dominated = |c: &Candidate| {
         feasible.iter().any(|o| {
-            o.multipliers != c.multipliers
-                && (0..3).all(|k| o.multipliers[k] <= c.multipliers[k])
+            o.multipliers != c.multipliers && (0..3).all(|k| o.multipliers[k] <= c.multipliers[k])
         })
     };
     let mut minimal: Vec<Candidate> = feasible.iter().filter(|c| !dominated(c)).cloned().collect();

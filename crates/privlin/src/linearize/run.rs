@@ -3,8 +3,8 @@
 //! report (`linearize.json` / `finetune.json`, written last: its presence marks the stage done).
 
 use super::config::{FinetuneConfig, LinearizeConfig};
-use super::export::{export, MASKS_FILE};
 use super::deepreduce::DeepReduce;
+use super::export::{export, MASKS_FILE};
 use super::finetune::Finetune;
 use super::gradproj::GradProj;
 use super::senet::SenetMasks;

@@ -114,10 +114,7 @@ impl Model {
     }
 
     pub fn forward_masked(&self, x: &Tensor, train: bool, masks: &MaskSet) -> Tensor {
-        self.forward_with(
-            x,
-            &mut self.pass(train).with_masks(masks),
-        )
+        self.forward_with(x, &mut self.pass(train).with_masks(masks))
     }
 
     /// Forward pass with caller-controlled masks and taps.

@@ -75,24 +75,13 @@ pub fn removed_sites(spec: &ModelSpec, sites: &[SiteInfo]) -> Result<Vec<bool>> 
             culled.push(st);
         }
     }
-    let mut removed: Vec<bool> = sites.iter().map(|s| culled.contains(&stage_of(s))).collect();
+    let mut removed: Vec<bool> = sites
+        .iter()
+        .map(|s| culled.contains(&stage_of(s)))
+        .collect();
     if let Some(thin) = spec.thin {
-        for st in stages(sites) {
-            if culled.contains(&st) {
-                continue;
-            }
-            let mut j = 0usize;
-            for (i, s) in sites.iter().enumerate() {
-                if matches!(s.kind, SiteKind::Stem | SiteKind::Final) || stage_of(s) != st {
-                    continue;
-                }
-                let drop = match thin {
-                    Thin::Second => j % 2 == 1,
-                    Thin::First => j % 2 == 0,
-                };
-                removed[i] |= drop;
-                j += 1;
-            }
+        for (r, d) in removed.iter_mut().zip(thin_drops(sites, thin)) {
+            *r |= d;
         }
     }
     let left = sites
@@ -104,9 +93,42 @@ pub fn removed_sites(spec: &ModelSpec, sites: &[SiteInfo]) -> Result<Vec<bool>> 
         bail!(
             "culling {:?}{} removes every counted ReLU of {}: keep at least one stage",
             spec.cull,
-            if spec.thin.is_some() { " and thinning" } else { "" },
+            if spec.thin.is_some() {
+                " and thinning"
+            } else {
+                ""
+            },
             spec.arch
         );
     }
     Ok(removed)
+}
+
+/// Per site: whether thinning drops it. Sites of the body stages are numbered within their stage
+/// from 0; `Second` drops the odd ones, `First` the even ones; stem and final sites never.
+pub fn thin_drops(sites: &[SiteInfo], thin: Thin) -> Vec<bool> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    sites
+        .iter()
+        .map(|s| {
+            if matches!(s.kind, SiteKind::Stem | SiteKind::Final) {
+                return false;
+            }
+            let st = stage_of(s);
+            let j = match seen.iter_mut().find(|(n, _)| *n == st) {
+                Some((_, j)) => {
+                    *j += 1;
+                    *j
+                }
+                None => {
+                    seen.push((st, 0));
+                    0
+                }
+            };
+            match thin {
+                Thin::Second => j % 2 == 1,
+                Thin::First => j.is_multiple_of(2),
+            }
+        })
+        .collect()
 }

@@ -151,7 +151,14 @@ impl PipelineConfig {
             None => lin.to_string(),
         };
         let lin: Method = lin.parse()?;
-        if self.preset == "hybrenet" && !self.model.arch.trim().to_ascii_lowercase().starts_with("hrn") {
+        if self.preset == "hybrenet"
+            && !self
+                .model
+                .arch
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("hrn")
+        {
             bail!(
                 "preset `hybrenet` linearizes a HybReNet: set [model] arch to an hrn-AxBxCx network (`privlin design` proposes one), not `{}`",
                 self.model.arch
@@ -209,5 +216,28 @@ mod tests {
             chain.contains("[importance]") && chain.contains("treshold"),
             "{chain}"
         );
+    }
+
+    #[test]
+    fn network_design_presets() {
+        let cfg = PipelineConfig::parse("preset = \"deepreduce\"\n", "test", &[]).unwrap();
+        let (imp, lin) = cfg.methods().unwrap();
+        assert_eq!((imp, lin), (None, Method::DeepReduce));
+        let err = PipelineConfig::parse("preset = \"hybrenet\"\n", "test", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("hrn-AxBxCx"), "{err:#}");
+        let cfg = PipelineConfig::parse(
+            "preset = \"hybrenet\"\n[model]\narch = \"hrn-5x7x2x\"\n",
+            "test",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.methods().unwrap().1, Method::Snl);
+        let err = PipelineConfig::parse(
+            "preset = \"deepreduce\"\n[linearize.deepreduce]\ncriticality = 1\n",
+            "test",
+            &[],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("criticality"), "{err:#}");
     }
 }

@@ -106,14 +106,14 @@ fn model_variant(base: &PipelineConfig, m: &str) -> Result<(String, PipelineConf
         Some((a, w)) => (
             a.trim(),
             Some(w.trim().parse::<f64>().with_context(|| {
-                format!("--models `{m}`: width `{w}` is not a number (ARCH@WIDTH, e.g. resnet18@0.25)")
+                format!(
+                    "--models `{m}`: width `{w}` is not a number (ARCH@WIDTH, e.g. resnet18@0.25)"
+                )
             })?),
         ),
         None => (m.trim(), None),
     };
-    let parsed: crate::nn::Arch = arch
-        .parse()
-        .with_context(|| format!("--models `{m}`"))?;
+    let parsed: crate::nn::Arch = arch.parse().with_context(|| format!("--models `{m}`"))?;
     let mut cfg = base.clone();
     cfg.model.arch = parsed.to_string();
     if let Some(w) = width {
@@ -198,6 +198,7 @@ impl Plan {
                     model: cfg.model.clone(),
                     data: cfg.data.clone(),
                     train: cfg.train.clone(),
+                    teacher: None,
                 },
             }),
         )?;
@@ -243,8 +244,7 @@ impl Plan {
             }),
         )?;
         // The snl preset fine-tunes by its authors' recipe unless [finetune] says otherwise.
-        let ft_cfg = if learner == LearnerMethod::Snl && cfg.finetune == FinetuneConfig::default()
-        {
+        let ft_cfg = if learner == LearnerMethod::Snl && cfg.finetune == FinetuneConfig::default() {
             FinetuneConfig::snl()
         } else {
             cfg.finetune.clone()
@@ -342,53 +342,54 @@ impl Plan {
         let total = variants.len() * presets.len() * budgets.len();
         let mut k = 0;
         for variant in &variants {
-        let (model_dir, vbase) = match variant {
-            Some((name, cfg)) => (Some(name.as_str()), cfg),
-            None => (None, base),
-        };
-        let train_id = match model_dir {
-            Some(m) => format!("train/{m}"),
-            None => "train".into(),
-        };
-        for p in &presets {
-            preset(p)?;
-            let tag = tag.map(str::to_string).unwrap_or_else(|| p.clone());
-            let tag = match model_dir {
-                Some(m) => format!("{m}_{tag}"),
-                None => tag,
+            let (model_dir, vbase) = match variant {
+                Some((name, cfg)) => (Some(name.as_str()), cfg),
+                None => (None, base),
             };
-            for b in budgets {
-                k += 1;
-                let mut cfg = vbase.clone();
-                cfg.preset = p.clone();
-                cfg.budget = b.clone();
-                if p != &base.preset {
-                    // Another preset's learner, not the base config's explicit one.
-                    cfg.linearize.method = None;
-                    cfg.importance.remove("method");
-                }
-                let (imp_method, _) = cfg
-                    .methods()
-                    .with_context(|| format!("sweep point `{tag}` at {b}"))?;
-                let imp_method = imp_method.unwrap_or_else(|| "none".into());
-                let label = budget_label(b);
-                let layout = Layout::sweep_point(&base.out, model_dir, &tag, &label, &imp_method);
-                let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
-                let imp_id = match model_dir {
-                    Some(m) => format!("importance/{m}/{imp_method}"),
-                    None => format!("importance/{imp_method}"),
+            let train_id = match model_dir {
+                Some(m) => format!("train/{m}"),
+                None => "train".into(),
+            };
+            for p in &presets {
+                preset(p)?;
+                let tag = tag.map(str::to_string).unwrap_or_else(|| p.clone());
+                let tag = match model_dir {
+                    Some(m) => format!("{m}_{tag}"),
+                    None => tag,
                 };
-                plan.add_point(
-                    &cfg,
-                    &layout,
-                    &format!("{tag}/{label}/"),
-                    &train_id,
-                    &imp_id,
-                    &title,
-                )
-                .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+                for b in budgets {
+                    k += 1;
+                    let mut cfg = vbase.clone();
+                    cfg.preset = p.clone();
+                    cfg.budget = b.clone();
+                    if p != &base.preset {
+                        // Another preset's learner, not the base config's explicit one.
+                        cfg.linearize.method = None;
+                        cfg.importance.remove("method");
+                    }
+                    let (imp_method, _) = cfg
+                        .methods()
+                        .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+                    let imp_method = imp_method.unwrap_or_else(|| "none".into());
+                    let label = budget_label(b);
+                    let layout =
+                        Layout::sweep_point(&base.out, model_dir, &tag, &label, &imp_method);
+                    let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
+                    let imp_id = match model_dir {
+                        Some(m) => format!("importance/{m}/{imp_method}"),
+                        None => format!("importance/{imp_method}"),
+                    };
+                    plan.add_point(
+                        &cfg,
+                        &layout,
+                        &format!("{tag}/{label}/"),
+                        &train_id,
+                        &imp_id,
+                        &title,
+                    )
+                    .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+                }
             }
-        }
         }
         let reports: Vec<String> = plan
             .nodes

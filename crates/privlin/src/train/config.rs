@@ -136,6 +136,10 @@ pub struct RunConfig {
     pub model: ModelConfig,
     pub data: DataConfig,
     pub train: TrainConfig,
+    /// Train with knowledge distillation from this checkpoint (DeepReDuce trains its culled,
+    /// thinned or reshaped networks with the all-ReLU model as teacher): `CE + T^2 KL`, T = 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -147,6 +151,7 @@ impl Default for RunConfig {
             model: ModelConfig::default(),
             data: DataConfig::default(),
             train: TrainConfig::default(),
+            teacher: None,
         }
     }
 }

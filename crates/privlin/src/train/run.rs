@@ -102,13 +102,49 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
         cfg.train.eval_batch_size,
         device,
     );
+    let mut ce = CrossEntropy {
+        label_smoothing: cfg.train.label_smoothing,
+    };
+    let mut kd = match &cfg.teacher {
+        Some(dir) => {
+            let (teacher, tspec) = super::load_model(dir, device)
+                .with_context(|| format!("loading the teacher {}", dir.display()))?;
+            if tspec.model.input_size != model.spec.input_size
+                || tspec.model.classes != model.spec.classes
+                || tspec.normalization != splits.norm
+            {
+                bail!(
+                    "teacher {} does not fit this run: {}x{} input, {} classes, its own normalization; the student has {}x{} and {}",
+                    dir.display(),
+                    tspec.model.input_size,
+                    tspec.model.input_size,
+                    tspec.model.classes,
+                    model.spec.input_size,
+                    model.spec.input_size,
+                    model.spec.classes
+                );
+            }
+            eprintln!(
+                "distilling from {} ({}): CE + T^2 KL, T = 4",
+                dir.display(),
+                tspec.model.arch
+            );
+            Some(Distill {
+                teacher: crate::linearize::Teacher::new(teacher),
+                cfg: crate::linearize::DistillConfig::default(),
+            })
+        }
+        None => None,
+    };
+    let objective: &mut dyn super::Objective = match kd.as_mut() {
+        Some(k) => k,
+        None => &mut ce,
+    };
     let t0 = std::time::Instant::now();
     let history = fit(
         &mut model,
         &train_loader,
-        &mut CrossEntropy {
-            label_smoothing: cfg.train.label_smoothing,
-        },
+        objective,
         FitOptions {
             cfg: &cfg.train,
             out: &out,
@@ -132,4 +168,26 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
         epochs: history.len(),
         seconds: wall,
     })
+}
+
+/// Knowledge distillation from a frozen teacher (Hinton et al. 2015), the training DeepReDuce
+/// gives its reshaped networks.
+struct Distill {
+    teacher: crate::linearize::Teacher,
+    cfg: crate::linearize::DistillConfig,
+}
+
+impl super::Objective for Distill {
+    fn loss(
+        &mut self,
+        model: &Model,
+        batch: &crate::data::Batch,
+    ) -> Result<(tch::Tensor, tch::Tensor)> {
+        let t = self.teacher.logits(&batch.images);
+        let s = model.forward(&batch.images, true);
+        Ok((
+            crate::linearize::teacher::distill_loss(&s, &t, &batch.labels, &self.cfg),
+            s,
+        ))
+    }
 }

@@ -146,7 +146,9 @@ pub fn collect(out: &Path) -> Result<String> {
             ),
             None => ",,,,".into(),
         };
-        let e2e = slowest_total(p).map(|t| format!("{t:.4}")).unwrap_or_default();
+        let e2e = slowest_total(p)
+            .map(|t| format!("{t:.4}"))
+            .unwrap_or_default();
         let macs = p.macs.map(|m| m.to_string()).unwrap_or_default();
         let reached = match p.lin.budget_reached {
             Some(true) => "yes",
