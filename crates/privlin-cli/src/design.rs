@@ -39,6 +39,9 @@ pub struct CriticalityArgs {
     train_per_class: Option<usize>,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// Rank stages by value above the baseline per kReLU (`per-relu`) or by the value (`total`).
+    #[arg(long, default_value = "per-relu")]
+    rank_by: String,
     /// Where to write criticality.json.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -93,6 +96,7 @@ fn criticality(a: CriticalityArgs) -> Result<()> {
         a.rt.device.as_deref().unwrap_or("auto"),
         a.rt.threads.unwrap_or(0),
     )?;
+    let rank: privlin::design::RankBy = a.rank_by.parse()?;
     let c = match a.method.as_str() {
         "deepreduce" => {
             let spec = privlin::train::CheckpointSpec::load(&a.ckpt)?;
@@ -105,7 +109,7 @@ fn criticality(a: CriticalityArgs) -> Result<()> {
                 .as_ref()
                 .and_then(|p| p.parent().map(|d| d.join("criticality-scratch")))
                 .unwrap_or_else(|| std::env::temp_dir().join("privlin-criticality"));
-            deepreduce(&a.ckpt, &train, &test, &ft, a.epochs, &scratch)?
+            deepreduce(&a.ckpt, &train, &test, &ft, a.epochs, rank, &scratch)?
         }
         "shapley" => {
             let path = a.importance.as_ref().context(
@@ -113,7 +117,7 @@ fn criticality(a: CriticalityArgs) -> Result<()> {
             )?;
             let imp: privlin::importance::Importance = privlin::io::read_json(path)?;
             let (model, _) = privlin::train::load_model(&a.ckpt, tch::Device::Cpu)?;
-            Criticality::from_importance(&imp, &model)
+            Criticality::from_importance(&imp, &model, rank)
                 .with_context(|| format!("reading {}", path.display()))?
         }
         other => bail!("unknown criticality method `{other}` (expected deepreduce or shapley)"),
@@ -182,9 +186,13 @@ fn equalize_cmd(a: EqualizeArgs) -> Result<()> {
             model: model_config(&cands[0], &base),
         })?;
         let text = format!(
-            "# {} chosen by `privlin design equalize` (ReLU equalization, order {:?}, gamma <= {}).\n# Add [data] and [train] tables or pass flags: privlin train --config {}\n{text}",
+            "# {} chosen by `privlin design equalize` (ReLU equalization, order {}, gamma <= {}).\n# Add [data] and [train] tables or pass flags: privlin train --config {}\n{text}",
             cands[0].arch,
-            a.order.clone().unwrap_or_default(),
+            order
+                .iter()
+                .map(|i| format!("S{}", i + 1))
+                .collect::<Vec<_>>()
+                .join(">"),
             a.gamma_max,
             out.display()
         );

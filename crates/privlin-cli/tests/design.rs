@@ -37,6 +37,31 @@ fn info_prices_culled_and_thinned_models_and_refuses_bad_values() {
     }
 }
 
+/// `privlin train ARGS` for one epoch on a few synthetic images into `out`; returns stderr.
+fn train_tiny(args: &[&str], out: &std::path::Path) -> String {
+    let mut all: Vec<&str> = vec!["train"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--data",
+        "synthetic",
+        "--train-per-class",
+        "10",
+        "--test-per-class",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        s(out),
+    ]);
+    let (ok, stdout, err) = privlin(&all);
+    assert!(ok, "{stdout}{err}");
+    err
+}
+
 #[test]
 fn equalized_hybrenet_trains_from_the_written_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,68 +83,37 @@ fn equalized_hybrenet_trains_from_the_written_config() {
         "{out}"
     );
     let ckpt = dir.path().join("ar");
-    let (ok, out, err) = privlin(&[
-        "train",
-        "--config",
-        s(&toml),
-        "--data",
-        "synthetic",
-        "--train-per-class",
-        "10",
-        "--test-per-class",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "20",
-        "--device",
-        "cpu",
-        "--out",
-        s(&ckpt),
-    ]);
-    assert!(ok, "{out}{err}");
-    let (ok, out, err) = privlin(&["info", "--ckpt", s(&ckpt), "--json"]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let err = train_tiny(&["--config", s(&toml)], &ckpt);
+    assert!(!err.contains("distilling"), "{err}");
+    let info = |dir: &std::path::Path| -> serde_json::Value {
+        let (ok, out, err) = privlin(&["info", "--ckpt", s(dir), "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = info(&ckpt);
     assert_eq!(v["arch"], "hrn-5x7x2x");
     // m = 2: stem 2,048; stages 8,192 / 10,240 / 17,920 / 8,960.
     assert_eq!(v["relu_total"], 2048 + 8192 + 10240 + 17920 + 8960);
     // A culled, thinned ResNet-18 without a stem ReLU trained with KD from that checkpoint.
     let student = dir.path().join("student");
-    let (ok, out, err) = privlin(&[
-        "train",
-        "--arch",
-        "resnet18",
-        "--width",
-        "0.0625",
-        "--cull",
-        "stem,s1",
-        "--thin",
-        "second",
-        "--teacher",
-        s(&ckpt),
-        "--data",
-        "synthetic",
-        "--train-per-class",
-        "10",
-        "--test-per-class",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "20",
-        "--device",
-        "cpu",
-        "--out",
-        s(&student),
-    ]);
-    assert!(ok, "{out}{err}");
+    let err = train_tiny(
+        &[
+            "--arch",
+            "resnet18",
+            "--width",
+            "0.0625",
+            "--cull",
+            "stem,s1",
+            "--thin",
+            "second",
+            "--teacher",
+            s(&ckpt),
+        ],
+        &student,
+    );
     assert!(err.contains("distilling from"), "{err}");
-    let (ok, out, _) = privlin(&["info", "--ckpt", s(&student), "--json"]);
-    assert!(ok);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // m = 4: stages 2 to 4 hold 8,192 + 4,096 + 2,048 ReLUs; thinning keeps half.
-    assert_eq!(v["relu_total"], (8192 + 4096 + 2048) / 2);
+    assert_eq!(info(&student)["relu_total"], (8192 + 4096 + 2048) / 2);
     // An unknown order is refused before anything is written.
     let bad = dir.path().join("bad.toml");
     let (ok, _, err) = privlin(&["design", "equalize", "--order", "S3>S2", "--out", s(&bad)]);
@@ -234,6 +228,24 @@ images = 0
     assert!(macs.len() == 2 && macs[0] != macs[1], "{csv}");
     assert!(out.contains("best at 5pct:"), "{out}");
     assert!(run.join("pareto-macs.svg").exists());
+    // A second sweep into the same directory (another preset on one of the networks) reuses its
+    // all-ReLU model and collects every point, old and new.
+    let (ok, out, err) = privlin(&[
+        "sweep",
+        s(&cfg),
+        "--budgets",
+        "5%",
+        "--models",
+        "resnet18@0.0625",
+        "--presets",
+        "deepreduce",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("train/resnet18_w0.0625: "), "{err}");
+    assert!(err.contains("is complete, skipped"), "{err}");
+    let csv = std::fs::read_to_string(run.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.contains("resnet18_w0.0625_deepreduce"), "{csv}");
     let (ok, _, err) = privlin(&["sweep", s(&cfg), "--budgets", "5%", "--models", "hrn-1x"]);
     assert!(!ok && err.contains("hrn-1x"), "{err}");
 }

@@ -290,3 +290,37 @@ fn bad_design_input_is_refused_with_the_value_named() {
         .to_string()
         .contains("S5"));
 }
+
+#[test]
+fn criticality_ranks_stages_per_relu_or_by_total_value() {
+    use privlin::design::{Criticality, RankBy};
+    use privlin::importance::Importance;
+    let m = Model::new(spec("resnet18", 0.25), Device::Cpu).unwrap();
+    // Stage ReLUs 16,384 (stem) / 65,536 / 32,768 / 16,384 / 8,192; values as a stage game
+    // might give them.
+    let imp = Importance::new(
+        "shapley-exact",
+        ["act1", "layer1", "layer2", "layer3", "layer4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        vec![1.3, 24.0, 17.5, 9.5, 3.3],
+    );
+    let per = Criticality::from_importance(&imp, &m, RankBy::PerRelu).unwrap();
+    assert_eq!(per.order_s, "S3>S2>S4>S1");
+    assert_eq!(per.order.last().unwrap(), "stem");
+    let total = Criticality::from_importance(&imp, &m, RankBy::Total).unwrap();
+    assert_eq!(total.order_s, "S1>S2>S3>S4");
+    let stem = &per.stages[0];
+    assert_eq!((stem.stage.as_str(), stem.relus), ("stem", 16_384));
+    assert!((stem.per_krelu - 1.3 / 16.384).abs() < 1e-9);
+    // A player that is not a stage is refused.
+    let blocks = Importance::new("x", vec!["layer1.0".into()], vec![1.0]);
+    let err = Criticality::from_importance(&blocks, &m, RankBy::PerRelu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("layer1.0") && err.contains("--players stages"),
+        "{err}"
+    );
+}

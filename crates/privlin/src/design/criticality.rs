@@ -1,6 +1,8 @@
 //! ReLU criticality of a network's stages: which stages' ReLUs matter most for accuracy.
 //!
-//! Two measurements, and the output says which one it is:
+//! Two measurements, and the output says which one it is; stages are ranked by value per
+//! thousand ReLUs by default (how much a stage's ReLUs are worth each, what ReLU equalization
+//! needs: a large stage otherwise wins by its size alone) or by the total value:
 //! - **DeepReDuce** (Jha et al., ICML 2021, Sec. 3.1): the network with only one stage's ReLUs
 //!   (every other counted ReLU the identity), trained with distillation from the all-ReLU model
 //!   for `epochs` (0: evaluated as it is, which is cheap but reads mostly how well the weights
@@ -20,14 +22,6 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum CriticalitySource {
-    /// One stage's ReLUs kept, trained this many epochs with distillation.
-    DeepReduce { epochs: usize },
-    /// Shapley values of a stage-level game.
-    Shapley,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageCriticality {
     pub stage: String,
@@ -35,8 +29,30 @@ pub struct StageCriticality {
     pub relus: i64,
     /// Test accuracy (%) with only this stage's ReLUs (DeepReDuce), or the Shapley value.
     pub value: f64,
-    /// `value` per thousand ReLUs.
+    /// `value` above the baseline (DeepReDuce: the all-linear accuracy; Shapley: 0) per
+    /// thousand ReLUs.
     pub per_krelu: f64,
+}
+
+/// How stages are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RankBy {
+    /// Value above the baseline per thousand ReLUs (default).
+    PerRelu,
+    /// The value itself (DeepReDuce's accuracy, the stage's Shapley value).
+    Total,
+}
+
+impl std::str::FromStr for RankBy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "per-relu" => RankBy::PerRelu,
+            "total" => RankBy::Total,
+            other => bail!("unknown ranking `{other}` (expected per-relu or total)"),
+        })
+    }
 }
 
 /// `criticality.json`.
@@ -47,6 +63,7 @@ pub struct Criticality {
     /// What `value` is.
     pub unit: String,
     pub stages: Vec<StageCriticality>,
+    pub ranked_by: RankBy,
     /// Stage names, most critical first.
     pub order: Vec<String>,
     /// The slides' notation of the order over the body stages (`S3>S2>S4>S1`).
@@ -63,15 +80,20 @@ impl Criticality {
         unit: &str,
         mut stages_: Vec<StageCriticality>,
         body: &[String],
+        rank: RankBy,
+        baseline: f64,
     ) -> Self {
         for s in &mut stages_ {
-            s.per_krelu = s.value / (s.relus.max(1) as f64 / 1000.0);
+            s.per_krelu = (s.value - baseline) / (s.relus.max(1) as f64 / 1000.0);
         }
+        let key = |s: &StageCriticality| match rank {
+            RankBy::PerRelu => s.per_krelu,
+            RankBy::Total => s.value,
+        };
         let mut idx: Vec<usize> = (0..stages_.len()).collect();
         idx.sort_by(|&a, &b| {
-            stages_[b]
-                .value
-                .total_cmp(&stages_[a].value)
+            key(&stages_[b])
+                .total_cmp(&key(&stages_[a]))
                 .then(a.cmp(&b))
         });
         let order: Vec<String> = idx.iter().map(|&i| stages_[i].stage.clone()).collect();
@@ -85,6 +107,7 @@ impl Criticality {
             method,
             unit: unit.to_string(),
             stages: stages_,
+            ranked_by: rank,
             order,
             order_s,
             linear_accuracy: None,
@@ -103,7 +126,7 @@ impl Criticality {
     }
 
     /// From a stage-level Shapley game (`--players stages`): the stem player (`act1`) is the stem.
-    pub fn from_importance(imp: &Importance, model: &Model) -> Result<Self> {
+    pub fn from_importance(imp: &Importance, model: &Model, rank: RankBy) -> Result<Self> {
         let body = stages(model.sites());
         let mut rows = Vec::new();
         for (name, &v) in imp.players.iter().zip(&imp.values) {
@@ -129,6 +152,8 @@ impl Criticality {
             "Shapley value of the stage (accuracy points of U)",
             rows,
             &body,
+            rank,
+            0.0,
         );
         c.checkpoint = imp.checkpoint.clone();
         c.seconds = imp.seconds;
@@ -167,6 +192,7 @@ pub fn deepreduce(
     test: &Loader,
     finetune: &FinetuneConfig,
     epochs: usize,
+    rank: RankBy,
     scratch: &Path,
 ) -> Result<Criticality> {
     let t0 = std::time::Instant::now();
@@ -234,6 +260,8 @@ pub fn deepreduce(
         ),
         rows,
         &body,
+        rank,
+        100.0 * linear,
     );
     c.linear_accuracy = Some(100.0 * linear);
     c.checkpoint = Some(ar.display().to_string());
@@ -250,7 +278,7 @@ impl Criticality {
         let _ = writeln!(
             s,
             "{:<10} {:>10} {:>12} {:>14}",
-            "stage", "ReLUs", "value", "per kReLU"
+            "stage", "ReLUs", "value", "gain/kReLU"
         );
         for r in &self.stages {
             let _ = writeln!(
@@ -264,7 +292,11 @@ impl Criticality {
         }
         let _ = writeln!(
             s,
-            "order (most critical first): {}   [{}]",
+            "order (most critical first, by {}): {}   [{}]",
+            match self.ranked_by {
+                RankBy::PerRelu => "value above the baseline per kReLU",
+                RankBy::Total => "total value",
+            },
             self.order.join(" > "),
             self.order_s
         );

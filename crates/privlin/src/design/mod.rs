@@ -15,6 +15,6 @@ pub mod cull;
 pub mod equalize;
 pub mod stages;
 
-pub use criticality::{Criticality, CriticalitySource};
+pub use criticality::{Criticality, RankBy};
 pub use equalize::{equalize, Candidate, EqualizeConfig};
 pub use stages::{stage_costs, StageCost};

@@ -220,6 +220,7 @@ fn deepreduce_order(
         test,
         &ft,
         d.criticality_epochs,
+        crate::design::RankBy::PerRelu,
         &out.join("criticality-scratch"),
     )?;
     std::fs::create_dir_all(out)?;

@@ -6,7 +6,7 @@
 use crate::linearize::report::DELPHI_SECONDS_PER_KRELU;
 use crate::linearize::run::{StageReport, FINETUNE_REPORT, LINEARIZE_REPORT};
 use crate::pi::{PiReport, PI_REPORT};
-use crate::pipeline::stage::{Ctx, Stage, StageKind};
+use crate::pipeline::stage::{Ctx, OnChange, Stage, StageKind};
 use crate::plot::{lines_over_labels, pareto, Line};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,12 @@ impl Stage for Collect {
 
     fn always(&self) -> bool {
         true
+    }
+
+    /// It reads the directory, not its dependencies' outputs only: another sweep into the same
+    /// directory (other presets, other base networks) makes it again rather than refusing.
+    fn on_change(&self) -> OnChange {
+        OnChange::Redo
     }
 
     fn run(&self, _ctx: &Ctx) -> Result<String> {
