@@ -4,7 +4,9 @@ use crate::common::{runtime, RuntimeArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use privlin::design::criticality::{deepreduce, Criticality};
-use privlin::design::equalize::{equalize, model_config, parse_order, table, EqualizeConfig};
+use privlin::design::equalize::{
+    equalize, model_config, order_name, parse_order, table, EqualizeConfig,
+};
 use privlin::linearize::FinetuneConfig;
 use privlin::nn::{Activation, Arch, Convention, ModelSpec};
 use std::path::PathBuf;
@@ -167,11 +169,7 @@ fn equalize_cmd(a: EqualizeArgs) -> Result<()> {
     } else {
         println!(
             "ReLU equalization for the order {} (gamma <= {}): {} minimal candidates",
-            order
-                .iter()
-                .map(|i| format!("S{}", i + 1))
-                .collect::<Vec<_>>()
-                .join(" > "),
+            order_name(&order, " > "),
             a.gamma_max,
             cands.len()
         );
@@ -188,11 +186,7 @@ fn equalize_cmd(a: EqualizeArgs) -> Result<()> {
         let text = format!(
             "# {} chosen by `privlin design equalize` (ReLU equalization, order {}, gamma <= {}).\n# Add [data] and [train] tables or pass flags: privlin train --config {}\n{text}",
             cands[0].arch,
-            order
-                .iter()
-                .map(|i| format!("S{}", i + 1))
-                .collect::<Vec<_>>()
-                .join(">"),
+            order_name(&order, ">"),
             a.gamma_max,
             out.display()
         );

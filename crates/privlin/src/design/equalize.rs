@@ -74,6 +74,15 @@ pub fn parse_order(s: &str) -> Result<Vec<usize>> {
     Ok(order)
 }
 
+/// An order of stage indices in the slides' notation, joined by `sep` (`S3>S2>S4>S1`).
+pub fn order_name(order: &[usize], sep: &str) -> String {
+    order
+        .iter()
+        .map(|i| format!("S{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 fn validate_order(order: &[usize], what: &str) -> Result<()> {
     let mut seen = [false; 4];
     for &i in order {
@@ -136,10 +145,10 @@ pub fn equalize(cfg: &EqualizeConfig) -> Result<Vec<Candidate>> {
     minimal.sort_by_key(|c| (c.relus, c.macs, c.multipliers));
     if minimal.is_empty() {
         bail!(
-            "no multipliers up to {} (gamma at most {}) put the stages' ReLUs in the order {:?}: raise --max-multiplier or --gamma-max",
+            "no multipliers up to {} (gamma at most {}) put the stages' ReLUs in the order {}: raise --max-multiplier or --gamma-max",
             cfg.max_multiplier,
             cfg.gamma_max,
-            cfg.order.iter().map(|i| format!("S{}", i + 1)).collect::<Vec<_>>()
+            order_name(&cfg.order, " > ")
         );
     }
     Ok(minimal)
