@@ -11,6 +11,8 @@
 //! - **Shapley**: a stage-level game (`privlin importance --players stages`), one Shapley value
 //!   per stage, read from its `importance.json`.
 
+use super::cull::{counted_stages, keep_flags};
+use super::equalize::order_name;
 use crate::data::Loader;
 use crate::importance::Importance;
 use crate::linearize::finetune::Finetune;
@@ -97,12 +99,11 @@ impl Criticality {
                 .then(a.cmp(&b))
         });
         let order: Vec<String> = idx.iter().map(|&i| stages_[i].stage.clone()).collect();
-        let order_s = order
+        let body_order: Vec<usize> = order
             .iter()
             .filter_map(|s| body.iter().position(|b| b == s))
-            .map(|i| format!("S{}", i + 1))
-            .collect::<Vec<_>>()
-            .join(">");
+            .collect();
+        let order_s = order_name(&body_order, ">");
         Criticality {
             method,
             unit: unit.to_string(),
@@ -114,15 +115,6 @@ impl Criticality {
             checkpoint: None,
             seconds: 0.0,
         }
-    }
-
-    /// Stage indices (0-based over the body stages) most critical first, for equalization.
-    pub fn body_order(&self, model: &Model) -> Vec<usize> {
-        let body = stages(model.sites());
-        self.order
-            .iter()
-            .filter_map(|s| body.iter().position(|b| b == s))
-            .collect()
     }
 
     /// From a stage-level Shapley game (`--players stages`): the stem player (`act1`) is the stem.
@@ -173,14 +165,7 @@ fn stage_relus(model: &Model, stage: &str) -> i64 {
 
 /// Masks keeping only `stage`'s counted ReLUs (uncounted sites keep theirs).
 pub fn only_stage(model: &Model, stage: &str) -> MaskSet {
-    MaskSet::coalition(
-        &model
-            .sites()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| !model.counted(i) || stage_of(s) == stage)
-            .collect::<Vec<_>>(),
-    )
+    MaskSet::coalition(&keep_flags(model, &[stage.to_string()], None))
 }
 
 /// DeepReDuce's criticality of every stage with counted ReLUs of the all-ReLU checkpoint `ar`:
@@ -199,14 +184,7 @@ pub fn deepreduce(
     let device = test.device;
     let (base, _) = load_model(ar, device)?;
     let body = stages(base.sites());
-    let mut names: Vec<String> = Vec::new();
-    for s in base.sites() {
-        let st = stage_of(s);
-        if !names.contains(&st) {
-            names.push(st);
-        }
-    }
-    names.retain(|st| stage_relus(&base, st) > 0);
+    let names = counted_stages(&base);
     let linear = evaluate(&base, test, Some(&base.all_linearized())).accuracy;
     let pb = indicatif::ProgressBar::new(names.len() as u64);
     pb.set_style(

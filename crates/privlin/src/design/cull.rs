@@ -29,8 +29,20 @@ pub struct CullPlan {
     pub keep: Vec<bool>,
 }
 
+/// The stages that hold counted ReLUs, in forward order (`stem`, `layer1`, ...).
+pub fn counted_stages(model: &Model) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, s) in model.sites().iter().enumerate() {
+        let st = stage_of(s);
+        if model.counted(i) && !out.contains(&st) {
+            out.push(st);
+        }
+    }
+    out
+}
+
 /// Per-site keep flags of keeping `kept` stages, thinned or not; uncounted sites keep.
-fn keep_flags(model: &Model, kept: &[String], thin: Option<Thin>) -> Vec<bool> {
+pub fn keep_flags(model: &Model, kept: &[String], thin: Option<Thin>) -> Vec<bool> {
     let sites = model.sites();
     let mut keep: Vec<bool> = sites
         .iter()
@@ -50,16 +62,7 @@ fn keep_flags(model: &Model, kept: &[String], thin: Option<Thin>) -> Vec<bool> {
 /// The configuration for `budget` counted ReLUs, given the stages most critical first (every
 /// stage with counted ReLUs must appear).
 pub fn plan(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
-    let units: Vec<String> = {
-        let mut u: Vec<String> = Vec::new();
-        for (i, s) in model.sites().iter().enumerate() {
-            let st = stage_of(s);
-            if model.counted(i) && !u.contains(&st) {
-                u.push(st);
-            }
-        }
-        u
-    };
+    let units = counted_stages(model);
     for u in &units {
         if !order.contains(u) {
             bail!(

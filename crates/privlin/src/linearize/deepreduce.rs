@@ -6,7 +6,7 @@
 //! arbitrary count, and a budget below the smallest configuration is reported as not reached.
 
 use super::config::DistillConfig;
-use super::teacher::{distill_loss, Teacher};
+use super::teacher::{Distill, Teacher};
 use super::{BudgetOutcome, MaskLearner};
 use crate::data::Batch;
 use crate::design::cull::{plan, CullPlan};
@@ -16,10 +16,9 @@ use anyhow::Result;
 use tch::Tensor;
 
 pub struct DeepReduce {
-    teacher: Teacher,
-    distill: DistillConfig,
+    /// Distillation with the plan's layer masks.
+    kd: Distill,
     plan: CullPlan,
-    masks: MaskSet,
 }
 
 impl DeepReduce {
@@ -32,29 +31,22 @@ impl DeepReduce {
         distill: DistillConfig,
     ) -> Result<Self> {
         let plan = plan(model, order, budget)?;
-        let masks = MaskSet::coalition(&plan.keep);
-        Ok(DeepReduce {
+        let kd = Distill {
             teacher,
-            distill,
-            plan,
-            masks,
-        })
-    }
-
-    pub fn plan(&self) -> &CullPlan {
-        &self.plan
+            cfg: distill,
+            masks: Some(MaskSet::coalition(&plan.keep)),
+        };
+        Ok(DeepReduce { kd, plan })
     }
 }
 
 impl Objective for DeepReduce {
     fn loss(&mut self, model: &Model, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        let t = self.teacher.logits(&batch.images);
-        let s = model.forward_masked(&batch.images, true, &self.masks);
-        Ok((distill_loss(&s, &t, &batch.labels, &self.distill), s))
+        self.kd.loss(model, batch)
     }
 
     fn eval_masks(&self) -> Option<MaskSet> {
-        Some(self.masks.clone())
+        self.kd.eval_masks()
     }
 }
 
@@ -68,7 +60,7 @@ impl MaskLearner for DeepReduce {
     }
 
     fn current_masks(&self) -> MaskSet {
-        self.masks.clone()
+        MaskSet::coalition(&self.plan.keep)
     }
 
     fn finish(&mut self, _model: &Model) -> Result<(MaskSet, Vec<String>)> {
@@ -95,6 +87,6 @@ impl MaskLearner for DeepReduce {
                     .into(),
             );
         }
-        Ok((self.masks.clone(), notes))
+        Ok((self.current_masks(), notes))
     }
 }

@@ -2,8 +2,10 @@
 //! learners.
 
 use super::config::DistillConfig;
-use crate::nn::Model;
+use crate::data::Batch;
+use crate::nn::{MaskSet, Model};
 use crate::train::losses::{cross_entropy, distillation};
+use crate::train::Objective;
 use tch::Tensor;
 
 /// A frozen all-ReLU model, evaluated without gradients in inference mode.
@@ -45,4 +47,28 @@ pub fn distill_loss(
         loss += distillation(student, teacher, cfg.temperature) * cfg.kl;
     }
     loss
+}
+
+/// Distillation from a frozen teacher with fixed masks (`None`: the plain model): the objective of
+/// `privlin train --teacher` (Hinton et al. 2015, as DeepReDuce trains its reshaped networks) and
+/// of DeepReDuce's layer masks.
+pub struct Distill {
+    pub teacher: Teacher,
+    pub cfg: DistillConfig,
+    pub masks: Option<MaskSet>,
+}
+
+impl Objective for Distill {
+    fn loss(&mut self, model: &Model, batch: &Batch) -> anyhow::Result<(Tensor, Tensor)> {
+        let t = self.teacher.logits(&batch.images);
+        let s = match &self.masks {
+            Some(m) => model.forward_masked(&batch.images, true, m),
+            None => model.forward(&batch.images, true),
+        };
+        Ok((distill_loss(&s, &t, &batch.labels, &self.cfg), s))
+    }
+
+    fn eval_masks(&self) -> Option<MaskSet> {
+        self.masks.clone()
+    }
 }

@@ -37,10 +37,7 @@ impl Arch {
 
     /// The ResNet family built by `nn::resnet` (stages `layer1..4`, a 3x3 stem).
     pub fn is_resnet(&self) -> bool {
-        matches!(
-            self,
-            Arch::Resnet18 | Arch::Resnet34 | Arch::Resnet50 | Arch::Hrn { .. }
-        )
+        self.default_blocks().is_some()
     }
 
     /// Residual blocks per stage of a ResNet-family architecture.
@@ -257,7 +254,7 @@ fn default_classes() -> i64 {
 fn one() -> i64 {
     1
 }
-fn is_one(v: &i64) -> bool {
+pub(crate) fn is_one(v: &i64) -> bool {
     *v == 1
 }
 
@@ -340,11 +337,6 @@ impl ModelSpec {
             Some(b) if b.len() == 4 => [b[0], b[1], b[2], b[3]],
             _ => d,
         })
-    }
-
-    /// Whether the architecture is changed by DeepReDuce operations (culling, thinning, stem stride).
-    pub fn reshaped(&self) -> bool {
-        !self.cull.is_empty() || self.thin.is_some() || self.stem_stride != 1
     }
 
     /// Scale a channel count by the width multiplier (at least one channel).

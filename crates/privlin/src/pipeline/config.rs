@@ -152,12 +152,7 @@ impl PipelineConfig {
         };
         let lin: Method = lin.parse()?;
         if self.preset == "hybrenet"
-            && !self
-                .model
-                .arch
-                .trim()
-                .to_ascii_lowercase()
-                .starts_with("hrn")
+            && !matches!(self.model.arch.parse(), Ok(crate::nn::Arch::Hrn { .. }))
         {
             bail!(
                 "preset `hybrenet` linearizes a HybReNet: set [model] arch to an hrn-AxBxCx network (`privlin design` proposes one), not `{}`",

@@ -346,10 +346,12 @@ impl Plan {
                 Some((name, cfg)) => (Some(name.as_str()), cfg),
                 None => (None, base),
             };
-            let train_id = match model_dir {
-                Some(m) => format!("train/{m}"),
-                None => "train".into(),
+            // Node ids of a network's shared work: `train/NAME`, `importance/NAME/METHOD`.
+            let scoped = |kind: &str| match model_dir {
+                Some(m) => format!("{kind}/{m}"),
+                None => kind.to_string(),
             };
+            let train_id = scoped("train");
             for p in &presets {
                 preset(p)?;
                 let tag = tag.map(str::to_string).unwrap_or_else(|| p.clone());
@@ -375,10 +377,7 @@ impl Plan {
                     let layout =
                         Layout::sweep_point(&base.out, model_dir, &tag, &label, &imp_method);
                     let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
-                    let imp_id = match model_dir {
-                        Some(m) => format!("importance/{m}/{imp_method}"),
-                        None => format!("importance/{imp_method}"),
-                    };
+                    let imp_id = format!("{}/{imp_method}", scoped("importance"));
                     plan.add_point(
                         &cfg,
                         &layout,

@@ -20,7 +20,7 @@ pub struct ModelConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<Vec<i64>>,
     /// Stem stride (resolution reshaping).
-    #[serde(skip_serializing_if = "is_one")]
+    #[serde(skip_serializing_if = "crate::nn::spec::is_one")]
     pub stem_stride: i64,
     /// Stages whose ReLUs are culled (`stem` for no stem ReLU).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -28,10 +28,6 @@ pub struct ModelConfig {
     /// Thinning: `second` (DeepReDuce) or `first`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thin: Option<String>,
-}
-
-fn is_one(v: &i64) -> bool {
-    *v == 1
 }
 
 impl Default for ModelConfig {

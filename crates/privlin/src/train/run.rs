@@ -4,6 +4,7 @@
 use super::{evaluate, fit, CheckpointSpec, CrossEntropy, FitOptions, RunConfig};
 use crate::data::Loader;
 use crate::info::ModelInfo;
+use crate::linearize::teacher::Distill;
 use crate::nn::Model;
 use anyhow::{bail, Context, Result};
 
@@ -147,6 +148,7 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
             Some(Distill {
                 teacher: crate::linearize::Teacher::new(teacher),
                 cfg: crate::linearize::DistillConfig::default(),
+                masks: None,
             })
         }
         None => None,
@@ -183,26 +185,4 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
         epochs: history.len(),
         seconds: wall,
     })
-}
-
-/// Knowledge distillation from a frozen teacher (Hinton et al. 2015), the training DeepReDuce
-/// gives its reshaped networks.
-struct Distill {
-    teacher: crate::linearize::Teacher,
-    cfg: crate::linearize::DistillConfig,
-}
-
-impl super::Objective for Distill {
-    fn loss(
-        &mut self,
-        model: &Model,
-        batch: &crate::data::Batch,
-    ) -> Result<(tch::Tensor, tch::Tensor)> {
-        let t = self.teacher.logits(&batch.images);
-        let s = model.forward(&batch.images, true);
-        Ok((
-            crate::linearize::teacher::distill_loss(&s, &t, &batch.labels, &self.cfg),
-            s,
-        ))
-    }
 }

@@ -237,7 +237,7 @@ pub fn collect(out: &Path) -> Result<String> {
     for p in &pts {
         by_budget.entry(&p.label).or_default().push(p);
     }
-    for (label, ps) in by_budget {
+    for (label, ps) in &by_budget {
         let sites: Vec<String> = ps[0]
             .ft
             .sites
@@ -285,10 +285,6 @@ pub fn collect(out: &Path) -> Result<String> {
             100.0 * p.lin.test_acc,
             100.0 * p.ft.test_acc
         );
-    }
-    let mut by_budget: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
-    for p in &pts {
-        by_budget.entry(&p.label).or_default().push(p);
     }
     for (label, ps) in &by_budget {
         if ps.len() < 2 {
