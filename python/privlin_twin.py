@@ -37,6 +37,44 @@ class ConvBn(nn.Module):
     """Not used for naming: blocks hold conv/bn attributes directly."""
 
 
+class ShallowBranch(nn.Module):
+    """Gated branching's shallow branch (``gb.conv`` [+ ``gb.bn``]): no nonlinearity."""
+
+    def __init__(self, cin, cout, k, stride, bn=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout) if bn else None
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y if self.bn is None else self.bn(y)
+
+
+class AuxHead(nn.Module):
+    """The auxiliary classifier: conv-BN 3x3 stride 2, site ``aux.act1``, pooling, ``aux.fc``."""
+
+    def __init__(self, cin, cout, classes, act):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act1 = Site(act)
+        self.fc = nn.Linear(cout, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.act1(self.bn(self.conv(x))), 1), 1))
+
+
+def _mix(block, x, main):
+    """Main branch output, mixed with the shallow branch by the block's gate when it has one."""
+    gb = getattr(block, "gb", None)
+    if main is None:
+        return gb(x)
+    if gb is None:
+        return main
+    g = getattr(block, "gate", 1.0)
+    return gb(x) * g + main * (1 - g)
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -53,8 +91,10 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, 0, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x):
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = None
+        if hasattr(self, "conv1"):
+            out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        out = _mix(self, x, out)
         sc = x if self.downsample is None else self.downsample(x)
         return self.act2(out + sc)
 
@@ -79,9 +119,12 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.act2(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = None
+        if hasattr(self, "conv1"):
+            out = self.act1(self.bn1(self.conv1(x)))
+            out = self.act2(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+        out = _mix(self, x, out)
         sc = x if self.downsample is None else self.downsample(x)
         return self.act3(out + sc)
 
@@ -109,8 +152,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         out = self.act1(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return _body_and_head(self, out, "layer", 4)
 
 
 class Unit(nn.Module):
@@ -185,7 +227,10 @@ class PreActBlock(nn.Module):
 
     def forward(self, x):
         pre = self.relu1(self.bn1(x))
-        out = self.conv2(self.relu2(self.bn2(self.conv1(pre))))
+        out = None
+        if hasattr(self, "conv1"):
+            out = self.conv2(self.relu2(self.bn2(self.conv1(pre))))
+        out = _mix(self, pre, out)
         return (x if self.equal else self.convShortcut(pre)) + out
 
 
@@ -217,9 +262,82 @@ class Wrn(nn.Module):
         self.fc = nn.Linear(cin, classes)
 
     def forward(self, x):
-        out = self.block3(self.block2(self.block1(self.conv1(x))))
-        out = self.relu(self.bn1(out))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        return _body_and_head(self, self.conv1(x), "block", 3)
+
+    def head(self, out):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.relu(self.bn1(out)), 1), 1))
+
+
+def _body_and_head(model, out, prefix, stages):
+    """Stages in order; the auxiliary classifier reads its stage's output and, when it serves the
+    model, answers (the later stages are gone); otherwise its logits go to ``model.aux_logits``."""
+    aux_after = getattr(model, "aux_after", None)
+    feats = None
+    for s in range(1, stages + 1):
+        layer = getattr(model, f"{prefix}{s}", None)
+        if layer is None:
+            break
+        out = layer(out)
+        if aux_after == f"{prefix}{s}":
+            feats = out
+    if getattr(model, "aux_serve", False):
+        return model.aux(feats)
+    if feats is not None:
+        model.aux_logits = model.aux(feats)
+    if hasattr(model, "head"):
+        return model.head(out)
+    return model.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+
+
+def _block_io(block):
+    """(input channels, output channels, stride) of a residual block."""
+    if isinstance(block, PreActBlock):
+        return block.conv1.in_channels, block.conv1.out_channels, block.conv1.stride[0]
+    if isinstance(block, Bottleneck):
+        return block.conv1.in_channels, block.conv3.out_channels, block.conv2.stride[0]
+    return block.conv1.in_channels, block.conv2.out_channels, block.conv1.stride[0]
+
+
+def apply_reshape(model, spec, act="relu"):
+    """Gated and shallow blocks and the auxiliary classifier of a spec ("Making Models Shallow
+    Again"), as privlin's nn/resnet.rs and nn/wrn.rs build them."""
+    k = spec.get("shallow_kernel", 3)
+    for name in spec.get("gated", []) + spec.get("shallow", []):
+        block = model.get_submodule(name)
+        cin, cout, stride = _block_io(block)
+        block.gb = ShallowBranch(cin, cout, k, stride, bn=not isinstance(block, PreActBlock))
+        block.gate = 1.0
+        if name in spec.get("shallow", []):
+            if isinstance(block, PreActBlock):
+                drop = ["conv1", "bn2", "relu2", "conv2"]
+            elif isinstance(block, Bottleneck):
+                drop = ["conv1", "bn1", "act1", "conv2", "bn2", "act2", "conv3", "bn3"]
+            else:
+                drop = ["conv1", "bn1", "act1", "conv2", "bn2"]
+            for d in drop:
+                delattr(block, d)
+    aux = spec.get("aux")
+    if aux:
+        prefix = "block" if isinstance(model, Wrn) else "layer"
+        n_stages = 3 if isinstance(model, Wrn) else 4
+        after = int(aux["after"][len(prefix):])
+        last_block = getattr(model, aux["after"])
+        last_block = (last_block.layer if isinstance(model, Wrn) else last_block)[-1]
+        nxt = getattr(model, f"{prefix}{after + 1}")
+        nxt_block = (nxt.layer if isinstance(model, Wrn) else nxt)[0]
+        cin = _block_io(last_block)[1]
+        cout = _block_io(nxt_block)[1]
+        classes = (model.fc.out_features)
+        model.aux = AuxHead(cin, cout, classes, act)
+        model.aux_after = aux["after"]
+        model.aux_serve = bool(aux.get("serve", False))
+        if model.aux_serve:
+            for s in range(after + 1, n_stages + 1):
+                delattr(model, f"{prefix}{s}")
+            delattr(model, "fc")
+            if isinstance(model, Wrn):
+                delattr(model, "bn1")
+                delattr(model, "relu")
 
 
 def build(arch, width=1.0, activation="relu", classes=10, input_size=32, blocks=None, stem_stride=1):
@@ -257,6 +375,7 @@ def build_from_spec(spec):
         spec.get("stem_stride", 1),
     )
     apply_removal(model, spec.get("cull", []), spec.get("thin"))
+    apply_reshape(model, spec, spec.get("activation", "relu"))
     return model
 
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-TRAINING = {"train", "linearize", "finetune"}
+TRAINING = {"train", "linearize", "finetune", "reshape"}
 
 
 def main():

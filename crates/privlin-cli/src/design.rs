@@ -156,6 +156,10 @@ fn equalize_cmd(a: EqualizeArgs) -> Result<()> {
         stem_stride: a.stem_stride,
         cull: Vec::new(),
         thin: None,
+        gated: Vec::new(),
+        shallow: Vec::new(),
+        shallow_kernel: 3,
+        aux: None,
     };
     base.validate()?;
     let cands = equalize(&EqualizeConfig {

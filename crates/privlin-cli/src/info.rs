@@ -62,6 +62,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
             stem_stride: a.stem_stride,
             cull: a.cull.clone(),
             thin: a.thin.as_deref().map(str::parse::<Thin>).transpose()?,
+            gated: Vec::new(),
+            shallow: Vec::new(),
+            shallow_kernel: 3,
+            aux: None,
         },
     };
     crate::common::runtime("cpu", a.rt.threads.unwrap_or(0))?;

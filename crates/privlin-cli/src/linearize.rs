@@ -218,6 +218,9 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         linearize: lin.as_ref(),
         finetune: ft.as_ref(),
         pi: pi.as_ref(),
+        reshape: privlin::io::read_json(&l.final_.join(privlin::reshape::RESHAPE_REPORT))
+            .ok()
+            .as_ref(),
     });
     privlin::io::atomic_write_bytes(&l.report, md.as_bytes())?;
     println!("{md}");

@@ -9,6 +9,7 @@ mod info;
 mod linearize;
 mod pi;
 mod pipeline;
+mod reshape;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     Linearize(linearize::LinearizeArgs),
     /// Fine-tune a partial-ReLU checkpoint with frozen masks (KL + CE + PRAM).
     Finetune(linearize::FinetuneArgs),
+    /// Depth reduction of a partial-ReLU checkpoint ("Making Models Shallow Again"): gated
+    /// branching on blocks below d_th, an auxiliary classifier, fine-tuning, main branches deleted.
+    Reshape(reshape::ReshapeArgs),
     /// The whole pipeline from a config: train -> importance -> allocate -> linearize ->
     /// finetune -> report, skipping stages whose artifacts are complete.
     Run(pipeline::RunArgs),
@@ -92,6 +96,7 @@ fn main() {
         Command::ShapleyScore(a) => importance::run_score(a),
         Command::Linearize(a) => linearize::run_linearize(a),
         Command::Finetune(a) => linearize::run_finetune(a),
+        Command::Reshape(a) => reshape::run(a),
         Command::Run(a) => pipeline::run(a, false),
         Command::Sweep(a) => pipeline::sweep(a),
         Command::Plan(a) => pipeline::plan(a),

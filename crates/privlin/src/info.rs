@@ -49,6 +49,12 @@ pub struct ModelInfo {
     pub layers: Vec<LayerInfo>,
     /// DeepReDuce operations applied, in words (empty if none).
     pub reshaping: String,
+    /// Weight layers on the longest path of the served model, and the paper's layer depth
+    /// (convolutions inside residual blocks on that path; "Making Models Shallow Again").
+    pub depth: Option<usize>,
+    pub layer_depth: Option<usize>,
+    /// Gated branching and auxiliary classifier, in words (empty if none).
+    pub shallow: String,
 }
 
 impl ModelInfo {
@@ -88,7 +94,37 @@ impl ModelInfo {
         if let Some(b) = &spec.blocks {
             ops.push(format!("blocks per stage {b:?}"));
         }
+        let mut shallow = Vec::new();
+        if !spec.shallow.is_empty() {
+            shallow.push(format!(
+                "shallow blocks {} ({}x{} conv-BN, no ReLU)",
+                spec.shallow.join(", "),
+                spec.shallow_kernel,
+                spec.shallow_kernel
+            ));
+        }
+        if !spec.gated.is_empty() {
+            shallow.push(format!(
+                "gated blocks {} (main and shallow branch)",
+                spec.gated.join(", ")
+            ));
+        }
+        if let Some(a) = &spec.aux {
+            shallow.push(format!(
+                "auxiliary classifier after {}{}",
+                a.after,
+                if a.serve {
+                    " serves the model (later stages removed)"
+                } else {
+                    " (trained, not served: not counted)"
+                }
+            ));
+        }
+        let depth = model.depth();
         ModelInfo {
+            depth: depth.map(|d| d.0),
+            layer_depth: depth.map(|d| d.1),
+            shallow: shallow.join("; "),
             arch: spec.arch.to_string(),
             width: spec.width,
             activation: format!("{:?}", spec.activation).to_lowercase(),
@@ -124,6 +160,9 @@ impl ModelInfo {
         let _ = writeln!(s, "{}", self.convention_text);
         if !self.reshaping.is_empty() {
             let _ = writeln!(s, "DeepReDuce operations: {}", self.reshaping);
+        }
+        if !self.shallow.is_empty() {
+            let _ = writeln!(s, "Depth reduction: {}", self.shallow);
         }
         let _ = writeln!(
             s,
@@ -161,6 +200,12 @@ impl ModelInfo {
             self.macs_total,
             self.macs_total as f64 / 1e6
         );
+        if let (Some(d), Some(b)) = (self.depth, self.layer_depth) {
+            let _ = writeln!(
+                s,
+                "Depth: {d} weight layers on the longest path; layer depth {b} (convolutions inside residual blocks)"
+            );
+        }
         let _ = writeln!(
             s,
             "\n{:<10} {:>12} {:>12} {:>16}",
@@ -235,6 +280,12 @@ fn stage_rows(model: &Model, sites: &[SiteRow]) -> Vec<StageRow> {
         let first = l.name.split('.').next().unwrap_or("");
         let stage = if body.iter().any(|b| b == first) {
             first.to_string()
+        } else if first == "aux" {
+            if model.serves_layer(&l.name) {
+                "aux".to_string()
+            } else {
+                "aux (not served)".to_string()
+            }
         } else if l.kind == crate::nn::LayerKind::Linear {
             "head".to_string()
         } else {

@@ -16,4 +16,5 @@ pub mod nn;
 pub mod pi;
 pub mod pipeline;
 pub mod plot;
+pub mod reshape;
 pub mod train;

@@ -197,3 +197,30 @@ fn sgd_training_steps_match_pytorch() {
         assert!(d < 1e-4, "{name}: max |diff| {d} after 3 SGD steps");
     }
 }
+
+/// Reshaped models ("Making Models Shallow Again"): gated blocks (gate 1 on both sides), shallow
+/// blocks, the auxiliary classifier trained (main logits) and serving, ResNet and WRN.
+#[test]
+fn reshaped_models_match_twin() {
+    use privlin::nn::AuxHead;
+    let aux = |after: &str, serve: bool| {
+        Some(AuxHead {
+            after: after.into(),
+            serve,
+        })
+    };
+    let mut s = spec("resnet18", 0.125, 32, Activation::Relu, 10);
+    s.shallow = vec!["layer1.0".into(), "layer2.1".into()];
+    s.aux = aux("layer3", true);
+    check_spec(s);
+    let mut s = spec("resnet34", 0.0625, 32, Activation::Relu, 10);
+    s.gated = vec!["layer3.2".into()];
+    s.shallow = vec!["layer2.0".into()];
+    s.shallow_kernel = 1;
+    s.aux = aux("layer2", false);
+    check_spec(s);
+    let mut s = spec("wrn-16-2", 0.5, 32, Activation::Relu, 10);
+    s.shallow = vec!["block1.layer.1".into()];
+    s.aux = aux("block2", true);
+    check_spec(s);
+}

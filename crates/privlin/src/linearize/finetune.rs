@@ -14,6 +14,13 @@
 //! squared distance averaged over the map's elements, the form attention-transfer losses
 //! (Zagoruyko & Komodakis 2017), which PRAM follows, are computed in: with beta = 1000 it is of
 //! the order of the KL term.
+//!
+//! The same objective fine-tunes a model being made shallow ("Making Models Shallow Again",
+//! Sec. 4): PRAM then pairs the student's sites with the teacher's by name, over the sites that
+//! remain ([`Finetune::with_pram_pairs`]); an auxiliary classifier, when the student trains one,
+//! gets the same `lambda KL + (1 - lambda) CE` against the all-ReLU teacher (auxiliary knowledge
+//! distillation); and a gate schedule sets the gated blocks' mix before every epoch
+//! ([`Finetune::with_gate`]).
 
 use super::config::FinetuneConfig;
 use super::teacher::Teacher;
@@ -42,6 +49,10 @@ pub struct Finetune {
     teacher: Teacher,
     masks: MaskSet,
     cfg: FinetuneConfig,
+    /// PRAM pairs (student site, teacher site); `None`: site `i` with site `i`.
+    pairs: Option<Vec<(usize, usize)>>,
+    /// The gate of gated blocks per epoch, if the student has any.
+    gate: Option<crate::reshape::GateSchedule>,
     /// The last batch's loss terms (KL, CE, PRAM sum), for logs and tests.
     pub last_terms: Option<(f64, f64, f64)>,
 }
@@ -52,8 +63,34 @@ impl Finetune {
             teacher,
             masks,
             cfg,
+            pairs: None,
+            gate: None,
             last_terms: None,
         }
+    }
+
+    /// PRAM over these (student site, teacher site) pairs only.
+    pub fn with_pram_pairs(mut self, pairs: Vec<(usize, usize)>) -> Self {
+        self.pairs = Some(pairs);
+        self
+    }
+
+    /// Set the student's gate from `schedule` before every epoch (from the first on).
+    pub fn with_gate(mut self, schedule: crate::reshape::GateSchedule) -> Self {
+        self.gate = Some(schedule);
+        self
+    }
+
+    /// `lambda KL + (1 - lambda) CE` (or the SNL authors' `KL + CE`) of logits `s`.
+    fn kd_ce(&self, s: &Tensor, t_logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let kl = distillation(s, t_logits, self.cfg.temperature);
+        let ce = cross_entropy(s, labels, 0.0);
+        let loss = if self.cfg.loss == "snl" {
+            &kl + &ce
+        } else {
+            &kl * self.cfg.lambda + &ce * (1.0 - self.cfg.lambda)
+        };
+        (loss, kl, ce)
     }
 }
 
@@ -71,17 +108,24 @@ impl Objective for Finetune {
             f = f.with_taps();
         }
         let s = model.forward_with(&batch.images, &mut f);
-        let kl = distillation(&s, &t_logits, self.cfg.temperature);
-        let ce = cross_entropy(&s, &batch.labels, 0.0);
-        let mut loss = if snl {
-            &kl + &ce
-        } else {
-            &kl * self.cfg.lambda + &ce * (1.0 - self.cfg.lambda)
-        };
+        let (mut loss, kl, ce) = self.kd_ce(&s, &t_logits, &batch.labels);
+        if let Some(aux) = f.take_aux_logits() {
+            // Auxiliary knowledge distillation: the AC learns from the all-ReLU teacher too.
+            loss += self.kd_ce(&aux, &t_logits, &batch.labels).0;
+        }
         let mut pram_sum = Tensor::zeros([], (Kind::Float, s.device()));
         if use_pram {
-            for (tap, t) in f.take_taps().iter().zip(&t_posts) {
-                pram_sum += pram(&tap.post, t);
+            let taps = f.take_taps();
+            let same: Vec<(usize, usize)>;
+            let pairs = match &self.pairs {
+                Some(p) => p,
+                None => {
+                    same = (0..taps.len().min(t_posts.len())).map(|i| (i, i)).collect();
+                    &same
+                }
+            };
+            for &(i, j) in pairs {
+                pram_sum += pram(&taps[i].post, &t_posts[j]);
             }
             loss += &pram_sum * (self.cfg.beta / 2.0);
         }
@@ -95,5 +139,12 @@ impl Objective for Finetune {
 
     fn eval_masks(&self) -> Option<MaskSet> {
         Some(self.masks.clone())
+    }
+
+    fn before_epoch(&mut self, model: &Model, epoch: usize) -> Result<()> {
+        if let Some(g) = &self.gate {
+            model.set_gate(g.at(epoch));
+        }
+        Ok(())
     }
 }

@@ -22,6 +22,8 @@ pub struct ReportInputs<'a> {
     pub finetune: Option<&'a StageReport>,
     /// The private-inference stage (`pi/pi.json`).
     pub pi: Option<&'a PiReport>,
+    /// The reshape stage (`final/reshape.json`), when it replaced the fine-tuning.
+    pub reshape: Option<&'a crate::reshape::ReshapeReport>,
 }
 
 fn pct(x: f64) -> String {
@@ -148,6 +150,18 @@ pub fn markdown(r: &ReportInputs) -> String {
                     .unwrap_or_else(|| "-".into()),
                 site.kept,
                 100.0 * site.kept as f64 / site.capacity as f64
+            );
+        }
+        if let Some(rs) = r.reshape {
+            let _ = writeln!(
+                s,
+                "\n## Depth reduction (gated branching, auxiliary classifier)\n\nServed: {}. d_th = {}, gate ramp {} of {} epochs.\n\n{}\n{}",
+                rs.served,
+                rs.d_th,
+                rs.ramp_epochs,
+                rs.epochs,
+                rs.table(),
+                rs.blocks_table()
             );
         }
         let notes: Vec<&String> = r

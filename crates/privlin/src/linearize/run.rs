@@ -106,7 +106,7 @@ pub fn loaders(
     Ok((train_loader, test_loader))
 }
 
-fn site_counts(
+pub(crate) fn site_counts(
     model: &Model,
     masks: &MaskSet,
     targets: Option<&Targets>,
@@ -171,7 +171,12 @@ fn check_budget(
 }
 
 /// Write a partial-ReLU checkpoint's spec (naming its masks) and the mask export into `out`.
-fn save_pr(out: &Path, spec: &CheckpointSpec, model: &Model, masks: &MaskSet) -> Result<()> {
+pub(crate) fn save_pr(
+    out: &Path,
+    spec: &CheckpointSpec,
+    model: &Model,
+    masks: &MaskSet,
+) -> Result<()> {
     export(model, masks, out)?;
     CheckpointSpec {
         masks: Some(MASKS_FILE.into()),
@@ -377,24 +382,14 @@ pub fn linearize(
     Ok(report)
 }
 
-/// The `finetune` stage: train the partial-ReLU checkpoint `pr` with its masks frozen against its
-/// all-ReLU teacher and write the result to `out`.
-pub fn finetune(
+/// The all-ReLU teacher of the partial-ReLU checkpoint `pr` (loaded as `model`): `teacher_dir`,
+/// or the one its `linearize.json` names; also that report, if there is one.
+pub fn teacher_of(
     pr: &Path,
+    model: &Model,
     teacher_dir: Option<&Path>,
-    cfg: &FinetuneConfig,
-    out: &Path,
     device: Device,
-    resume: bool,
-) -> Result<StageReport> {
-    cfg.validate()?;
-    let (mut model, spec, masks) = load_with_masks(pr, device)?;
-    let Some(masks) = masks else {
-        bail!(
-            "{} has no masks: fine-tune a checkpoint written by `privlin linearize`",
-            pr.display()
-        );
-    };
+) -> Result<(PathBuf, Model, Option<StageReport>)> {
     let prev: Option<StageReport> = {
         let p = pr.join(LINEARIZE_REPORT);
         p.exists().then(|| crate::io::read_json(&p)).transpose()?
@@ -417,6 +412,28 @@ pub fn finetune(
             pr.display()
         );
     }
+    Ok((teacher_dir, teacher, prev))
+}
+
+/// The `finetune` stage: train the partial-ReLU checkpoint `pr` with its masks frozen against its
+/// all-ReLU teacher and write the result to `out`.
+pub fn finetune(
+    pr: &Path,
+    teacher_dir: Option<&Path>,
+    cfg: &FinetuneConfig,
+    out: &Path,
+    device: Device,
+    resume: bool,
+) -> Result<StageReport> {
+    cfg.validate()?;
+    let (mut model, spec, masks) = load_with_masks(pr, device)?;
+    let Some(masks) = masks else {
+        bail!(
+            "{} has no masks: fine-tune a checkpoint written by `privlin linearize`",
+            pr.display()
+        );
+    };
+    let (teacher_dir, teacher, prev) = teacher_of(pr, &model, teacher_dir, device)?;
     let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
     // The linearize stage measured the teacher on the same test set already.
     let ar_acc = match &prev {

@@ -56,6 +56,21 @@ pub struct Forward<'a> {
     next_site: usize,
     /// Sites removed from the architecture (culled or thinned): the identity whatever the mask.
     removed: Vec<bool>,
+    /// Gate of the shallow branches of gated blocks: `gate * f_GB + (1 - gate) * f_MB`.
+    gate: f64,
+    /// Logits of the auxiliary classifier, when the model trains one next to its main classifier.
+    aux_logits: Option<Tensor>,
+    /// Per gated block: (block, input of its shallow branch, output of its main branch).
+    branch_taps: Option<Vec<BranchTap>>,
+}
+
+/// What a gated block's shallow branch reads and what its main branch produced (before the
+/// residual addition), for fitting the one to the other.
+#[derive(Debug)]
+pub struct BranchTap {
+    pub block: String,
+    pub input: Tensor,
+    pub main: Tensor,
 }
 
 impl<'a> Forward<'a> {
@@ -69,7 +84,50 @@ impl<'a> Forward<'a> {
             trace: None,
             next_site: 0,
             removed: Vec::new(),
+            gate: 1.0,
+            aux_logits: None,
+            branch_taps: None,
         }
+    }
+
+    /// Collect the input of every gated block's shallow branch and its main branch's output.
+    pub fn with_branch_taps(mut self) -> Self {
+        self.branch_taps = Some(Vec::new());
+        self
+    }
+
+    pub fn take_branch_taps(&mut self) -> Vec<BranchTap> {
+        self.branch_taps.take().unwrap_or_default()
+    }
+
+    pub(crate) fn tap_branch(&mut self, block: &str, input: &Tensor, main: &Tensor) {
+        if let Some(t) = self.branch_taps.as_mut() {
+            t.push(BranchTap {
+                block: block.to_string(),
+                input: input.shallow_clone(),
+                main: main.shallow_clone(),
+            });
+        }
+    }
+
+    /// Set the gate of gated blocks for this pass (0: main branches only, 1: shallow ones only).
+    pub fn with_gate(mut self, gate: f64) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// The gate of gated blocks in this pass.
+    pub fn gate(&self) -> f64 {
+        self.gate
+    }
+
+    /// Logits of the auxiliary classifier computed in this pass, if the model trains one.
+    pub fn take_aux_logits(&mut self) -> Option<Tensor> {
+        self.aux_logits.take()
+    }
+
+    pub(crate) fn set_aux_logits(&mut self, logits: Tensor) {
+        self.aux_logits = Some(logits);
     }
 
     /// Make the sites flagged in `removed` the identity, whatever the masks say.

@@ -99,6 +99,20 @@ impl MaskSet {
         self.masks[idx] = mask;
     }
 
+    /// The masks of `from`'s sites carried over by name to the sites `to` of another model (one
+    /// that gained or lost sites); a site `from` does not have keeps its nonlinearity.
+    pub fn by_name(&self, from: &[SiteInfo], to: &[SiteInfo]) -> Self {
+        MaskSet {
+            masks: to
+                .iter()
+                .map(|t| match from.iter().position(|f| f.name == t.name) {
+                    Some(i) => self.get(i).shallow_clone(),
+                    None => SiteMask::Keep,
+                })
+                .collect(),
+        }
+    }
+
     /// Number of kept nonlinearities per site.
     pub fn counts(&self, sites: &[SiteInfo]) -> Result<Vec<i64>> {
         sites

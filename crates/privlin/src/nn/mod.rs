@@ -1,5 +1,6 @@
 //! Models with maskable activation sites.
 
+pub mod auxiliary;
 pub mod forward;
 pub mod layers;
 pub mod mask;
@@ -12,11 +13,11 @@ pub mod spec;
 pub mod vgg;
 pub mod wrn;
 
-pub use forward::{Forward, LayerInfo, LayerKind, Tap};
+pub use forward::{BranchTap, Forward, LayerInfo, LayerKind, Tap};
 pub use mask::{MaskSet, SiteMask};
 pub use model::Model;
 pub use site::{Activation, Granularity, SiteInfo, SiteKind};
-pub use spec::{Arch, Convention, ModelSpec, Thin};
+pub use spec::{Arch, AuxHead, Convention, ModelSpec, Thin};
 
 /// What passes between segments: the running activation and the saved input of the residual
 /// branch that is open, if any.
@@ -24,6 +25,8 @@ pub use spec::{Arch, Convention, ModelSpec, Thin};
 pub struct State {
     pub x: tch::Tensor,
     pub skip: Option<tch::Tensor>,
+    /// The input of a trained (not served) auxiliary classifier, then its activated features.
+    pub aux: Option<tch::Tensor>,
 }
 
 impl State {
@@ -31,6 +34,7 @@ impl State {
         State {
             x: x.shallow_clone(),
             skip: None,
+            aux: None,
         }
     }
 
@@ -38,6 +42,7 @@ impl State {
         State {
             x: self.x.shallow_clone(),
             skip: self.skip.as_ref().map(|t| t.shallow_clone()),
+            aux: self.aux.as_ref().map(|t| t.shallow_clone()),
         }
     }
 }

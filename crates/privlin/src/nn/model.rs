@@ -18,6 +18,8 @@ pub struct Model {
     trace: Trace,
     /// Per site: removed by DeepReDuce culling or thinning ([`super::removal`]).
     removed: Vec<bool>,
+    /// The gate of gated blocks in every pass this model makes ([`Model::set_gate`]).
+    gate: std::cell::Cell<f64>,
 }
 
 impl std::fmt::Debug for Model {
@@ -49,6 +51,7 @@ impl Model {
             net,
             trace: Trace::default(),
             removed: Vec::new(),
+            gate: std::cell::Cell::new(1.0),
         };
         let probe = Tensor::zeros(model.input_shape(1), (Kind::Float, device));
         let mut f = Forward::new(model.spec.activation, false).with_trace();
@@ -76,14 +79,73 @@ impl Model {
         &self.trace.layers
     }
 
+    /// MACs per image of the served model: the layers of an auxiliary classifier that is only
+    /// trained do not count, nor, in a gated block, the branch that is on its way out (the main
+    /// one).
     pub fn macs_total(&self) -> i64 {
-        self.layers().iter().map(|l| l.macs).sum()
+        self.layers()
+            .iter()
+            .filter(|l| self.serves_layer(&l.name))
+            .map(|l| l.macs)
+            .sum()
+    }
+
+    /// Whether weight layer `name` belongs to the model as served: not part of a trained-only
+    /// auxiliary classifier.
+    pub fn serves_layer(&self, name: &str) -> bool {
+        !(self.spec.aux_training() && name.starts_with("aux."))
+    }
+
+    /// Set the gate of gated blocks for every later pass: 0 runs the main branches, 1 the shallow
+    /// ones ("Making Models Shallow Again", gated branching).
+    pub fn set_gate(&self, gate: f64) {
+        self.gate.set(gate);
+    }
+
+    pub fn gate(&self) -> f64 {
+        self.gate.get()
+    }
+
+    /// Depth in weight layers on the longest input-to-output path of the served model (stem,
+    /// main-branch convolutions, classifier), and the paper's "layer depth": the convolutions on
+    /// that path inside residual blocks ("Making Models Shallow Again", Tables 1-2: 16 for
+    /// ResNet-18, 18 for WRN-22-8). `None` for architectures without an export graph, or gated.
+    pub fn depth(&self) -> Option<(usize, usize)> {
+        let g = self.graph()?;
+        // Longest path over values: value 0 is the input, node i produces value i + 1.
+        let mut all = vec![0usize; g.len() + 1];
+        let mut body = vec![0usize; g.len() + 1];
+        for (i, n) in g.iter().enumerate() {
+            use super::GraphNode as N;
+            let (inputs, weight, name): (Vec<usize>, bool, Option<&str>) = match n {
+                N::ConvBn { input, conv, .. } | N::Conv { input, conv, .. } => {
+                    (vec![*input], true, Some(conv.as_str()))
+                }
+                N::Linear { input, .. } => (vec![*input], true, None),
+                N::BatchNorm { input, .. }
+                | N::GlobalAvgPool { input }
+                | N::MaxPool { input, .. }
+                | N::Site { input, .. } => (vec![*input], false, None),
+                N::Add { inputs } => (inputs.to_vec(), false, None),
+            };
+            let in_block = name.is_some_and(|c| {
+                (c.starts_with("layer") || c.starts_with("block")) && c.matches('.').count() >= 2
+            });
+            all[i + 1] = inputs.iter().map(|&v| all[v]).max().unwrap_or(0) + usize::from(weight);
+            body[i + 1] =
+                inputs.iter().map(|&v| body[v]).max().unwrap_or(0) + usize::from(in_block);
+        }
+        Some((all[g.len()], body[g.len()]))
     }
 
     /// Whether site `idx` counts (and may be linearized) under the spec's convention; a site
-    /// removed by culling or thinning never counts.
+    /// removed by culling or thinning never counts, nor the site of an auxiliary classifier that
+    /// is trained but not served.
     pub fn counted(&self, idx: usize) -> bool {
-        !self.removed(idx) && self.spec.convention.counts(self.sites()[idx].kind)
+        let site = &self.sites()[idx];
+        !self.removed(idx)
+            && self.spec.convention.counts(site.kind)
+            && !(self.spec.aux_training() && site.name == super::auxiliary::AUX_SITE)
     }
 
     /// Whether site `idx` was removed from the architecture (DeepReDuce culling or thinning).
@@ -150,7 +212,9 @@ impl Model {
 
     /// A fresh [`Forward`] state for this model's activation.
     pub fn pass(&self, train: bool) -> Forward<'static> {
-        Forward::new(self.spec.activation, train).with_removed(&self.removed)
+        Forward::new(self.spec.activation, train)
+            .with_removed(&self.removed)
+            .with_gate(self.gate.get())
     }
 
     /// Store every 4-D parameter (convolution weights) in channels-last layout.

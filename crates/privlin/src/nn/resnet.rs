@@ -5,31 +5,33 @@
 //! Module paths follow torchvision (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`,
 //! `fc`); activation sites are `act1` (stem) and `layerS.B.actK`, the last one of each block
 //! applied after the residual addition.
+//!
+//! "Making Models Shallow Again" (gated branching): a gated block also carries a shallow branch
+//! `layerS.B.gb.{conv,bn}`, one conv-BN from the block's input to its output shape with no
+//! nonlinearity, and computes `gate * f_GB(x) + (1 - gate) * f_MB(x) + shortcut(x)` before its
+//! last site; a shallow block has lost its main branch (and the sites inside it). An auxiliary
+//! classifier ([`super::auxiliary`]) reads the output of one stage.
 
+use super::auxiliary::AuxClassifier;
 use super::forward::Forward;
 use super::layers::{global_avg_pool, path_name, ConvBn, Linear};
 use super::site::SiteKind;
 use super::spec::{Arch, ModelSpec};
 use super::{GraphNode, Net, State};
 use tch::nn::Path;
-use tch::Tensor;
 
+/// A residual block: a main branch of conv-BN units (an activation site after every unit but the
+/// last), optionally a shallow branch, a shortcut, the addition and the block's last site.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // a handful of blocks per model, built once
-enum Block {
-    Basic {
-        c1: ConvBn,
-        c2: ConvBn,
-        down: Option<ConvBn>,
-        sites: Vec<String>,
-    },
-    Bottleneck {
-        c1: ConvBn,
-        c2: ConvBn,
-        c3: ConvBn,
-        down: Option<ConvBn>,
-        sites: Vec<String>,
-    },
+struct Block {
+    name: String,
+    /// The main branch's units; empty in a shallow block.
+    main: Vec<ConvBn>,
+    /// The shallow branch of a gated or shallow block.
+    branch: Option<ConvBn>,
+    down: Option<ConvBn>,
+    /// Sites of the remaining parts in order; the last follows the residual addition.
+    sites: Vec<String>,
 }
 
 fn downsample(p: &Path, cin: i64, cout: i64, stride: i64) -> Option<ConvBn> {
@@ -45,82 +47,153 @@ fn downsample(p: &Path, cin: i64, cout: i64, stride: i64) -> Option<ConvBn> {
     })
 }
 
-impl Block {
-    fn basic(p: Path, cin: i64, planes: i64, stride: i64) -> Self {
-        let name = path_name(&p);
-        Block::Basic {
-            c1: ConvBn::new(&p / "conv1", &p / "bn1", cin, planes, 3, stride),
-            c2: ConvBn::new(&p / "conv2", &p / "bn2", planes, planes, 3, 1),
-            down: downsample(&p, cin, planes, stride),
-            sites: vec![format!("{name}.act1"), format!("{name}.act2")],
-        }
-    }
+/// Which branches a block has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Branches {
+    Main,
+    Gated,
+    Shallow,
+}
 
-    fn bottleneck(p: Path, cin: i64, planes: i64, stride: i64) -> Self {
+impl Block {
+    /// A basic (two 3x3 units) or bottleneck (1x1, 3x3, 1x1) block with the given branches; the
+    /// shallow branch's kernel is `kernel`.
+    fn new(
+        p: Path,
+        cin: i64,
+        planes: i64,
+        stride: i64,
+        bottleneck: bool,
+        branches: Branches,
+        kernel: i64,
+    ) -> Self {
         let name = path_name(&p);
-        let cout = planes * 4;
-        Block::Bottleneck {
-            c1: ConvBn::new(&p / "conv1", &p / "bn1", cin, planes, 1, 1),
-            c2: ConvBn::new(&p / "conv2", &p / "bn2", planes, planes, 3, stride),
-            c3: ConvBn::new(&p / "conv3", &p / "bn3", planes, cout, 1, 1),
+        let cout = if bottleneck { planes * 4 } else { planes };
+        let units: Vec<(i64, i64, i64, i64)> = if bottleneck {
+            vec![
+                (cin, planes, 1, 1),
+                (planes, planes, 3, stride),
+                (planes, cout, 1, 1),
+            ]
+        } else {
+            vec![(cin, planes, 3, stride), (planes, planes, 3, 1)]
+        };
+        let n = units.len();
+        let main = if branches == Branches::Shallow {
+            Vec::new()
+        } else {
+            units
+                .iter()
+                .enumerate()
+                .map(|(k, &(ci, co, ks, st))| {
+                    ConvBn::new(
+                        &p / format!("conv{}", k + 1),
+                        &p / format!("bn{}", k + 1),
+                        ci,
+                        co,
+                        ks,
+                        st,
+                    )
+                })
+                .collect()
+        };
+        let branch = (branches != Branches::Main).then(|| {
+            ConvBn::new(
+                &p / "gb" / "conv",
+                &p / "gb" / "bn",
+                cin,
+                cout,
+                kernel,
+                stride,
+            )
+        });
+        let sites = if branches == Branches::Shallow {
+            vec![format!("{name}.act{n}")]
+        } else {
+            (1..=n).map(|k| format!("{name}.act{k}")).collect()
+        };
+        Block {
+            name,
+            main,
+            branch,
             down: downsample(&p, cin, cout, stride),
-            sites: vec![
-                format!("{name}.act1"),
-                format!("{name}.act2"),
-                format!("{name}.act3"),
-            ],
+            sites,
         }
     }
 
     fn parts(&self) -> usize {
-        match self {
-            Block::Basic { .. } => 2,
-            Block::Bottleneck { .. } => 3,
-        }
+        self.sites.len()
     }
 
     /// Part `k` of the block: each part ends with one activation site.
     fn part(&self, k: usize, s: &mut State, f: &mut Forward) {
-        let close = |down: &Option<ConvBn>, out: Tensor, s: &mut State, f: &mut Forward| {
-            let skip = s.skip.take().expect("block input saved by part 0");
-            let sc = match down {
-                Some(d) => d.forward(&skip, f),
-                None => skip,
-            };
-            out + sc
-        };
-        match (self, k) {
-            (Block::Basic { c1, sites, .. }, 0) | (Block::Bottleneck { c1, sites, .. }, 0) => {
-                s.skip = Some(s.x.shallow_clone());
-                let t = c1.forward(&s.x, f);
-                s.x = f.site(&sites[0], SiteKind::Block, &t);
-            }
-            (
-                Block::Basic {
-                    c2, down, sites, ..
-                },
-                1,
-            ) => {
-                let out = c2.forward(&s.x, f);
-                let t = close(down, out, s, f);
-                s.x = f.site(&sites[1], SiteKind::PostAdd, &t);
-            }
-            (Block::Bottleneck { c2, sites, .. }, 1) => {
-                let t = c2.forward(&s.x, f);
-                s.x = f.site(&sites[1], SiteKind::Block, &t);
-            }
-            (
-                Block::Bottleneck {
-                    c3, down, sites, ..
-                },
-                2,
-            ) => {
-                let out = c3.forward(&s.x, f);
-                let t = close(down, out, s, f);
-                s.x = f.site(&sites[2], SiteKind::PostAdd, &t);
-            }
-            _ => unreachable!("block part {k}"),
+        if k == 0 {
+            s.skip = Some(s.x.shallow_clone());
         }
+        if k + 1 < self.parts() {
+            let t = self.main[k].forward(&s.x, f);
+            s.x = f.site(&self.sites[k], SiteKind::Block, &t);
+            return;
+        }
+        let skip = s.skip.take().expect("block input saved by part 0");
+        let main = self.main.last().map(|u| u.forward(&s.x, f));
+        let branch = self.branch.as_ref().map(|b| b.forward(&skip, f));
+        let out = match (main, branch) {
+            (Some(m), None) => m,
+            (None, Some(b)) => b,
+            (Some(m), Some(b)) => {
+                f.tap_branch(&self.name, &skip, &m);
+                let g = f.gate();
+                b * g + m * (1.0 - g)
+            }
+            (None, None) => unreachable!("a block has a main or a shallow branch"),
+        };
+        let sc = match &self.down {
+            Some(d) => d.forward(&skip, f),
+            None => skip,
+        };
+        s.x = f.site(self.sites.last().unwrap(), SiteKind::PostAdd, &(out + sc));
+    }
+
+    /// Appends the block's nodes reading value `x`; returns the block's output value. `None` for a
+    /// gated block (two branches mixed by a training-time gate have no export).
+    fn graph(&self, g: &mut Vec<GraphNode>, x: usize) -> Option<usize> {
+        let push = |g: &mut Vec<GraphNode>, n: GraphNode| {
+            g.push(n);
+            g.len()
+        };
+        let h = match (&self.branch, self.main.is_empty()) {
+            (Some(b), true) => push(g, b.node(x)),
+            (None, false) => {
+                let mut h = x;
+                for (k, c) in self.main.iter().enumerate() {
+                    h = push(g, c.node(h));
+                    if k + 1 < self.main.len() {
+                        h = push(
+                            g,
+                            GraphNode::Site {
+                                input: h,
+                                name: self.sites[k].clone(),
+                            },
+                        );
+                    }
+                }
+                h
+            }
+            _ => return None,
+        };
+        let sc = match &self.down {
+            Some(d) => push(g, d.node(x)),
+            None => x,
+        };
+        let s = push(g, GraphNode::Add { inputs: [h, sc] });
+        Some(push(
+            g,
+            GraphNode::Site {
+                input: s,
+                name: self.sites.last().unwrap().clone(),
+            },
+        ))
     }
 }
 
@@ -128,8 +201,12 @@ impl Block {
 pub struct ResNet {
     stem: ConvBn,
     blocks: Vec<Block>,
-    fc: Linear,
-    /// Segment i -> (block, part); segment 0 is the stem, the last one the head.
+    /// The main classifier (absent when the auxiliary classifier serves the model).
+    fc: Option<Linear>,
+    /// The auxiliary classifier and the index of the block it reads.
+    aux: Option<(AuxClassifier, usize)>,
+    serve_aux: bool,
+    /// Segment i -> (block, part); segment 0 is the stem, then the AC's site if any, then the head.
     plan: Vec<(usize, usize)>,
 }
 
@@ -143,7 +220,9 @@ impl ResNet {
         let expansion = if bottleneck { 4 } else { 1 };
         let base = spec.ch(64);
         let stem = ConvBn::new(p / "conv1", p / "bn1", 3, base, 3, spec.stem_stride);
+        let serve_aux = matches!(&spec.aux, Some(a) if a.serve);
         let mut blocks = Vec::new();
+        let mut aux = None;
         let mut cin = base;
         for (stage, &n) in layers.iter().enumerate() {
             // ResNets: round(64 x 2^s x width), as before; HybReNets: exact multiples of m.
@@ -151,14 +230,33 @@ impl ResNet {
                 Arch::Hrn { .. } => base * mults[stage],
                 _ => spec.ch(64 * mults[stage]),
             };
+            if let Some(a) = &spec.aux {
+                if a.after == format!("layer{stage}") {
+                    let head = AuxClassifier::new(p, cin, planes * expansion, spec.classes);
+                    aux = Some((head, blocks.len() - 1));
+                    if serve_aux {
+                        break;
+                    }
+                }
+            }
             for b in 0..n {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+                let name = format!("layer{}.{b}", stage + 1);
+                let branches = match spec.branch_of(&name) {
+                    (true, _) => Branches::Gated,
+                    (_, true) => Branches::Shallow,
+                    _ => Branches::Main,
+                };
                 let bp = p / format!("layer{}", stage + 1) / b;
-                blocks.push(if bottleneck {
-                    Block::bottleneck(bp, cin, planes, stride)
-                } else {
-                    Block::basic(bp, cin, planes, stride)
-                });
+                blocks.push(Block::new(
+                    bp,
+                    cin,
+                    planes,
+                    stride,
+                    bottleneck,
+                    branches,
+                    spec.shallow_kernel,
+                ));
                 cin = planes * expansion;
             }
         }
@@ -170,59 +268,11 @@ impl ResNet {
         ResNet {
             stem,
             blocks,
-            fc: Linear::new(p / "fc", cin, spec.classes),
+            fc: (!serve_aux).then(|| Linear::new(p / "fc", cin, spec.classes)),
+            aux,
+            serve_aux,
             plan,
         }
-    }
-}
-
-impl Block {
-    /// Appends the block's nodes reading value `x`; returns the block's output value.
-    fn graph(&self, g: &mut Vec<GraphNode>, x: usize) -> usize {
-        let push = |g: &mut Vec<GraphNode>, n: GraphNode| {
-            g.push(n);
-            g.len()
-        };
-        let (convs, down, sites): (Vec<&ConvBn>, _, _) = match self {
-            Block::Basic {
-                c1,
-                c2,
-                down,
-                sites,
-            } => (vec![c1, c2], down, sites),
-            Block::Bottleneck {
-                c1,
-                c2,
-                c3,
-                down,
-                sites,
-            } => (vec![c1, c2, c3], down, sites),
-        };
-        let mut h = x;
-        for (k, c) in convs.iter().enumerate() {
-            h = push(g, c.node(h));
-            if k + 1 < convs.len() {
-                h = push(
-                    g,
-                    GraphNode::Site {
-                        input: h,
-                        name: sites[k].clone(),
-                    },
-                );
-            }
-        }
-        let sc = match down {
-            Some(d) => push(g, d.node(x)),
-            None => x,
-        };
-        let s = push(g, GraphNode::Add { inputs: [h, sc] });
-        push(
-            g,
-            GraphNode::Site {
-                input: s,
-                name: sites.last().unwrap().clone(),
-            },
-        )
     }
 }
 
@@ -235,30 +285,58 @@ impl Net for ResNet {
         });
         let mut x = g.len();
         for b in &self.blocks {
-            x = b.graph(&mut g, x);
+            x = b.graph(&mut g, x)?;
         }
-        g.push(GraphNode::GlobalAvgPool { input: x });
-        let (name, _, _) = self.fc.describe();
-        g.push(GraphNode::Linear {
-            input: g.len(),
-            name: name.to_string(),
-        });
+        match (&self.fc, &self.aux) {
+            (Some(fc), _) => {
+                g.push(GraphNode::GlobalAvgPool { input: x });
+                g.push(GraphNode::Linear {
+                    input: g.len(),
+                    name: fc.describe().0.to_string(),
+                });
+            }
+            (None, Some((head, _))) => head.graph(&mut g, x),
+            (None, None) => unreachable!("a ResNet has a classifier"),
+        }
         Some(g)
     }
 
     fn segments(&self) -> usize {
-        self.plan.len() + 2
+        self.plan.len() + 2 + usize::from(self.aux.is_some())
     }
 
     fn segment(&self, i: usize, s: &mut State, f: &mut Forward) {
+        let n = self.plan.len();
         if i == 0 {
             let t = self.stem.forward(&s.x, f);
             s.x = f.site("act1", SiteKind::Stem, &t);
-        } else if i <= self.plan.len() {
+        } else if i <= n {
             let (b, k) = self.plan[i - 1];
             self.blocks[b].part(k, s, f);
+            if let Some((_, at)) = &self.aux {
+                if !self.serve_aux && b == *at && k + 1 == self.blocks[b].parts() {
+                    s.aux = Some(s.x.shallow_clone());
+                }
+            }
+        } else if let (true, Some((head, _))) = (i == n + 1, &self.aux) {
+            if self.serve_aux {
+                s.x = head.features(&s.x, f);
+            } else {
+                let a = s.aux.take().expect("the AC's input saved by its stage");
+                s.aux = Some(head.features(&a, f));
+            }
         } else {
-            s.x = self.fc.forward(&global_avg_pool(&s.x), f);
+            match (&self.fc, &self.aux) {
+                (Some(fc), aux) => {
+                    s.x = fc.forward(&global_avg_pool(&s.x), f);
+                    if let (Some((head, _)), Some(a)) = (aux, s.aux.take()) {
+                        let logits = head.logits(&a, f);
+                        f.set_aux_logits(logits);
+                    }
+                }
+                (None, Some((head, _))) => s.x = head.logits(&s.x, f),
+                (None, None) => unreachable!("a ResNet has a classifier"),
+            }
         }
     }
 }

@@ -312,6 +312,44 @@ pub struct ModelSpec {
     /// DeepReDuce's thinning of the stages that remain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thin: Option<Thin>,
+    /// Residual blocks that carry a gated shallow branch next to their main branch ("Making
+    /// Models Shallow Again", gated branching): `layer1.0` (ResNet family), `block1.layer.0` (WRN).
+    /// The gate is a runtime value of the model ([`super::Model::set_gate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gated: Vec<String>,
+    /// Residual blocks reduced to their shallow branch: the main branch is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shallow: Vec<String>,
+    /// Kernel of the shallow branch's convolution (odd; 3 halves a basic block's MACs).
+    #[serde(
+        default = "three",
+        skip_serializing_if = "is_three",
+        rename = "shallow_kernel"
+    )]
+    pub shallow_kernel: i64,
+    /// The auxiliary classifier, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<AuxHead>,
+}
+
+fn three() -> i64 {
+    3
+}
+fn is_three(v: &i64) -> bool {
+    *v == 3
+}
+
+/// An auxiliary classifier (AC) after stage `after` ("Making Models Shallow Again", Sec. 4,
+/// after the self-distillation heads of Zhang et al. 2019): conv-BN 3x3 of stride 2 to the next
+/// stage's width, one activation site `aux.act1`, global average pooling and a linear layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuxHead {
+    /// The stage the head reads (`layer3` of ResNet-18, `block2` of a WRN).
+    pub after: String,
+    /// The model answers from the AC and every stage after `after` is gone; otherwise the AC is
+    /// trained next to the main classifier and neither counted nor exported.
+    #[serde(default)]
+    pub serve: bool,
 }
 
 impl ModelSpec {
@@ -327,7 +365,140 @@ impl ModelSpec {
             stem_stride: 1,
             cull: Vec::new(),
             thin: None,
+            gated: Vec::new(),
+            shallow: Vec::new(),
+            shallow_kernel: 3,
+            aux: None,
         }
+    }
+
+    /// Residual block names in forward order (`layer2.1`, `block1.layer.0`); empty for
+    /// architectures without residual blocks.
+    pub fn block_names(&self) -> Vec<String> {
+        if let Some(blocks) = self.stage_blocks() {
+            let mut out = Vec::new();
+            for (s, &n) in blocks.iter().enumerate() {
+                for b in 0..n {
+                    out.push(format!("layer{}.{b}", s + 1));
+                }
+            }
+            return out;
+        }
+        if let Arch::Wrn { depth, .. } = self.arch {
+            let n = (depth - 4) / 6;
+            return (1..=3)
+                .flat_map(|s| (0..n).map(move |b| format!("block{s}.layer.{b}")))
+                .collect();
+        }
+        Vec::new()
+    }
+
+    /// Stage names of the residual body in forward order (`layer1`.., `block1`..).
+    pub fn body_stages(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for b in self.block_names() {
+            let st = b.split('.').next().unwrap_or("").to_string();
+            if !out.contains(&st) {
+                out.push(st);
+            }
+        }
+        out
+    }
+
+    /// The stage a block belongs to (`layer2` for `layer2.1`).
+    pub fn stage_of_block(block: &str) -> &str {
+        block.split('.').next().unwrap_or(block)
+    }
+
+    /// Whether block `name` has a gated or a shallow branch: `(gated, shallow)`.
+    pub fn branch_of(&self, name: &str) -> (bool, bool) {
+        (
+            self.gated.iter().any(|b| b == name),
+            self.shallow.iter().any(|b| b == name),
+        )
+    }
+
+    /// Whether the model has an auxiliary classifier that is trained but not served.
+    pub fn aux_training(&self) -> bool {
+        matches!(&self.aux, Some(a) if !a.serve)
+    }
+
+    /// Whether anything of "Making Models Shallow Again" changed the architecture.
+    pub fn is_reshaped(&self) -> bool {
+        !self.gated.is_empty() || !self.shallow.is_empty() || self.aux.is_some()
+    }
+
+    fn validate_reshape(&self) -> Result<()> {
+        if !self.is_reshaped() {
+            return Ok(());
+        }
+        let blocks = self.block_names();
+        if blocks.is_empty() {
+            bail!(
+                "{} has no residual blocks: gated branching and the auxiliary classifier need a ResNet, HybReNet or WRN",
+                self.arch
+            );
+        }
+        if self.arch == Arch::Resnet50 && !(self.gated.is_empty() && self.shallow.is_empty()) {
+            // A bottleneck's main branch costs 17 p^2 MACs per pixel (1x1 4p->p, 3x3 p->p,
+            // 1x1 p->4p); one conv from its input to its output costs 16 p^2 k^2: 144 p^2 at
+            // 3x3, 16 p^2 at 1x1. Gated branching saves nothing worth its accuracy there.
+            bail!(
+                "gated branching is refused for resnet50: a bottleneck block's main branch costs 17 p^2 MACs per pixel, one shallow conv from its input to its output 16 p^2 k^2 (144 p^2 at 3x3, 16 p^2 at 1x1), so the shallow block saves at most 6 % of the block's MACs; use basic-block ResNets (resnet18/34, hrn-*) or WRNs"
+            );
+        }
+        for (what, list) in [("gated", &self.gated), ("shallow", &self.shallow)] {
+            for b in list {
+                if !blocks.contains(b) {
+                    bail!(
+                        "{what} block `{b}` does not exist in {}; its blocks are {}",
+                        self.arch,
+                        blocks.join(", ")
+                    );
+                }
+                if list.iter().filter(|x| *x == b).count() > 1 {
+                    bail!("{what} block `{b}` is listed twice");
+                }
+            }
+        }
+        if let Some(b) = self.gated.iter().find(|b| self.shallow.contains(b)) {
+            bail!("block `{b}` is listed both as gated and as shallow");
+        }
+        if self.shallow_kernel < 1 || self.shallow_kernel % 2 == 0 || self.shallow_kernel > 7 {
+            bail!(
+                "shallow_kernel = {}: expected an odd kernel size from 1 to 7",
+                self.shallow_kernel
+            );
+        }
+        if let Some(a) = &self.aux {
+            let stages = self.body_stages();
+            let pos = stages.iter().position(|s| *s == a.after);
+            match pos {
+                Some(i) if i + 1 < stages.len() => {}
+                Some(_) => bail!(
+                    "auxiliary classifier after `{}`: that is the last stage, where the main classifier already is; choose one of {}",
+                    a.after,
+                    stages[..stages.len() - 1].join(", ")
+                ),
+                None => bail!(
+                    "auxiliary classifier after `{}`: {} has no such stage; choose one of {}",
+                    a.after,
+                    self.arch,
+                    stages[..stages.len() - 1].join(", ")
+                ),
+            }
+            if a.serve {
+                let cut = stages.iter().position(|s| *s == a.after).unwrap();
+                if let Some(b) = self.gated.iter().chain(&self.shallow).find(|b| {
+                    stages[cut + 1..]
+                        .iter()
+                        .any(|s| s == Self::stage_of_block(b))
+                }) {
+                    bail!("block `{b}` lies after the auxiliary classifier that serves the model, so it does not exist");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Residual blocks per stage (ResNet family): the spec's or the architecture's.
@@ -385,6 +556,7 @@ impl ModelSpec {
                 self.arch
             );
         }
+        self.validate_reshape()?;
         if self.input_size % (8 * self.stem_stride) != 0 {
             bail!(
                 "resolution {}x{} with stem stride {} does not divide into the three stride-2 stages: the input size must be a multiple of {}",

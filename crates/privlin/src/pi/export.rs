@@ -53,6 +53,12 @@ pub fn unsupported(model: &Model) -> Option<String> {
             model.spec.activation
         ));
     }
+    if !model.spec.gated.is_empty() {
+        return Some(format!(
+            "blocks {} are still gated (main and shallow branch mixed by a training-time gate): export the checkpoint the reshape stage writes at its end, not its gated/ training directory",
+            model.spec.gated.join(", ")
+        ));
+    }
     if model.graph().is_none() {
         return Some(format!(
             "no private-inference exporter for {}",

@@ -31,6 +31,9 @@ pub struct PipelineConfig {
     pub importance: toml::Table,
     pub linearize: LinearizeConfig,
     pub finetune: FinetuneConfig,
+    /// Depth reduction in place of the plain fine-tuning (preset `shallow`); its loss and schedule
+    /// are `[finetune]`'s.
+    pub reshape: crate::reshape::ReshapeConfig,
     /// The private-inference stage (test images under the two-party protocol).
     pub pi: PiConfig,
 }
@@ -49,6 +52,7 @@ impl Default for PipelineConfig {
             importance: toml::Table::new(),
             linearize: LinearizeConfig::default(),
             finetune: FinetuneConfig::default(),
+            reshape: crate::reshape::ReshapeConfig::default(),
             pi: PiConfig::default(),
         }
     }
@@ -69,11 +73,19 @@ pub fn preset(name: &str) -> Result<(Option<&'static str>, &'static str)> {
         // DeepReShape: a HybReNet ([model] arch = "hrn-...", from `privlin design`) trained
         // all-ReLU, then SNL's fine-grained linearization to the budget, as in the paper.
         "hybrenet" => (None, "snl"),
+        // "Making Models Shallow Again": SENet's budgets and masks, then the reshape stage
+        // (gated branching, AKD) in place of the plain fine-tuning ([`reshapes`]).
+        "shallow" => (Some("senet"), "senet"),
         "custom" => (None, ""),
         other => bail!(
-            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, uniform, deepreduce, hybrenet or custom)"
+            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, uniform, deepreduce, hybrenet, shallow or custom)"
         ),
     })
+}
+
+/// Whether a preset fine-tunes with the `reshape` stage (depth reduction) instead of `finetune`.
+pub fn reshapes(preset: &str) -> bool {
+    preset == "shallow"
 }
 
 /// Apply `key.path=value` overrides to a TOML table (the value parsed as TOML, else a string).
@@ -119,6 +131,9 @@ impl PipelineConfig {
         cfg.finetune
             .validate()
             .with_context(|| format!("config {origin}: [finetune]"))?;
+        cfg.reshape
+            .validate()
+            .with_context(|| format!("config {origin}: [reshape]"))?;
         cfg.pi
             .validate()
             .with_context(|| format!("config {origin}: [pi]"))?;

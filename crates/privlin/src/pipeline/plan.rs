@@ -9,6 +9,7 @@ use super::stages::importance::ImportanceStage;
 use super::stages::linearize::{Linearize, Source};
 use super::stages::pi::Pi;
 use super::stages::report::Report;
+use super::stages::reshape::Reshape;
 use super::stages::train::Train;
 use super::stages::StageSpec;
 use crate::linearize::{FinetuneConfig, Method as LearnerMethod};
@@ -249,16 +250,30 @@ impl Plan {
         } else {
             cfg.finetune.clone()
         };
-        let ft = self.add(
-            id("finetune"),
-            vec![lin.clone(), train.clone()],
-            StageSpec::Finetune(Finetune {
-                pr: layout.pr.clone(),
-                ar: layout.ar.clone(),
-                config: ft_cfg,
-                out: layout.final_.clone(),
-            }),
-        )?;
+        let ft = if super::config::reshapes(&cfg.preset) {
+            self.add(
+                id("reshape"),
+                vec![lin.clone(), train.clone()],
+                StageSpec::Reshape(Reshape {
+                    pr: layout.pr.clone(),
+                    ar: layout.ar.clone(),
+                    finetune: ft_cfg,
+                    config: cfg.reshape.clone(),
+                    out: layout.final_.clone(),
+                }),
+            )?
+        } else {
+            self.add(
+                id("finetune"),
+                vec![lin.clone(), train.clone()],
+                StageSpec::Finetune(Finetune {
+                    pr: layout.pr.clone(),
+                    ar: layout.ar.clone(),
+                    config: ft_cfg,
+                    out: layout.final_.clone(),
+                }),
+            )?
+        };
         let pi = self.add(
             id("pi"),
             vec![ft.clone()],

@@ -64,6 +64,10 @@ impl ModelConfig {
             stem_stride: self.stem_stride,
             cull: self.cull.clone(),
             thin,
+            gated: Vec::new(),
+            shallow: Vec::new(),
+            shallow_kernel: 3,
+            aux: None,
         };
         spec.validate()?;
         Ok(spec)

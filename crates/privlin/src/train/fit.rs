@@ -21,6 +21,12 @@ pub trait Objective {
     /// Loss (scalar) and logits for one training batch, in training mode.
     fn loss(&mut self, model: &Model, batch: &Batch) -> Result<(Tensor, Tensor)>;
 
+    /// Called before every epoch, also the first one after a resume (e.g. to set a gate that
+    /// follows the epoch).
+    fn before_epoch(&mut self, _model: &Model, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
+
     /// Called after every optimizer step (e.g. to project masks back onto their budget).
     fn after_step(&mut self, _model: &Model, _step: usize) -> Result<()> {
         Ok(())
@@ -202,6 +208,7 @@ pub fn fit(
         if objective.done() {
             break;
         }
+        objective.before_epoch(model, epoch)?;
         let pb = progress(opts.label, epoch, cfg.epochs, nb);
         let t0 = Instant::now();
         let mut loss_sum = Tensor::zeros([], (Kind::Float, dev));

@@ -8,6 +8,7 @@ pub mod importance;
 pub mod linearize;
 pub mod pi;
 pub mod report;
+pub mod reshape;
 pub mod train;
 
 use super::stage::Stage;
@@ -23,6 +24,7 @@ pub enum StageSpec {
     Allocate(allocate::Allocate),
     Linearize(linearize::Linearize),
     Finetune(finetune::Finetune),
+    Reshape(reshape::Reshape),
     Pi(pi::Pi),
     Report(report::Report),
     Collect(collect::Collect),
@@ -36,6 +38,7 @@ impl StageSpec {
             StageSpec::Allocate(s) => s,
             StageSpec::Linearize(s) => s,
             StageSpec::Finetune(s) => s,
+            StageSpec::Reshape(s) => s,
             StageSpec::Pi(s) => s,
             StageSpec::Report(s) => s,
             StageSpec::Collect(s) => s,

@@ -121,6 +121,9 @@ impl Stage for Report {
             linearize: Some(&lin),
             finetune: Some(&ft),
             pi: pi.as_ref(),
+            reshape: crate::io::read_json(&self.final_.join(crate::reshape::RESHAPE_REPORT))
+                .ok()
+                .as_ref(),
         });
         crate::io::atomic_write_bytes(&self.out, md.as_bytes())?;
         Ok(format!("{}", self.out.display()))
