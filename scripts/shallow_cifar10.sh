@@ -4,7 +4,7 @@
 # ReLUs, from the network-design run), the same 20 epochs of fine-tuning without gated branching,
 # with GB, and with GB + auxiliary classifier; then each model under the two-party protocol.
 # Also the shallow branch's initialization and kernel at zero fine-tuning epochs. One seed.
-#   bash scripts/shallow_cifar10.sh      (about 45 minutes on a 2-core CPU)
+#   bash scripts/shallow_cifar10.sh      (about 2 hours on a 2-core CPU)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -27,7 +27,6 @@ done
 [ -f "$OUT/no-gb/finetune.json" ] || $P finetune --ckpt $PR --out $OUT/no-gb --config $CFG
 [ -f "$OUT/gb/reshape.json" ] || $P reshape --ckpt $PR --out $OUT/gb --config $CFG --aux none
 [ -f "$OUT/gb-ac/reshape.json" ] || $P reshape --ckpt $PR --out $OUT/gb-ac --config $CFG --aux serve
-# The GB + AC run's main-classifier output as a checkpoint too, for its private-inference cost.
 # Private inference of each served model (HE offline phase, 8 test images).
 for m in no-gb gb gb-ac; do
     [ -f "$OUT/pi-$m/pi.json" ] || $P pi measure --ckpt $OUT/$m --out $OUT/pi-$m --images 8
