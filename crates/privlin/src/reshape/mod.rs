@@ -16,7 +16,6 @@ pub mod run;
 pub mod sensitivity;
 
 pub use gate::{GateSchedule, GateShape};
-
 pub use run::{reshape, ReshapeReport, VariantRow, RESHAPE_REPORT};
 pub use sensitivity::{block_sensitivity, BlockSensitivity};
 
