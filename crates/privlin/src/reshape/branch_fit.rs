@@ -114,9 +114,7 @@ pub fn fit_branches(
         // Random branch as initialized: conv (no batch norm statistics yet: standardize the conv
         // output per channel as a fresh BN in training mode would, then compare).
         let mut acc: Option<Normal> = None;
-        let (mut res_rand, mut tot) = (0.0, 0.0);
-        let mut y_mean_sum: Option<Tensor> = None;
-        let mut ny = 0.0;
+        let mut res_rand = 0.0;
         for taps in &collected {
             let t = &taps[bi];
             if t.block != *block {
@@ -147,11 +145,6 @@ pub fn fit_branches(
             });
             res_rand += (&y - &yhat).square().sum(Kind::Double).double_value(&[]);
             let n = y.size()[0] as f64;
-            ny += n;
-            y_mean_sum = Some(match y_mean_sum {
-                Some(s) => s + y.sum_dim_intlist([0i64].as_slice(), false, Kind::Double),
-                None => y.sum_dim_intlist([0i64].as_slice(), false, Kind::Double),
-            });
             let a = acc.get_or_insert_with(|| {
                 let d = x.size()[1];
                 let c = y.size()[1];
@@ -175,8 +168,9 @@ pub fn fit_branches(
             a.n += n;
         }
         let a = acc.expect("at least one batch");
-        let my = y_mean_sum.unwrap() / ny;
-        tot += (&a.syy - my.square() * ny)
+        // Total sum of squares about the mean, from the accumulated moments.
+        let my = &a.sy / a.n;
+        let tot = (&a.syy - my.square() * a.n)
             .sum(Kind::Double)
             .double_value(&[]);
         let r2_random = 1.0 - res_rand / tot.max(1e-30);

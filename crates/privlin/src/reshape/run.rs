@@ -94,6 +94,14 @@ impl ReshapeReport {
         s
     }
 
+    /// The row of the variant the checkpoint holds.
+    pub fn served_row(&self) -> &VariantRow {
+        self.rows
+            .iter()
+            .find(|r| self.served.starts_with(&r.variant))
+            .unwrap_or(&self.rows[self.rows.len() - 1])
+    }
+
     /// Block sensitivities, selection and the branch fit, one line per block.
     pub fn blocks_table(&self) -> String {
         let mut s = String::from(
@@ -484,11 +492,7 @@ pub fn reshape(
     };
     crate::io::atomic_write_json(&out.join(RESHAPE_REPORT), &report)?;
     // The fine-tuning report the pipeline's report and collect read, for the served variant.
-    let served_row = report
-        .rows
-        .iter()
-        .find(|r| report.served.starts_with(&r.variant))
-        .unwrap_or(&report.rows[report.rows.len() - 1]);
+    let served_row = report.served_row();
     let sites = site_counts(&final_model, &final_masks, None)?;
     let stage = StageReport {
         stage: "reshape".into(),

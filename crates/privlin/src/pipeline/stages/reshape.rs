@@ -53,11 +53,7 @@ impl Stage for Reshape {
             ctx.device()?,
             resume,
         )?;
-        let served = r
-            .rows
-            .iter()
-            .find(|row| r.served.starts_with(&row.variant))
-            .unwrap_or(&r.rows[r.rows.len() - 1]);
+        let served = r.served_row();
         Ok(format!(
             "{}: {} ReLUs, {:.2} MMACs, layer depth {}, test accuracy {:.2} % (all-ReLU {:.2} %){}",
             r.served,
