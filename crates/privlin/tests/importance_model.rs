@@ -233,3 +233,43 @@ fn adaptive_image_count_stops_when_the_stderr_allows() {
         assert!((u - 100.0 * hits as f64 / 50.0).abs() < 1e-9, "{c:b}: {u}");
     }
 }
+
+#[test]
+fn batched_coalitions_equal_one_at_a_time() {
+    // Several coalitions per forward pass (per-image keep flags past the shared prefix) give the
+    // utilities of one coalition per pass, on a residual network (skip states stacked too).
+    let (m, l) = setup("resnet18", Convention::ALL);
+    let ps = players(&m, Grouping::Sites).unwrap();
+    let n = ps.len();
+    assert_eq!(n, 17);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut coalitions: Vec<u64> = vec![0, full(n)];
+    while coalitions.len() < 15 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let c = rng & full(n);
+        if !coalitions.contains(&c) {
+            coalitions.push(c);
+        }
+    }
+    let plain = ModelOracle::new(&m, ps.clone(), &l)
+        .with_utility(UtilityKind::NegCrossEntropy)
+        .evaluate(&coalitions)
+        .unwrap();
+    for k in [3, 64] {
+        let mut o = ModelOracle::new(&m, ps.clone(), &l)
+            .with_utility(UtilityKind::NegCrossEntropy)
+            .with_coalitions_per_pass(k);
+        let got = o.evaluate(&coalitions).unwrap();
+        for ((c, a), b) in coalitions.iter().zip(&plain).zip(&got) {
+            assert!((a - b).abs() < 1e-4, "k {k}, coalition {c:b}: {a} vs {b}");
+        }
+        assert_eq!(o.images_run, 15 * 60);
+    }
+    let mut o = ModelOracle::new(&m, ps, &l)
+        .with_utility(UtilityKind::NegCrossEntropy)
+        .with_coalitions_per_pass(4);
+    let acc = o.evaluate(&[0, full(n)]).unwrap();
+    assert!(acc[0] != acc[1], "the keep flags reach the sites: {acc:?}");
+}

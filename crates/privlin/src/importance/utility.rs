@@ -17,7 +17,7 @@ use super::game::Oracle;
 use super::players::{site_keep, Player};
 use super::shapley::mean_stderr;
 use crate::data::Loader;
-use crate::nn::{MaskSet, Model, State};
+use crate::nn::{MaskSet, Model, SiteMask, State};
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::str::FromStr;
@@ -76,6 +76,8 @@ pub struct ModelOracle<'m> {
     kind: UtilityKind,
     /// Adaptive image count: stop a coalition once its utility's standard error is at most this.
     target_stderr: Option<f64>,
+    /// Coalitions stacked into one forward pass past their shared prefix (1: one at a time).
+    per_pass: usize,
     images: usize,
     /// Images evaluated over all coalitions, and images a full pass per coalition would take.
     pub images_run: u64,
@@ -99,6 +101,7 @@ impl<'m> ModelOracle<'m> {
             teacher: Vec::new(),
             kind: UtilityKind::Accuracy,
             target_stderr: None,
+            per_pass: 1,
             images,
             images_run: 0,
             images_full: 0,
@@ -131,6 +134,15 @@ impl<'m> ModelOracle<'m> {
         self
     }
 
+    /// Batched evaluation: up to `k` coalitions that follow each other in site order share one
+    /// forward pass past their common prefix, the batch of images repeated once per coalition
+    /// and each site's mask a per-image keep flag. Fewer, larger kernels (what a GPU wants); on
+    /// a CPU the repeated segments cost what they cost one at a time.
+    pub fn with_coalitions_per_pass(mut self, k: usize) -> Self {
+        self.per_pass = k.max(1);
+        self
+    }
+
     /// Per-image utilities of one batch's logits: summed value and summed square.
     fn batch_terms(&self, logits: &Tensor, labels: &Tensor, b: usize) -> (f64, f64) {
         let per: Tensor = match self.kind {
@@ -158,6 +170,45 @@ impl<'m> ModelOracle<'m> {
             per.sum(Kind::Double).double_value(&[]),
             (&per * &per).sum(Kind::Double).double_value(&[]),
         )
+    }
+}
+
+/// The masks of `keeps.len()` coalitions stacked along the batch: a site every coalition keeps
+/// (or drops) stays `Keep` (`Identity`); otherwise a `(k * batch, 1, 1, 1)` tensor of keep flags,
+/// coalition `j` owning rows `j * batch ..`.
+fn stacked_masks(keeps: &[&Vec<bool>], batch: usize, device: tch::Device) -> MaskSet {
+    let n = keeps[0].len();
+    let mut masks = MaskSet::coalition(keeps[0]);
+    for site in 0..n {
+        if keeps.iter().all(|k| k[site] == keeps[0][site]) {
+            continue;
+        }
+        let flags: Vec<f32> = keeps
+            .iter()
+            .flat_map(|k| std::iter::repeat_n(if k[site] { 1.0 } else { 0.0 }, batch))
+            .collect();
+        let t = Tensor::from_slice(&flags)
+            .view([-1, 1, 1, 1])
+            .to_device(device);
+        masks.set(site, SiteMask::Tensor(t));
+    }
+    masks
+}
+
+/// `s` repeated `k` times along the batch (a shallow clone when `k` is 1).
+fn stack_state(s: &State, k: usize) -> State {
+    if k == 1 {
+        return s.shallow_clone();
+    }
+    let rep = |t: &Tensor| {
+        let mut r = vec![1i64; t.dim()];
+        r[0] = k as i64;
+        t.repeat(r.as_slice())
+    };
+    State {
+        x: rep(&s.x),
+        skip: s.skip.as_ref().map(rep),
+        aux: s.aux.as_ref().map(rep),
     }
 }
 
@@ -206,31 +257,53 @@ impl Oracle for ModelOracle<'_> {
                         b < 2 || mean_stderr(s, q, m).1 > target
                     });
                 }
-                // states[k]: the state before segment k of the previous coalition.
+                // states[k]: the state before segment k of the previous group's first coalition.
                 let mut states: Vec<State> = vec![State::new(images)];
                 let mut prev: Option<&Vec<bool>> = None;
-                for (keep, k) in &live {
-                    let shared = prev.map(|p| common_prefix(p, keep)).unwrap_or(0);
-                    let start = shared.min(states.len() - 1);
+                for group in live.chunks(self.per_pass) {
+                    let first = &group[0].0;
+                    // The group's common prefix runs once, with the first coalition's masks.
+                    let common = group
+                        .iter()
+                        .map(|(keep, _)| common_prefix(first, keep))
+                        .min()
+                        .unwrap_or(n_sites)
+                        .min(n_sites);
+                    let shared = prev.map(|p| common_prefix(p, first)).unwrap_or(0);
+                    let start = shared.min(states.len() - 1).min(common);
                     states.truncate(start + 1);
-                    let masks = MaskSet::coalition(keep);
-                    let mut f = model.pass(false).with_masks(&masks);
                     let mut s = states[start].shallow_clone();
-                    for seg in start..n_seg {
+                    let masks = MaskSet::coalition(first);
+                    let mut f = model.pass(false).with_masks(&masks);
+                    for seg in start..common {
                         model.run_segments(&mut s, seg..seg + 1, &mut f);
-                        if seg < n_sites {
+                        states.push(s.shallow_clone());
+                    }
+                    self.segments_run += common.saturating_sub(start) as u64;
+                    // The rest runs for the whole group at once.
+                    let from = common;
+                    let keeps: Vec<&Vec<bool>> = group.iter().map(|(keep, _)| keep).collect();
+                    let masks = stacked_masks(&keeps, bsz, images.device());
+                    let mut f = model.pass(false).with_masks(&masks);
+                    let mut s = stack_state(&s, group.len());
+                    for seg in from..n_seg {
+                        model.run_segments(&mut s, seg..seg + 1, &mut f);
+                        if group.len() == 1 && seg < n_sites {
                             states.push(s.shallow_clone());
                         }
                     }
-                    self.segments_run += (n_seg - start) as u64;
-                    let (sum, sq) = self.batch_terms(&s.x, labels, b);
-                    let a = &mut acc[*k];
-                    a.0 += bsz;
-                    a.1 += sum;
-                    a.2 += sq;
-                    self.images_run += bsz as u64;
-                    prev = Some(keep);
-                    pb.inc(1);
+                    self.segments_run += (group.len() * (n_seg - from)) as u64;
+                    let logits = s.x.chunk(group.len() as i64, 0);
+                    for ((_, k), logits) in group.iter().zip(&logits) {
+                        let (sum, sq) = self.batch_terms(logits, labels, b);
+                        let a = &mut acc[*k];
+                        a.0 += bsz;
+                        a.1 += sum;
+                        a.2 += sq;
+                        self.images_run += bsz as u64;
+                        pb.inc(1);
+                    }
+                    prev = Some(first);
                 }
             }
         });

@@ -31,9 +31,12 @@ impl Stage for ImportanceStage {
     }
 
     fn fingerprint(&self) -> serde_json::Value {
-        // The worker count changes where utilities are computed, not what they are.
+        // The worker count and the coalitions per forward pass change where and how utilities
+        // are computed, not what they are (stacking changes kernel shapes: equal up to float
+        // rounding, tests/importance_model.rs).
         let mut config = self.config.clone();
         config.workers = 1;
+        config.coalitions_per_pass = 1;
         serde_json::json!({ "ckpt": self.ckpt, "config": config, "out": self.out })
     }
 
