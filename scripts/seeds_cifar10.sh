@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Linearization presets over several training seeds on one all-ReLU model (docs/results.md,
+# "Per-site Shapley budgets against uniform per-site budgets" and "The baselines over three
+# seeds"): the narrow ResNet-18 of configs/cifar10-design.toml (trained by the first sweep, or
+# reused from runs/c10-design), mask learning and fine-tuning with seeds 0, 1, 2; the all-ReLU
+# model and the Shapley game are shared by every seed, so the spread is that of the two stages.
+#   PRESETS="privshap uniform" BUDGETS=1%,3% bash scripts/seeds_cifar10.sh
+# Environment: PRESETS (default: privshap uniform relupruner senet l1-fixed-epochs), BUDGETS
+# (default 1%,3%), SEEDS (default 0 1 2), SNL_EPOCHS (the `snl` preset's epoch cap, default 200;
+# it stops earlier when its count reaches the budget), OUT (default runs/c10-seeds). About 3.5
+# minutes per point on a 2-core CPU (snl: about 30 s per epoch).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh > /dev/null
+cargo build --release --quiet -p privlin-cli
+P=./target/release/privlin
+out=${OUT:-runs/c10-seeds}
+if [ ! -e "$out/models/resnet18_w0.25/ar" ] && [ -d runs/c10-design/models/resnet18_w0.25/ar ]; then
+    mkdir -p "$out/models/resnet18_w0.25"
+    ln -s ../../../c10-design/models/resnet18_w0.25/ar "$out/models/resnet18_w0.25/ar"
+fi
+budgets=${BUDGETS:-1%,3%}
+for preset in ${PRESETS:-privshap uniform relupruner senet l1-fixed-epochs}; do
+    extra=()
+    [ "$preset" = snl ] && extra=(--set "linearize.train.epochs=${SNL_EPOCHS:-200}")
+    for seed in ${SEEDS:-0 1 2}; do
+        "$P" sweep configs/cifar10-design.toml --set "out=\"$out\"" --set pi.images=0 \
+            --set importance.utility_size=300 \
+            --set linearize.train.seed=$seed --set finetune.train.seed=$seed "${extra[@]}" \
+            --models resnet18@0.25 --presets "$preset" --tag "$preset-s$seed" --budgets "$budgets"
+    done
+done
+"$P" sweep configs/cifar10-design.toml --set "out=\"$out\"" --models resnet18@0.25 \
+    --budgets "$budgets" --collect-only
