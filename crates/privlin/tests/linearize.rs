@@ -214,6 +214,10 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
             )
             .unwrap();
             assert_eq!(r.relus, alloc.budget, "{method}");
+            // Only the l1 variant fills, and it says so in the report and the notes alike.
+            let filled_note = r.notes.iter().any(|n| n.contains("binarized to the"));
+            assert_eq!(r.budget_filled, filled_note, "{method}: {:?}", r.notes);
+            assert!(method == "l1-fixed-epochs" || !r.budget_filled, "{method}");
             if method == "gradproj" || method == "senet" {
                 for (s, b) in r.sites.iter().zip(&alloc.sites) {
                     assert_eq!(s.kept, b.budget, "{method}: {}", s.name);

@@ -97,6 +97,9 @@ pub enum BudgetOutcome {
     Exact,
     /// At most the budget (SNL stops when its count falls to or below it).
     AtMost,
+    /// Exactly the budget, but by a top-k taken at the end because the learner's own rule did not
+    /// get there in its epochs (`l1-fixed-epochs`); reported as `budget_filled`.
+    Filled,
     /// Over the budget: the learner's own stopping rule was not met before its epoch cap, and
     /// the result says so instead of being filled or cut.
     NotReached,

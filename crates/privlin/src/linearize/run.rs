@@ -61,6 +61,10 @@ pub struct StageReport {
     /// Whether the masks hold the budget (`false`: SNL's cap came first; the masks are over it).
     #[serde(default)]
     pub budget_reached: Option<bool>,
+    /// The masks hold the budget only because it was filled by a top-k at the end: the learner's
+    /// own rule did not reach it (`l1-fixed-epochs`; sweep.csv says `filled`).
+    #[serde(default)]
+    pub budget_filled: bool,
     pub seconds: f64,
     pub notes: Vec<String>,
     pub config: serde_json::Value,
@@ -142,7 +146,8 @@ fn check_budget(
     if outcome == BudgetOutcome::NotReached {
         return Ok(());
     }
-    let exact = granularity == Granularity::Pixel && outcome == BudgetOutcome::Exact;
+    let exact = granularity == Granularity::Pixel
+        && matches!(outcome, BudgetOutcome::Exact | BudgetOutcome::Filled);
     for (i, s) in sites.iter().enumerate() {
         if let (Some(b), true) = (s.budget, targets.per_site) {
             let entry = granularity.entry_size(model.sites()[i].shape);
@@ -374,6 +379,7 @@ pub fn linearize(
         train_images: train.data.len(),
         epochs: history.len(),
         budget_reached: Some(outcome != BudgetOutcome::NotReached),
+        budget_filled: outcome == BudgetOutcome::Filled,
         seconds: t0.elapsed().as_secs_f64(),
         notes,
         config: serde_json::to_value(cfg)?,
@@ -494,6 +500,7 @@ pub fn finetune(
         train_images: train.data.len(),
         epochs: cfg.train.epochs,
         budget_reached: prev.as_ref().and_then(|r| r.budget_reached),
+        budget_filled: prev.as_ref().is_some_and(|r| r.budget_filled),
         seconds: t0.elapsed().as_secs_f64(),
         notes: Vec::new(),
         config: serde_json::to_value(cfg)?,

@@ -20,7 +20,7 @@
 //! their own Adam at `mask_lr`, clipped to [0, 1]; every `check_every` steps lambda grows when the
 //! count has not fallen since the last check; at the budget the `budget` largest alphas are frozen
 //! as binary masks; a run that ends above the budget takes the `budget` largest alphas at the end,
-//! and says so.
+//! and says so (a note, `budget_filled` in `linearize.json`, `filled` in sweep.csv).
 
 use super::config::{DistillConfig, LinearizeConfig, SnlConfig};
 use super::teacher::{distill_loss, Teacher};
@@ -60,6 +60,8 @@ pub struct Snl {
     lowest: i64,
     /// Epochs run (per-epoch schedule).
     epochs: usize,
+    /// `l1-fixed-epochs` only: the masks were filled by the end-of-run top-k.
+    filled: bool,
     /// Binary masks once the budget is reached.
     frozen: Option<Vec<Option<Tensor>>>,
     /// Step at which the masks were binarized.
@@ -105,6 +107,7 @@ impl Snl {
             schedule,
             lowest: total,
             epochs: 0,
+            filled: false,
             teacher,
             distill,
             target: targets.total,
@@ -333,6 +336,7 @@ impl MaskLearner for Snl {
 
     fn outcome(&self) -> BudgetOutcome {
         match (self.schedule, self.frozen.is_some()) {
+            (Schedule::FixedEpochs, _) if self.filled => BudgetOutcome::Filled,
             (Schedule::FixedEpochs, _) => BudgetOutcome::Exact,
             (Schedule::Snl, true) => BudgetOutcome::AtMost,
             (Schedule::Snl, false) => BudgetOutcome::NotReached,
@@ -369,6 +373,7 @@ impl MaskLearner for Snl {
                     self.target
                 ));
                 self.binarize(0);
+                self.filled = true;
             }
         }
         Ok((self.current_masks(), notes))

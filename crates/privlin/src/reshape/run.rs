@@ -515,6 +515,7 @@ pub fn reshape(
         train_images: report.train_images,
         epochs: report.epochs,
         budget_reached: prev.as_ref().and_then(|r| r.budget_reached),
+        budget_filled: prev.as_ref().is_some_and(|r| r.budget_filled),
         seconds: report.seconds,
         notes: report.notes.clone(),
         config: report.config.clone(),

@@ -157,6 +157,7 @@ pub fn collect(out: &Path) -> Result<String> {
             .unwrap_or_default();
         let macs = p.macs.map(|m| m.to_string()).unwrap_or_default();
         let reached = match p.lin.budget_reached {
+            Some(true) if p.lin.budget_filled => "filled",
             Some(true) => "yes",
             Some(false) => "no",
             None => "",
