@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Linearization presets over several training seeds on one all-ReLU model (docs/results.md,
-# "Per-site Shapley budgets against uniform per-site budgets" and "The baselines over three
+# "Per-site Shapley budgets against uniform per-site budgets" and "The methods over three
 # seeds"): the narrow ResNet-18 of configs/cifar10-design.toml (trained by the first sweep, or
 # reused from runs/c10-design), mask learning and fine-tuning with seeds 0, 1, 2; the all-ReLU
 # model and the Shapley game are shared by every seed, so the spread is that of the two stages.
 #   PRESETS="privshap uniform" BUDGETS=1%,3% bash scripts/seeds_cifar10.sh
 # Environment: PRESETS (default: privshap uniform relupruner senet l1-fixed-epochs), BUDGETS
 # (default 1%,3%), SEEDS (default 0 1 2), SNL_EPOCHS (the `snl` preset's epoch cap, default 200;
-# it stops earlier when its count reaches the budget), OUT (default runs/c10-seeds). About 3.5
-# minutes per point on a 2-core CPU (snl: about 30 s per epoch).
+# it stops earlier when its count reaches the budget), OUT (default runs/c10-seeds). About 2.5
+# (Xeon) to 3.5 (EPYC) minutes per point on a 2-core VM (snl: about 30 s per epoch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh > /dev/null
