@@ -5,10 +5,11 @@
 # reused from runs/c10-design), mask learning and fine-tuning with seeds 0, 1, 2; the all-ReLU
 # model and the Shapley game are shared by every seed, so the spread is that of the two stages.
 #   PRESETS="privshap uniform" BUDGETS=1%,3% bash scripts/seeds_cifar10.sh
-# Environment: PRESETS (default: privshap uniform relupruner senet l1-fixed-epochs), BUDGETS
-# (default 1%,3%), SEEDS (default 0 1 2), SNL_EPOCHS (the `snl` preset's epoch cap, default 200;
-# it stops earlier when its count reaches the budget), OUT (default runs/c10-seeds). About 2.5
-# (Xeon) to 3.5 (EPYC) minutes per point on a 2-core VM (snl: about 30 s per epoch).
+# Environment: PRESETS (default: privshap uniform relupruner senet l1-fixed-epochs
+# l1-budget-ramp), BUDGETS (default 1%,3%,10%), SEEDS (default 0 1 2), SNL_EPOCHS (the `snl`
+# preset's epoch cap, default 200; it stops earlier when its count reaches the budget), OUT
+# (default runs/c10-seeds). About 2.5 (Xeon) to 3.5 (EPYC) minutes per point on a 2-core VM
+# (snl: about 30 s per epoch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh > /dev/null
@@ -19,8 +20,8 @@ if [ ! -e "$out/models/resnet18_w0.25/ar" ] && [ -d runs/c10-design/models/resne
     mkdir -p "$out/models/resnet18_w0.25"
     ln -s ../../../c10-design/models/resnet18_w0.25/ar "$out/models/resnet18_w0.25/ar"
 fi
-budgets=${BUDGETS:-1%,3%}
-for preset in ${PRESETS:-privshap uniform relupruner senet l1-fixed-epochs}; do
+budgets=${BUDGETS:-1%,3%,10%}
+for preset in ${PRESETS:-privshap uniform relupruner senet l1-fixed-epochs l1-budget-ramp}; do
     extra=()
     [ "$preset" = snl ] && extra=(--set "linearize.train.epochs=${SNL_EPOCHS:-200}")
     for seed in ${SEEDS:-0 1 2}; do

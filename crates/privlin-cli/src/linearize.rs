@@ -15,13 +15,13 @@ pub struct LinearizeArgs {
     /// All-ReLU checkpoint directory.
     #[arg(long)]
     ckpt: PathBuf,
-    /// gradproj, taylor, snl, l1-fixed-epochs or senet.
+    /// gradproj, taylor, snl, l1-fixed-epochs, l1-budget-ramp or senet.
     #[arg(long)]
     method: String,
     /// Per-site budgets (budget.json from `privlin allocate`).
     #[arg(long, conflicts_with = "total")]
     budget: Option<PathBuf>,
-    /// A total budget for the global learners (taylor, snl, l1-fixed-epochs): a count or a share (3%).
+    /// A total budget for the global learners (taylor, snl, l1-fixed-epochs, l1-budget-ramp): a count or a share (3%).
     #[arg(long)]
     total: Option<String>,
     /// Output checkpoint directory (weights, spec.json, masks, active index, linearize.json).

@@ -44,7 +44,7 @@ enum Command {
     /// Score Shapley estimators against the exact values of a stored game (utility table):
     /// Pearson, Spearman and max error vs utility evaluations, several seeds.
     ShapleyScore(importance::ScoreArgs),
-    /// Learn masks within a budget (gradproj, taylor, snl, l1-fixed-epochs, senet, deepreduce) -> a partial-ReLU checkpoint.
+    /// Learn masks within a budget (gradproj, taylor, snl, l1-fixed-epochs, l1-budget-ramp, senet, deepreduce) -> a partial-ReLU checkpoint.
     Linearize(linearize::LinearizeArgs),
     /// Fine-tune a partial-ReLU checkpoint with frozen masks (KL + CE + PRAM).
     Finetune(linearize::FinetuneArgs),

@@ -200,7 +200,13 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
     let alloc = allocation(&m, "5%");
     let bpath = dir.path().join("budget.json");
     privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
-    for method in ["gradproj", "senet", "taylor", "l1-fixed-epochs"] {
+    for method in [
+        "gradproj",
+        "senet",
+        "taylor",
+        "l1-fixed-epochs",
+        "l1-budget-ramp",
+    ] {
         let mut runs = Vec::new();
         for rep in 0..2 {
             let out = dir.path().join(format!("{method}-{rep}"));
@@ -214,10 +220,10 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
             )
             .unwrap();
             assert_eq!(r.relus, alloc.budget, "{method}");
-            // Only the l1 variant fills, and it says so in the report and the notes alike.
+            // Only the l1 variants fill, and say so in the report and the notes alike.
             let filled_note = r.notes.iter().any(|n| n.contains("binarized to the"));
             assert_eq!(r.budget_filled, filled_note, "{method}: {:?}", r.notes);
-            assert!(method == "l1-fixed-epochs" || !r.budget_filled, "{method}");
+            assert!(method.starts_with("l1-") || !r.budget_filled, "{method}");
             if method == "gradproj" || method == "senet" {
                 for (s, b) in r.sites.iter().zip(&alloc.sites) {
                     assert_eq!(s.kept, b.budget, "{method}: {}", s.name);
@@ -562,4 +568,46 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     assert!(r.relus > total, "{} of {total}", r.relus);
     assert_eq!(r.epochs, 1);
     assert!(r.notes[0].contains("budget not reached"), "{:?}", r.notes);
+}
+
+/// privlin's budget-ramp variant gets to the budget by its own penalty within a fixed number of
+/// steps (frozen there, no end-of-run fill), where the stall rule of `l1-fixed-epochs` with the
+/// same steps never does and fills; both hold the budget exactly, and the ramp is deterministic.
+#[test]
+fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let total = Budget::Ratio(0.1).resolve(m.relu_count()).unwrap();
+    let run = |method: &str, out: &Path| {
+        let mut c = quick(method);
+        c.train.epochs = 8;
+        linearize(
+            &ar,
+            BudgetSource::Total(Budget::Count(total)),
+            &c,
+            out,
+            Device::Cpu,
+            false,
+        )
+        .unwrap()
+    };
+    let (a, b) = (dir.path().join("ramp-a"), dir.path().join("ramp-b"));
+    let r = run("l1-budget-ramp", &a);
+    assert!(!r.budget_filled, "{:?}", r.notes);
+    assert_eq!(r.relus, total);
+    assert!(
+        r.notes[0].contains("by its penalty at step"),
+        "{:?}",
+        r.notes
+    );
+    let r2 = run("l1-budget-ramp", &b);
+    assert_eq!(r2.notes, r.notes);
+    let (ma, mb) = (mask_file(&a), mask_file(&b));
+    for (k, t) in &ma {
+        assert!(t.equal(&mb[k]), "{k}");
+    }
+    let r = run("l1-fixed-epochs", &dir.path().join("stall"));
+    assert!(r.budget_filled, "{:?}", r.notes);
+    assert_eq!(r.relus, total);
 }

@@ -106,8 +106,20 @@ pub struct SnlConfig {
     pub warmup_epochs: usize,
     /// `l1-fixed-epochs`: steps between count checks.
     pub check_every: usize,
-    /// `l1-fixed-epochs`: Adam learning rate of the alphas (`snl` uses the weights' rate).
+    /// `l1-fixed-epochs`: Adam learning rate of the alphas (`snl` uses the weights' rate;
+    /// `l1-budget-ramp` at least `2 / (reach_at * steps)`).
     pub mask_lr: f64,
+    /// `l1-budget-ramp`: the share of the run's steps by which the planned alpha mass reaches the
+    /// budget. Left out of the serialized config at its default, so that stages made before it
+    /// existed keep their fingerprints.
+    #[serde(skip_serializing_if = "is_default_reach_at")]
+    pub reach_at: f64,
+}
+
+const DEFAULT_REACH_AT: f64 = 0.5;
+
+fn is_default_reach_at(r: &f64) -> bool {
+    *r == DEFAULT_REACH_AT
 }
 
 impl Default for SnlConfig {
@@ -119,6 +131,7 @@ impl Default for SnlConfig {
             warmup_epochs: 5,
             check_every: 20,
             mask_lr: 2e-2,
+            reach_at: DEFAULT_REACH_AT,
         }
     }
 }
@@ -150,7 +163,7 @@ fn adam(lr: f64) -> OptimizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinearizeConfig {
-    /// gradproj, taylor, snl, l1-fixed-epochs or senet (a preset fills it in).
+    /// gradproj, taylor, snl, l1-fixed-epochs, l1-budget-ramp or senet (a preset fills it in).
     pub method: Option<String>,
     pub granularity: Granularity,
     /// Train on at most this many images per class of the checkpoint's training split (`None`:
@@ -240,6 +253,11 @@ impl LinearizeConfig {
         ensure!(
             self.snl.lambda > 0.0 && self.snl.lambda_growth >= 1.0 && self.snl.check_every >= 1,
             "linearize.snl needs lambda > 0, lambda_growth >= 1 and check_every >= 1"
+        );
+        ensure!(
+            self.snl.reach_at > 0.0 && self.snl.reach_at <= 1.0,
+            "linearize.snl.reach_at must be in (0, 1], got {}",
+            self.snl.reach_at
         );
         ensure!(
             self.snl.mask_lr > 0.0 && self.senet.mask_lr > 0.0,

@@ -10,7 +10,8 @@
 //! - [`taylor`]: ReLUPruner eqs. 5-9 and Algorithm 1, progressive global pruning by second-order
 //!   Taylor importance.
 //! - [`snl`]: SNL as its authors' code runs it (l1-regularized continuous masks, per-epoch lambda
-//!   schedule, stop at the budget), and privlin's fixed-epoch variant `l1-fixed-epochs`.
+//!   schedule, stop at the budget), and privlin's fixed-epoch variants `l1-fixed-epochs` and
+//!   `l1-budget-ramp`.
 //! - [`senet`]: SENet stage 2, masks learned within per-site budgets (projected continuous scores).
 //! - [`deepreduce`]: DeepReDuce, whole stages culled and thinned to the budget, trained with KD.
 
@@ -44,13 +45,16 @@ pub enum Method {
     Snl,
     /// privlin's fixed-epoch l1-mask variant for equal-compute comparisons (not SNL).
     L1FixedEpochs,
+    /// privlin's fixed-epoch l1-mask variant whose lambda is steered to the budget (not SNL).
+    L1BudgetRamp,
     Senet,
     /// DeepReDuce's culling and thinning (layer granularity) to a total, trained with KD.
     DeepReduce,
 }
 
 impl Method {
-    pub const NAMES: &'static str = "gradproj, taylor, snl, l1-fixed-epochs, senet, deepreduce";
+    pub const NAMES: &'static str =
+        "gradproj, taylor, snl, l1-fixed-epochs, l1-budget-ramp, senet, deepreduce";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +62,7 @@ impl Method {
             Method::Taylor => "taylor",
             Method::Snl => "snl",
             Method::L1FixedEpochs => "l1-fixed-epochs",
+            Method::L1BudgetRamp => "l1-budget-ramp",
             Method::Senet => "senet",
             Method::DeepReduce => "deepreduce",
         }
@@ -67,7 +72,11 @@ impl Method {
     pub fn is_global(self) -> bool {
         matches!(
             self,
-            Method::Taylor | Method::Snl | Method::L1FixedEpochs | Method::DeepReduce
+            Method::Taylor
+                | Method::Snl
+                | Method::L1FixedEpochs
+                | Method::L1BudgetRamp
+                | Method::DeepReduce
         )
     }
 }
@@ -80,6 +89,7 @@ impl std::str::FromStr for Method {
             "taylor" | "progressive-taylor" | "relupruner" => Method::Taylor,
             "snl" => Method::Snl,
             "l1-fixed-epochs" => Method::L1FixedEpochs,
+            "l1-budget-ramp" => Method::L1BudgetRamp,
             "senet" => Method::Senet,
             "deepreduce" => Method::DeepReduce,
             other => bail!(
@@ -98,7 +108,7 @@ pub enum BudgetOutcome {
     /// At most the budget (SNL stops when its count falls to or below it).
     AtMost,
     /// Exactly the budget, but by a top-k taken at the end because the learner's own rule did not
-    /// get there in its epochs (`l1-fixed-epochs`); reported as `budget_filled`.
+    /// get there in its epochs (the l1 variants); reported as `budget_filled`.
     Filled,
     /// Over the budget: the learner's own stopping rule was not met before its epoch cap, and
     /// the result says so instead of being filled or cut.

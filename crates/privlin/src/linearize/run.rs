@@ -62,7 +62,7 @@ pub struct StageReport {
     #[serde(default)]
     pub budget_reached: Option<bool>,
     /// The masks hold the budget only because it was filled by a top-k at the end: the learner's
-    /// own rule did not reach it (`l1-fixed-epochs`; sweep.csv says `filled`).
+    /// own rule did not reach it (the l1 variants; sweep.csv says `filled`).
     #[serde(default)]
     pub budget_filled: bool,
     pub seconds: f64,
@@ -253,7 +253,7 @@ pub fn linearize(
     let method: Method = cfg
         .method
         .as_deref()
-        .context("linearize.method is not set (gradproj, taylor, snl, l1-fixed-epochs, senet or deepreduce)")?
+        .context("linearize.method is not set (gradproj, taylor, snl, l1-fixed-epochs, l1-budget-ramp, senet or deepreduce)")?
         .parse()?;
     let (mut model, spec, ar_masks) = load_with_masks(ar, device)?;
     if ar_masks.is_some() {
@@ -304,11 +304,11 @@ pub fn linearize(
             cfg.taylor.clone(),
             total_steps,
         )),
-        Method::Snl | Method::L1FixedEpochs => Box::new(Snl::new(
-            if method == Method::Snl {
-                Schedule::Snl
-            } else {
-                Schedule::FixedEpochs
+        Method::Snl | Method::L1FixedEpochs | Method::L1BudgetRamp => Box::new(Snl::new(
+            match method {
+                Method::Snl => Schedule::Snl,
+                Method::L1FixedEpochs => Schedule::FixedEpochs,
+                _ => Schedule::BudgetRamp,
             },
             &model,
             teacher,
@@ -317,6 +317,7 @@ pub fn linearize(
             cfg.distill.clone(),
             cfg.snl.clone(),
             cfg.train.optimizer.lr,
+            total_steps,
         )),
         Method::Senet => Box::new(SenetMasks::new(
             &model,

@@ -21,6 +21,17 @@
 //! count has not fallen since the last check; at the budget the `budget` largest alphas are frozen
 //! as binary masks; a run that ends above the budget takes the `budget` largest alphas at the end,
 //! and says so (a note, `budget_filled` in `linearize.json`, `filled` in sweep.csv).
+//!
+//! [`Schedule::BudgetRamp`] (`l1-budget-ramp`) is privlin's second variant, also not SNL: the same
+//! loss, clipped alphas and freeze at the budget, but lambda is steered so that the penalty itself
+//! gets to the budget within the run's fixed number of steps `S`. Lambda starts at the
+//! `(1 - b)`-quantile of `|dCE/dalpha|` on the first batch (`b` the budget's share of the ReLUs:
+//! roughly the level at which only a share `b` of the alphas is held up by the loss); after every
+//! step it grows by `lambda_growth` while the alphas' mass `sum(alpha) / n` is above a plan that
+//! falls linearly from 1 to `b` by step `reach_at * S` (and, after that, while the count is above
+//! the budget), and shrinks by it otherwise. The alphas' Adam runs at `max(mask_lr, 2 / (reach_at
+//! * S))`, so that an alpha can travel from 1 to 0 in half the ramp. A run that still ends above
+//! the budget is filled and says so, like `l1-fixed-epochs`.
 
 use super::config::{DistillConfig, LinearizeConfig, SnlConfig};
 use super::teacher::{distill_loss, Teacher};
@@ -43,6 +54,8 @@ pub enum Schedule {
     Snl,
     /// privlin's variant: a fixed number of epochs, checks every `check_every` steps.
     FixedEpochs,
+    /// privlin's variant: a fixed number of epochs, lambda steered to the budget every step.
+    BudgetRamp,
 }
 
 pub struct Snl {
@@ -60,8 +73,12 @@ pub struct Snl {
     lowest: i64,
     /// Epochs run (per-epoch schedule).
     epochs: usize,
-    /// `l1-fixed-epochs` only: the masks were filled by the end-of-run top-k.
+    /// The variants only: the masks were filled by the end-of-run top-k.
     filled: bool,
+    /// Counted ReLUs of the network (every alpha at 1).
+    total: i64,
+    /// `l1-budget-ramp`: steps by which the planned mass reaches the budget's share.
+    ramp_steps: usize,
     /// Binary masks once the budget is reached.
     frozen: Option<Vec<Option<Tensor>>>,
     /// Step at which the masks were binarized.
@@ -70,7 +87,8 @@ pub struct Snl {
 }
 
 impl Snl {
-    /// `weights_lr`: the learning rate of the weights' Adam, which the authors' alphas share.
+    /// `weights_lr`: the learning rate of the weights' Adam, which the authors' alphas share;
+    /// `total_steps`: the run's optimizer steps (the budget ramp plans over them).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         schedule: Schedule,
@@ -81,6 +99,7 @@ impl Snl {
         distill: DistillConfig,
         cfg: SnlConfig,
         weights_lr: f64,
+        total_steps: usize,
     ) -> Self {
         let alpha = trainable_ones(model, &targets.site, granularity);
         let params = alpha
@@ -91,9 +110,11 @@ impl Snl {
                     .map(|a| (format!("alpha.{i}"), a.shallow_clone()))
             })
             .collect();
+        let ramp_steps = ((cfg.reach_at * total_steps as f64).round() as usize).max(1);
         let lr = match schedule {
             Schedule::Snl => weights_lr,
             Schedule::FixedEpochs => cfg.mask_lr,
+            Schedule::BudgetRamp => cfg.mask_lr.max(2.0 / ramp_steps as f64),
         };
         let opt = Optimizer::new(LinearizeConfig::mask_optimizer(lr), params);
         let set = live_set(&alpha);
@@ -106,6 +127,8 @@ impl Snl {
         Snl {
             schedule,
             lowest: total,
+            total,
+            ramp_steps,
             epochs: 0,
             filled: false,
             teacher,
@@ -142,6 +165,73 @@ impl Snl {
 
     pub fn lambda(&self) -> f64 {
         self.lambda
+    }
+
+    /// The alphas' mass: `sum(alpha)` in ReLUs (entries weighted by the ReLUs they stand for) over
+    /// the counted ReLUs; 1 at the start.
+    fn mass(&self) -> f64 {
+        let sum: f64 = self
+            .alpha
+            .iter()
+            .zip(&self.entry_size)
+            .filter_map(|(a, &e)| {
+                a.as_ref()
+                    .map(|a| a.sum(Kind::Double).double_value(&[]) * e as f64)
+            })
+            .sum();
+        sum / self.total as f64
+    }
+
+    /// The budget's share of the counted ReLUs.
+    fn share(&self) -> f64 {
+        self.target as f64 / self.total as f64
+    }
+
+    /// `l1-budget-ramp`'s planned mass after `step` steps: linear from 1 to the budget's share at
+    /// `ramp_steps`, then the share.
+    fn planned_mass(&self, step: usize) -> f64 {
+        let t = (step as f64 / self.ramp_steps as f64).min(1.0);
+        1.0 - (1.0 - self.share()) * t
+    }
+
+    /// `l1-budget-ramp`'s starting lambda: the `(1 - b)`-quantile of `|dCE/dalpha|` on the batch
+    /// just back-propagated (the penalty's own gradient, `lambda` at alpha = 1, taken out); the
+    /// configured lambda when the gradients are all zero.
+    fn ramp_start_lambda(&self) -> f64 {
+        let g: Vec<Tensor> = self
+            .alpha
+            .iter()
+            .flatten()
+            .map(|a| (a.grad() - self.lambda).abs().flatten(0, -1))
+            .collect();
+        let all = Tensor::cat(&g, 0);
+        let n = all.numel() as i64;
+        let k = (((1.0 - self.share()) * n as f64).ceil() as i64).clamp(1, n);
+        let (q, _) = all.kthvalue(k, 0, false);
+        let q = q.double_value(&[]);
+        if q > 0.0 {
+            q
+        } else {
+            self.lambda
+        }
+    }
+
+    /// One step of `l1-budget-ramp`'s controller after `steps` optimizer steps: freeze at the
+    /// budget, else move lambda toward the plan.
+    fn ramp_check(&mut self, steps: usize) {
+        let count = self.count();
+        if count <= self.target {
+            self.binarize(steps);
+            return;
+        }
+        let behind = steps >= self.ramp_steps || self.mass() > self.planned_mass(steps);
+        let g = self.cfg.lambda_growth;
+        self.lambda = if behind {
+            self.lambda * g
+        } else {
+            self.lambda / g
+        };
+        self.last_count = Some(count);
     }
 
     /// privlin's variant: the `budget` largest alphas become 1.
@@ -226,6 +316,9 @@ impl Objective for Snl {
             self.opt.zero_grad();
             return Ok(());
         }
+        if self.schedule == Schedule::BudgetRamp && step == 0 {
+            self.lambda = self.ramp_start_lambda();
+        }
         let lr = self.opt.config().lr;
         self.opt.step(lr);
         self.opt.zero_grad();
@@ -237,7 +330,9 @@ impl Objective for Snl {
                 let _ = a.clamp_(0.0, 1.0);
             }
         });
-        if (step + 1).is_multiple_of(self.cfg.check_every) {
+        if self.schedule == Schedule::BudgetRamp {
+            self.ramp_check(step + 1);
+        } else if (step + 1).is_multiple_of(self.cfg.check_every) {
             let count = self.count();
             if count <= self.target {
                 self.binarize(step + 1);
@@ -252,8 +347,18 @@ impl Objective for Snl {
     }
 
     fn after_epoch(&mut self, _model: &Model, epoch: usize) -> Result<()> {
-        if self.schedule == Schedule::Snl && self.frozen.is_none() {
-            self.epoch_check(epoch);
+        match (self.schedule, &self.frozen) {
+            (Schedule::Snl, None) => self.epoch_check(epoch),
+            (Schedule::BudgetRamp, None) => eprintln!(
+                "l1-budget-ramp epoch {}: {} ReLUs above alpha {} (budget {}), mass {:.4}, lambda {:.3e}",
+                epoch + 1,
+                self.last_count.unwrap_or(self.total),
+                self.cfg.threshold,
+                self.target,
+                self.mass(),
+                self.lambda
+            ),
+            _ => {}
         }
         Ok(())
     }
@@ -310,7 +415,7 @@ impl Objective for Snl {
         let fa = meta("meta.frozen_at")?.int64_value(&[]);
         if fa >= 0 {
             match self.schedule {
-                Schedule::FixedEpochs => self.binarize(fa as usize),
+                Schedule::FixedEpochs | Schedule::BudgetRamp => self.binarize(fa as usize),
                 Schedule::Snl => {
                     let masks = self.threshold_masks();
                     self.set = mask_set(&masks);
@@ -328,7 +433,7 @@ impl MaskLearner for Snl {
         match (&self.frozen, self.schedule) {
             (Some(m), _) => mask_set(m),
             (None, Schedule::Snl) => mask_set(&self.threshold_masks()),
-            (None, Schedule::FixedEpochs) => {
+            (None, Schedule::FixedEpochs | Schedule::BudgetRamp) => {
                 mask_set(&global_topk(&self.alpha, &self.entry_size, self.target))
             }
         }
@@ -336,8 +441,10 @@ impl MaskLearner for Snl {
 
     fn outcome(&self) -> BudgetOutcome {
         match (self.schedule, self.frozen.is_some()) {
-            (Schedule::FixedEpochs, _) if self.filled => BudgetOutcome::Filled,
-            (Schedule::FixedEpochs, _) => BudgetOutcome::Exact,
+            (Schedule::FixedEpochs | Schedule::BudgetRamp, _) if self.filled => {
+                BudgetOutcome::Filled
+            }
+            (Schedule::FixedEpochs | Schedule::BudgetRamp, _) => BudgetOutcome::Exact,
             (Schedule::Snl, true) => BudgetOutcome::AtMost,
             (Schedule::Snl, false) => BudgetOutcome::NotReached,
         }
@@ -364,9 +471,14 @@ impl MaskLearner for Snl {
                 "privlin's fixed-epoch l1 variant reached the budget at step {s} (lambda {:.3e}); binarized and frozen there",
                 self.lambda
             )),
-            (Schedule::FixedEpochs, None) => {
+            (Schedule::BudgetRamp, Some(s)) => notes.push(format!(
+                "privlin's budget-ramp l1 variant reached the budget by its penalty at step {s} of a ramp of {} (lambda {:.3e}); binarized and frozen there",
+                self.ramp_steps, self.lambda
+            )),
+            (Schedule::FixedEpochs | Schedule::BudgetRamp, None) => {
                 notes.push(format!(
-                    "privlin's fixed-epoch l1 variant did not reach the budget by the l1 penalty alone ({} ReLUs above alpha {} at the end, lambda {:.3e}): binarized to the {} largest alphas",
+                    "privlin's {} l1 variant did not reach the budget by the l1 penalty alone ({} ReLUs above alpha {} at the end, lambda {:.3e}): binarized to the {} largest alphas",
+                    if self.schedule == Schedule::FixedEpochs { "fixed-epoch" } else { "budget-ramp" },
                     self.count(),
                     self.cfg.threshold,
                     self.lambda,

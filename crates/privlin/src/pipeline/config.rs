@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 pub struct PipelineConfig {
     /// Run directory.
     pub out: PathBuf,
-    /// privshap, relupruner, senet, snl, uniform, or custom.
+    /// A preset of [`preset`]: privshap, uniform, senet, relupruner, snl, l1-fixed-epochs,
+    /// l1-budget-ramp, deepreduce, hybrenet, shallow or custom.
     pub preset: String,
     /// Total ReLUs to keep: a count (12900, 50k) or a share of the counted ReLUs (5%).
     pub budget: String,
@@ -72,6 +73,7 @@ pub fn preset(name: &str) -> Result<(Option<&'static str>, &'static str)> {
         "relupruner" => (None, "taylor"),
         "snl" => (None, "snl"),
         "l1-fixed-epochs" => (None, "l1-fixed-epochs"),
+        "l1-budget-ramp" => (None, "l1-budget-ramp"),
         // DeepReDuce: cull and thin whole stages to the budget, train with KD.
         "deepreduce" => (None, "deepreduce"),
         // DeepReShape: a HybReNet ([model] arch = "hrn-...", from `privlin design`) trained
@@ -82,7 +84,7 @@ pub fn preset(name: &str) -> Result<(Option<&'static str>, &'static str)> {
         "shallow" => (Some("senet"), "senet"),
         "custom" => (None, ""),
         other => bail!(
-            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, uniform, deepreduce, hybrenet, shallow or custom)"
+            "unknown preset `{other}` (expected privshap, relupruner, senet, snl, l1-fixed-epochs, l1-budget-ramp, uniform, deepreduce, hybrenet, shallow or custom)"
         ),
     })
 }
