@@ -97,6 +97,27 @@ fn mask_file(dir: &Path) -> HashMap<String, Tensor> {
         .collect()
 }
 
+/// A global learner's run of `c` on the checkpoint `ar` to a total of `total` ReLUs.
+fn linearize_to(ar: &Path, c: &LinearizeConfig, total: i64, out: &Path) -> StageReport {
+    linearize(
+        ar,
+        BudgetSource::Total(Budget::Count(total)),
+        c,
+        out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap()
+}
+
+/// The two runs' exported masks are identical.
+fn assert_same_masks(a: &Path, b: &Path) {
+    let (ma, mb) = (mask_file(a), mask_file(b));
+    for (k, t) in &ma {
+        assert!(t.equal(&mb[k]), "{k}");
+    }
+}
+
 #[test]
 fn topk_is_exact_and_breaks_ties_by_position() {
     let s = Tensor::from_slice(&[0.5f32, 2.0, 2.0, -1.0, 0.0, 2.0]).view([1, 2, 3]);
@@ -519,15 +540,7 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
         c.train.optimizer.lr = 0.05;
         c.snl.lambda = lambda;
         c.snl.warmup_epochs = 1;
-        linearize(
-            &ar,
-            BudgetSource::Total(Budget::Count(total)),
-            &c,
-            out,
-            Device::Cpu,
-            false,
-        )
-        .unwrap()
+        linearize_to(&ar, &c, total, out)
     };
     let (a, b) = (dir.path().join("snl-a"), dir.path().join("snl-b"));
     let r = snl(2e-3, 40, &a);
@@ -557,10 +570,7 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     // Deterministic.
     let r2 = snl(2e-3, 40, &b);
     assert_eq!((r2.relus, r2.epochs), (r.relus, r.epochs));
-    let (ma, mb) = (mask_file(&a), mask_file(&b));
-    for (k, t) in &ma {
-        assert!(t.equal(&mb[k]), "{k}");
-    }
+    assert_same_masks(&a, &b);
     // The cap first: marked, over the budget, not filled or cut.
     let c = dir.path().join("snl-cap");
     let r = snl(1e-9, 1, &c);
@@ -582,15 +592,7 @@ fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
     let run = |method: &str, out: &Path| {
         let mut c = quick(method);
         c.train.epochs = 8;
-        linearize(
-            &ar,
-            BudgetSource::Total(Budget::Count(total)),
-            &c,
-            out,
-            Device::Cpu,
-            false,
-        )
-        .unwrap()
+        linearize_to(&ar, &c, total, out)
     };
     let (a, b) = (dir.path().join("ramp-a"), dir.path().join("ramp-b"));
     let r = run("l1-budget-ramp", &a);
@@ -603,10 +605,7 @@ fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
     );
     let r2 = run("l1-budget-ramp", &b);
     assert_eq!(r2.notes, r.notes);
-    let (ma, mb) = (mask_file(&a), mask_file(&b));
-    for (k, t) in &ma {
-        assert!(t.equal(&mb[k]), "{k}");
-    }
+    assert_same_masks(&a, &b);
     let r = run("l1-fixed-epochs", &dir.path().join("stall"));
     assert!(r.budget_filled, "{:?}", r.notes);
     assert_eq!(r.relus, total);
