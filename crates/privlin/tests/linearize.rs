@@ -298,6 +298,9 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
     }
 }
 
+/// A run killed after an epoch and resumed ends where an uninterrupted one does: exactly for the
+/// learners whose schedule does not depend on the run's length (gradient projection, and SNL,
+/// whose long runs to the budget are meant to be resumed), without error for Taylor.
 #[test]
 fn resumed_linearization_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,7 +308,7 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
     let m = ar_checkpoint(&ar);
     let bpath = dir.path().join("budget.json");
     privlin::io::atomic_write_json(&bpath, &allocation(&m, "4%")).unwrap();
-    for method in ["gradproj", "taylor"] {
+    for method in ["gradproj", "taylor", "snl"] {
         let mut two = quick(method);
         two.train.epochs = 2;
         let straight = dir.path().join(format!("{method}-straight"));
@@ -332,6 +335,9 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
             false,
         )
         .unwrap();
+        // Epoch 1's metrics line (with its wall time) survives only a real resume.
+        let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        let first = metrics(&split).lines().next().unwrap().to_string();
         if method == "taylor" {
             // Taylor's schedule spans the whole run: a one-epoch run is not the first half of a
             // two-epoch one, so only check that resuming continues without error.
@@ -355,6 +361,8 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
             true,
         )
         .unwrap();
+        assert_eq!(metrics(&split).lines().next().unwrap(), first, "{method}");
+        assert_eq!(metrics(&split).lines().count(), 2, "{method}");
         let (a, b) = (mask_file(&straight), mask_file(&split));
         for (k, t) in &a {
             assert!(t.equal(&b[k]), "{method}: masks of {k} differ after resume");
