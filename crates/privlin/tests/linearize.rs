@@ -110,11 +110,11 @@ fn linearize_to(ar: &Path, c: &LinearizeConfig, total: i64, out: &Path) -> Stage
     .unwrap()
 }
 
-/// The two runs' exported masks are identical.
-fn assert_same_masks(a: &Path, b: &Path) {
+/// The two runs' exported masks are identical (`what` names the comparison in a failure).
+fn assert_same_masks(a: &Path, b: &Path, what: &str) {
     let (ma, mb) = (mask_file(a), mask_file(b));
     for (k, t) in &ma {
-        assert!(t.equal(&mb[k]), "{k}");
+        assert!(t.equal(&mb[k]), "{what}: masks of {k} differ");
     }
 }
 
@@ -363,10 +363,7 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
         .unwrap();
         assert_eq!(metrics(&split).lines().next().unwrap(), first, "{method}");
         assert_eq!(metrics(&split).lines().count(), 2, "{method}");
-        let (a, b) = (mask_file(&straight), mask_file(&split));
-        for (k, t) in &a {
-            assert!(t.equal(&b[k]), "{method}: masks of {k} differ after resume");
-        }
+        assert_same_masks(&straight, &split, &format!("{method} after resume"));
         let wa = Tensor::read_safetensors(straight.join("model.safetensors")).unwrap();
         let wb: HashMap<String, Tensor> = Tensor::read_safetensors(split.join("model.safetensors"))
             .unwrap()
@@ -578,7 +575,7 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     // Deterministic.
     let r2 = snl(2e-3, 40, &b);
     assert_eq!((r2.relus, r2.epochs), (r.relus, r.epochs));
-    assert_same_masks(&a, &b);
+    assert_same_masks(&a, &b, "same seed");
     // The cap first: marked, over the budget, not filled or cut.
     let c = dir.path().join("snl-cap");
     let r = snl(1e-9, 1, &c);
@@ -613,7 +610,7 @@ fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
     );
     let r2 = run("l1-budget-ramp", &b);
     assert_eq!(r2.notes, r.notes);
-    assert_same_masks(&a, &b);
+    assert_same_masks(&a, &b, "same seed");
     let r = run("l1-fixed-epochs", &dir.path().join("stall"));
     assert!(r.budget_filled, "{:?}", r.notes);
     assert_eq!(r.relus, total);
