@@ -216,8 +216,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let mut spec = ModelSpec::new(arch.parse()?);
         spec.width = width;
         spec.input_size = b.input_size;
-        tch::manual_seed(0);
-        let mut model = Model::new(spec, device)?;
+        let mut model = Model::seeded(spec, device, 0)?;
         if b.channels_last {
             model.to_channels_last();
         }

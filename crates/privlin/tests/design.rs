@@ -5,7 +5,7 @@ use privlin::design::cull::plan;
 use privlin::design::equalize::{equalize, parse_order, EqualizeConfig};
 use privlin::design::stage_costs;
 use privlin::info::ModelInfo;
-use privlin::nn::{Arch, Convention, MaskSet, Model, ModelSpec, Thin};
+use privlin::nn::{with_torch_seed, Arch, Convention, MaskSet, Model, ModelSpec, Thin};
 use tch::{Device, Kind, Tensor};
 
 fn spec(arch: &str, width: f64) -> ModelSpec {
@@ -137,12 +137,11 @@ fn culled_thinned_and_reshaped_resnet18_counts() {
 
 #[test]
 fn removed_sites_are_the_identity_whatever_the_masks() {
-    tch::manual_seed(3);
     let mut s = spec("resnet18", 0.125);
     s.cull = vec!["stem".into(), "layer3".into()];
     s.thin = Some(Thin::Second);
-    let culled = Model::new(s.clone(), Device::Cpu).unwrap();
-    let plain = Model::new(spec("resnet18", 0.125), Device::Cpu).unwrap();
+    let culled = Model::seeded(s.clone(), Device::Cpu, 3).unwrap();
+    let plain = Model::seeded(spec("resnet18", 0.125), Device::Cpu, 4).unwrap();
     let mut vars = plain.vs.variables();
     tch::no_grad(|| {
         for (n, t) in culled.vs.variables() {
@@ -152,7 +151,9 @@ fn removed_sites_are_the_identity_whatever_the_masks() {
     let keep: Vec<bool> = (0..culled.sites().len())
         .map(|i| !culled.removed(i))
         .collect();
-    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let x = with_torch_seed(3, || {
+        Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu))
+    });
     let want = tch::no_grad(|| plain.forward_masked(&x, false, &MaskSet::coalition(&keep)));
     // Masks of ones everywhere: the removed sites stay the identity.
     let got =

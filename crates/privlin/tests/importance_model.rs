@@ -10,11 +10,10 @@ use privlin::nn::{Convention, MaskSet, Model, ModelSpec};
 use tch::{Device, Kind};
 
 fn setup(arch: &str, convention: Convention) -> (Model, Loader) {
-    tch::manual_seed(0);
     let mut s = ModelSpec::new(arch.parse().unwrap());
     s.width = 0.125;
     s.convention = convention;
-    let m = Model::new(s, Device::Cpu).unwrap();
+    let m = Model::seeded(s, Device::Cpu, 0).unwrap();
     let d = DataConfig {
         train_per_class: Some(4),
         test_per_class: Some(6),

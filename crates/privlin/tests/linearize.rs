@@ -11,7 +11,7 @@ use privlin::linearize::{
     global_topk, topk_mask, DistillConfig, FinetuneConfig, LinearizeConfig, MaskLearner, Targets,
     Teacher,
 };
-use privlin::nn::{Granularity, MaskSet, Model, ModelSpec};
+use privlin::nn::{with_torch_seed, Granularity, MaskSet, Model, ModelSpec};
 use privlin::train::{CheckpointSpec, Objective};
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,8 +34,7 @@ fn spec() -> ModelSpec {
 
 /// An (untrained) all-ReLU checkpoint on synthetic data in `dir`.
 fn ar_checkpoint(dir: &Path) -> Model {
-    tch::manual_seed(0);
-    let m = Model::new(spec(), Device::Cpu).unwrap();
+    let m = Model::seeded(spec(), Device::Cpu, 0).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     m.save_weights(&dir.join("model.safetensors")).unwrap();
     let splits = data().load().unwrap();
@@ -377,7 +376,9 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
 
 #[test]
 fn finetune_keeps_the_masks_and_pram_vanishes_on_equal_maps() {
-    let x = Tensor::randn([3, 4, 5, 5], (Kind::Float, Device::Cpu));
+    let x = with_torch_seed(0, || {
+        Tensor::randn([3, 4, 5, 5], (Kind::Float, Device::Cpu))
+    });
     assert!(pram(&x, &x).double_value(&[]).abs() < 1e-12);
     assert!(
         pram(&x, &(&x * 3.0)).double_value(&[]).abs() < 1e-10,

@@ -1,17 +1,17 @@
 //! Activation sites: m * act(x) + (1 - m) * x at every granularity, gradients to masks, taps.
-use privlin::nn::{Granularity, MaskSet, Model, ModelSpec, SiteMask};
+use privlin::nn::{with_torch_seed, Granularity, MaskSet, Model, ModelSpec, SiteMask};
 use tch::{Device, Kind, Tensor};
 
 fn small() -> Model {
-    tch::manual_seed(1);
     let mut s = ModelSpec::new("resnet18".parse().unwrap());
     s.width = 0.125;
-    Model::new(s, Device::Cpu).unwrap()
+    Model::seeded(s, Device::Cpu, 1).unwrap()
 }
 
 fn input() -> Tensor {
-    tch::manual_seed(2);
-    Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu))
+    with_torch_seed(2, || {
+        Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu))
+    })
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {

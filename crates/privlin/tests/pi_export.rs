@@ -4,7 +4,7 @@
 //! offline phase reproduces them.
 
 use privlin::data::Normalization;
-use privlin::nn::{Granularity, MaskSet, Model, ModelSpec, SiteMask};
+use privlin::nn::{with_torch_seed, Granularity, MaskSet, Model, ModelSpec, SiteMask};
 use privlin::pi::export;
 use privlin_mpc::protocol::{Options, OutputMode};
 use privlin_mpc::{plain, QuantModel, Ring};
@@ -57,7 +57,6 @@ fn random_masks(m: &Model) -> MaskSet {
 
 #[test]
 fn every_architecture_exports_and_runs_under_the_protocol() {
-    tch::manual_seed(11);
     let norm = Normalization {
         mean: [0.5, 0.5, 0.5],
         std: [0.25, 0.25, 0.25],
@@ -70,10 +69,12 @@ fn every_architecture_exports_and_runs_under_the_protocol() {
         ("wrn-10-1", 0.5, true),
         ("resnet18", 0.0625, false),
     ] {
-        let model = Model::new(spec(arch, width), Device::Cpu).unwrap();
-        perturb_bn(&model);
-        let masks = random_masks(&model);
-        let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let model = Model::seeded(spec(arch, width), Device::Cpu, 11).unwrap();
+        let (masks, x) = with_torch_seed(11, || {
+            perturb_bn(&model);
+            let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            (random_masks(&model), x)
+        });
         let want = tch::no_grad(|| model.forward_masked(&x, false, &masks));
         let file = export::export(&model, Some(&masks), &norm, arch).unwrap();
         let kinds: Vec<&str> = file.arch.ops().iter().map(|o| o.kind()).collect();

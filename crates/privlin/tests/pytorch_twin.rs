@@ -2,7 +2,7 @@
 //! (python/privlin_twin.py), weights moving in both directions.
 mod common;
 
-use privlin::nn::{Activation, Model, ModelSpec};
+use privlin::nn::{with_torch_seed, Activation, Model, ModelSpec};
 use std::collections::HashMap;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
@@ -66,13 +66,14 @@ fn check(arch: &str, width: f64, input: i64, act: Activation, classes: i64) {
 fn check_spec(s: ModelSpec) {
     let (arch, width, input, act) = (s.arch.to_string(), s.width, s.input_size, s.activation);
     let dir = tempfile::tempdir().unwrap();
-    tch::manual_seed(7);
-    let x = Tensor::randn([3, 3, input, input], (Kind::Float, Device::Cpu));
+    let x = with_torch_seed(7, || {
+        Tensor::randn([3, 3, input, input], (Kind::Float, Device::Cpu))
+    });
     Tensor::write_safetensors(&[("input", &x)], dir.path().join("x.safetensors")).unwrap();
 
     // privlin -> PyTorch.
-    let m = Model::new(s.clone(), Device::Cpu).unwrap();
-    perturb_bn(&m);
+    let m = Model::seeded(s.clone(), Device::Cpu, 7).unwrap();
+    with_torch_seed(7, || perturb_bn(&m));
     m.save_weights(&dir.path().join("w.safetensors")).unwrap();
     let ours = tch::no_grad(|| m.forward(&x, false));
     let theirs = run_twin(&s, dir.path(), false);
@@ -143,16 +144,19 @@ fn sgd_training_steps_match_pytorch() {
     use privlin::train::optim::{Optimizer, OptimizerConfig};
     let s = spec("resnet18", 0.125, 32, Activation::Relu, 10);
     let dir = tempfile::tempdir().unwrap();
-    tch::manual_seed(11);
-    let m = Model::new(s.clone(), Device::Cpu).unwrap();
+    let m = Model::seeded(s.clone(), Device::Cpu, 11).unwrap();
     m.save_weights(&dir.path().join("w.safetensors")).unwrap();
     std::fs::write(
         dir.path().join("spec.json"),
         serde_json::to_string(&s).unwrap(),
     )
     .unwrap();
-    let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let y = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
+    let (x, y) = with_torch_seed(11, || {
+        (
+            Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            Tensor::randint(10, [16], (Kind::Int64, Device::Cpu)),
+        )
+    });
     Tensor::write_safetensors(
         &[("input", &x), ("labels", &y)],
         dir.path().join("b.safetensors"),

@@ -5,7 +5,7 @@ use privlin::data::DataConfig;
 use privlin::linearize::export::{export, MASKS_FILE};
 use privlin::linearize::run::load_with_masks;
 use privlin::linearize::FinetuneConfig;
-use privlin::nn::{AuxHead, MaskSet, Model, ModelSpec, SiteMask};
+use privlin::nn::{with_torch_seed, AuxHead, MaskSet, Model, ModelSpec, SiteMask};
 use privlin::reshape::merge::{compose, fold_bn, AffineConv};
 use privlin::reshape::run::{copy_by_name, derive};
 use privlin::reshape::{
@@ -48,17 +48,17 @@ fn gate_end_points_and_deleted_main_branch_are_exact() {
         ("resnet34", 0.0625, vec!["layer2.0", "layer3.4"]),
         ("wrn-16-2", 0.5, vec!["block1.layer.1", "block3.layer.0"]),
     ] {
-        tch::manual_seed(3);
-        let plain = Model::new(spec(arch, width), Device::Cpu).unwrap();
-        perturb_bn(&plain);
+        let plain = Model::seeded(spec(arch, width), Device::Cpu, 3).unwrap();
         let mut gs = spec(arch, width);
         gs.gated = blocks.iter().map(|b| b.to_string()).collect();
-        let gated = Model::new(gs.clone(), Device::Cpu).unwrap();
+        let gated = Model::seeded(gs.clone(), Device::Cpu, 4).unwrap();
+        let x = with_torch_seed(3, || {
+            perturb_bn(&plain);
+            perturb_bn(&gated);
+            Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu))
+        });
         let missing = copy_by_name(&plain, &gated).unwrap();
         assert!(missing.iter().all(|n| n.contains(".gb.")), "{missing:?}");
-        perturb_bn(&gated);
-        copy_by_name(&plain, &gated).unwrap();
-        let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
         gated.set_gate(0.0);
         assert!(
             logits(&gated, &x).equal(&logits(&plain, &x)),
@@ -107,45 +107,47 @@ fn gate_schedule_rises_to_one_at_the_ramp_and_stays() {
 /// exactly; a 3x3 after a 3x3 is refused (not exact at the border).
 #[test]
 fn folded_conv_bn_and_composed_convs_are_exact() {
-    tch::manual_seed(5);
-    let opts = (Kind::Float, Device::Cpu);
-    let x = Tensor::randn([2, 6, 9, 9], opts);
-    let w = Tensor::randn([8, 6, 3, 3], opts);
-    let (g, b) = (Tensor::rand([8], opts) + 0.5, Tensor::randn([8], opts));
-    let (m, v) = (Tensor::randn([8], opts), Tensor::rand([8], opts) + 0.5);
-    let y = x.conv2d(&w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
-    let y = y.batch_norm(
-        Some(&g),
-        Some(&b),
-        Some(&m),
-        Some(&v),
-        false,
-        0.1,
-        1e-5,
-        false,
-    );
-    let folded = fold_bn(&w, &g, &b, &m, &v, 1e-5, 2, 1);
-    let d = (folded.forward(&x) - &y).abs().max().double_value(&[]);
-    assert!(d < 1e-4, "folded BN differs by {d}");
-    let second = AffineConv {
-        weight: Tensor::randn([5, 8, 1, 1], opts),
-        bias: Tensor::randn([5], opts),
-        stride: 1,
-        padding: 0,
-    };
-    let both = compose(&folded, &second).unwrap();
-    let d = (both.forward(&x) - second.forward(&y))
-        .abs()
-        .max()
-        .double_value(&[]);
-    assert!(d < 1e-4, "composed convs differ by {d}");
-    let three = AffineConv {
-        weight: Tensor::randn([5, 8, 3, 3], opts),
-        bias: Tensor::randn([5], opts),
-        stride: 1,
-        padding: 1,
-    };
-    assert!(compose(&folded, &three).is_err());
+    // Every draw under one seed, held against other threads' draws.
+    with_torch_seed(5, || {
+        let opts = (Kind::Float, Device::Cpu);
+        let x = Tensor::randn([2, 6, 9, 9], opts);
+        let w = Tensor::randn([8, 6, 3, 3], opts);
+        let (g, b) = (Tensor::rand([8], opts) + 0.5, Tensor::randn([8], opts));
+        let (m, v) = (Tensor::randn([8], opts), Tensor::rand([8], opts) + 0.5);
+        let y = x.conv2d(&w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
+        let y = y.batch_norm(
+            Some(&g),
+            Some(&b),
+            Some(&m),
+            Some(&v),
+            false,
+            0.1,
+            1e-5,
+            false,
+        );
+        let folded = fold_bn(&w, &g, &b, &m, &v, 1e-5, 2, 1);
+        let d = (folded.forward(&x) - &y).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "folded BN differs by {d}");
+        let second = AffineConv {
+            weight: Tensor::randn([5, 8, 1, 1], opts),
+            bias: Tensor::randn([5], opts),
+            stride: 1,
+            padding: 0,
+        };
+        let both = compose(&folded, &second).unwrap();
+        let d = (both.forward(&x) - second.forward(&y))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d < 1e-4, "composed convs differ by {d}");
+        let three = AffineConv {
+            weight: Tensor::randn([5, 8, 3, 3], opts),
+            bias: Tensor::randn([5], opts),
+            stride: 1,
+            padding: 1,
+        };
+        assert!(compose(&folded, &three).is_err());
+    });
 }
 
 /// ResNet-18 at width 0.25 (16 base channels) with layer1.0, layer2.1 and layer3.1 shallow and
@@ -214,8 +216,7 @@ fn data() -> DataConfig {
 /// An all-ReLU ResNet-18 checkpoint in `dir/ar` and a partial-ReLU one in `dir/pr` whose masks
 /// linearize `layer1.0.act1` and `layer2.1.act1` entirely and half of `layer3.0.act1`.
 fn checkpoints(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    tch::manual_seed(0);
-    let m = Model::new(spec("resnet18", 0.125), Device::Cpu).unwrap();
+    let m = Model::seeded(spec("resnet18", 0.125), Device::Cpu, 0).unwrap();
     let splits = data().load().unwrap();
     let ck = |masks: Option<String>| CheckpointSpec {
         model: m.spec.clone(),

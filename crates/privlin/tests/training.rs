@@ -1,7 +1,7 @@
 //! Training: determinism, resume after a kill, checkpoint mismatch, NaN loss, losses, schedules.
 use anyhow::Result;
 use privlin::data::{Batch, DataConfig, Loader, Splits};
-use privlin::nn::{Model, ModelSpec};
+use privlin::nn::{with_torch_seed, Model, ModelSpec};
 use privlin::train::losses::{cross_entropy, distillation};
 use privlin::train::schedule::ScheduleConfig;
 use privlin::train::{fit, CrossEntropy, EpochMetrics, FitOptions, Objective, TrainConfig};
@@ -18,11 +18,10 @@ fn data() -> Splits {
     .unwrap()
 }
 
-fn tiny_model(seed: i64) -> Model {
-    tch::manual_seed(seed);
+fn tiny_model(seed: u64) -> Model {
     let mut s = ModelSpec::new("resnet18".parse().unwrap());
     s.width = 0.125;
-    Model::new(s, Device::Cpu).unwrap()
+    Model::seeded(s, Device::Cpu, seed).unwrap()
 }
 
 fn cfg(epochs: usize) -> TrainConfig {
@@ -69,6 +68,29 @@ fn same_weights(a: &Model, b: &Model) -> bool {
         .iter()
         .zip(weights(b))
         .all(|((na, ta), (nb, tb))| na == &nb && ta.equal(&tb))
+}
+
+/// libtorch's generator is one per process: a seeded build stays reproducible while other threads
+/// build unseeded models and draw seeded tensors (the race that made a resume test fail in CI when
+/// a neighbouring test drew from the generator in the middle of a seeded build).
+#[test]
+fn seeded_builds_are_reproducible_while_other_threads_draw() {
+    let reference = tiny_model(9);
+    std::thread::scope(|scope| {
+        for t in 0..3u64 {
+            scope.spawn(move || {
+                for _ in 0..6 {
+                    let mut s = ModelSpec::new("resnet18".parse().unwrap());
+                    s.width = 0.0625;
+                    Model::new(s, Device::Cpu).unwrap();
+                    with_torch_seed(t, || Tensor::randn([64, 64], (Kind::Float, Device::Cpu)));
+                }
+            });
+        }
+        for _ in 0..6 {
+            assert!(same_weights(&reference, &tiny_model(9)));
+        }
+    });
 }
 
 #[test]
@@ -241,10 +263,9 @@ fn training_beats_chance_and_linearizing_every_site_hurts() {
     .load()
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    tch::manual_seed(0);
     let mut spec = ModelSpec::new("resnet18".parse().unwrap());
     spec.width = 0.25;
-    let mut m = Model::new(spec, Device::Cpu).unwrap();
+    let mut m = Model::seeded(spec, Device::Cpu, 0).unwrap();
     let l = Loader::train(s.train.clone(), s.norm, 50, 0, true, Device::Cpu);
     let ev = Loader::eval(s.test.clone(), s.norm, 100, Device::Cpu);
     let mut c = cfg(4);
@@ -280,9 +301,12 @@ fn training_beats_chance_and_linearizing_every_site_hurts() {
 
 #[test]
 fn distillation_matches_its_definition() {
-    tch::manual_seed(0);
-    let s = Tensor::randn([8, 10], (Kind::Float, Device::Cpu));
-    let t = Tensor::randn([8, 10], (Kind::Float, Device::Cpu));
+    let (s, t) = with_torch_seed(0, || {
+        (
+            Tensor::randn([8, 10], (Kind::Float, Device::Cpu)),
+            Tensor::randn([8, 10], (Kind::Float, Device::Cpu)),
+        )
+    });
     assert!(distillation(&s, &s, 4.0).double_value(&[]).abs() < 1e-6);
     let temp = 4.0;
     let p = (&t / temp).softmax(-1, Kind::Float);

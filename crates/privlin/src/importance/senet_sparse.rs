@@ -158,7 +158,6 @@ pub fn sensitivity(
         std::process::id(),
         RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    tch::manual_seed(cfg.seed as i64);
     let result = fit(
         model,
         train,

@@ -339,7 +339,6 @@ pub fn linearize(
         }
     };
     let ar_acc = evaluate(&model, &test, None).accuracy;
-    tch::manual_seed(cfg.train.seed as i64);
     let t0 = Instant::now();
     let history = fit(
         &mut model,
@@ -449,7 +448,6 @@ pub fn finetune(
     };
     let start_acc = evaluate(&model, &test, Some(&masks)).accuracy;
     let mut objective = Finetune::new(Teacher::new(teacher), masks.clone(), cfg.clone());
-    tch::manual_seed(cfg.train.seed as i64);
     let t0 = Instant::now();
     fit(
         &mut model,

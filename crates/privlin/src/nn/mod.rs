@@ -15,7 +15,7 @@ pub mod wrn;
 
 pub use forward::{BranchTap, Forward, LayerInfo, LayerKind, Tap};
 pub use mask::{MaskSet, SiteMask};
-pub use model::Model;
+pub use model::{with_torch_seed, Model};
 pub use site::{Activation, Granularity, SiteInfo, SiteKind};
 pub use spec::{Arch, AuxHead, Convention, ModelSpec, Thin};
 

@@ -30,10 +30,46 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// libtorch draws parameter initializations from one generator for the whole process, so a seed
+/// set by one thread is consumed by whichever thread builds next. Every draw privlin makes from it
+/// (building a model, [`with_torch_seed`]) holds this lock, which makes a seeded build reproducible
+/// while other threads (parallel tests, a pool of workers) build or seed models of their own.
+static TORCH_GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_generator() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while the lock was held leaves no state behind it to repair.
+    TORCH_GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Run `f` with libtorch's global generator seeded with `seed` and held by this thread, so the
+/// random tensors `f` draws depend on `seed` alone. `f` must not build a [`Model`] (that takes the
+/// same lock): use [`Model::seeded`] for that.
+pub fn with_torch_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    let _held = torch_generator();
+    tch::manual_seed(seed as i64);
+    f()
+}
+
 impl Model {
-    /// Build `spec` on `device` with freshly initialized parameters (call `tch::manual_seed` first
-    /// for reproducible weights).
+    /// Build `spec` on `device` with freshly initialized parameters drawn from wherever the global
+    /// generator stands: for weights that are overwritten (a checkpoint about to be loaded). Use
+    /// [`Model::seeded`] for reproducible initial weights.
     pub fn new(spec: ModelSpec, device: Device) -> Result<Self> {
+        let _held = torch_generator();
+        Self::build(spec, device)
+    }
+
+    /// Build `spec` on `device` with parameters initialized from `seed`: the same seed gives the
+    /// same weights whatever other threads build or draw meanwhile.
+    pub fn seeded(spec: ModelSpec, device: Device, seed: u64) -> Result<Self> {
+        let _held = torch_generator();
+        tch::manual_seed(seed as i64);
+        Self::build(spec, device)
+    }
+
+    fn build(spec: ModelSpec, device: Device) -> Result<Self> {
         spec.validate()?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();

@@ -315,8 +315,7 @@ pub fn reshape(
     gspec
         .validate()
         .context("the [reshape] settings do not fit this model")?;
-    tch::manual_seed(ft.train.seed as i64);
-    let mut model = Model::new(gspec.clone(), device)?;
+    let mut model = Model::seeded(gspec.clone(), device, ft.train.seed)?;
     copy_by_name(&pr_model, &model)?;
     let mut gmasks = masks.by_name(pr_model.sites(), model.sites());
     if let Some(after) = &aux_after {
@@ -384,7 +383,6 @@ pub fn reshape(
             shape: rc.gate,
             ramp,
         });
-    tch::manual_seed(ft.train.seed as i64);
     fit(
         &mut model,
         &train,

@@ -73,8 +73,7 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
     crate::io::atomic_write_bytes(&out.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     ckpt_spec.save(&out)?;
 
-    tch::manual_seed(cfg.train.seed as i64);
-    let mut model = Model::new(spec, device)?;
+    let mut model = Model::seeded(spec, device, cfg.train.seed)?;
     if cfg.train.channels_last {
         // Measured on this project's CPU build of libtorch 2.11: a 3x3 stem with 4 output
         // channels (width 0.0625) in channels-last layout stalls training (13 images/s instead
