@@ -83,7 +83,8 @@ fn seeded_builds_are_reproducible_while_other_threads_draw() {
                     let mut s = ModelSpec::new("resnet18".parse().unwrap());
                     s.width = 0.0625;
                     Model::new(s, Device::Cpu).unwrap();
-                    with_torch_seed(t, || Tensor::randn([64, 64], (Kind::Float, Device::Cpu)));
+                    let _ =
+                        with_torch_seed(t, || Tensor::randn([64, 64], (Kind::Float, Device::Cpu)));
                 }
             });
         }

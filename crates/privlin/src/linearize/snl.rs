@@ -146,21 +146,25 @@ impl Snl {
         }
     }
 
-    /// ReLUs whose alpha is above the threshold.
-    pub fn count(&self) -> i64 {
-        self.alpha
-            .iter()
-            .zip(&self.entry_size)
-            .filter_map(|(a, &e)| {
-                a.as_ref().map(|a| {
-                    a.gt(self.cfg.threshold)
-                        .to_kind(Kind::Int64)
-                        .sum(Kind::Int64)
-                        .int64_value(&[])
-                        * e
+    /// `sum over sites of entry_size * sum(per_entry(alpha))`: accumulated on the alphas' device
+    /// and brought to the host once (the ramp reads the count and the mass every step).
+    fn relu_weighted_sum(&self, per_entry: impl Fn(&Tensor) -> Tensor) -> f64 {
+        tch::no_grad(|| {
+            self.alpha
+                .iter()
+                .zip(&self.entry_size)
+                .filter_map(|(a, &e)| {
+                    a.as_ref()
+                        .map(|a| per_entry(a).sum(Kind::Double) * e as f64)
                 })
-            })
-            .sum()
+                .reduce(|acc, s| acc + s)
+                .map_or(0.0, |t| t.double_value(&[]))
+        })
+    }
+
+    /// ReLUs whose alpha is above the threshold (exact: a sum of 0/1 entries in f64).
+    pub fn count(&self) -> i64 {
+        self.relu_weighted_sum(|a| a.gt(self.cfg.threshold)).round() as i64
     }
 
     pub fn lambda(&self) -> f64 {
@@ -170,16 +174,7 @@ impl Snl {
     /// The alphas' mass: `sum(alpha)` in ReLUs (entries weighted by the ReLUs they stand for) over
     /// the counted ReLUs; 1 at the start.
     fn mass(&self) -> f64 {
-        let sum: f64 = self
-            .alpha
-            .iter()
-            .zip(&self.entry_size)
-            .filter_map(|(a, &e)| {
-                a.as_ref()
-                    .map(|a| a.sum(Kind::Double).double_value(&[]) * e as f64)
-            })
-            .sum();
-        sum / self.total as f64
+        self.relu_weighted_sum(|a| a.shallow_clone()) / self.total as f64
     }
 
     /// The budget's share of the counted ReLUs.
