@@ -24,7 +24,7 @@ out = sys.argv[1]
 for name in ["snl", "l1"]:
     r = json.load(open(f"{out}/{name}/linearize.json"))
     print(f"| {r['method']} | {r['epochs']} | {r['relus']} of {r['capacity']} (budget {r['budget']}) | "
-          f"{r.get('budget_reached')} | {100 * r['test_acc_ar']:.2f} % | {100 * r['test_acc']:.2f} % | {r['seconds']:.0f} s |")
+          f"{r.get('budget_outcome')} | {100 * r['test_acc_ar']:.2f} % | {100 * r['test_acc']:.2f} % | {r['seconds']:.0f} s |")
     for n in r["notes"]:
         print("  note:", n)
 PY

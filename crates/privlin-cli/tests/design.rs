@@ -154,7 +154,7 @@ images = 4
         serde_json::from_str(&std::fs::read_to_string(run.join("pr/linearize.json")).unwrap())
             .unwrap();
     assert_eq!(lin["method"], "deepreduce");
-    assert_eq!(lin["budget_reached"], true);
+    assert_eq!(lin["budget_outcome"], "at_most");
     let relus = lin["relus"].as_i64().unwrap();
     assert!(
         relus > 0 && relus <= lin["budget"].as_i64().unwrap(),

@@ -8,8 +8,8 @@ use privlin::linearize::gradproj::GradProj;
 use privlin::linearize::run::{finetune, linearize, BudgetSource, StageReport};
 use privlin::linearize::taylor::ProgressiveTaylor;
 use privlin::linearize::{
-    global_topk, topk_mask, DistillConfig, FinetuneConfig, LinearizeConfig, MaskLearner, Targets,
-    Teacher,
+    global_topk, topk_mask, BudgetOutcome, DistillConfig, FinetuneConfig, LinearizeConfig,
+    MaskLearner, Targets, Teacher,
 };
 use privlin::nn::{with_torch_seed, Granularity, MaskSet, Model, ModelSpec};
 use privlin::train::{CheckpointSpec, Objective};
@@ -242,8 +242,9 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
             assert_eq!(r.relus, alloc.budget, "{method}");
             // Only the l1 variants fill, and say so in the report and the notes alike.
             let filled_note = r.notes.iter().any(|n| n.contains("binarized to the"));
-            assert_eq!(r.budget_filled, filled_note, "{method}: {:?}", r.notes);
-            assert!(method.starts_with("l1-") || !r.budget_filled, "{method}");
+            let filled = r.budget_outcome == Some(BudgetOutcome::Filled);
+            assert_eq!(filled, filled_note, "{method}: {:?}", r.notes);
+            assert!(method.starts_with("l1-") || !filled, "{method}");
             if method == "gradproj" || method == "senet" {
                 for (s, b) in r.sites.iter().zip(&alloc.sites) {
                     assert_eq!(s.kept, b.budget, "{method}: {}", s.name);
@@ -550,7 +551,12 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     };
     let (a, b) = (dir.path().join("snl-a"), dir.path().join("snl-b"));
     let r = snl(2e-3, 40, &a);
-    assert_eq!(r.budget_reached, Some(true), "{:?}", r.notes);
+    assert_eq!(
+        r.budget_outcome,
+        Some(BudgetOutcome::AtMost),
+        "{:?}",
+        r.notes
+    );
     assert!(r.relus <= total && r.relus > 0, "{} of {total}", r.relus);
     assert!(
         r.epochs < 40,
@@ -580,7 +586,7 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     // The cap first: marked, over the budget, not filled or cut.
     let c = dir.path().join("snl-cap");
     let r = snl(1e-9, 1, &c);
-    assert_eq!(r.budget_reached, Some(false));
+    assert_eq!(r.budget_outcome, Some(BudgetOutcome::NotReached));
     assert!(r.relus > total, "{} of {total}", r.relus);
     assert_eq!(r.epochs, 1);
     assert!(r.notes[0].contains("budget not reached"), "{:?}", r.notes);
@@ -602,7 +608,12 @@ fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
     };
     let (a, b) = (dir.path().join("ramp-a"), dir.path().join("ramp-b"));
     let r = run("l1-budget-ramp", &a);
-    assert!(!r.budget_filled, "{:?}", r.notes);
+    assert_eq!(
+        r.budget_outcome,
+        Some(BudgetOutcome::Exact),
+        "{:?}",
+        r.notes
+    );
     assert_eq!(r.relus, total);
     assert!(
         r.notes[0].contains("by its penalty at step"),
@@ -613,6 +624,11 @@ fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
     assert_eq!(r2.notes, r.notes);
     assert_same_masks(&a, &b, "same seed");
     let r = run("l1-fixed-epochs", &dir.path().join("stall"));
-    assert!(r.budget_filled, "{:?}", r.notes);
+    assert_eq!(
+        r.budget_outcome,
+        Some(BudgetOutcome::Filled),
+        "{:?}",
+        r.notes
+    );
     assert_eq!(r.relus, total);
 }

@@ -100,19 +100,37 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// How a learner's final masks relate to its budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a learner's final masks relate to its budget (`budget_outcome` in `linearize.json`:
+/// `exact`, `at_most`, `filled` or `not_reached`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BudgetOutcome {
     /// Exactly the budget (per site or in total; within one entry below it for channel masks).
     Exact,
     /// At most the budget (SNL stops when its count falls to or below it).
     AtMost,
     /// Exactly the budget, but by a top-k taken at the end because the learner's own rule did not
-    /// get there in its epochs (the l1 variants); reported as `budget_filled`.
+    /// get there in its epochs (the l1 variants).
     Filled,
     /// Over the budget: the learner's own stopping rule was not met before its epoch cap, and
     /// the result says so instead of being filled or cut.
     NotReached,
+}
+
+impl BudgetOutcome {
+    /// Whether the masks hold the budget (filled ones included).
+    pub fn reached(self) -> bool {
+        self != BudgetOutcome::NotReached
+    }
+
+    /// The `budget_reached` column of sweep.csv: `yes`, `filled` or `no`.
+    pub fn csv_label(self) -> &'static str {
+        match self {
+            BudgetOutcome::Exact | BudgetOutcome::AtMost => "yes",
+            BudgetOutcome::Filled => "filled",
+            BudgetOutcome::NotReached => "no",
+        }
+    }
 }
 
 /// A mask learner: trains with the loop of [`crate::train::fit`] and ends with binary masks that

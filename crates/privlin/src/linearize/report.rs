@@ -2,6 +2,7 @@
 //! ReLU count and the latency the papers estimate from it.
 
 use super::run::StageReport;
+use super::BudgetOutcome;
 use crate::budget::Allocation;
 use crate::importance::Importance;
 use crate::nn::Model;
@@ -94,7 +95,7 @@ pub fn markdown(r: &ReportInputs) -> String {
                 pct(ft.test_acc)
             );
         }
-        if r.linearize.and_then(|x| x.budget_reached) == Some(false) {
+        if r.linearize.and_then(|x| x.budget_outcome) == Some(BudgetOutcome::NotReached) {
             let _ = writeln!(
                 s,
                 "\n**Budget not reached**: the learner's epoch cap came before its stopping rule; the \

@@ -58,13 +58,12 @@ pub struct StageReport {
     pub train_images: usize,
     /// Epochs run (a learner with a stopping rule, SNL, may stop before the configured count).
     pub epochs: usize,
-    /// Whether the masks hold the budget (`false`: SNL's cap came first; the masks are over it).
+    /// How the masks hold the budget: `not_reached` when SNL's cap came first (the masks are over
+    /// it), `filled` when a top-k at the end did what the learner's own rule did not (the l1
+    /// variants). A fine-tuning report carries its linearization's; `None` in reports written
+    /// before this field existed.
     #[serde(default)]
-    pub budget_reached: Option<bool>,
-    /// The masks hold the budget only because it was filled by a top-k at the end: the learner's
-    /// own rule did not reach it (the l1 variants; sweep.csv says `filled`).
-    #[serde(default)]
-    pub budget_filled: bool,
+    pub budget_outcome: Option<BudgetOutcome>,
     pub seconds: f64,
     pub notes: Vec<String>,
     pub config: serde_json::Value,
@@ -143,7 +142,7 @@ fn check_budget(
     granularity: Granularity,
     outcome: BudgetOutcome,
 ) -> Result<()> {
-    if outcome == BudgetOutcome::NotReached {
+    if !outcome.reached() {
         return Ok(());
     }
     let exact = granularity == Granularity::Pixel
@@ -378,8 +377,7 @@ pub fn linearize(
         test_images: test.data.len(),
         train_images: train.data.len(),
         epochs: history.len(),
-        budget_reached: Some(outcome != BudgetOutcome::NotReached),
-        budget_filled: outcome == BudgetOutcome::Filled,
+        budget_outcome: Some(outcome),
         seconds: t0.elapsed().as_secs_f64(),
         notes,
         config: serde_json::to_value(cfg)?,
@@ -498,8 +496,7 @@ pub fn finetune(
         test_images: test.data.len(),
         train_images: train.data.len(),
         epochs: cfg.train.epochs,
-        budget_reached: prev.as_ref().and_then(|r| r.budget_reached),
-        budget_filled: prev.as_ref().is_some_and(|r| r.budget_filled),
+        budget_outcome: prev.as_ref().and_then(|r| r.budget_outcome),
         seconds: t0.elapsed().as_secs_f64(),
         notes: Vec::new(),
         config: serde_json::to_value(cfg)?,

@@ -20,7 +20,7 @@
 //! their own Adam at `mask_lr`, clipped to [0, 1]; every `check_every` steps lambda grows when the
 //! count has not fallen since the last check; at the budget the `budget` largest alphas are frozen
 //! as binary masks; a run that ends above the budget takes the `budget` largest alphas at the end,
-//! and says so (a note, `budget_filled` in `linearize.json`, `filled` in sweep.csv).
+//! and says so (a note, `budget_outcome = "filled"` in `linearize.json`, `filled` in sweep.csv).
 //!
 //! [`Schedule::BudgetRamp`] (`l1-budget-ramp`) is privlin's second variant, also not SNL: the same
 //! loss, clipped alphas and freeze at the budget, but lambda is steered so that the penalty itself

@@ -156,12 +156,7 @@ pub fn collect(out: &Path) -> Result<String> {
             .map(|t| format!("{t:.4}"))
             .unwrap_or_default();
         let macs = p.macs.map(|m| m.to_string()).unwrap_or_default();
-        let reached = match p.lin.budget_reached {
-            Some(true) if p.lin.budget_filled => "filled",
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "",
-        };
+        let reached = p.lin.budget_outcome.map_or("", |o| o.csv_label());
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi},{reached},{},{macs},{e2e}",
