@@ -10,7 +10,8 @@
 # preset's epoch cap, default the authors' 2,000; it stops when its count reaches the budget), OUT
 # (default runs/c10-seeds). About 2.5 (Xeon) to 3.5 (EPYC) minutes per point on a 2-core VM;
 # `snl` about 33 s per epoch there and 457 epochs for 10 % with seed 0 (docs/results.md, "SNL as
-# its authors run it"), more at 3 % and 1 %. An interrupted `snl` point resumes from its epoch.
+# its authors run it"), more at 3 % and 1 %; a seed's `snl` points share one path (3 % continues
+# from where 10 % stopped, 1 % from 3 %). An interrupted `snl` point resumes from its epoch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh > /dev/null

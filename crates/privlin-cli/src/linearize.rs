@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use privlin::linearize::report::{markdown, ReportInputs};
 use privlin::linearize::run::{
-    finetune, linearize, BudgetSource, StageReport, FINETUNE_REPORT, LINEARIZE_REPORT,
+    finetune, linearize_from, BudgetSource, StageReport, FINETUNE_REPORT, LINEARIZE_REPORT,
 };
 use privlin::pipeline::PipelineConfig;
 use std::path::PathBuf;
@@ -43,6 +43,10 @@ pub struct LinearizeArgs {
     /// Continue a killed run from its last checkpoint in --out.
     #[arg(long)]
     resume: bool,
+    /// snl only: continue the path of this finished snl run (same checkpoint, config and seed, a
+    /// larger budget) from where it stopped, instead of repeating its epochs.
+    #[arg(long, value_name = "DIR")]
+    continue_from: Option<PathBuf>,
     #[command(flatten)]
     rt: RuntimeArgs,
 }
@@ -79,7 +83,15 @@ pub fn run_linearize(a: LinearizeArgs) -> Result<()> {
         (None, Some(t)) => BudgetSource::Total(t.parse()?),
         _ => bail!("give --budget budget.json (per-site budgets) or --total N (global learners)"),
     };
-    let r = linearize(&a.ckpt, source, &cfg, &a.out, device, a.resume)?;
+    let r = linearize_from(
+        &a.ckpt,
+        source,
+        &cfg,
+        &a.out,
+        device,
+        a.resume,
+        a.continue_from.as_deref(),
+    )?;
     print_stage(&r);
     Ok(())
 }

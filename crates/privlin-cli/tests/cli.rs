@@ -367,6 +367,12 @@ fn run_pipeline_resumes_and_sweep_collects() {
         };
         assert!(want.contains(&f[col]), "{line}");
     }
+    // SNL's 3 % point continued the path of its 6 % point instead of starting over.
+    let lin = std::fs::read_to_string(run.join("sweep/snl/3pct/pr/linearize.json")).unwrap();
+    assert!(
+        lin.contains("continued the SNL path") && lin.contains("6pct"),
+        "{lin}"
+    );
     for f in ["pareto.svg", "retention-3pct.svg", "retention-6pct.svg"] {
         let svg = std::fs::read_to_string(run.join(f)).unwrap();
         assert!(svg.contains("<svg") && svg.contains("relupruner"), "{f}");

@@ -5,7 +5,7 @@ use privlin::importance::{Importance, PlayerSite};
 use privlin::linearize::export::{ACTIVE_FILE, ACTIVE_JSON, MASKS_FILE};
 use privlin::linearize::finetune::pram;
 use privlin::linearize::gradproj::GradProj;
-use privlin::linearize::run::{finetune, linearize, BudgetSource, StageReport};
+use privlin::linearize::run::{finetune, linearize, linearize_from, BudgetSource, StageReport};
 use privlin::linearize::taylor::ProgressiveTaylor;
 use privlin::linearize::{
     global_topk, topk_mask, BudgetOutcome, DistillConfig, FinetuneConfig, LinearizeConfig,
@@ -590,6 +590,88 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     assert!(r.relus > total, "{} of {total}", r.relus);
     assert_eq!(r.epochs, 1);
     assert!(r.notes[0].contains("budget not reached"), "{:?}", r.notes);
+}
+
+/// SNL's path does not depend on the budget until it stops: a run to a smaller budget continued
+/// from where a run to a larger one stopped ends exactly where a run from scratch does (masks,
+/// weights, epochs, metrics), a budget the stopped run already holds stops at once with its masks,
+/// and a larger budget, another config or another learner's run is refused by name.
+#[test]
+fn snl_continues_its_path_to_a_smaller_budget_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    let (big, small) = (
+        Budget::Ratio(0.3).resolve(m.relu_count()).unwrap(),
+        Budget::Ratio(0.15).resolve(m.relu_count()).unwrap(),
+    );
+    let mut c = quick("snl");
+    c.train.epochs = 60;
+    c.train.optimizer.lr = 0.05;
+    c.snl.lambda = 2e-3;
+    c.snl.warmup_epochs = 1;
+    let d = |n: &str| dir.path().join(n);
+    let cont = |target: i64, cfg: &LinearizeConfig, from: &Path, out: &Path| {
+        linearize_from(
+            &ar,
+            BudgetSource::Total(Budget::Count(target)),
+            cfg,
+            out,
+            Device::Cpu,
+            false,
+            Some(from),
+        )
+    };
+    let first = linearize_to(&ar, &c, big, &d("big"));
+    assert_eq!(first.budget_outcome, Some(BudgetOutcome::AtMost));
+    let fresh = linearize_to(&ar, &c, small, &d("fresh"));
+    assert_eq!(fresh.budget_outcome, Some(BudgetOutcome::AtMost));
+    assert!(
+        fresh.epochs > first.epochs,
+        "{} vs {}",
+        fresh.epochs,
+        first.epochs
+    );
+    let r = cont(small, &c, &d("big"), &d("cont")).unwrap();
+    assert_eq!((r.relus, r.epochs), (fresh.relus, fresh.epochs));
+    assert!(
+        r.notes.iter().any(|n| n.contains("continued the SNL path")),
+        "{:?}",
+        r.notes
+    );
+    assert_same_masks(&d("fresh"), &d("cont"), "continued vs from scratch");
+    let w = |p: &Path| -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(p.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let (wf, wc) = (w(&d("fresh")), w(&d("cont")));
+    for (k, t) in &wf {
+        assert!(t.equal(&wc[k]), "weight {k} differs");
+    }
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(lines(&d("cont")), fresh.epochs);
+    // A budget the stopped run already holds: no further epoch, its masks.
+    let r = cont(first.relus, &c, &d("big"), &d("held")).unwrap();
+    assert_eq!((r.relus, r.epochs), (first.relus, first.epochs));
+    assert_same_masks(&d("big"), &d("held"), "a budget already held");
+    // Refusals.
+    let e = cont(big + 1, &c, &d("big"), &d("larger")).unwrap_err();
+    assert!(format!("{e:#}").contains("stops earlier"), "{e:#}");
+    let mut other = c.clone();
+    other.snl.lambda = 1e-3;
+    let e = cont(small, &other, &d("big"), &d("other")).unwrap_err();
+    assert!(format!("{e:#}").contains("config differs"), "{e:#}");
+    let mut ramp = c.clone();
+    ramp.method = Some("l1-budget-ramp".into());
+    let e = cont(small, &ramp, &d("big"), &d("ramp")).unwrap_err();
+    assert!(format!("{e:#}").contains("only `snl`"), "{e:#}");
 }
 
 /// privlin's budget-ramp variant gets to the budget by its own penalty within a fixed number of

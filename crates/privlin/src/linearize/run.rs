@@ -248,6 +248,20 @@ pub fn linearize(
     device: Device,
     resume: bool,
 ) -> Result<StageReport> {
+    linearize_from(ar, budget, cfg, out, device, resume, None)
+}
+
+/// [`linearize`], for `snl` optionally continuing the path of the run in `continue_from`: the same
+/// checkpoint, config and seed stopped there at a larger budget (see [`seed_from_path`]).
+pub fn linearize_from(
+    ar: &Path,
+    budget: BudgetSource,
+    cfg: &LinearizeConfig,
+    out: &Path,
+    device: Device,
+    mut resume: bool,
+    continue_from: Option<&Path>,
+) -> Result<StageReport> {
     cfg.validate()?;
     let method: Method = cfg
         .method
@@ -282,6 +296,17 @@ pub fn linearize(
             Targets::global(&model, b.resolve(model.relu_count())?)?
         }
     };
+    let mut path_note = None;
+    if let Some(from) = continue_from {
+        if method != Method::Snl {
+            bail!(
+                "only `snl` continues another run's path (its trajectory does not depend on the budget until it stops); `{}` plans with its budget from the first step",
+                method.name()
+            );
+        }
+        path_note = Some(seed_from_path(from, ar, cfg, targets.total, out)?);
+        resume = true;
+    }
     let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
     let total_steps = cfg.train.epochs * train.batches_per_epoch();
     let g = cfg.granularity;
@@ -353,7 +378,8 @@ pub fn linearize(
             verbose: true,
         },
     )?;
-    let (masks, notes) = learner.finish(&model)?;
+    let (masks, mut notes) = learner.finish(&model)?;
+    notes.extend(path_note);
     let outcome = learner.outcome();
     let sites = site_counts(&model, &masks, Some(&targets))?;
     check_budget(&model, &sites, &targets, g, outcome)?;
@@ -384,6 +410,110 @@ pub fn linearize(
     };
     crate::io::atomic_write_json(&out.join(LINEARIZE_REPORT), &report)?;
     Ok(report)
+}
+
+/// Start an `snl` run for `target` ReLUs in `out` where the run in `from` stopped: SNL's lambda
+/// schedule and stopping rule (Cho et al. 2022; `snl_finetune_unstructured.py`) read the budget
+/// only to stop, so a run to a smaller budget passes through exactly the state in which a run of
+/// the same checkpoint, config and seed stopped at a larger one, and continuing from there gives
+/// the same masks and weights as running it from epoch 0 (tested) at the cost of the remaining
+/// epochs only. `from` must be a finished `snl` run of `ar` with the same `[linearize]` config and
+/// a budget of at least `target` that stopped at that budget (`at_most`) or at the epoch cap
+/// (`not_reached`, which a smaller budget then cannot reach either); its resume state and metrics
+/// are copied into `out` (each atomically) unless `out` holds a resume state of its own already (an
+/// interrupted continuation), and the epochs `out` reports count both parts. Returns the note that
+/// says so.
+pub fn seed_from_path(
+    from: &Path,
+    ar: &Path,
+    cfg: &LinearizeConfig,
+    target: i64,
+    out: &Path,
+) -> Result<String> {
+    use crate::train::checkpoint::{METRICS_FILE, RESUME_FILE};
+    let rp = from.join(LINEARIZE_REPORT);
+    if !rp.exists() {
+        bail!(
+            "cannot continue the SNL path of {}: it has no {LINEARIZE_REPORT} (the run has not finished)",
+            from.display()
+        );
+    }
+    let prev: StageReport =
+        crate::io::read_json(&rp).with_context(|| format!("reading {}", rp.display()))?;
+    if prev.method != Method::Snl.name() {
+        bail!(
+            "cannot continue the SNL path of {}: it was made by `{}`, not `snl`",
+            rp.display(),
+            prev.method
+        );
+    }
+    if prev.teacher != ar.display().to_string() {
+        bail!(
+            "cannot continue the SNL path of {}: it linearized {}, not {}",
+            rp.display(),
+            prev.teacher,
+            ar.display()
+        );
+    }
+    if prev.config != serde_json::to_value(cfg)? {
+        bail!(
+            "cannot continue the SNL path of {}: its [linearize] config differs from this run's (the path is the same only for the same config and seed)",
+            rp.display()
+        );
+    }
+    // A run that hit the epoch cap first is where a run to a smaller budget ends too: copying it
+    // gives that run's "budget not reached" result without another epoch.
+    if !matches!(
+        prev.budget_outcome,
+        Some(BudgetOutcome::AtMost | BudgetOutcome::NotReached)
+    ) {
+        bail!(
+            "cannot continue the SNL path of {}: {}, not a stop at the budget or at the epoch cap",
+            rp.display(),
+            match prev.budget_outcome {
+                Some(o) => format!("its budget outcome is {}", serde_json::to_string(&o)?),
+                None => "it has no budget_outcome (written by a privlin before that field)".into(),
+            }
+        );
+    }
+    if target > prev.budget {
+        bail!(
+            "cannot continue the SNL path of {} to {target} ReLUs: it stopped at its budget of {}, and a run to a larger budget stops earlier on the same path",
+            rp.display(),
+            prev.budget
+        );
+    }
+    let resume = from.join(RESUME_FILE);
+    if !resume.exists() {
+        bail!(
+            "cannot continue the SNL path of {}: {} is missing",
+            from.display(),
+            resume.display()
+        );
+    }
+    // A continuation that was interrupted resumes its own, later state.
+    if !out.join(RESUME_FILE).exists() {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        // Metrics first: a resume file without them would be a half-made continuation.
+        for name in [METRICS_FILE, RESUME_FILE] {
+            let (src, dst) = (from.join(name), out.join(name));
+            let bytes =
+                std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            crate::io::atomic_write_bytes(&dst, &bytes)?;
+        }
+    }
+    Ok(format!(
+        "continued the SNL path of {} (budget {}, {} after {} epochs with {} ReLUs): its epochs are counted here too",
+        from.display(),
+        prev.budget,
+        if prev.budget_outcome == Some(BudgetOutcome::AtMost) {
+            "reached"
+        } else {
+            "not reached"
+        },
+        prev.epochs,
+        prev.relus
+    ))
 }
 
 /// The all-ReLU teacher of the partial-ReLU checkpoint `pr` (loaded as `model`): `teacher_dir`,

@@ -411,12 +411,15 @@ impl Objective for Snl {
         if fa >= 0 {
             match self.schedule {
                 Schedule::FixedEpochs | Schedule::BudgetRamp => self.binarize(fa as usize),
-                Schedule::Snl => {
+                // Stopped at the budget (a resumed finished run), or at a larger budget on the
+                // same path (a continuation, see `run::seed_from_path`): then it goes on.
+                Schedule::Snl if self.count() <= self.target => {
                     let masks = self.threshold_masks();
                     self.set = mask_set(&masks);
                     self.frozen = Some(masks);
                     self.frozen_at = Some(fa as usize);
                 }
+                Schedule::Snl => {}
             }
         }
         Ok(())

@@ -127,6 +127,39 @@ fn model_variant(base: &PipelineConfig, m: &str) -> Result<(String, PipelineConf
     Ok((budget_label(&name), cfg))
 }
 
+/// The order in which an `snl` line runs its budgets, and for each the position (in that order)
+/// of the point whose stopping state it continues from: largest first, shares and counts each on
+/// their own path (a share and a count are compared only once the model is built). Returns
+/// `(index into budgets, predecessor)`.
+pub fn snl_path_order(budgets: &[String]) -> Result<Vec<(usize, Option<usize>)>> {
+    let parsed: Vec<crate::budget::Budget> = budgets
+        .iter()
+        .map(|b| b.parse().with_context(|| format!("sweep budget `{b}`")))
+        .collect::<Result<_>>()?;
+    let key = |b: &crate::budget::Budget| match *b {
+        crate::budget::Budget::Ratio(r) => (0, r),
+        crate::budget::Budget::Count(n) => (1, n as f64),
+    };
+    let mut idx: Vec<usize> = (0..budgets.len()).collect();
+    // Shares before counts, each largest first; stable, so repeats keep the user's order.
+    idx.sort_by(|&a, &b| {
+        let (ka, kb) = (key(&parsed[a]), key(&parsed[b]));
+        ka.0.cmp(&kb.0).then(kb.1.total_cmp(&ka.1))
+    });
+    let mut out = Vec::with_capacity(idx.len());
+    for (pos, &i) in idx.iter().enumerate() {
+        let k = key(&parsed[i]);
+        // The nearest earlier point of the same kind with a strictly larger budget (a repeat
+        // thereby continues from the same point as its first occurrence).
+        let prev = (0..pos).rev().find(|&q| {
+            let kq = key(&parsed[idx[q]]);
+            kq.0 == k.0 && kq.1 > k.1
+        });
+        out.push((i, prev));
+    }
+    Ok(out)
+}
+
 /// A directory-safe label for a budget (`3%` -> `3pct`).
 pub fn budget_label(b: &str) -> String {
     b.trim()
@@ -176,7 +209,10 @@ impl Plan {
         Ok(id)
     }
 
-    /// The chain of one point; `prefix` names its nodes (empty for a single run).
+    /// The chain of one point; `prefix` names its nodes (empty for a single run). `path`: for
+    /// `snl`, the linearize node (id, checkpoint) of the line's next larger budget, whose stopping
+    /// state this point continues from.
+    #[allow(clippy::too_many_arguments)]
     fn add_point(
         &mut self,
         cfg: &PipelineConfig,
@@ -185,6 +221,7 @@ impl Plan {
         train_id: &str,
         importance_id: &str,
         title: &str,
+        path: Option<&(String, PathBuf)>,
     ) -> Result<String> {
         let (imp_method, learner) = cfg.methods()?;
         let id = |s: &str| format!("{prefix}{s}");
@@ -234,6 +271,8 @@ impl Plan {
         };
         let mut lin_cfg = cfg.linearize.clone();
         lin_cfg.method = Some(learner.name().into());
+        let mut lin_deps = lin_deps;
+        lin_deps.extend(path.map(|(id, _)| id.clone()));
         let lin = self.add(
             id("linearize"),
             lin_deps,
@@ -242,6 +281,7 @@ impl Plan {
                 source,
                 config: lin_cfg,
                 out: layout.pr.clone(),
+                continue_from: path.map(|(_, pr)| pr.clone()),
             }),
         )?;
         // The snl preset fine-tunes by its authors' recipe unless [finetune] says otherwise.
@@ -318,6 +358,7 @@ impl Plan {
             "train",
             "importance",
             &title,
+            None,
         )?;
         Ok(plan)
     }
@@ -374,8 +415,8 @@ impl Plan {
                     Some(m) => format!("{m}_{tag}"),
                     None => tag,
                 };
+                let mut points = Vec::new();
                 for b in budgets {
-                    k += 1;
                     let mut cfg = vbase.clone();
                     cfg.preset = p.clone();
                     cfg.budget = b.clone();
@@ -384,24 +425,41 @@ impl Plan {
                         cfg.linearize.method = None;
                         cfg.importance.remove("method");
                     }
-                    let (imp_method, _) = cfg
+                    let (imp_method, learner) = cfg
                         .methods()
                         .with_context(|| format!("sweep point `{tag}` at {b}"))?;
-                    let imp_method = imp_method.unwrap_or_else(|| "none".into());
+                    points.push((b, cfg, imp_method, learner));
+                }
+                // SNL's path is the same for every budget until it stops: its points run from
+                // the largest budget down, each continuing where the one before stopped.
+                let paths = if points.iter().all(|p| p.3 == LearnerMethod::Snl) {
+                    let order = snl_path_order(budgets)?;
+                    points = order.iter().map(|(i, _)| points[*i].clone()).collect();
+                    order.into_iter().map(|(_, prev)| prev).collect()
+                } else {
+                    vec![None; points.len()]
+                };
+                let mut made: Vec<(String, PathBuf)> = Vec::new();
+                for ((b, cfg, imp_method, _), prev) in points.iter().zip(paths) {
+                    k += 1;
+                    let imp_method = imp_method.clone().unwrap_or_else(|| "none".into());
                     let label = budget_label(b);
                     let layout =
                         Layout::sweep_point(&base.out, model_dir, &tag, &label, &imp_method);
                     let title = format!("sweep point {k}/{total}: `{tag}` at budget {b}");
                     let imp_id = format!("{}/{imp_method}", scoped("importance"));
+                    let prefix = format!("{tag}/{label}/");
                     plan.add_point(
-                        &cfg,
+                        cfg,
                         &layout,
-                        &format!("{tag}/{label}/"),
+                        &prefix,
                         &train_id,
                         &imp_id,
                         &title,
+                        prev.map(|j| &made[j]),
                     )
                     .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+                    made.push((format!("{prefix}linearize"), layout.pr.clone()));
                 }
             }
         }
@@ -479,5 +537,63 @@ impl Plan {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::stage::Stage;
+
+    fn order(b: &[&str]) -> Vec<(usize, Option<usize>)> {
+        let b: Vec<String> = b.iter().map(|s| s.to_string()).collect();
+        snl_path_order(&b).unwrap()
+    }
+
+    #[test]
+    fn snl_points_run_largest_first_each_continuing_the_next_larger() {
+        // 1%, 10%, 3%: 10% from scratch, 3% from 10%, 1% from 3%.
+        assert_eq!(
+            order(&["1%", "10%", "3%"]),
+            vec![(1, None), (2, Some(0)), (0, Some(1))]
+        );
+        // Counts and shares are separate paths; a repeat continues where its first did.
+        assert_eq!(
+            order(&["5000", "10%", "20000", "10%"]),
+            vec![(1, None), (3, None), (2, None), (0, Some(2))]
+        );
+        assert!(snl_path_order(&["3 pct".into()]).is_err());
+    }
+
+    #[test]
+    fn an_snl_sweep_chains_its_linearize_stages_and_other_learners_do_not() {
+        let base = PipelineConfig::parse("", "the defaults", &[]).unwrap();
+        let budgets: Vec<String> = ["1%", "10%"].iter().map(|s| s.to_string()).collect();
+        let plan = Plan::sweep(&base, &budgets, &["snl".into()], None, &[]).unwrap();
+        let lin = |id: &str| match &plan.node(id).unwrap().spec {
+            StageSpec::Linearize(l) => l.clone(),
+            _ => panic!("{id} is not a linearize stage"),
+        };
+        let (ten, one) = (lin("snl/10pct/linearize"), lin("snl/1pct/linearize"));
+        assert_eq!(ten.continue_from, None);
+        assert_eq!(one.continue_from, Some(ten.out.clone()));
+        let deps = &plan.node("snl/1pct/linearize").unwrap().deps;
+        assert!(
+            deps.contains(&"snl/10pct/linearize".to_string()),
+            "{deps:?}"
+        );
+        assert!(
+            plan.index("snl/10pct/linearize") < plan.index("snl/1pct/linearize"),
+            "the larger budget comes first in the plan"
+        );
+        // Without a continuation the fingerprint has no such field (plans made before it
+        // keep their fingerprints).
+        assert!(ten.fingerprint().get("continue_from").is_none());
+        let plan = Plan::sweep(&base, &budgets, &["l1-budget-ramp".into()], None, &[]).unwrap();
+        for n in &plan.nodes {
+            if let StageSpec::Linearize(l) = &n.spec {
+                assert_eq!(l.continue_from, None, "{}", n.id);
+            }
+        }
     }
 }

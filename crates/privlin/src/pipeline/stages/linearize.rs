@@ -1,6 +1,6 @@
 //! Stage `linearize`: masks within the point's budget by one of the four learners.
 
-use crate::linearize::run::{linearize, BudgetSource};
+use crate::linearize::run::{linearize_from, BudgetSource};
 use crate::linearize::LinearizeConfig;
 use crate::pipeline::stage::{Ctx, Stage, StageKind};
 use anyhow::Result;
@@ -26,6 +26,10 @@ pub struct Linearize {
     pub config: LinearizeConfig,
     /// The partial-ReLU checkpoint directory.
     pub out: PathBuf,
+    /// `snl` only: the point of the same line at the next larger budget, whose stopping state
+    /// this run continues from (SNL's path does not depend on the budget until it stops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_from: Option<PathBuf>,
 }
 
 impl Stage for Linearize {
@@ -38,6 +42,7 @@ impl Stage for Linearize {
         if let Source::Allocation(p) = &self.source {
             r.push(p.clone());
         }
+        r.extend(self.continue_from.clone());
         r
     }
 
@@ -58,13 +63,14 @@ impl Stage for Linearize {
             .out
             .join(crate::train::checkpoint::RESUME_FILE)
             .exists();
-        let r = linearize(
+        let r = linearize_from(
             &self.ar,
             source,
             &self.config,
             &self.out,
             ctx.device()?,
             resume,
+            self.continue_from.as_deref(),
         )?;
         Ok(format!(
             "{}: {} of {} ReLUs kept, test accuracy {:.2} %{}",
