@@ -117,6 +117,20 @@ fn assert_same_masks(a: &Path, b: &Path, what: &str) {
     }
 }
 
+/// The two checkpoints' weights are identical (`what` names the comparison in a failure).
+fn assert_same_weights(a: &Path, b: &Path, what: &str) {
+    let read = |d: &Path| -> HashMap<String, Tensor> {
+        Tensor::read_safetensors(d.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let (wa, wb) = (read(a), read(b));
+    for (k, t) in &wa {
+        assert!(t.equal(&wb[k]), "{what}: weight {k} differs");
+    }
+}
+
 #[test]
 fn topk_is_exact_and_breaks_ties_by_position() {
     let s = Tensor::from_slice(&[0.5f32, 2.0, 2.0, -1.0, 0.0, 2.0]).view([1, 2, 3]);
@@ -364,14 +378,7 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
         assert_eq!(metrics(&split).lines().next().unwrap(), first, "{method}");
         assert_eq!(metrics(&split).lines().count(), 2, "{method}");
         assert_same_masks(&straight, &split, &format!("{method} after resume"));
-        let wa = Tensor::read_safetensors(straight.join("model.safetensors")).unwrap();
-        let wb: HashMap<String, Tensor> = Tensor::read_safetensors(split.join("model.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
-        for (k, t) in &wa {
-            assert!(t.equal(&wb[k]), "{method}: weight {k} differs after resume");
-        }
+        assert_same_weights(&straight, &split, &format!("{method} after resume"));
     }
 }
 
@@ -640,16 +647,7 @@ fn snl_continues_its_path_to_a_smaller_budget_exactly() {
         r.notes
     );
     assert_same_masks(&d("fresh"), &d("cont"), "continued vs from scratch");
-    let w = |p: &Path| -> HashMap<String, Tensor> {
-        Tensor::read_safetensors(p.join("model.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect()
-    };
-    let (wf, wc) = (w(&d("fresh")), w(&d("cont")));
-    for (k, t) in &wf {
-        assert!(t.equal(&wc[k]), "weight {k} differs");
-    }
+    assert_same_weights(&d("fresh"), &d("cont"), "continued vs from scratch");
     let lines = |p: &Path| {
         std::fs::read_to_string(p.join("metrics.jsonl"))
             .unwrap()
