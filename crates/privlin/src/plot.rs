@@ -277,16 +277,10 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
             .y_desc(y_desc)
             .x_labels(8)
             .x_label_formatter(&|e| {
-                let v = &10f64.powf(*e);
-                if *v >= 1e6 {
-                    format!("{:.1}M", v / 1e6)
-                } else if *v >= 1e4 {
-                    format!("{:.0}k", v / 1e3)
-                } else if *v >= 1e3 {
-                    format!("{:.1}k", v / 1e3)
-                } else if *v >= 1.0 {
-                    format!("{v:.0}")
-                } else if *v >= 0.01 {
+                let v = 10f64.powf(*e);
+                if v >= 1.0 {
+                    count_label(v)
+                } else if v >= 0.01 {
                     format!("{v:.2}")
                 } else {
                     format!("{v:.1e}")
@@ -381,6 +375,118 @@ pub fn lines_over_labels(
             .border_style(BLACK)
             .draw()
             .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    crate::io::atomic_write_bytes(path, svg.as_bytes())
+}
+
+/// A count as a tick label: `1.4k`, `139k`, `2.1M`.
+fn count_label(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// `(lo, hi)` of log10 of the positive values, padded by `pad` decades (a flat series gets a
+/// tenth of a decade each side).
+fn log_range(values: impl Iterator<Item = f64>, pad: f64) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0)
+        .map(f64::log10)
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    (lo <= hi).then(|| {
+        let pad = pad.max(0.1 - (hi - lo) / 2.0);
+        (lo - pad, hi + pad)
+    })
+}
+
+/// A mask learner's path over its epochs (`trajectory.svg` of a linearize run): kept ReLUs on a
+/// log axis with the budget as a dashed line and, below it where the learner has one, its
+/// penalty weight lambda on a log axis (SNL's schedule, Cho et al. 2022, Algorithm 1). Both log
+/// axes are drawn as linear axes over log10 so that a range within one decade still gets labels.
+pub fn trajectory(
+    path: &Path,
+    title: &str,
+    relus: &[(i32, f64)],
+    budget: f64,
+    lambda: &[(i32, f64)],
+) -> Result<()> {
+    let Some((y0, y1)) = log_range(relus.iter().map(|p| p.1).chain([budget]), 0.05) else {
+        anyhow::bail!("plot {}: no epochs with a positive count", path.display());
+    };
+    let x1 = relus.iter().map(|p| p.0).fold(1, i32::max);
+    let lg = |pts: &[(i32, f64)]| -> Vec<(i32, f64)> {
+        pts.iter()
+            .filter(|p| p.1 > 0.0)
+            .map(|&(x, y)| (x, y.log10()))
+            .collect()
+    };
+    let lambda_range = log_range(lambda.iter().map(|p| p.1), 0.05);
+    let mut svg = String::new();
+    {
+        let height = if lambda_range.is_some() { 640 } else { 460 };
+        let root = SVGBackend::with_string(&mut svg, (760, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (top, bottom) = root.split_vertically(440);
+        let mut chart = ChartBuilder::on(&top)
+            .caption(title, ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0..x1, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("ReLUs kept (log)")
+            .y_label_formatter(&|v| count_label(10f64.powf(*v)))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(lg(relus), palette(0).stroke_width(2)))
+            .map_err(err)?
+            .label("ReLUs kept")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], palette(0).stroke_width(2))
+            });
+        let b = budget.max(1.0).log10();
+        chart
+            .draw_series(DashedLineSeries::new([(0, b), (x1, b)], 6, 4, BLACK.into()))
+            .map_err(err)?
+            .label(format!("budget {}", tick(&budget)))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 6, y)], BLACK));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        if let Some((l0, l1)) = lambda_range {
+            let mut chart = ChartBuilder::on(&bottom)
+                .margin(14)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0..x1, l0..l1)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc("lambda (log)")
+                .y_labels(4)
+                .y_label_formatter(&|v| format!("{:.1e}", 10f64.powf(*v)))
+                .draw()
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(lg(lambda), palette(1).stroke_width(2)))
+                .map_err(err)?;
+        }
         root.present().map_err(err)?;
     }
     crate::io::atomic_write_bytes(path, svg.as_bytes())

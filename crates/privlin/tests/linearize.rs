@@ -12,7 +12,7 @@ use privlin::linearize::{
     MaskLearner, Targets, Teacher,
 };
 use privlin::nn::{with_torch_seed, Granularity, MaskSet, Model, ModelSpec};
-use privlin::train::{CheckpointSpec, Objective};
+use privlin::train::{CheckpointSpec, EpochMetrics, MaskProgress, Objective};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -110,6 +110,20 @@ fn linearize_to(ar: &Path, c: &LinearizeConfig, total: i64, out: &Path) -> Stage
 }
 
 /// The two runs' exported masks are identical (`what` names the comparison in a failure).
+/// The mask learner's record of every epoch in `dir/metrics.jsonl`.
+fn progress(dir: &Path) -> Vec<MaskProgress> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<EpochMetrics>(l)
+                .unwrap()
+                .masks
+                .expect("a masks record")
+        })
+        .collect()
+}
+
 fn assert_same_masks(a: &Path, b: &Path, what: &str) {
     let (ma, mb) = (mask_file(a), mask_file(b));
     for (k, t) in &ma {
@@ -586,6 +600,28 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
         .map(|(_, t)| t.min().double_value(&[]))
         .fold(f64::MAX, f64::min);
     assert!(min < 0.0, "smallest alpha {min}");
+    // The path in metrics.jsonl: the count above the budget with lambda never shrinking until
+    // the last epoch, which holds the kept masks and no penalty; drawn in trajectory.svg.
+    let path = progress(&a);
+    assert_eq!(path.len(), r.epochs);
+    let (last, before) = path.split_last().unwrap();
+    assert_eq!(
+        *last,
+        MaskProgress {
+            relus: r.relus,
+            lambda: None
+        }
+    );
+    assert!(before.iter().all(|p| p.relus > total), "{before:?}");
+    let lambdas: Vec<f64> = before.iter().map(|p| p.lambda.unwrap()).collect();
+    assert_eq!(lambdas[0], 2e-3);
+    assert!(
+        lambdas
+            .windows(2)
+            .all(|w| w[1] == w[0] || w[1] == w[0] * 1.1),
+        "{lambdas:?}"
+    );
+    assert!(a.join("trajectory.svg").exists());
     // Deterministic.
     let r2 = snl(2e-3, 40, &b);
     assert_eq!((r2.relus, r2.epochs), (r.relus, r.epochs));
@@ -597,6 +633,13 @@ fn snl_stops_at_the_budget_or_says_it_was_not_reached() {
     assert!(r.relus > total, "{} of {total}", r.relus);
     assert_eq!(r.epochs, 1);
     assert!(r.notes[0].contains("budget not reached"), "{:?}", r.notes);
+    assert_eq!(
+        progress(&c),
+        [MaskProgress {
+            relus: r.relus,
+            lambda: Some(1e-9)
+        }]
+    );
 }
 
 /// SNL's path does not depend on the budget until it stops: a run to a smaller budget continued
@@ -699,6 +742,16 @@ fn l1_budget_ramp_reaches_the_budget_where_the_stall_rule_fills() {
         r.notes[0].contains("by its penalty at step"),
         "{:?}",
         r.notes
+    );
+    let path = progress(&a);
+    assert_eq!(path.len(), 8);
+    assert_eq!(
+        path.last(),
+        Some(&MaskProgress {
+            relus: total,
+            lambda: None
+        }),
+        "frozen at the budget: {path:?}"
     );
     let r2 = run("l1-budget-ramp", &b);
     assert_eq!(r2.notes, r.notes);

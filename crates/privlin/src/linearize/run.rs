@@ -13,7 +13,9 @@ use super::taylor::ProgressiveTaylor;
 use super::{BudgetOutcome, MaskLearner, Method, Targets, Teacher};
 use crate::data::Loader;
 use crate::nn::{Granularity, MaskSet, Model};
-use crate::train::{evaluate, fit, load_model, CheckpointSpec, FitOptions};
+use crate::train::{
+    evaluate, fit, load_model, CheckpointSpec, EpochMetrics, FitOptions, MaskProgress,
+};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use tch::Device;
 
 pub const LINEARIZE_REPORT: &str = "linearize.json";
 pub const FINETUNE_REPORT: &str = "finetune.json";
+/// A mask learner's path over its epochs (learners that record one: the l1 family).
+pub const TRAJECTORY_PLOT: &str = "trajectory.svg";
 
 /// ReLUs of one site after a stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +384,7 @@ pub fn linearize_from(
     )?;
     let (masks, mut notes) = learner.finish(&model)?;
     notes.extend(path_note);
+    plot_trajectory(out, method, &history, targets.total)?;
     let outcome = learner.outcome();
     let sites = site_counts(&model, &masks, Some(&targets))?;
     check_budget(&model, &sites, &targets, g, outcome)?;
@@ -410,6 +415,34 @@ pub fn linearize_from(
     };
     crate::io::atomic_write_json(&out.join(LINEARIZE_REPORT), &report)?;
     Ok(report)
+}
+
+/// `trajectory.svg`: the learner's kept ReLUs (and lambda) per epoch, from the `masks` records
+/// of `metrics.jsonl` (epochs of an earlier run on the same SNL path included); nothing for
+/// learners without such records.
+fn plot_trajectory(
+    out: &Path,
+    method: Method,
+    history: &[EpochMetrics],
+    budget: i64,
+) -> Result<()> {
+    let at = |f: &dyn Fn(&MaskProgress) -> Option<f64>| -> Vec<(i32, f64)> {
+        history
+            .iter()
+            .filter_map(|m| m.masks.as_ref().and_then(f).map(|v| (m.epoch as i32, v)))
+            .collect()
+    };
+    let relus = at(&|p| Some(p.relus as f64));
+    if relus.is_empty() {
+        return Ok(());
+    }
+    crate::plot::trajectory(
+        &out.join(TRAJECTORY_PLOT),
+        &format!("linearize[{}]: ReLUs kept per epoch", method.name()),
+        &relus,
+        budget as f64,
+        &at(&|p| p.lambda),
+    )
 }
 
 /// Start an `snl` run for `target` ReLUs in `out` where the run in `from` stopped: SNL's lambda

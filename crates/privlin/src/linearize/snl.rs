@@ -42,7 +42,7 @@ use super::{
 use crate::data::Batch;
 use crate::nn::{Granularity, MaskSet, Model};
 use crate::train::optim::Optimizer;
-use crate::train::Objective;
+use crate::train::{MaskProgress, Objective};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
@@ -149,17 +149,7 @@ impl Snl {
     /// `sum over sites of entry_size * sum(per_entry(alpha))`: accumulated on the alphas' device
     /// and brought to the host once (the ramp reads the count and the mass every step).
     fn relu_weighted_sum(&self, per_entry: impl Fn(&Tensor) -> Tensor) -> f64 {
-        tch::no_grad(|| {
-            self.alpha
-                .iter()
-                .zip(&self.entry_size)
-                .filter_map(|(a, &e)| {
-                    a.as_ref()
-                        .map(|a| per_entry(a).sum(Kind::Double) * e as f64)
-                })
-                .reduce(|acc, s| acc + s)
-                .map_or(0.0, |t| t.double_value(&[]))
-        })
+        relu_weighted_sum(&self.alpha, &self.entry_size, per_entry)
     }
 
     /// ReLUs whose alpha is above the threshold (exact: a sum of 0/1 entries in f64).
@@ -273,6 +263,25 @@ impl Snl {
     }
 }
 
+/// `sum over sites of entry_size * sum(per_entry(t))` of per-site tensors (alphas or masks).
+fn relu_weighted_sum(
+    tensors: &[Option<Tensor>],
+    entry_size: &[i64],
+    per_entry: impl Fn(&Tensor) -> Tensor,
+) -> f64 {
+    tch::no_grad(|| {
+        tensors
+            .iter()
+            .zip(entry_size)
+            .filter_map(|(a, &e)| {
+                a.as_ref()
+                    .map(|a| per_entry(a).sum(Kind::Double) * e as f64)
+            })
+            .reduce(|acc, s| acc + s)
+            .map_or(0.0, |t| t.double_value(&[]))
+    })
+}
+
 /// SNL's per-epoch lambda rule (`snl_finetune_unstructured.py`): after epoch `epoch` (0-based)
 /// with `count` ReLUs, a count below the lowest so far becomes the lowest; otherwise, from epoch
 /// `warmup` on, lambda grows by `growth`. Returns (lambda, lowest).
@@ -360,6 +369,19 @@ impl Objective for Snl {
 
     fn done(&self) -> bool {
         self.schedule == Schedule::Snl && self.frozen.is_some()
+    }
+
+    fn progress(&self) -> Option<MaskProgress> {
+        Some(match &self.frozen {
+            Some(m) => MaskProgress {
+                relus: relu_weighted_sum(m, &self.entry_size, |t| t.shallow_clone()).round() as i64,
+                lambda: None,
+            },
+            None => MaskProgress {
+                relus: self.count(),
+                lambda: Some(self.lambda),
+            },
+        })
     }
 
     fn eval_masks(&self) -> Option<MaskSet> {

@@ -59,6 +59,24 @@ pub trait Objective {
     fn load_state(&mut self, _state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         Ok(())
     }
+
+    /// A mask learner's state after an epoch, recorded in that epoch's `metrics.jsonl` line
+    /// (called after [`Objective::after_epoch`]); `None` for objectives without one.
+    fn progress(&self) -> Option<MaskProgress> {
+        None
+    }
+}
+
+/// Where a mask learner stands after an epoch (the `masks` field of a `metrics.jsonl` line): what
+/// a run of hundreds of epochs, like SNL's, is read by afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MaskProgress {
+    /// ReLUs the learner counts as kept (SNL: alphas above its threshold; binary masks once
+    /// frozen).
+    pub relus: i64,
+    /// The weight of the sparsity penalty while it applies (l1 learners); `None` once the masks
+    /// are frozen or for learners without a penalty.
+    pub lambda: Option<f64>,
 }
 
 /// Cross-entropy (with optional label smoothing): the all-ReLU baseline's objective.
@@ -87,6 +105,9 @@ pub struct EpochMetrics {
     pub test_acc: Option<f64>,
     pub images_per_sec: f64,
     pub epoch_seconds: f64,
+    /// The mask learner's state after the epoch ([`Objective::progress`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<MaskProgress>,
 }
 
 /// Where and how a fit runs.
@@ -268,6 +289,7 @@ pub fn fit(
             test_acc: ev.map(|e| e.accuracy),
             images_per_sec: seen as f64 / train_secs,
             epoch_seconds: t0.elapsed().as_secs_f64(),
+            masks: objective.progress(),
         };
         if opts.verbose {
             eprintln!(

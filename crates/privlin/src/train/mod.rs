@@ -12,4 +12,4 @@ pub mod schedule;
 pub use checkpoint::{load_model, CheckpointSpec};
 pub use config::{ModelConfig, RunConfig, TrainConfig};
 pub use evaluate::{evaluate, EvalResult};
-pub use fit::{fit, CrossEntropy, EpochMetrics, FitOptions, Objective};
+pub use fit::{fit, CrossEntropy, EpochMetrics, FitOptions, MaskProgress, Objective};
