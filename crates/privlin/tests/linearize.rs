@@ -277,6 +277,13 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
                 for (s, b) in r.sites.iter().zip(&alloc.sites) {
                     assert_eq!(s.kept, b.budget, "{method}: {}", s.name);
                 }
+            } else if method == "taylor" {
+                // Its metrics record the pruning schedule as run: never growing, at the budget
+                // by the last epoch (the schedule reaches it at `decay_end`).
+                let path: Vec<i64> = progress(&out).iter().map(|p| p.relus).collect();
+                assert!(path.windows(2).all(|w| w[1] <= w[0]), "{path:?}");
+                assert!(path[0] < m.relu_count(), "{path:?}");
+                assert_eq!(path.last(), Some(&alloc.budget), "{path:?}");
             }
             let masks = mask_file(&out);
             let active: HashMap<String, Tensor> = Tensor::read_safetensors(out.join(ACTIVE_FILE))

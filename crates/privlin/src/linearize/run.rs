@@ -24,7 +24,7 @@ use tch::Device;
 
 pub const LINEARIZE_REPORT: &str = "linearize.json";
 pub const FINETUNE_REPORT: &str = "finetune.json";
-/// A mask learner's path over its epochs (learners that record one: the l1 family).
+/// A mask learner's path over its epochs (learners that record one: the l1 family, taylor).
 pub const TRAJECTORY_PLOT: &str = "trajectory.svg";
 
 /// ReLUs of one site after a stage.

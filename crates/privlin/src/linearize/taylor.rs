@@ -28,7 +28,7 @@ use super::{entry_sizes, global_topk, mask_set, MaskLearner, Targets};
 use crate::data::Batch;
 use crate::importance::taylor_layer::EPS;
 use crate::nn::{Granularity, MaskSet, Model};
-use crate::train::Objective;
+use crate::train::{MaskProgress, Objective};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
 use tch::{Kind, Tensor};
@@ -249,6 +249,19 @@ impl Objective for ProgressiveTaylor {
 
     fn eval_masks(&self) -> Option<MaskSet> {
         Some(self.current_masks())
+    }
+
+    /// The kept count after the epoch's last mask update: the keep-ratio schedule as run.
+    fn progress(&self) -> Option<MaskProgress> {
+        let relus = if self.masks.iter().any(Option::is_some) {
+            self.current_count()
+        } else {
+            self.capacity
+        };
+        Some(MaskProgress {
+            relus,
+            lambda: None,
+        })
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
