@@ -10,6 +10,22 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plot: {e:?}")
 }
 
+/// The legend box of every chart here, at `at`.
+fn legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>, at: SeriesLabelPosition) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 /// A tick value as a person writes it: integers without a decimal point (`16000`, not
 /// `16000.0`), others with at most three decimals and no trailing zeros.
 pub fn tick(v: &f64) -> String {
@@ -303,13 +319,7 @@ pub fn pareto(path: &Path, title: &str, x_desc: &str, y_desc: &str, lines: &[Lin
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(err)?;
     }
     crate::io::atomic_write_bytes(path, svg.as_bytes())
@@ -368,13 +378,7 @@ pub fn lines_over_labels(
             labels,
             (0..labels.len()).map(|i| chart.backend_coord(&(i as f64, 0.0))),
         )?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(err)?;
     }
     crate::io::atomic_write_bytes(path, svg.as_bytes())
@@ -461,13 +465,7 @@ pub fn trajectory(
             .map_err(err)?
             .label(format!("budget {}", tick(&budget)))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 6, y)], BLACK));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         if let Some((l0, l1)) = lambda_range {
             let mut chart = ChartBuilder::on(&bottom)
                 .margin(14)
