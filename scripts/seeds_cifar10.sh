@@ -12,6 +12,8 @@
 # `snl` about 33 s per epoch there and 457 epochs for 10 % with seed 0 (docs/results.md, "SNL as
 # its authors run it"), more at 3 % and 1 %; a seed's `snl` points share one path (3 % continues
 # from where 10 % stopped, 1 % from 3 %). An interrupted `snl` point resumes from its epoch.
+# The last step collects every point: sweep.csv, and seeds.csv with each preset's mean, sd and
+# [min, max] over its seeds per budget, printed with which differences the ranges tell apart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh > /dev/null

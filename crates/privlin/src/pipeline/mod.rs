@@ -10,6 +10,7 @@ pub mod config;
 pub mod executor;
 pub mod plan;
 pub mod runner;
+pub mod seed_spread;
 pub mod stage;
 pub mod stages;
 

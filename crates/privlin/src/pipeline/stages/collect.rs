@@ -1,11 +1,15 @@
 //! Stage `collect` of a sweep: every finished point under `OUT/sweep/` into `sweep.csv`, Pareto
 //! plots (accuracy vs ReLU count, and vs predicted online latency; one line per method) and
-//! per-site retention plots (ReLUPruner figure 5). It reads the directory, not only the plan's
+//! per-site retention plots (ReLUPruner figure 5), and, where tags differ only in a `-s<seed>`
+//! suffix, `seeds.csv` with each method line's mean and range over its seeds and which
+//! differences those ranges can tell from noise. It reads the directory, not only the plan's
 //! points, so it runs every time.
 
 use crate::linearize::report::DELPHI_SECONDS_PER_KRELU;
 use crate::linearize::run::{StageReport, FINETUNE_REPORT, LINEARIZE_REPORT};
+use crate::linearize::BudgetOutcome;
 use crate::pi::{PiReport, PI_REPORT};
+use crate::pipeline::seed_spread::{self, SeedPoint};
 use crate::pipeline::stage::{Ctx, OnChange, Stage, StageKind};
 use crate::plot::{lines_over_labels, pareto, Line};
 use anyhow::{bail, Result};
@@ -282,8 +286,30 @@ pub fn collect(out: &Path) -> Result<String> {
             100.0 * p.ft.test_acc
         );
     }
+    let seed_points: Vec<SeedPoint> = pts
+        .iter()
+        .map(|p| SeedPoint {
+            tag: &p.tag,
+            budget: &p.label,
+            relus: p.ft.relus,
+            acc: 100.0 * p.ft.test_acc,
+            reached: p.lin.budget_outcome != Some(BudgetOutcome::NotReached),
+        })
+        .collect();
+    let spreads = seed_spread::spreads(&seed_points);
+    if !spreads.is_empty() {
+        let path = out.join("seeds.csv");
+        crate::io::atomic_write_bytes(&path, seed_spread::csv(&spreads).as_bytes())?;
+        written.push(path);
+        let _ = write!(text, "\n{}", seed_spread::table(&spreads));
+    }
+    for label in seed_spread::budgets(&spreads) {
+        if let Some(v) = seed_spread::verdict(label, &spreads) {
+            let _ = writeln!(text, "{v}");
+        }
+    }
     for (label, ps) in &by_budget {
-        if ps.len() < 2 {
+        if ps.len() < 2 || seed_spread::verdict(label, &spreads).is_some() {
             continue;
         }
         let best = ps

@@ -1,0 +1,321 @@
+//! Several seeds per point: a sweep's points whose tags differ only in a `-s<seed>` suffix (as
+//! `scripts/seeds_cifar10.sh` names them: `privshap-s0`, `privshap-s1`, ...) are one method line
+//! run with several seeds. [`spreads`] reduces them to mean, standard deviation and range per line
+//! and budget, and [`verdict`] says which differences the seeds can tell from noise: a line is
+//! ahead of another only when its worst seed is above the other's best (ranges apart); otherwise
+//! the two are within noise.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// A point's tag split into its method line and seed: `resnet18_w0.25_privshap-s2` ->
+/// (`resnet18_w0.25_privshap`, Some(2)); a tag without the suffix is its own line.
+pub fn split_seed(tag: &str) -> (&str, Option<u64>) {
+    if let Some((line, seed)) = tag.rsplit_once("-s") {
+        if !line.is_empty() && !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(s) = seed.parse() {
+                return (line, Some(s));
+            }
+        }
+    }
+    (tag, None)
+}
+
+/// One finished point as the spread reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedPoint<'a> {
+    pub tag: &'a str,
+    /// The budget's label (`3pct`).
+    pub budget: &'a str,
+    pub relus: i64,
+    /// Test accuracy after fine-tuning, in percent.
+    pub acc: f64,
+    /// Whether the learner held the budget (false: SNL's epoch cap came first).
+    pub reached: bool,
+}
+
+/// One method line at one budget over its seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spread {
+    pub line: String,
+    pub budget: String,
+    /// Seeds in increasing order, with the accuracy of each.
+    pub seeds: Vec<(u64, f64)>,
+    pub relus_mean: f64,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1).
+    pub sd: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Seeds whose learner did not reach the budget: such a line is not compared.
+    pub not_reached: usize,
+}
+
+impl Spread {
+    /// `56.90 [56.00, 57.90]`.
+    pub fn summary(&self) -> String {
+        format!("{:.2} [{:.2}, {:.2}]", self.mean, self.min, self.max)
+    }
+}
+
+/// Lines with at least two seeds at a budget: budgets from the fewest ReLUs up, lines by mean
+/// accuracy, best first.
+pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
+    let mut groups: BTreeMap<(&str, &str), Vec<&SeedPoint>> = BTreeMap::new();
+    for p in points {
+        if let (line, Some(_)) = split_seed(p.tag) {
+            groups.entry((p.budget, line)).or_default().push(p);
+        }
+    }
+    let mut out = groups
+        .into_iter()
+        .filter(|(_, ps)| ps.len() >= 2)
+        .map(|((budget, line), ps)| {
+            let mut seeds: Vec<(u64, f64)> = ps
+                .iter()
+                .map(|p| (split_seed(p.tag).1.expect("grouped by seed"), p.acc))
+                .collect();
+            seeds.sort_by_key(|s| s.0);
+            let n = seeds.len() as f64;
+            let mean = seeds.iter().map(|s| s.1).sum::<f64>() / n;
+            let var = seeds.iter().map(|s| (s.1 - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            Spread {
+                line: line.to_string(),
+                budget: budget.to_string(),
+                relus_mean: ps.iter().map(|p| p.relus as f64).sum::<f64>() / n,
+                mean,
+                sd: var.sqrt(),
+                min: seeds.iter().map(|s| s.1).fold(f64::MAX, f64::min),
+                max: seeds.iter().map(|s| s.1).fold(f64::MIN, f64::max),
+                not_reached: ps.iter().filter(|p| !p.reached).count(),
+                seeds,
+            }
+        })
+        .collect::<Vec<_>>();
+    let size = |b: &str| {
+        points
+            .iter()
+            .filter(|p| p.budget == b)
+            .map(|p| p.relus)
+            .min()
+            .unwrap_or(0)
+    };
+    out.sort_by(|a, b| {
+        (size(&a.budget), &a.budget)
+            .cmp(&(size(&b.budget), &b.budget))
+            .then(b.mean.total_cmp(&a.mean))
+    });
+    out
+}
+
+/// The budgets of `spreads` in their order.
+pub fn budgets(spreads: &[Spread]) -> Vec<&str> {
+    let mut v: Vec<&str> = spreads.iter().map(|s| s.budget.as_str()).collect();
+    v.dedup();
+    v
+}
+
+/// What the seeds say at one budget: the line with the best mean, the lines it is ahead of
+/// (its worst seed above their best) and those within noise of it (ranges overlap). Lines whose
+/// learner missed the budget in a seed are named apart, not compared. `None` below two lines.
+pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
+    let (held, missed): (Vec<&Spread>, Vec<&Spread>) = spreads
+        .iter()
+        .filter(|s| s.budget == budget)
+        .partition(|s| s.not_reached == 0);
+    if held.len() + missed.len() < 2 {
+        return None;
+    }
+    let mut s = String::new();
+    if let Some(best) = held.iter().max_by(|a, b| a.mean.total_cmp(&b.mean)) {
+        let others: Vec<&&Spread> = held.iter().filter(|o| o.line != best.line).collect();
+        let (ahead, tied): (Vec<&&&Spread>, Vec<&&&Spread>) =
+            others.iter().partition(|o| best.min > o.max);
+        let names = |v: &[&&&Spread]| {
+            v.iter()
+                .map(|o| format!("{} {}", o.line, o.summary()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            s,
+            "best mean at {budget}: {} {} over {} seeds",
+            best.line,
+            best.summary(),
+            best.seeds.len()
+        );
+        if !tied.is_empty() {
+            let _ = write!(s, "; within noise of it (ranges overlap): {}", names(&tied));
+        }
+        if !ahead.is_empty() {
+            let _ = write!(s, "; behind it (ranges apart): {}", names(&ahead));
+        }
+    }
+    if !missed.is_empty() {
+        let _ = write!(
+            s,
+            "{}not compared (budget not reached in a seed): {}",
+            if s.is_empty() { "" } else { "; " },
+            missed
+                .iter()
+                .map(|o| o.line.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Some(s)
+}
+
+/// The spreads as a text table (one row per line and budget).
+pub fn table(spreads: &[Spread]) -> String {
+    let w = spreads
+        .iter()
+        .map(|s| s.line.len())
+        .chain([17])
+        .max()
+        .unwrap_or(17);
+    let mut t = format!(
+        "{:<w$} {:>8} {:>3} {:>24} {:>6}\n",
+        "line (over seeds)", "budget", "n", "acc % mean [min, max]", "sd"
+    );
+    for s in spreads {
+        let missed = match s.not_reached {
+            0 => String::new(),
+            k => format!("  (budget not reached in {k} seeds)"),
+        };
+        let _ = writeln!(
+            t,
+            "{:<w$} {:>8} {:>3} {:>24} {:>6.2}{missed}",
+            s.line,
+            s.budget,
+            s.seeds.len(),
+            s.summary(),
+            s.sd,
+        );
+    }
+    t
+}
+
+/// `seeds.csv`: one row per line and budget.
+pub fn csv(spreads: &[Spread]) -> String {
+    let mut s = String::from(
+        "line,budget,n,seeds,relus_mean,acc_mean,acc_sd,acc_min,acc_max,budget_not_reached\n",
+    );
+    for p in spreads {
+        let seeds: Vec<String> = p.seeds.iter().map(|s| s.0.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{:.1},{:.4},{:.4},{:.4},{:.4},{}",
+            p.line,
+            p.budget,
+            p.seeds.len(),
+            seeds.join(" "),
+            p.relus_mean,
+            p.mean,
+            p.sd,
+            p.min,
+            p.max,
+            p.not_reached
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt<'a>(tag: &'a str, budget: &'a str, acc: f64) -> SeedPoint<'a> {
+        SeedPoint {
+            tag,
+            budget,
+            // 100 ReLUs per percent.
+            relus: 100 * budget.trim_end_matches("pct").parse::<i64>().unwrap(),
+            acc,
+            reached: true,
+        }
+    }
+
+    #[test]
+    fn tags_split_into_line_and_seed() {
+        assert_eq!(split_seed("r18_privshap-s2"), ("r18_privshap", Some(2)));
+        assert_eq!(
+            split_seed("r18_l1-budget-ramp-s10"),
+            ("r18_l1-budget-ramp", Some(10))
+        );
+        assert_eq!(split_seed("r18_senet-sparse"), ("r18_senet-sparse", None));
+        assert_eq!(split_seed("r18_uniform"), ("r18_uniform", None));
+        assert_eq!(split_seed("-s1"), ("-s1", None));
+        assert_eq!(split_seed("x-s"), ("x-s", None));
+    }
+
+    #[test]
+    fn spread_and_verdict_tell_apart_from_overlap() {
+        let pts: Vec<SeedPoint> = [
+            ("a-s0", "1pct", 49.0),
+            ("a-s1", "1pct", 48.0),
+            ("a-s2", "1pct", 50.0),
+            ("b-s0", "1pct", 47.5),
+            ("b-s1", "1pct", 48.5),
+            ("c-s0", "1pct", 40.0),
+            ("c-s1", "1pct", 41.0),
+            // One seed only: no spread.
+            ("d-s0", "1pct", 60.0),
+            // No seed suffix: not a seed line.
+            ("e", "1pct", 70.0),
+            ("a-s0", "3pct", 55.0),
+            ("a-s0", "10pct", 60.0),
+            ("a-s1", "10pct", 61.0),
+        ]
+        .into_iter()
+        .map(|(t, b, a)| pt(t, b, a))
+        .collect();
+        let sp = spreads(&pts);
+        let lines: Vec<(&str, &str)> = sp
+            .iter()
+            .map(|s| (s.budget.as_str(), s.line.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [("1pct", "a"), ("1pct", "b"), ("1pct", "c"), ("10pct", "a")]
+        );
+        assert_eq!(budgets(&sp), ["1pct", "10pct"]);
+        let a = &sp[0];
+        assert_eq!(a.seeds, [(0, 49.0), (1, 48.0), (2, 50.0)]);
+        assert!((a.mean - 49.0).abs() < 1e-12 && (a.sd - 1.0).abs() < 1e-12);
+        assert_eq!((a.min, a.max), (48.0, 50.0));
+        let v = verdict("1pct", &sp).unwrap();
+        assert!(
+            v.starts_with("best mean at 1pct: a 49.00 [48.00, 50.00] over 3 seeds"),
+            "{v}"
+        );
+        assert!(
+            v.contains("within noise of it (ranges overlap): b 48.00"),
+            "{v}"
+        );
+        assert!(v.contains("behind it (ranges apart): c 40.50"), "{v}");
+        assert_eq!(verdict("3pct", &sp), None);
+        assert!(csv(&sp)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("a,1pct,3,0 1 2,100.0,49.0000,1.0000"));
+    }
+
+    #[test]
+    fn a_line_that_missed_its_budget_is_not_compared() {
+        let mut pts = vec![
+            pt("a-s0", "1pct", 49.0),
+            pt("a-s1", "1pct", 48.0),
+            pt("snl-s0", "1pct", 60.0),
+            pt("snl-s1", "1pct", 61.0),
+        ];
+        pts[3].reached = false;
+        let v = verdict("1pct", &spreads(&pts)).unwrap();
+        assert!(v.starts_with("best mean at 1pct: a "), "{v}");
+        assert!(
+            v.ends_with("not compared (budget not reached in a seed): snl"),
+            "{v}"
+        );
+    }
+}
