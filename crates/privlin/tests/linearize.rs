@@ -109,7 +109,6 @@ fn linearize_to(ar: &Path, c: &LinearizeConfig, total: i64, out: &Path) -> Stage
     .unwrap()
 }
 
-/// The two runs' exported masks are identical (`what` names the comparison in a failure).
 /// The mask learner's record of every epoch in `dir/metrics.jsonl`.
 fn progress(dir: &Path) -> Vec<MaskProgress> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
@@ -124,6 +123,7 @@ fn progress(dir: &Path) -> Vec<MaskProgress> {
         .collect()
 }
 
+/// The two runs' exported masks are identical (`what` names the comparison in a failure).
 fn assert_same_masks(a: &Path, b: &Path, what: &str) {
     let (ma, mb) = (mask_file(a), mask_file(b));
     for (k, t) in &ma {

@@ -12,7 +12,8 @@ use std::fmt::Write;
 /// (`resnet18_w0.25_privshap`, Some(2)); a tag without the suffix is its own line.
 pub fn split_seed(tag: &str) -> (&str, Option<u64>) {
     if let Some((line, seed)) = tag.rsplit_once("-s") {
-        if !line.is_empty() && !seed.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only (`parse` alone would take `+1`); `parse` refuses an empty seed.
+        if !line.is_empty() && seed.bytes().all(|b| b.is_ascii_digit()) {
             if let Ok(s) = seed.parse() {
                 return (line, Some(s));
             }
@@ -61,20 +62,17 @@ impl Spread {
 /// Lines with at least two seeds at a budget: budgets from the fewest ReLUs up, lines by mean
 /// accuracy, best first.
 pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
-    let mut groups: BTreeMap<(&str, &str), Vec<&SeedPoint>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<(u64, &SeedPoint)>> = BTreeMap::new();
     for p in points {
-        if let (line, Some(_)) = split_seed(p.tag) {
-            groups.entry((p.budget, line)).or_default().push(p);
+        if let (line, Some(seed)) = split_seed(p.tag) {
+            groups.entry((p.budget, line)).or_default().push((seed, p));
         }
     }
     let mut out = groups
         .into_iter()
         .filter(|(_, ps)| ps.len() >= 2)
         .map(|((budget, line), ps)| {
-            let mut seeds: Vec<(u64, f64)> = ps
-                .iter()
-                .map(|p| (split_seed(p.tag).1.expect("grouped by seed"), p.acc))
-                .collect();
+            let mut seeds: Vec<(u64, f64)> = ps.iter().map(|&(seed, p)| (seed, p.acc)).collect();
             seeds.sort_by_key(|s| s.0);
             let n = seeds.len() as f64;
             let mean = seeds.iter().map(|s| s.1).sum::<f64>() / n;
@@ -82,12 +80,12 @@ pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
             Spread {
                 line: line.to_string(),
                 budget: budget.to_string(),
-                relus_mean: ps.iter().map(|p| p.relus as f64).sum::<f64>() / n,
+                relus_mean: ps.iter().map(|(_, p)| p.relus as f64).sum::<f64>() / n,
                 mean,
                 sd: var.sqrt(),
                 min: seeds.iter().map(|s| s.1).fold(f64::MAX, f64::min),
                 max: seeds.iter().map(|s| s.1).fold(f64::MIN, f64::max),
-                not_reached: ps.iter().filter(|p| !p.reached).count(),
+                not_reached: ps.iter().filter(|(_, p)| !p.reached).count(),
                 seeds,
             }
         })
@@ -168,12 +166,7 @@ pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
 
 /// The spreads as a text table (one row per line and budget).
 pub fn table(spreads: &[Spread]) -> String {
-    let w = spreads
-        .iter()
-        .map(|s| s.line.len())
-        .chain([17])
-        .max()
-        .unwrap_or(17);
+    let w = spreads.iter().map(|s| s.line.len()).fold(17, usize::max);
     let mut t = format!(
         "{:<w$} {:>8} {:>3} {:>24} {:>6}\n",
         "line (over seeds)", "budget", "n", "acc % mean [min, max]", "sd"
@@ -300,6 +293,11 @@ mod tests {
             .nth(1)
             .unwrap()
             .starts_with("a,1pct,3,0 1 2,100.0,49.0000,1.0000"));
+        assert!(table(&sp)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("1pct   3     49.00 [48.00, 50.00]   1.00"));
     }
 
     #[test]

@@ -303,13 +303,15 @@ pub fn collect(out: &Path) -> Result<String> {
         written.push(path);
         let _ = write!(text, "\n{}", seed_spread::table(&spreads));
     }
-    for label in seed_spread::budgets(&spreads) {
-        if let Some(v) = seed_spread::verdict(label, &spreads) {
-            let _ = writeln!(text, "{v}");
-        }
+    let verdicts: Vec<(&str, String)> = seed_spread::budgets(&spreads)
+        .into_iter()
+        .filter_map(|b| Some((b, seed_spread::verdict(b, &spreads)?)))
+        .collect();
+    for (_, v) in &verdicts {
+        let _ = writeln!(text, "{v}");
     }
     for (label, ps) in &by_budget {
-        if ps.len() < 2 || seed_spread::verdict(label, &spreads).is_some() {
+        if ps.len() < 2 || verdicts.iter().any(|(b, _)| b == label) {
             continue;
         }
         let best = ps
