@@ -3,7 +3,9 @@
 //! run with several seeds. [`spreads`] reduces them to mean, standard deviation and range per line
 //! and budget, and [`verdict`] says which differences the seeds can tell from noise: a line is
 //! ahead of another only when its worst seed is above the other's best (ranges apart); otherwise
-//! the two are within noise.
+//! the two are within noise. A line run with one seed only (a costly baseline beside lines run with
+//! several) is listed with its one number and placed against the best line's range, never ranked:
+//! one seed has no spread.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -44,7 +46,7 @@ pub struct Spread {
     pub seeds: Vec<(u64, f64)>,
     pub relus_mean: f64,
     pub mean: f64,
-    /// Sample standard deviation (n - 1).
+    /// Sample standard deviation (n - 1); NaN for one seed.
     pub sd: f64,
     pub min: f64,
     pub max: f64,
@@ -53,14 +55,23 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// `56.90 [56.00, 57.90]`.
+    /// `56.90 [56.00, 57.90]`, or `59.40 (one seed)`.
     pub fn summary(&self) -> String {
-        format!("{:.2} [{:.2}, {:.2}]", self.mean, self.min, self.max)
+        if self.seeds.len() == 1 {
+            format!("{:.2} (one seed)", self.mean)
+        } else {
+            format!("{:.2} [{:.2}, {:.2}]", self.mean, self.min, self.max)
+        }
+    }
+
+    /// The mean alone, `59.40`.
+    fn mean_2(&self) -> String {
+        format!("{:.2}", self.mean)
     }
 }
 
-/// Lines with at least two seeds at a budget: budgets from the fewest ReLUs up, lines by mean
-/// accuracy, best first.
+/// Seed lines at the budgets where at least one line has two seeds or more (there, lines with one
+/// seed too): budgets from the fewest ReLUs up, lines by mean accuracy, best first.
 pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
     let mut groups: BTreeMap<(&str, &str), Vec<(u64, &SeedPoint)>> = BTreeMap::new();
     for p in points {
@@ -68,14 +79,20 @@ pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
             groups.entry((p.budget, line)).or_default().push((seed, p));
         }
     }
+    let seeded: Vec<&str> = groups
+        .iter()
+        .filter(|(_, ps)| ps.len() >= 2)
+        .map(|((budget, _), _)| *budget)
+        .collect();
     let mut out = groups
         .into_iter()
-        .filter(|(_, ps)| ps.len() >= 2)
+        .filter(|((budget, _), _)| seeded.contains(budget))
         .map(|((budget, line), ps)| {
             let mut seeds: Vec<(u64, f64)> = ps.iter().map(|&(seed, p)| (seed, p.acc)).collect();
             seeds.sort_by_key(|s| s.0);
             let n = seeds.len() as f64;
             let mean = seeds.iter().map(|s| s.1).sum::<f64>() / n;
+            // n - 1 = 0 for one seed: NaN, printed as no spread.
             let var = seeds.iter().map(|s| (s.1 - mean).powi(2)).sum::<f64>() / (n - 1.0);
             Spread {
                 line: line.to_string(),
@@ -113,9 +130,11 @@ pub fn budgets(spreads: &[Spread]) -> Vec<&str> {
     v
 }
 
-/// What the seeds say at one budget: the line with the best mean, the lines it is ahead of
-/// (its worst seed above their best) and those within noise of it (ranges overlap). Lines whose
-/// learner missed the budget in a seed are named apart, not compared. `None` below two lines.
+/// What the seeds say at one budget: the line with the best mean among those with two seeds or
+/// more, the lines it is ahead of (its worst seed above their best) and those within noise of it
+/// (ranges overlap); lines with one seed are placed against its range (above, inside, below) but
+/// not ranked. Lines whose learner missed the budget in a seed are named apart, not compared.
+/// `None` below two lines.
 pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
     let (held, missed): (Vec<&Spread>, Vec<&Spread>) = spreads
         .iter()
@@ -124,44 +143,63 @@ pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
     if held.len() + missed.len() < 2 {
         return None;
     }
-    let mut s = String::new();
-    if let Some(best) = held.iter().max_by(|a, b| a.mean.total_cmp(&b.mean)) {
-        let others: Vec<&&Spread> = held.iter().filter(|o| o.line != best.line).collect();
-        let (ahead, tied): (Vec<&&&Spread>, Vec<&&&Spread>) =
-            others.iter().partition(|o| best.min > o.max);
-        let names = |v: &[&&&Spread]| {
-            v.iter()
-                .map(|o| format!("{} {}", o.line, o.summary()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = write!(
-            s,
+    let (several, single): (Vec<&Spread>, Vec<&Spread>) =
+        held.into_iter().partition(|s| s.seeds.len() >= 2);
+    let names = |v: &[&Spread]| {
+        v.iter()
+            .map(|o| format!("{} {}", o.line, o.summary()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    let best = several.iter().max_by(|a, b| a.mean.total_cmp(&b.mean));
+    if let Some(best) = best {
+        parts.push(format!(
             "best mean at {budget}: {} {} over {} seeds",
             best.line,
             best.summary(),
             best.seeds.len()
-        );
+        ));
+        let (ahead, tied): (Vec<&Spread>, Vec<&Spread>) = several
+            .iter()
+            .filter(|o| o.line != best.line)
+            .partition(|o| best.min > o.max);
         if !tied.is_empty() {
-            let _ = write!(s, "; within noise of it (ranges overlap): {}", names(&tied));
+            parts.push(format!(
+                "within noise of it (ranges overlap): {}",
+                names(&tied)
+            ));
         }
         if !ahead.is_empty() {
-            let _ = write!(s, "; behind it (ranges apart): {}", names(&ahead));
+            parts.push(format!("behind it (ranges apart): {}", names(&ahead)));
         }
     }
+    if !single.is_empty() {
+        let placed: Vec<String> = single
+            .iter()
+            .map(|o| match best {
+                Some(b) if o.mean > b.max => format!("{} {}, above its range", o.line, o.mean_2()),
+                Some(b) if o.mean < b.min => format!("{} {}, below its range", o.line, o.mean_2()),
+                Some(_) => format!("{} {}, inside its range", o.line, o.mean_2()),
+                None => format!("{} {}", o.line, o.mean_2()),
+            })
+            .collect();
+        parts.push(format!(
+            "one seed, not ranked (no spread): {}",
+            placed.join(", ")
+        ));
+    }
     if !missed.is_empty() {
-        let _ = write!(
-            s,
-            "{}not compared (budget not reached in a seed): {}",
-            if s.is_empty() { "" } else { "; " },
+        parts.push(format!(
+            "not compared (budget not reached in a seed): {}",
             missed
                 .iter()
                 .map(|o| o.line.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ));
     }
-    Some(s)
+    Some(parts.join("; "))
 }
 
 /// The spreads as a text table (one row per line and budget).
@@ -178,12 +216,16 @@ pub fn table(spreads: &[Spread]) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<w$} {:>8} {:>3} {:>24} {:>6.2}{missed}",
+            "{:<w$} {:>8} {:>3} {:>24} {:>6}{missed}",
             s.line,
             s.budget,
             s.seeds.len(),
             s.summary(),
-            s.sd,
+            if s.sd.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.2}", s.sd)
+            },
         );
     }
     t
@@ -198,14 +240,19 @@ pub fn csv(spreads: &[Spread]) -> String {
         let seeds: Vec<String> = p.seeds.iter().map(|s| s.0.to_string()).collect();
         let _ = writeln!(
             s,
-            "{},{},{},{},{:.1},{:.4},{:.4},{:.4},{:.4},{}",
+            "{},{},{},{},{:.1},{:.4},{},{:.4},{:.4},{}",
             p.line,
             p.budget,
             p.seeds.len(),
             seeds.join(" "),
             p.relus_mean,
             p.mean,
-            p.sd,
+            // One seed: no spread, an empty field.
+            if p.sd.is_nan() {
+                String::new()
+            } else {
+                format!("{:.4}", p.sd)
+            },
             p.min,
             p.max,
             p.not_reached
@@ -252,11 +299,14 @@ mod tests {
             ("b-s1", "1pct", 48.5),
             ("c-s0", "1pct", 40.0),
             ("c-s1", "1pct", 41.0),
-            // One seed only: no spread.
+            // One seed only: listed beside the lines with several, placed, not ranked.
             ("d-s0", "1pct", 60.0),
+            ("f-s3", "1pct", 48.5),
             // No seed suffix: not a seed line.
             ("e", "1pct", 70.0),
+            // Only one-seed lines at 3pct: no spread to compare with.
             ("a-s0", "3pct", 55.0),
+            ("b-s0", "3pct", 54.0),
             ("a-s0", "10pct", 60.0),
             ("a-s1", "10pct", 61.0),
         ]
@@ -270,10 +320,17 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            [("1pct", "a"), ("1pct", "b"), ("1pct", "c"), ("10pct", "a")]
+            [
+                ("1pct", "d"),
+                ("1pct", "a"),
+                ("1pct", "f"),
+                ("1pct", "b"),
+                ("1pct", "c"),
+                ("10pct", "a")
+            ]
         );
         assert_eq!(budgets(&sp), ["1pct", "10pct"]);
-        let a = &sp[0];
+        let a = &sp[1];
         assert_eq!(a.seeds, [(0, 49.0), (1, 48.0), (2, 50.0)]);
         assert!((a.mean - 49.0).abs() < 1e-12 && (a.sd - 1.0).abs() < 1e-12);
         assert_eq!((a.min, a.max), (48.0, 50.0));
@@ -287,17 +344,33 @@ mod tests {
             "{v}"
         );
         assert!(v.contains("behind it (ranges apart): c 40.50"), "{v}");
+        assert!(
+            v.ends_with(
+                "one seed, not ranked (no spread): d 60.00, above its range, f 48.50, inside its range"
+            ),
+            "{v}"
+        );
         assert_eq!(verdict("3pct", &sp), None);
-        assert!(csv(&sp)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .starts_with("a,1pct,3,0 1 2,100.0,49.0000,1.0000"));
-        assert!(table(&sp)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .contains("1pct   3     49.00 [48.00, 50.00]   1.00"));
+        let d = &sp[0];
+        assert!(d.sd.is_nan() && (d.min, d.max) == (60.0, 60.0));
+        let c = csv(&sp);
+        let rows: Vec<&str> = c.lines().skip(1).take(2).collect();
+        assert_eq!(rows[0], "d,1pct,1,0,100.0,60.0000,,60.0000,60.0000,0");
+        assert!(
+            rows[1].starts_with("a,1pct,3,0 1 2,100.0,49.0000,1.0000"),
+            "{}",
+            rows[1]
+        );
+        let t = table(&sp);
+        let rows: Vec<&str> = t.lines().skip(1).take(2).collect();
+        assert!(
+            rows[0].ends_with("1pct   1         60.00 (one seed)      -"),
+            "{t}"
+        );
+        assert!(
+            rows[1].contains("1pct   3     49.00 [48.00, 50.00]   1.00"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -314,6 +387,27 @@ mod tests {
         assert!(
             v.ends_with("not compared (budget not reached in a seed): snl"),
             "{v}"
+        );
+    }
+
+    #[test]
+    fn a_line_with_one_seed_is_placed_not_ranked() {
+        let mut pts = vec![
+            pt("a-s0", "1pct", 49.0),
+            pt("a-s1", "1pct", 51.0),
+            pt("snl-s0", "1pct", 45.0),
+        ];
+        assert_eq!(
+            verdict("1pct", &spreads(&pts)).unwrap(),
+            "best mean at 1pct: a 50.00 [49.00, 51.00] over 2 seeds; \
+             one seed, not ranked (no spread): snl 45.00, below its range"
+        );
+        // No line with several seeds held the budget: nothing to place the one seed against.
+        pts[1].reached = false;
+        assert_eq!(
+            verdict("1pct", &spreads(&pts)).unwrap(),
+            "one seed, not ranked (no spread): snl 45.00; \
+             not compared (budget not reached in a seed): a"
         );
     }
 }
