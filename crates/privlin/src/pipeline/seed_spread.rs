@@ -63,11 +63,6 @@ impl Spread {
             format!("{:.2} [{:.2}, {:.2}]", self.mean, self.min, self.max)
         }
     }
-
-    /// The mean alone, `59.40`.
-    fn mean_2(&self) -> String {
-        format!("{:.2}", self.mean)
-    }
 }
 
 /// Seed lines at the budgets where at least one line has two seeds or more (there, lines with one
@@ -177,11 +172,14 @@ pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
     if !single.is_empty() {
         let placed: Vec<String> = single
             .iter()
-            .map(|o| match best {
-                Some(b) if o.mean > b.max => format!("{} {}, above its range", o.line, o.mean_2()),
-                Some(b) if o.mean < b.min => format!("{} {}, below its range", o.line, o.mean_2()),
-                Some(_) => format!("{} {}, inside its range", o.line, o.mean_2()),
-                None => format!("{} {}", o.line, o.mean_2()),
+            .map(|o| {
+                let place = match best {
+                    Some(b) if o.mean > b.max => ", above its range",
+                    Some(b) if o.mean < b.min => ", below its range",
+                    Some(_) => ", inside its range",
+                    None => "",
+                };
+                format!("{} {:.2}{place}", o.line, o.mean)
             })
             .collect();
         parts.push(format!(
