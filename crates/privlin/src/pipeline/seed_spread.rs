@@ -46,8 +46,8 @@ pub struct Spread {
     pub seeds: Vec<(u64, f64)>,
     pub relus_mean: f64,
     pub mean: f64,
-    /// Sample standard deviation (n - 1); NaN for one seed.
-    pub sd: f64,
+    /// Sample standard deviation (n - 1); `None` for one seed (no spread).
+    pub sd: Option<f64>,
     pub min: f64,
     pub max: f64,
     /// Seeds whose learner did not reach the budget: such a line is not compared.
@@ -87,14 +87,13 @@ pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
             seeds.sort_by_key(|s| s.0);
             let n = seeds.len() as f64;
             let mean = seeds.iter().map(|s| s.1).sum::<f64>() / n;
-            // n - 1 = 0 for one seed: NaN, printed as no spread.
             let var = seeds.iter().map(|s| (s.1 - mean).powi(2)).sum::<f64>() / (n - 1.0);
             Spread {
                 line: line.to_string(),
                 budget: budget.to_string(),
                 relus_mean: ps.iter().map(|(_, p)| p.relus as f64).sum::<f64>() / n,
                 mean,
-                sd: var.sqrt(),
+                sd: (seeds.len() >= 2).then(|| var.sqrt()),
                 min: seeds.iter().map(|s| s.1).fold(f64::MAX, f64::min),
                 max: seeds.iter().map(|s| s.1).fold(f64::MIN, f64::max),
                 not_reached: ps.iter().filter(|(_, p)| !p.reached).count(),
@@ -219,11 +218,7 @@ pub fn table(spreads: &[Spread]) -> String {
             s.budget,
             s.seeds.len(),
             s.summary(),
-            if s.sd.is_nan() {
-                "-".to_string()
-            } else {
-                format!("{:.2}", s.sd)
-            },
+            s.sd.map_or("-".to_string(), |sd| format!("{sd:.2}")),
         );
     }
     t
@@ -246,11 +241,7 @@ pub fn csv(spreads: &[Spread]) -> String {
             p.relus_mean,
             p.mean,
             // One seed: no spread, an empty field.
-            if p.sd.is_nan() {
-                String::new()
-            } else {
-                format!("{:.4}", p.sd)
-            },
+            p.sd.map_or(String::new(), |sd| format!("{sd:.4}")),
             p.min,
             p.max,
             p.not_reached
@@ -330,7 +321,7 @@ mod tests {
         assert_eq!(budgets(&sp), ["1pct", "10pct"]);
         let a = &sp[1];
         assert_eq!(a.seeds, [(0, 49.0), (1, 48.0), (2, 50.0)]);
-        assert!((a.mean - 49.0).abs() < 1e-12 && (a.sd - 1.0).abs() < 1e-12);
+        assert!((a.mean - 49.0).abs() < 1e-12 && (a.sd.unwrap() - 1.0).abs() < 1e-12);
         assert_eq!((a.min, a.max), (48.0, 50.0));
         let v = verdict("1pct", &sp).unwrap();
         assert!(
@@ -350,7 +341,7 @@ mod tests {
         );
         assert_eq!(verdict("3pct", &sp), None);
         let d = &sp[0];
-        assert!(d.sd.is_nan() && (d.min, d.max) == (60.0, 60.0));
+        assert!(d.sd.is_none() && (d.min, d.max) == (60.0, 60.0));
         let c = csv(&sp);
         let rows: Vec<&str> = c.lines().skip(1).take(2).collect();
         assert_eq!(rows[0], "d,1pct,1,0,100.0,60.0000,,60.0000,60.0000,0");
