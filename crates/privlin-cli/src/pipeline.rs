@@ -173,10 +173,14 @@ pub struct SweepShape {
     /// Budgets, comma-separated: counts (6k, 12900) or shares of the counted ReLUs (1%).
     #[arg(long, value_delimiter = ',')]
     budgets: Vec<String>,
-    /// Presets to compare, comma-separated (default: the config's).
+    /// Presets to compare, comma-separated (default: the config's). A preset other than the
+    /// config's `preset` runs its own importance method and learner: an explicit
+    /// `[importance] method` or `linearize.method` belongs to the config's preset only.
     #[arg(long, value_delimiter = ',')]
     presets: Vec<String>,
-    /// Name of this variant's line (default: the preset); for ablations with `--set`.
+    /// Name of this variant's line (default: the preset); for ablations with `--set`. A variant
+    /// with its own method also sets the preset: `--presets senet --tag senet-sparse --set
+    /// preset="senet" --set importance.method="senet-sparse"` (refused without the preset).
     #[arg(long)]
     tag: Option<String>,
     /// Base networks to sweep, comma-separated: ARCH or ARCH@WIDTH (e.g.

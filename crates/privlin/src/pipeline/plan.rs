@@ -127,6 +127,33 @@ fn model_variant(base: &PipelineConfig, m: &str) -> Result<(String, PipelineConf
     Ok((budget_label(&name), cfg))
 }
 
+/// Refuse a tagged sweep line whose preset is not the config's while the config sets an
+/// importance method or learner explicitly: those belong to the config's preset, so the line
+/// would silently run `preset`'s own methods under a name that promises the variant.
+fn explicit_methods_apply(
+    cfg: &PipelineConfig,
+    config_preset: &str,
+    preset: &str,
+    tag: &str,
+) -> Result<()> {
+    let mut set = Vec::new();
+    if let Some(m) = cfg.importance.get("method") {
+        set.push(format!("[importance] method = {m}"));
+    }
+    if let Some(m) = &cfg.linearize.method {
+        set.push(format!("[linearize] method = \"{m}\""));
+    }
+    if !set.is_empty() {
+        bail!(
+            "--tag `{tag}`: preset `{preset}` is not the config's preset `{config_preset}`, so the config's {} \
+             would not apply to this line; add `--set preset=\"{preset}\"` to sweep that variant \
+             of `{preset}`, or drop the method",
+            set.join(" and ")
+        );
+    }
+    Ok(())
+}
+
 /// The order in which an `snl` line runs its budgets, and for each the position (in that order)
 /// of the point whose stopping state it continues from: largest first, shares and counts each on
 /// their own path (a share and a count are compared only once the model is built). Returns
@@ -386,6 +413,7 @@ impl Plan {
         if budgets.is_empty() {
             bail!("a sweep needs at least one budget");
         }
+        let tagged = tag.is_some();
         let mut plan = Plan::empty(base);
         let variants: Vec<Option<(String, PipelineConfig)>> = if models.is_empty() {
             vec![None]
@@ -421,7 +449,12 @@ impl Plan {
                     cfg.preset = p.clone();
                     cfg.budget = b.clone();
                     if p != &base.preset {
-                        // Another preset's learner, not the base config's explicit one.
+                        // Another preset's learner, not the base config's explicit one. A
+                        // tagged line is a variant made with `--set`: dropping a method it set
+                        // would run the preset unchanged under the variant's name.
+                        if tagged {
+                            explicit_methods_apply(&cfg, &base.preset, p, &tag)?;
+                        }
                         cfg.linearize.method = None;
                         cfg.importance.remove("method");
                     }
@@ -563,6 +596,48 @@ mod tests {
             vec![(1, None), (3, None), (2, None), (0, Some(2))]
         );
         assert!(snl_path_order(&["3 pct".into()]).is_err());
+    }
+
+    #[test]
+    fn a_tagged_line_keeps_its_explicit_method_or_is_refused() {
+        let budgets = vec!["3%".to_string()];
+        let sets = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let imp = |plan: &Plan| {
+            plan.nodes
+                .iter()
+                .filter_map(|n| n.id.strip_prefix("importance/"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // The config's preset is relupruner; a `senet` line tagged as a variant with its own
+        // importance method would run senet's one-shot sensitivity under the variant's name.
+        let base = PipelineConfig::parse(
+            "preset = \"relupruner\"",
+            "test",
+            &sets(&["importance.method=\"senet-sparse\""]),
+        )
+        .unwrap();
+        let err = Plan::sweep(&base, &budgets, &["senet".into()], Some("sparse"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--tag `sparse`")
+                && err.contains("senet-sparse")
+                && err.contains("--set preset=\"senet\""),
+            "{err}"
+        );
+        // Without a tag the other preset uses its own methods (the config's belong to its own).
+        let plan = Plan::sweep(&base, &budgets, &["senet".into()], None, &[]).unwrap();
+        assert_eq!(imp(&plan), vec!["senet"]);
+        // With the preset set, the variant runs with the method it names.
+        let base = PipelineConfig::parse(
+            "preset = \"relupruner\"",
+            "test",
+            &sets(&["preset=\"senet\"", "importance.method=\"senet-sparse\""]),
+        )
+        .unwrap();
+        let plan = Plan::sweep(&base, &budgets, &["senet".into()], Some("sparse"), &[]).unwrap();
+        assert_eq!(imp(&plan), vec!["senet-sparse"]);
     }
 
     #[test]
