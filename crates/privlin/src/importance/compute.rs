@@ -29,7 +29,8 @@ use std::time::Instant;
 #[serde(default, deny_unknown_fields)]
 pub struct ImportanceConfig {
     /// shapley-exact, shapley-tree, shapley-mc, shapley-bandit, shapley-kernel, shapley-leverage,
-    /// shapley-antithetic, shapley-stratified, senet, taylor-layer, uniform, proportional.
+    /// shapley-antithetic, shapley-stratified, senet, senet-sparse, taylor-layer, uniform,
+    /// proportional.
     #[arg(long, default_value = "")]
     pub method: String,
     /// Players: sites, blocks (residual blocks) or stages.
