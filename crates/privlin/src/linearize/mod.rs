@@ -131,6 +131,27 @@ impl BudgetOutcome {
             BudgetOutcome::NotReached => "no",
         }
     }
+
+    /// `budget_outcome` as recorded, or the `budget_reached` flag of the reports written
+    /// between SNL's stopping rule and this field: `false` is a point over its budget (never to
+    /// be compared as if it held it); `true` does not say whether the budget was met exactly, at
+    /// most or by a fill, so it reads as unknown (`None`), like a report with neither.
+    pub fn deserialize_recorded<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<BudgetOutcome>, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Recorded {
+            Outcome(BudgetOutcome),
+            Reached(bool),
+        }
+        use serde::Deserialize;
+        Ok(match Option::<Recorded>::deserialize(d)? {
+            Some(Recorded::Outcome(o)) => Some(o),
+            Some(Recorded::Reached(false)) => Some(BudgetOutcome::NotReached),
+            Some(Recorded::Reached(true)) | None => None,
+        })
+    }
 }
 
 /// A mask learner: trains with the loop of [`crate::train::fit`] and ends with binary masks that

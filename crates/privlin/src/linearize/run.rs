@@ -65,8 +65,12 @@ pub struct StageReport {
     /// How the masks hold the budget: `not_reached` when SNL's cap came first (the masks are over
     /// it), `filled` when a top-k at the end did what the learner's own rule did not (the l1
     /// variants). A fine-tuning report carries its linearization's; `None` in reports written
-    /// before this field existed.
-    #[serde(default)]
+    /// before this field existed, `not_reached` in those that said `"budget_reached": false`.
+    #[serde(
+        default,
+        alias = "budget_reached",
+        deserialize_with = "BudgetOutcome::deserialize_recorded"
+    )]
     pub budget_outcome: Option<BudgetOutcome>,
     pub seconds: f64,
     pub notes: Vec<String>,
@@ -666,4 +670,45 @@ pub fn finetune(
     };
     crate::io::atomic_write_json(&out.join(FINETUNE_REPORT), &report)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `linearize.json` with `extra` as its budget field(s).
+    fn report(extra: &str) -> serde_json::Result<StageReport> {
+        serde_json::from_str(&format!(
+            r#"{{"stage": "linearize", "method": "snl", "granularity": "pixel", "teacher": "ar",
+                "start": "ar", "budget": 100, "relus": 900, "capacity": 1000,
+                "convention": "all", "sites": [], "test_acc_ar": 0.66, "test_acc_start": null,
+                "test_acc": 0.64, "test_images": 10, "train_images": 10, "epochs": 36,
+                "seconds": 1.0, "notes": [], "config": {{}}{extra}}}"#
+        ))
+    }
+
+    #[test]
+    fn a_report_that_said_budget_reached_false_reads_as_not_reached() {
+        let outcome = |extra: &str| report(extra).unwrap().budget_outcome;
+        assert_eq!(
+            outcome(r#", "budget_reached": false"#),
+            Some(BudgetOutcome::NotReached)
+        );
+        assert_eq!(outcome(r#", "budget_reached": true"#), None);
+        assert_eq!(outcome(""), None);
+        assert_eq!(
+            outcome(r#", "budget_outcome": "filled""#),
+            Some(BudgetOutcome::Filled)
+        );
+        assert_eq!(
+            outcome(r#", "budget_outcome": "not_reached""#),
+            Some(BudgetOutcome::NotReached)
+        );
+        // Written back, a legacy report says `budget_outcome`.
+        let r = report(r#", "budget_reached": false"#).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["budget_outcome"], "not_reached");
+        assert!(v.get("budget_reached").is_none());
+        assert!(report(r#", "budget_outcome": "sometimes""#).is_err());
+    }
 }
