@@ -209,6 +209,7 @@ pub fn table(spreads: &[Spread]) -> String {
     for s in spreads {
         let missed = match s.not_reached {
             0 => String::new(),
+            1 => "  (budget not reached in 1 seed)".to_string(),
             k => format!("  (budget not reached in {k} seeds)"),
         };
         let _ = writeln!(
