@@ -5,7 +5,8 @@
 //! ahead of another only when its worst seed is above the other's best (ranges apart); otherwise
 //! the two are within noise. A line run with one seed only (a costly baseline beside lines run with
 //! several) is listed with its one number and placed against the best line's range, never ranked:
-//! one seed has no spread.
+//! one seed has no spread. Mask-learning epochs are listed beside the accuracy: a baseline that
+//! learns its masks for hundreds of epochs is placed with that cost in the same line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -35,6 +36,8 @@ pub struct SeedPoint<'a> {
     pub acc: f64,
     /// Whether the learner held the budget (false: SNL's epoch cap came first).
     pub reached: bool,
+    /// Epochs of mask learning (`linearize.json` `epochs`; a continued SNL path counts all).
+    pub epochs: usize,
 }
 
 /// One method line at one budget over its seeds.
@@ -45,6 +48,8 @@ pub struct Spread {
     /// Seeds in increasing order, with the accuracy of each.
     pub seeds: Vec<(u64, f64)>,
     pub relus_mean: f64,
+    /// Mask-learning epochs, mean over the seeds.
+    pub epochs_mean: f64,
     pub mean: f64,
     /// Sample standard deviation (n - 1); `None` for one seed (no spread).
     pub sd: Option<f64>,
@@ -92,6 +97,7 @@ pub fn spreads(points: &[SeedPoint]) -> Vec<Spread> {
                 line: line.to_string(),
                 budget: budget.to_string(),
                 relus_mean: ps.iter().map(|(_, p)| p.relus as f64).sum::<f64>() / n,
+                epochs_mean: ps.iter().map(|(_, p)| p.epochs as f64).sum::<f64>() / n,
                 mean,
                 sd: (seeds.len() >= 2).then(|| var.sqrt()),
                 min: seeds.iter().map(|s| s.1).fold(f64::MAX, f64::min),
@@ -178,7 +184,15 @@ pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
                     Some(_) => ", inside its range",
                     None => "",
                 };
-                format!("{} {:.2}{place}", o.line, o.mean)
+                // Placed at another cost: say so in the same breath.
+                let cost = match best {
+                    Some(b) if (o.epochs_mean - b.epochs_mean).abs() >= 0.5 => format!(
+                        " ({:.0} epochs of mask learning against its {:.0})",
+                        o.epochs_mean, b.epochs_mean
+                    ),
+                    _ => String::new(),
+                };
+                format!("{} {:.2}{place}{cost}", o.line, o.mean)
             })
             .collect();
         parts.push(format!(
@@ -203,8 +217,8 @@ pub fn verdict(budget: &str, spreads: &[Spread]) -> Option<String> {
 pub fn table(spreads: &[Spread]) -> String {
     let w = spreads.iter().map(|s| s.line.len()).fold(17, usize::max);
     let mut t = format!(
-        "{:<w$} {:>8} {:>3} {:>24} {:>6}\n",
-        "line (over seeds)", "budget", "n", "acc % mean [min, max]", "sd"
+        "{:<w$} {:>8} {:>3} {:>24} {:>6} {:>7}\n",
+        "line (over seeds)", "budget", "n", "acc % mean [min, max]", "sd", "epochs"
     );
     for s in spreads {
         let missed = match s.not_reached {
@@ -214,12 +228,13 @@ pub fn table(spreads: &[Spread]) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<w$} {:>8} {:>3} {:>24} {:>6}{missed}",
+            "{:<w$} {:>8} {:>3} {:>24} {:>6} {:>7.0}{missed}",
             s.line,
             s.budget,
             s.seeds.len(),
             s.summary(),
             s.sd.map_or("-".to_string(), |sd| format!("{sd:.2}")),
+            s.epochs_mean,
         );
     }
     t
@@ -228,13 +243,13 @@ pub fn table(spreads: &[Spread]) -> String {
 /// `seeds.csv`: one row per line and budget.
 pub fn csv(spreads: &[Spread]) -> String {
     let mut s = String::from(
-        "line,budget,n,seeds,relus_mean,acc_mean,acc_sd,acc_min,acc_max,budget_not_reached\n",
+        "line,budget,n,seeds,relus_mean,acc_mean,acc_sd,acc_min,acc_max,budget_not_reached,linearize_epochs_mean\n",
     );
     for p in spreads {
         let seeds: Vec<String> = p.seeds.iter().map(|s| s.0.to_string()).collect();
         let _ = writeln!(
             s,
-            "{},{},{},{},{:.1},{:.4},{},{:.4},{:.4},{}",
+            "{},{},{},{},{:.1},{:.4},{},{:.4},{:.4},{},{:.1}",
             p.line,
             p.budget,
             p.seeds.len(),
@@ -245,7 +260,8 @@ pub fn csv(spreads: &[Spread]) -> String {
             p.sd.map_or(String::new(), |sd| format!("{sd:.4}")),
             p.min,
             p.max,
-            p.not_reached
+            p.not_reached,
+            p.epochs_mean
         );
     }
     s
@@ -263,6 +279,7 @@ mod tests {
             relus: 100 * budget.trim_end_matches("pct").parse::<i64>().unwrap(),
             acc,
             reached: true,
+            epochs: 2,
         }
     }
 
@@ -345,7 +362,7 @@ mod tests {
         assert!(d.sd.is_none() && (d.min, d.max) == (60.0, 60.0));
         let c = csv(&sp);
         let rows: Vec<&str> = c.lines().skip(1).take(2).collect();
-        assert_eq!(rows[0], "d,1pct,1,0,100.0,60.0000,,60.0000,60.0000,0");
+        assert_eq!(rows[0], "d,1pct,1,0,100.0,60.0000,,60.0000,60.0000,0,2.0");
         assert!(
             rows[1].starts_with("a,1pct,3,0 1 2,100.0,49.0000,1.0000"),
             "{}",
@@ -354,11 +371,11 @@ mod tests {
         let t = table(&sp);
         let rows: Vec<&str> = t.lines().skip(1).take(2).collect();
         assert!(
-            rows[0].ends_with("1pct   1         60.00 (one seed)      -"),
+            rows[0].ends_with("1pct   1         60.00 (one seed)      -       2"),
             "{t}"
         );
         assert!(
-            rows[1].contains("1pct   3     49.00 [48.00, 50.00]   1.00"),
+            rows[1].contains("1pct   3     49.00 [48.00, 50.00]   1.00       2"),
             "{t}"
         );
     }
@@ -392,6 +409,18 @@ mod tests {
             "best mean at 1pct: a 50.00 [49.00, 51.00] over 2 seeds; \
              one seed, not ranked (no spread): snl 45.00, below its range"
         );
+        // At another cost, the placement says so.
+        pts[2].epochs = 803;
+        pts[0].epochs = 40;
+        pts[1].epochs = 40;
+        assert_eq!(
+            verdict("1pct", &spreads(&pts)).unwrap(),
+            "best mean at 1pct: a 50.00 [49.00, 51.00] over 2 seeds; \
+             one seed, not ranked (no spread): snl 45.00, below its range \
+             (803 epochs of mask learning against its 40)"
+        );
+        let t = table(&spreads(&pts));
+        assert!(t.lines().nth(2).unwrap().ends_with("     803"), "{t}");
         // No line with several seeds held the budget: nothing to place the one seed against.
         pts[1].reached = false;
         assert_eq!(

@@ -294,6 +294,7 @@ pub fn collect(out: &Path) -> Result<String> {
             relus: p.ft.relus,
             acc: 100.0 * p.ft.test_acc,
             reached: p.lin.budget_outcome != Some(BudgetOutcome::NotReached),
+            epochs: p.lin.epochs,
         })
         .collect();
     let spreads = seed_spread::spreads(&seed_points);
