@@ -9,10 +9,11 @@
 # l1-budget-ramp; senet-sparse is the senet preset with SENet's sensitivity by sparse training
 # instead of the one-shot approximation), BUDGETS (default 1%,3%,10%), SEEDS (default 0 1 2),
 # SNL_EPOCHS (the `snl` preset's epoch cap, default the authors' 2,000; it stops when its count
-# reaches the budget), OUT (default runs/c10-seeds). About 2.5 (Xeon) to 3.5 (EPYC) minutes per point on a 2-core VM;
-# `snl` about 33 s per epoch there and 457 epochs for 10 % with seed 0 (docs/results.md, "SNL as
-# its authors run it"), more at 3 % and 1 %; a seed's `snl` points share one path (3 % continues
-# from where 10 % stopped, 1 % from 3 %). An interrupted `snl` point resumes from its epoch.
+# reaches the budget), OUT (default runs/c10-seeds). About 2.5 (Xeon) to 3.5 (EPYC) minutes per
+# point on a 2-core VM; `snl` about 33 s per epoch there and 457 epochs for 10 % with seed 0
+# (docs/results.md, "SNL as its authors run it"), more at 3 % and 1 %; a seed's `snl` points
+# share one path (3 % continues from where 10 % stopped, 1 % from 3 %). An interrupted `snl`
+# point resumes from its epoch.
 # The last step collects every point: sweep.csv, and seeds.csv with each preset's mean, sd and
 # [min, max] over its seeds per budget, printed with which differences the ranges tell apart.
 set -euo pipefail

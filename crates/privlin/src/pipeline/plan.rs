@@ -413,7 +413,6 @@ impl Plan {
         if budgets.is_empty() {
             bail!("a sweep needs at least one budget");
         }
-        let tagged = tag.is_some();
         let mut plan = Plan::empty(base);
         let variants: Vec<Option<(String, PipelineConfig)>> = if models.is_empty() {
             vec![None]
@@ -438,6 +437,11 @@ impl Plan {
             let train_id = scoped("train");
             for p in &presets {
                 preset(p)?;
+                // A tagged line is a variant made with `--set`: dropping a method it set (below)
+                // would run the preset unchanged under the variant's name.
+                if let Some(t) = tag.filter(|_| p != &base.preset) {
+                    explicit_methods_apply(vbase, &base.preset, p, t)?;
+                }
                 let tag = tag.map(str::to_string).unwrap_or_else(|| p.clone());
                 let tag = match model_dir {
                     Some(m) => format!("{m}_{tag}"),
@@ -449,12 +453,7 @@ impl Plan {
                     cfg.preset = p.clone();
                     cfg.budget = b.clone();
                     if p != &base.preset {
-                        // Another preset's learner, not the base config's explicit one. A
-                        // tagged line is a variant made with `--set`: dropping a method it set
-                        // would run the preset unchanged under the variant's name.
-                        if tagged {
-                            explicit_methods_apply(&cfg, &base.preset, p, &tag)?;
-                        }
+                        // Another preset's learner, not the base config's explicit one.
                         cfg.linearize.method = None;
                         cfg.importance.remove("method");
                     }
