@@ -403,6 +403,147 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
     }
 }
 
+/// The largest absolute difference between two checkpoints' weights.
+fn max_weight_diff(a: &Path, b: &Path) -> f64 {
+    let wa = Tensor::read_safetensors(a.join("model.safetensors")).unwrap();
+    let wb: HashMap<String, Tensor> = Tensor::read_safetensors(b.join("model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    wa.iter()
+        .map(|(k, t)| {
+            (t - &wb[k])
+                .abs()
+                .max()
+                .to_kind(Kind::Double)
+                .double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The share of the ReLUs kept in run `a` that run `b` keeps too.
+fn kept_in_both(a: &Path, b: &Path) -> f64 {
+    let (ma, mb) = (mask_file(a), mask_file(b));
+    let (mut both, mut kept) = (0.0, 0.0);
+    for (k, t) in &ma {
+        both += (t * &mb[k]).sum(Kind::Double).double_value(&[]);
+        kept += t.sum(Kind::Double).double_value(&[]);
+    }
+    both / kept
+}
+
+/// `train.channels_last` in mask learning and fine-tuning is a layout, not another computation:
+/// every learner picks the same masks as in the contiguous layout, the weights agree to float
+/// rounding, and a channels-last run resumes exactly.
+#[test]
+fn channels_last_learns_the_same_masks_as_the_contiguous_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar = dir.path().join("ar");
+    let m = ar_checkpoint(&ar);
+    // One masked forward and backward: the same logits and mask gradients in both layouts, to
+    // float rounding (random pixel masks, a batch of real-size inputs).
+    let x = with_torch_seed(1, || {
+        Tensor::randn([6, 3, 32, 32], (Kind::Float, Device::Cpu))
+    });
+    let pass = |channels_last: bool| {
+        let mut model = Model::seeded(spec(), Device::Cpu, 0).unwrap();
+        model.use_channels_last(channels_last).unwrap();
+        let masks = MaskSet::ones(model.sites(), Granularity::Pixel, true, Device::Cpu);
+        let x = if channels_last {
+            privlin::nn::layers::to_channels_last(&x)
+        } else {
+            x.shallow_clone()
+        };
+        let logits = model.forward_masked(&x, true, &masks);
+        logits.sum(Kind::Float).backward();
+        let grads: Vec<Tensor> = (0..masks.len())
+            .map(|i| match masks.get(i) {
+                privlin::nn::SiteMask::Tensor(t) => t.grad(),
+                _ => unreachable!(),
+            })
+            .collect();
+        (logits.detach(), grads)
+    };
+    let ((la, ga), (lb, gb)) = (pass(false), pass(true));
+    let rel = |a: &Tensor, b: &Tensor| {
+        let d = (a - b).abs().max().double_value(&[]);
+        d / a.abs().max().double_value(&[]).max(1e-12)
+    };
+    assert!(rel(&la, &lb) < 1e-4, "logits differ by {}", rel(&la, &lb));
+    for (i, (a, b)) in ga.iter().zip(&gb).enumerate() {
+        assert!(
+            rel(a, b) < 1e-3,
+            "site {i}: mask gradients differ by {}",
+            rel(a, b)
+        );
+    }
+    let bpath = dir.path().join("budget.json");
+    let alloc = allocation(&m, "5%");
+    privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
+    for method in ["gradproj", "senet", "taylor", "l1-budget-ramp", "snl"] {
+        let mut outs = Vec::new();
+        for channels_last in [false, true] {
+            let mut c = quick(method);
+            c.train.channels_last = channels_last;
+            let out = dir.path().join(format!("{method}-{channels_last}"));
+            let r = linearize(
+                &ar,
+                BudgetSource::Allocation(&bpath),
+                &c,
+                &out,
+                Device::Cpu,
+                false,
+            )
+            .unwrap();
+            if method != "snl" {
+                assert_eq!(r.relus, alloc.budget, "{method}");
+            }
+            outs.push(out);
+        }
+        let share = kept_in_both(&outs[0], &outs[1]);
+        let d = max_weight_diff(&outs[0], &outs[1]);
+        eprintln!("{method}: {share:.4} of the kept ReLUs in both layouts, weights within {d:.2e}");
+        assert!(
+            share >= 0.8,
+            "{method}: only {share:.3} of the kept ReLUs agree between layouts"
+        );
+        assert!(d < 1e-2, "{method}: weights differ by {d} between layouts");
+    }
+    // Fine-tuning in both layouts from the same masks, and a channels-last run resumed.
+    let pr = dir.path().join("gradproj-false");
+    let mut cfg = FinetuneConfig::default();
+    cfg.train.epochs = 2;
+    cfg.train.batch_size = 40;
+    let contiguous = dir.path().join("ft-contiguous");
+    finetune(&pr, None, &cfg, &contiguous, Device::Cpu, false).unwrap();
+    cfg.train.channels_last = true;
+    let straight = dir.path().join("ft-cl");
+    let r = finetune(&pr, None, &cfg, &straight, Device::Cpu, false).unwrap();
+    assert_eq!(r.relus, alloc.budget);
+    assert_same_masks(&contiguous, &straight, "fine-tuning, two layouts");
+    let d = max_weight_diff(&contiguous, &straight);
+    eprintln!("fine-tuning: weights within {d:.2e}");
+    assert!(
+        d < 1e-2,
+        "fine-tuning: weights differ by {d} between layouts"
+    );
+    // A channels-last mask-learning run killed after one epoch resumes to the uninterrupted one.
+    let mut two = quick("gradproj");
+    two.train.channels_last = true;
+    two.train.epochs = 2;
+    let mut one = two.clone();
+    one.train.epochs = 1;
+    let (straight, split) = (dir.path().join("cl-straight"), dir.path().join("cl-split"));
+    let src = BudgetSource::Allocation(&bpath);
+    linearize(&ar, src, &two, &straight, Device::Cpu, false).unwrap();
+    let src = BudgetSource::Allocation(&bpath);
+    linearize(&ar, src, &one, &split, Device::Cpu, false).unwrap();
+    let src = BudgetSource::Allocation(&bpath);
+    linearize(&ar, src, &two, &split, Device::Cpu, true).unwrap();
+    assert_same_masks(&straight, &split, "channels-last after resume");
+    assert_same_weights(&straight, &split, "channels-last after resume");
+}
+
 #[test]
 fn finetune_keeps_the_masks_and_pram_vanishes_on_equal_maps() {
     let x = with_torch_seed(0, || {
@@ -414,6 +555,20 @@ fn finetune_keeps_the_masks_and_pram_vanishes_on_equal_maps() {
         "scale invariant"
     );
     assert!(pram(&x, &x.relu()).double_value(&[]) > 0.0);
+    // Channels-last maps (vectorized in memory order) give the same value, also when only the
+    // student is channels-last.
+    let y = with_torch_seed(1, || {
+        Tensor::randn([3, 4, 5, 5], (Kind::Float, Device::Cpu))
+    });
+    let cl = privlin::nn::layers::to_channels_last;
+    let p = pram(&x, &y).double_value(&[]);
+    for (s, t) in [(cl(&x), cl(&y)), (cl(&x), y.shallow_clone())] {
+        let q = pram(&s, &t).double_value(&[]);
+        assert!(
+            (p - q).abs() <= 1e-6 * p,
+            "pram {q} in channels-last against {p}"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let ar = dir.path().join("ar");

@@ -346,6 +346,21 @@ fn reshape_stage_writes_a_shallow_checkpoint_and_resumes_exactly() {
     for (k, t) in &a {
         assert!(t.equal(&b[k]), "weight {k} differs after resume");
     }
+    // The same stage in channels-last layout: the same shallow model, weights to float rounding.
+    let mut ft = quick_ft(3);
+    ft.train.channels_last = true;
+    let cl = dir.path().join("channels-last");
+    let r_cl = reshape(&pr, Some(&ar), &ft, &rc, &cl, Device::Cpu, false).unwrap();
+    assert_eq!(r_cl.rows[3].relus, r.rows[3].relus);
+    assert_eq!(r_cl.rows[3].macs, r.rows[3].macs);
+    let c = read(&cl);
+    for (k, t) in &a {
+        let d = (t - &c[k]).abs().max().double_value(&[]);
+        assert!(
+            d < 1e-2,
+            "weight {k} differs by {d} in channels-last layout"
+        );
+    }
 }
 
 #[test]

@@ -200,7 +200,10 @@ pub fn deepreduce(
             evaluate(&base, test, Some(&masks)).accuracy
         } else {
             let (mut model, _) = load_model(ar, device)?;
-            let teacher = Teacher::new(load_model(ar, device)?.0);
+            model.use_channels_last(finetune.train.channels_last)?;
+            let mut teacher = load_model(ar, device)?.0;
+            teacher.use_channels_last(finetune.train.channels_last)?;
+            let teacher = Teacher::new(teacher);
             let mut cfg = finetune.clone();
             cfg.train.epochs = epochs;
             let mut obj = Finetune::new(teacher, masks.clone(), cfg.clone());

@@ -33,9 +33,24 @@ use tch::{Kind, Tensor};
 
 /// PRAM of one site: the squared distance between the L2-normalized vectorized maps, averaged
 /// over the map's elements and the batch.
+///
+/// The value does not depend on the order in which a map is vectorized, only on both maps using
+/// the same one: maps in channels-last layout are vectorized in their memory order (N, H, W, C),
+/// a view, instead of flattening (N, C, H, W), which would copy every map forward and backward at
+/// every site.
 pub fn pram(student: &Tensor, teacher: &Tensor) -> Tensor {
-    let s = student.flatten(1, -1);
-    let t = teacher.flatten(1, -1).detach();
+    let nhwc = student.dim() == 4
+        && !student.is_contiguous()
+        && student.permute([0, 2, 3, 1]).is_contiguous();
+    let vectorize = |x: &Tensor| {
+        if nhwc {
+            x.permute([0, 2, 3, 1]).flatten(1, -1)
+        } else {
+            x.flatten(1, -1)
+        }
+    };
+    let s = vectorize(student);
+    let t = vectorize(teacher).detach();
     let unit = |x: &Tensor| {
         let n = x
             .norm_scalaropt_dim(2, [1i64].as_slice(), true)

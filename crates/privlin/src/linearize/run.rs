@@ -85,7 +85,9 @@ pub enum BudgetSource<'a> {
     Total(crate::budget::Budget),
 }
 
-/// Training and test loaders of a checkpoint's data (`per_class` limits the training split).
+/// Training and test loaders of a checkpoint's data (`per_class` limits the training split), in
+/// channels-last layout when `cfg.channels_last` (the models then go channels-last too:
+/// [`Model::use_channels_last`]).
 pub fn loaders(
     spec: &CheckpointSpec,
     cfg: &crate::train::TrainConfig,
@@ -100,7 +102,7 @@ pub fn loaders(
         Some(k) => std::sync::Arc::new(splits.train.limit_per_class(k)),
         None => splits.train.clone(),
     };
-    let train_loader = Loader::train(
+    let mut train_loader = Loader::train(
         train,
         spec.normalization,
         cfg.batch_size,
@@ -108,12 +110,14 @@ pub fn loaders(
         spec.data.augment,
         device,
     );
-    let test_loader = Loader::eval(
+    let mut test_loader = Loader::eval(
         splits.test.clone(),
         spec.normalization,
         cfg.eval_batch_size,
         device,
     );
+    train_loader.channels_last = cfg.channels_last;
+    test_loader.channels_last = cfg.channels_last;
     Ok((train_loader, test_loader))
 }
 
@@ -283,7 +287,10 @@ pub fn linearize_from(
             ar.display()
         );
     }
-    let teacher = Teacher::new(load_model(ar, device)?.0);
+    model.use_channels_last(cfg.train.channels_last)?;
+    let mut teacher = load_model(ar, device)?.0;
+    teacher.use_channels_last(cfg.train.channels_last)?;
+    let teacher = Teacher::new(teacher);
     let targets = match budget {
         BudgetSource::Allocation(p) => {
             let alloc: crate::budget::Allocation = crate::io::read_json(p)?;
@@ -604,7 +611,9 @@ pub fn finetune(
             pr.display()
         );
     };
-    let (teacher_dir, teacher, prev) = teacher_of(pr, &model, teacher_dir, device)?;
+    let (teacher_dir, mut teacher, prev) = teacher_of(pr, &model, teacher_dir, device)?;
+    model.use_channels_last(cfg.train.channels_last)?;
+    teacher.use_channels_last(cfg.train.channels_last)?;
     let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
     // The linearize stage measured the teacher on the same test set already.
     let ar_acc = match &prev {

@@ -274,7 +274,7 @@ pub fn reshape(
             pr_model.spec.arch
         );
     }
-    let (teacher_dir, teacher, prev) = teacher_of(pr, &pr_model, teacher_dir, device)?;
+    let (teacher_dir, mut teacher, prev) = teacher_of(pr, &pr_model, teacher_dir, device)?;
     let (train, test) = loaders(&spec, &ft.train, ft.train_per_class, device)?;
     let t0 = Instant::now();
     let mut notes = Vec::new();
@@ -317,6 +317,8 @@ pub fn reshape(
         .context("the [reshape] settings do not fit this model")?;
     let mut model = Model::seeded(gspec.clone(), device, ft.train.seed)?;
     copy_by_name(&pr_model, &model)?;
+    model.use_channels_last(ft.train.channels_last)?;
+    teacher.use_channels_last(ft.train.channels_last)?;
     let mut gmasks = masks.by_name(pr_model.sites(), model.sites());
     if let Some(after) = &aux_after {
         let (idx, mask, k) = aux_mask(&pr_model, &masks, &model, after, rc.aux_relus)?;

@@ -85,7 +85,10 @@ pub struct TrainConfig {
     pub seed: u64,
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
-    /// Channels-last memory format (faster convolutions on some CPUs and GPUs).
+    /// Channels-last memory format (faster convolutions on some CPUs and GPUs) for the model, its
+    /// teacher and the batches of the stage whose `train` table this is (`[train]`,
+    /// `[linearize.train]`, `[finetune.train]`); a layout, not another computation: the numbers
+    /// agree with the contiguous layout to float rounding, not bit for bit.
     pub channels_last: bool,
 }
 

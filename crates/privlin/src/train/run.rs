@@ -74,24 +74,7 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
     ckpt_spec.save(&out)?;
 
     let mut model = Model::seeded(spec, device, cfg.train.seed)?;
-    if cfg.train.channels_last {
-        // Measured on this project's CPU build of libtorch 2.11: a 3x3 stem with 4 output
-        // channels (width 0.0625) in channels-last layout stalls training (13 images/s instead
-        // of about 1,600) and with one thread ends in heap corruption; 8 channels run normally.
-        let narrowest = model
-            .layers()
-            .iter()
-            .filter(|l| l.kind == crate::nn::LayerKind::Conv)
-            .map(|l| l.out_shape[0])
-            .min()
-            .unwrap_or(8);
-        if narrowest < 8 {
-            bail!(
-                "train.channels_last = true with a {narrowest}-channel convolution: libtorch's CPU convolution stalls (and can corrupt memory) in that layout below 8 channels; set train.channels_last = false for this width"
-            );
-        }
-        model.to_channels_last();
-    }
+    model.use_channels_last(cfg.train.channels_last)?;
     let info = ModelInfo::of(&model);
     eprintln!(
         "model: {} width x{} ({} params, {} ReLUs, {:.1} M MACs) on {}",
@@ -122,8 +105,9 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
     };
     let mut kd = match &cfg.teacher {
         Some(dir) => {
-            let (teacher, tspec) = super::load_model(dir, device)
+            let (mut teacher, tspec) = super::load_model(dir, device)
                 .with_context(|| format!("loading the teacher {}", dir.display()))?;
+            teacher.use_channels_last(cfg.train.channels_last)?;
             if tspec.model.input_size != model.spec.input_size
                 || tspec.model.classes != model.spec.classes
                 || tspec.normalization != splits.norm
