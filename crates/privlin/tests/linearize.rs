@@ -109,6 +109,18 @@ fn linearize_to(ar: &Path, c: &LinearizeConfig, total: i64, out: &Path) -> Stage
     .unwrap()
 }
 
+/// A per-site learner's run of `c` on the checkpoint `ar` with the budgets of `budget.json`.
+fn linearize_within(
+    ar: &Path,
+    budget: &Path,
+    c: &LinearizeConfig,
+    out: &Path,
+    resume: bool,
+) -> StageReport {
+    let src = BudgetSource::Allocation(budget);
+    linearize(ar, src, c, out, Device::Cpu, resume).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 /// The mask learner's record of every epoch in `dir/metrics.jsonl`.
 fn progress(dir: &Path) -> Vec<MaskProgress> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
@@ -258,15 +270,7 @@ fn every_learner_meets_its_budget_exports_and_is_deterministic() {
         let mut runs = Vec::new();
         for rep in 0..2 {
             let out = dir.path().join(format!("{method}-{rep}"));
-            let r: StageReport = linearize(
-                &ar,
-                BudgetSource::Allocation(&bpath),
-                &quick(method),
-                &out,
-                Device::Cpu,
-                false,
-            )
-            .unwrap();
+            let r: StageReport = linearize_within(&ar, &bpath, &quick(method), &out, false);
             assert_eq!(r.relus, alloc.budget, "{method}");
             // Only the l1 variants fill, and say so in the report and the notes alike.
             let filled_note = r.notes.iter().any(|n| n.contains("binarized to the"));
@@ -347,55 +351,23 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
         let mut two = quick(method);
         two.train.epochs = 2;
         let straight = dir.path().join(format!("{method}-straight"));
-        linearize(
-            &ar,
-            BudgetSource::Allocation(&bpath),
-            &two,
-            &straight,
-            Device::Cpu,
-            false,
-        )
-        .unwrap();
+        linearize_within(&ar, &bpath, &two, &straight, false);
         // One epoch, then "killed": resume to two from the saved state.
         let split = dir.path().join(format!("{method}-split"));
         let mut one = two.clone();
         one.train.epochs = 1;
         // The schedules depend on the total length: same total, stopped after one epoch.
-        linearize(
-            &ar,
-            BudgetSource::Allocation(&bpath),
-            &one,
-            &split,
-            Device::Cpu,
-            false,
-        )
-        .unwrap();
+        linearize_within(&ar, &bpath, &one, &split, false);
         // Epoch 1's metrics line (with its wall time) survives only a real resume.
         let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
         let first = metrics(&split).lines().next().unwrap().to_string();
         if method == "taylor" {
             // Taylor's schedule spans the whole run: a one-epoch run is not the first half of a
             // two-epoch one, so only check that resuming continues without error.
-            linearize(
-                &ar,
-                BudgetSource::Allocation(&bpath),
-                &two,
-                &split,
-                Device::Cpu,
-                true,
-            )
-            .unwrap();
+            linearize_within(&ar, &bpath, &two, &split, true);
             continue;
         }
-        linearize(
-            &ar,
-            BudgetSource::Allocation(&bpath),
-            &two,
-            &split,
-            Device::Cpu,
-            true,
-        )
-        .unwrap();
+        linearize_within(&ar, &bpath, &two, &split, true);
         assert_eq!(metrics(&split).lines().next().unwrap(), first, "{method}");
         assert_eq!(metrics(&split).lines().count(), 2, "{method}");
         assert_same_masks(&straight, &split, &format!("{method} after resume"));
@@ -486,15 +458,7 @@ fn channels_last_learns_the_same_masks_as_the_contiguous_layout() {
             let mut c = quick(method);
             c.train.channels_last = channels_last;
             let out = dir.path().join(format!("{method}-{channels_last}"));
-            let r = linearize(
-                &ar,
-                BudgetSource::Allocation(&bpath),
-                &c,
-                &out,
-                Device::Cpu,
-                false,
-            )
-            .unwrap();
+            let r = linearize_within(&ar, &bpath, &c, &out, false);
             if method != "snl" {
                 assert_eq!(r.relus, alloc.budget, "{method}");
             }
@@ -534,12 +498,9 @@ fn channels_last_learns_the_same_masks_as_the_contiguous_layout() {
     let mut one = two.clone();
     one.train.epochs = 1;
     let (straight, split) = (dir.path().join("cl-straight"), dir.path().join("cl-split"));
-    let src = BudgetSource::Allocation(&bpath);
-    linearize(&ar, src, &two, &straight, Device::Cpu, false).unwrap();
-    let src = BudgetSource::Allocation(&bpath);
-    linearize(&ar, src, &one, &split, Device::Cpu, false).unwrap();
-    let src = BudgetSource::Allocation(&bpath);
-    linearize(&ar, src, &two, &split, Device::Cpu, true).unwrap();
+    linearize_within(&ar, &bpath, &two, &straight, false);
+    linearize_within(&ar, &bpath, &one, &split, false);
+    linearize_within(&ar, &bpath, &two, &split, true);
     assert_same_masks(&straight, &split, "channels-last after resume");
     assert_same_weights(&straight, &split, "channels-last after resume");
 }
@@ -577,15 +538,7 @@ fn finetune_keeps_the_masks_and_pram_vanishes_on_equal_maps() {
     let alloc = allocation(&m, "3%");
     privlin::io::atomic_write_json(&bpath, &alloc).unwrap();
     let pr = dir.path().join("pr");
-    linearize(
-        &ar,
-        BudgetSource::Allocation(&bpath),
-        &quick("gradproj"),
-        &pr,
-        Device::Cpu,
-        false,
-    )
-    .unwrap();
+    linearize_within(&ar, &bpath, &quick("gradproj"), &pr, false);
     let mut cfg = FinetuneConfig::default();
     cfg.train.epochs = 1;
     cfg.train.batch_size = 40;
@@ -692,15 +645,7 @@ fn channel_masks_round_budgets_down_to_whole_channels() {
     let mut cfg = quick("gradproj");
     cfg.granularity = Granularity::Channel;
     let out = dir.path().join("pr");
-    let r = linearize(
-        &ar,
-        BudgetSource::Allocation(&bpath),
-        &cfg,
-        &out,
-        Device::Cpu,
-        false,
-    )
-    .unwrap();
+    let r = linearize_within(&ar, &bpath, &cfg, &out, false);
     for ((s, b), site) in r.sites.iter().zip(&alloc.sites).zip(m.sites()) {
         let plane = site.shape[1] * site.shape[2];
         assert_eq!(s.kept % plane, 0, "{}", s.name);
