@@ -19,7 +19,11 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: PyTorch's default)")
     a = ap.parse_args()
+    if a.threads > 0:
+        # The Rust side pins the same count: a comparison of the optimizer, not of threading.
+        torch.set_num_threads(a.threads)
     model = privlin_twin.load_safetensors(privlin_twin.build_from_spec(json.load(open(a.spec))), a.weights)
     batch = load_file(a.batch)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4)

@@ -138,8 +138,19 @@ fn wrn_matches_twin() {
 
 /// privlin's SGD (momentum 0.9, weight decay 5e-4) and train-mode BN follow torch.optim.SGD and
 /// nn.BatchNorm2d: three steps from the same weights on the same batch give the same weights.
+///
+/// Both sides run on one intra-op thread (`tch::set_num_threads(1)` here, `--threads 1` for the
+/// twin): the comparison is about the optimizer and batch norm, not about threading. With two
+/// threads the two libtorch instances split reductions differently, and three steps at lr 0.1
+/// through batch norm amplified that to 1.8e-4 on a 2-core AMD EPYC without AVX-512 (issue 38).
+/// On one thread both processes run the same libtorch build's kernels in the same order on the
+/// same CPU, so what is left is at float32's epsilon (1.2e-7 measured on a 2-core AMD EPYC with
+/// AVX-512, printed by the test); the bound 1e-4 is three orders above that and still an order
+/// below what a wrong momentum or weight-decay rule moves (lr 0.1 x 5e-4 x |w| per step is 5e-5
+/// on a weight of 1, a dropped momentum term 1e-2 and more).
 #[test]
 fn sgd_training_steps_match_pytorch() {
+    tch::set_num_threads(1);
     use privlin::train::losses::cross_entropy;
     use privlin::train::optim::{Optimizer, OptimizerConfig};
     let s = spec("resnet18", 0.125, 32, Activation::Relu, 10);
@@ -184,6 +195,8 @@ fn sgd_training_steps_match_pytorch() {
         .arg(dir.path().join("b.safetensors"))
         .arg("--out")
         .arg(dir.path().join("after.safetensors"))
+        .arg("--threads")
+        .arg("1")
         .output()
         .unwrap();
     assert!(
@@ -196,10 +209,13 @@ fn sgd_training_steps_match_pytorch() {
             .unwrap()
             .into_iter()
             .collect();
+    let mut worst = 0f64;
     for (name, t) in m.named_tensors() {
         let d = (&t - &theirs[&name]).abs().max().double_value(&[]);
+        worst = worst.max(d);
         assert!(d < 1e-4, "{name}: max |diff| {d} after 3 SGD steps");
     }
+    eprintln!("largest |diff| of any weight after 3 SGD steps, one thread each: {worst:.3e}");
 }
 
 /// Reshaped models ("Making Models Shallow Again"): gated blocks (gate 1 on both sides), shallow
