@@ -11,6 +11,7 @@ use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::tcp::TcpTransport;
 use privlin_mpc::net::{Channel, Meter, Profile};
+use privlin_mpc::nonlinear::Nonlinear;
 use privlin_mpc::protocol::service::{self, ServeConfig};
 use privlin_mpc::protocol::{Client, OfflineMode, Options, OutputMode};
 use privlin_mpc::synthetic::{self, Spec};
@@ -134,11 +135,35 @@ pub struct OfflineArgs {
     /// A model over it is refused; both parties must use the same value.
     #[arg(long, default_value_t = privlin_mpc::he::HeParams::default().weight_bits)]
     he_weight_bits: u32,
+    /// How active ReLUs are computed: `gc` (garbled circuits, DELPHI) or `ot` (the millionaires'
+    /// protocol on OT, CrypTFlow2; `ot:M` for M-bit digits, 1..=6). Both parties must use the
+    /// same; `pi bench` takes a list (`gc,ot`) and runs the whole model under each.
+    #[arg(long, default_value = "gc")]
+    nonlinear: String,
 }
 
 impl OfflineArgs {
     fn mode(&self) -> Result<OfflineMode> {
         Ok(OfflineMode::named(&self.offline, self.he_weight_bits)?)
+    }
+
+    /// The families of a list (`gc,ot`).
+    fn families(&self) -> Result<Vec<Nonlinear>> {
+        self.nonlinear
+            .split(',')
+            .map(|n| Ok(Nonlinear::by_name(n.trim())?))
+            .collect()
+    }
+
+    /// The one family of a session.
+    fn nonlinear(&self) -> Result<Nonlinear> {
+        match self.families()?.as_slice() {
+            [one] => Ok(*one),
+            _ => bail!(
+                "--nonlinear {}: one family per session (only pi bench takes a list)",
+                self.nonlinear
+            ),
+        }
     }
 }
 
@@ -147,7 +172,8 @@ impl RingArgs {
     fn options(&self, base: Options) -> Result<Options> {
         Ok(base
             .with_output(self.output()?)
-            .with_offline(self.offline.mode()?))
+            .with_offline(self.offline.mode()?)
+            .with_nonlinear(self.offline.nonlinear()?))
     }
 
     fn ring(&self) -> Result<Ring> {
@@ -707,7 +733,12 @@ fn client(a: ClientArgs) -> Result<()> {
     let ch = Channel::new(Box::new(t))
         .with_profile(prof.clone())
         .with_deadline(Duration::from_secs(a.session_deadline));
-    let mut c = Client::connect(ch, &Options::default().with_offline(a.offline.mode()?))?;
+    let mut c = Client::connect(
+        ch,
+        &Options::default()
+            .with_offline(a.offline.mode()?)
+            .with_nonlinear(a.offline.nonlinear()?),
+    )?;
     let arch = c.arch().clone();
     println!(
         "connected to {}: {} ({} active ReLUs); offline linear layers: {}; output: {}; network: {}",
@@ -845,7 +876,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let model = QuantModel::new(&file, ring)?;
     // Both parties are this process: seeded so that runs repeat; labelled as not private.
-    let opts = a.ring.options(Options::insecure_seeded(7))?;
+    let families = a.ring.offline.families()?;
+    let opts = Options::insecure_seeded(7)
+        .with_output(a.ring.output()?)
+        .with_offline(a.ring.offline.mode()?)
+        .with_nonlinear(families[0]);
     let all = bench::cores();
     println!("machine: {}", bench::machine());
     println!(
@@ -911,13 +946,58 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         cost::DELPHI_EVAL_US_PER_RELU,
         cost::DELPHI_GARBLE_US_PER_RELU
     );
-    // Bytes per active ReLU, from the protocol's own message sequence (equal to what the channel
-    // counts: tested).
-    let d = privlin_mpc::protocol::SiteDims::new(&ring, 1, ring.frac);
-    let online_b = 16.0 * d.w as f64 + d.l as f64 / 8.0;
-    let offline_b = 32.0 * d.ands as f64 + 32.0 * d.client_bits() as f64;
+    // Both families on one site, end to end, measured the same way in this run.
+    let ot = match families.iter().find(|f| matches!(f, Nonlinear::Ot { .. })) {
+        Some(f) => *f,
+        None => Nonlinear::by_name("ot")?,
+    };
     println!(
-        "bytes per active ReLU (asymptotic): online {online_b:.0} (DELPHI {:.0}, ratio {:.2}), offline {offline_b:.0} (DELPHI {:.0}, ratio {:.2})",
+        "\n## Both families per active ReLU ({} ReLUs of one site, truncated by f, run end to end by a server and a client thread over the in-memory channel, client's clock; bytes both ways with frame headers; the shares are checked against ReLU(y) >> f)",
+        a.relus
+    );
+    println!(
+        "{:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>5}",
+        "family",
+        "threads",
+        "offline us",
+        "online us",
+        "total us",
+        "offline B",
+        "online B",
+        "total B",
+        "flights",
+        "OTs"
+    );
+    let mut site_runs = Vec::new();
+    for t in [1, all] {
+        for fam in [Nonlinear::Gc, ot] {
+            let r = bench::site_run(&ring, a.relus, t, fam, 3)?;
+            println!(
+                "{:>7} {:>7} {:>10.2} {:>10.2} {:>10.2} {:>10.0} {:>10.1} {:>10.0} {:>8} {:>5}",
+                r.family,
+                t,
+                r.offline_us,
+                r.online_us,
+                r.offline_us + r.online_us,
+                r.offline_bytes,
+                r.online_bytes,
+                r.offline_bytes + r.online_bytes,
+                r.online_flights,
+                r.ots_per_relu
+            );
+            site_runs.push(r);
+        }
+        if all == 1 {
+            break;
+        }
+    }
+    println!("flights: online flights of the site (gc: labels, output bits; ot: one per comparison level, then two)");
+    // The per-ReLU bytes of the first family listed, one thread (they do not depend on threads).
+    let first = &site_runs[if families[0] == Nonlinear::Gc { 0 } else { 1 }];
+    let (online_b, offline_b) = (first.online_bytes, first.offline_bytes);
+    println!(
+        "bytes per active ReLU ({}): online {online_b:.0} (DELPHI {:.0}, ratio {:.2}), offline {offline_b:.0} (DELPHI {:.0}, ratio {:.2})",
+        first.family,
         cost::DELPHI_ONLINE_BYTES_PER_RELU,
         online_b / cost::DELPHI_ONLINE_BYTES_PER_RELU,
         cost::DELPHI_OFFLINE_BYTES_PER_RELU,
@@ -938,7 +1018,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let enc = QuantModel::encode_input(&model.arch, &ring, &x)?;
     let reference = privlin_mpc::plain::forward(&model, &enc);
     println!(
-        "{:>9} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "{:>7} {:>9} {:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "family",
         "profile",
         "threads",
         "offline s",
@@ -952,7 +1033,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     );
     let mut whole = Vec::new();
     let mut site_bytes = None;
-    for pname in &a.profiles {
+    for (fam, pname) in families
+        .iter()
+        .flat_map(|f| a.profiles.iter().map(move |p| (*f, p)))
+    {
+        let opts = opts.with_nonlinear(fam);
         let prof = profile(&Some(pname.clone()))?;
         let per_party = bench::threads_per_party();
         for t in if prof.is_none() && per_party > 1 {
@@ -977,7 +1062,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             );
             let agree = privlin_mpc::plain::decode_logits(&model, &reference.logits).1 == inf.class;
             println!(
-                "{:>9} {:>8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>12.2} {:>12.2} {:>9} {:>9}",
+                "{:>7} {:>9} {:>8} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>12.2} {:>12.2} {:>9} {:>9}",
+                fam.name(),
                 pname,
                 t,
                 inf.offline_s,
@@ -993,7 +1079,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 print_per_layer(&model, &opts, &cal, &s.client, prof.as_ref())?;
             }
             whole.push(serde_json::json!({
-                "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
+                "nonlinear": fam.name(), "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
                 "offline_s": inf.offline_s, "online_s": inf.online_s,
                 "predicted_offline_s": p_off, "predicted_online_s": p_on,
                 "offline_bytes": moff.bytes(), "online_bytes": mon.bytes(),
@@ -1019,7 +1105,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         let v = serde_json::json!({ "machine": bench::machine(), "ring": ring, "offline_linear": opts.offline.label(),
             "randomness": opts.randomness.label(), "output": opts.output.label(),
             "hash_ns": { "gkwy": gkwy, "one_call_mmo_replaced": mmo },
-            "per_relu": micro, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b, "whole_model": whole });
+            "per_relu": micro, "nonlinear": first.family, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b,
+            "sites": site_runs, "whole_model": whole });
         privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(())
@@ -1097,19 +1184,7 @@ fn print_per_layer(
 /// zeros when skipped.
 fn calibration(file: &ModelFile, ring: &Ring, skip: bool) -> Result<Calibration> {
     if skip {
-        return Ok(Calibration {
-            mac_ns: 0.0,
-            garble_and_ns: 0.0,
-            eval_and_ns: 0.0,
-            ot_ns: 0.0,
-            relu_online_ns: 0.0,
-            elem_ns: 0.0,
-            flight_ns: 0.0,
-            byte_ns: 0.0,
-            layer_s: Default::default(),
-            he: None,
-            threads: 0,
-        });
+        return Ok(Calibration::default());
     }
     Ok(bench::calibrate_for(
         &QuantModel::new(file, *ring)?,

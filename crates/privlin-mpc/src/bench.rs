@@ -125,6 +125,222 @@ pub fn relu_micro(ring: &Ring, n: usize, threads: usize) -> ReluMicro {
     })
 }
 
+/// One site of active ReLUs run end to end by a server and a client thread over the in-memory
+/// channel (each party on `threads` threads): what both families cost per ReLU measured the same
+/// way, on the client's clock (both parties' compute in turn, and the channel's hand-over; no
+/// network delay).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SiteRun {
+    pub family: String,
+    pub threads: usize,
+    pub relus: usize,
+    /// Median over the repetitions, per ReLU.
+    pub offline_us: f64,
+    pub online_us: f64,
+    /// Bytes per ReLU both ways, frame headers included.
+    pub offline_bytes: f64,
+    pub online_bytes: f64,
+    pub offline_flights: u64,
+    pub online_flights: u64,
+    /// OTs per ReLU (correlated OTs for the circuit's inputs, or random OTs of both directions).
+    pub ots_per_relu: usize,
+}
+
+/// Measures one site of `n` active ReLUs (pre-activations at scale 2f, truncated by f) under
+/// `nonlinear`, `reps` times after one session set-up; checks that the two parties' output
+/// shares add up to `relu_trunc` of the input.
+pub fn site_run(
+    ring: &Ring,
+    n: usize,
+    threads: usize,
+    nonlinear: crate::nonlinear::Nonlinear,
+    reps: usize,
+) -> Result<SiteRun> {
+    use crate::nonlinear::{ot_relu, Nonlinear};
+    let shift = ring.frac;
+    let mut rng = ChaCha12Rng::seed_from_u64(17);
+    let half = 1i64 << (ring.gc_bits - 2);
+    let vals: Vec<u64> = (0..n)
+        .map(|_| ring.from_signed(rng.gen_range(-half..half)))
+        .collect();
+    let ys: Vec<u64> = (0..n).map(|_| ring.reduce(rng.gen())).collect();
+    let yc: Vec<u64> = vals
+        .iter()
+        .zip(&ys)
+        .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
+        .collect();
+    let want: Vec<u64> = vals.iter().map(|&v| ring.relu_trunc(v, shift)).collect();
+    let (a, b) = mem::pair();
+    let ring = *ring;
+    let server = std::thread::spawn(move || -> Result<Vec<Vec<u64>>> {
+        pool(threads).install(|| {
+            let mut ch = Channel::new(Box::new(a));
+            let mut rng = ChaCha12Rng::seed_from_u64(18);
+            let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
+            let mut outs = Vec::new();
+            match nonlinear {
+                Nonlinear::Ot { digit_bits } => {
+                    let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
+                    for _ in 0..reps {
+                        let shape = ot_relu::Shape::new(&ring, shift, digit_bits, n)?;
+                        let site =
+                            ot_relu::server_offline(&mut ch, &mut tx, &mut rx, &mut rng, shape)?;
+                        outs.push(ot_relu::server_online(&mut ch, site, &ys)?);
+                    }
+                }
+                Nonlinear::Gc => {
+                    let d = SiteDims::new(&ring, n, shift);
+                    let hash = FixedKeyHash::new(0);
+                    let delta: Block = rng.gen::<u128>() | 1;
+                    for rep in 0..reps {
+                        let zero_c = tx.extend(&mut ch, n * d.client_bits(), delta)?;
+                        let zero_s: Vec<Block> =
+                            (0..n * d.server_bits()).map(|_| rng.gen()).collect();
+                        let gate0 = (rep * n * d.ands) as u64;
+                        let (tables, decode) =
+                            garbled::garble(&hash, delta, gate0, &d, &zero_s, &zero_c);
+                        let mut w = crate::wire::Writer::with_capacity(tables.len() * 16 + 16);
+                        w.blocks(&tables);
+                        ch.send(w.finish())?;
+                        let labels = garbled::encode(&zero_s, delta, &ys, d.w);
+                        let mut w = crate::wire::Writer::with_capacity(labels.len() * 16 + 16);
+                        w.blocks(&labels);
+                        ch.send(w.finish())?;
+                        let msg = ch.recv(
+                            "circuit outputs",
+                            crate::net::Expect::Exact(crate::wire::bits_bytes(n * d.l)),
+                        )?;
+                        let bits = crate::wire::Reader::new(&msg, "circuit outputs")
+                            .bits_n(n * d.l, "bits")?;
+                        outs.push(garbled::decode(&bits, &decode, d.l));
+                    }
+                }
+            }
+            Ok(outs)
+        })
+    });
+    let client = pool(threads).install(
+        || -> Result<(Vec<(f64, f64, Meter)>, Vec<Vec<u64>>, usize)> {
+            let mut ch = Channel::new(Box::new(b));
+            let mut rng = ChaCha12Rng::seed_from_u64(19);
+            let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
+            let mut runs = Vec::new();
+            let mut masks = Vec::new();
+            let ots;
+            match nonlinear {
+                Nonlinear::Ot { digit_bits } => {
+                    let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
+                    let shape = ot_relu::Shape::new(&ring, shift, digit_bits, n)?;
+                    ots = shape.client_ots + shape.server_ots;
+                    for _ in 0..reps {
+                        ch.meter.reset();
+                        ch.phase("offline");
+                        let t0 = Instant::now();
+                        let site = ot_relu::client_offline(
+                            &mut ch,
+                            &mut rx,
+                            &mut tx,
+                            &mut rng,
+                            shape.clone(),
+                            &yc,
+                        )?;
+                        let t1 = Instant::now();
+                        masks.push(site.out.clone());
+                        ch.phase("online");
+                        ot_relu::client_online(&mut ch, site)?;
+                        let t2 = Instant::now();
+                        runs.push((
+                            (t1 - t0).as_secs_f64(),
+                            (t2 - t1).as_secs_f64(),
+                            ch.meter.clone(),
+                        ));
+                    }
+                }
+                Nonlinear::Gc => {
+                    let d = SiteDims::new(&ring, n, shift);
+                    ots = d.client_bits();
+                    let hash = FixedKeyHash::new(0);
+                    for rep in 0..reps {
+                        ch.meter.reset();
+                        ch.phase("offline");
+                        let t0 = Instant::now();
+                        let mut choices = Vec::with_capacity(n * d.client_bits());
+                        let mut r = Vec::with_capacity(n);
+                        for &v in &yc {
+                            let m: u64 = ring.reduce(rng.gen());
+                            choices.extend(crate::gc::circuit::bits(v, d.w));
+                            choices.extend(crate::gc::circuit::bits(
+                                ring.reduce(m.wrapping_neg()),
+                                d.l,
+                            ));
+                            r.push(m);
+                        }
+                        let lab_c = rx.extend(&mut ch, &choices)?;
+                        let msg = ch.recv(
+                            "garbled tables",
+                            crate::net::Expect::Exact(crate::wire::blocks_bytes(n * 2 * d.ands)),
+                        )?;
+                        let tables = crate::wire::Reader::new(&msg, "garbled tables")
+                            .blocks_n(n * 2 * d.ands, "tables")?;
+                        let t1 = Instant::now();
+                        ch.phase("online");
+                        let msg = ch.recv(
+                            "server labels",
+                            crate::net::Expect::Exact(crate::wire::blocks_bytes(
+                                n * d.server_bits(),
+                            )),
+                        )?;
+                        let lab_s = crate::wire::Reader::new(&msg, "server labels")
+                            .blocks_n(n * d.server_bits(), "labels")?;
+                        let gate0 = (rep * n * d.ands) as u64;
+                        let bits = garbled::evaluate(&hash, gate0, &d, &lab_s, &lab_c, &tables);
+                        let mut w = crate::wire::Writer::with_capacity(bits.len() / 8 + 16);
+                        w.bits(&bits);
+                        ch.send(w.finish())?;
+                        let t2 = Instant::now();
+                        masks.push(r);
+                        runs.push((
+                            (t1 - t0).as_secs_f64(),
+                            (t2 - t1).as_secs_f64(),
+                            ch.meter.clone(),
+                        ));
+                    }
+                }
+            }
+            Ok((runs, masks, ots))
+        },
+    );
+    let outs = server.join().expect("server thread")?;
+    let (runs, masks, ots) = client?;
+    for (s, c) in outs.iter().zip(&masks) {
+        let got: Vec<u64> = s
+            .iter()
+            .zip(c)
+            .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
+            .collect();
+        if got != want {
+            return Err(crate::MpcError::Protocol(format!(
+                "{}: the two parties' output shares do not add up to ReLU(y) >> f",
+                nonlinear.name()
+            )));
+        }
+    }
+    let per = |x: f64| x / n as f64;
+    let meter = &runs[0].2;
+    Ok(SiteRun {
+        family: nonlinear.name(),
+        threads,
+        relus: n,
+        offline_us: per(median_of(runs.iter().map(|r| r.0).collect())) * 1e6,
+        online_us: per(median_of(runs.iter().map(|r| r.1).collect())) * 1e6,
+        offline_bytes: per(meter.total("offline").bytes() as f64),
+        online_bytes: per(meter.total("online").bytes() as f64),
+        offline_flights: meter.total("offline").flights,
+        online_flights: meter.total("online").flights,
+        ots_per_relu: ots,
+    })
+}
+
 /// Nanoseconds per hash on one thread, in batches of four as half-gates garbling calls it: the
 /// GKWY hash the protocol uses (two AES calls) and the one-call form it replaced (one AES call;
 /// not tweakable-CCR, measured only to price the fix). Same run, same inputs.
@@ -188,6 +404,31 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
         t / (c * c * 9 * h * h) as f64 * 1e9
     });
     let ands = micro.and_gates_per_relu as f64;
+    let flight_ns = ping_pong_ns();
+    let byte_ns =
+        transfer_ns_per_byte((relus * 2 * micro.and_gates_per_relu).clamp(1 << 18, 1 << 24));
+    // ReLUs on OT: the site measured end to end, less the hand-over of its flights and bytes
+    // (phase_seconds charges those again).
+    let (ot_relu_offline_ns, ot_relu_online_ns) = match site_run(
+        ring,
+        relus,
+        threads,
+        crate::nonlinear::Nonlinear::Ot {
+            digit_bits: crate::nonlinear::millionaire::DEFAULT_DIGIT_BITS,
+        },
+        3,
+    ) {
+        Ok(r) => {
+            let compute = |us: f64, bytes: f64, flights: u64| {
+                (us * 1e3 - bytes * byte_ns - flights as f64 * flight_ns / relus as f64).max(0.0)
+            };
+            (
+                compute(r.offline_us, r.offline_bytes, r.offline_flights),
+                compute(r.online_us, r.online_bytes, r.online_flights),
+            )
+        }
+        Err(_) => (0.0, 0.0),
+    };
     let elem = {
         let ring = *ring;
         let mut rng = ChaCha12Rng::seed_from_u64(5);
@@ -203,11 +444,9 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
     };
     Calibration {
         elem_ns: elem,
-        flight_ns: ping_pong_ns(),
+        flight_ns,
         // Messages of the size of a site's garbled tables.
-        byte_ns: transfer_ns_per_byte(
-            (relus * 2 * micro.and_gates_per_relu).clamp(1 << 18, 1 << 24),
-        ),
+        byte_ns,
         layer_s: Default::default(),
         he: crate::he::speed::HeSpeeds::measure(Default::default(), ring).ok(),
         mac_ns: mac,
@@ -215,6 +454,8 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
         eval_and_ns: micro.eval_us * 1e3 / ands,
         ot_ns: micro.ot_us * 1e3 / (ring.gc_bits + ring.bits) as f64,
         relu_online_ns: micro.online_overhead_us * 1e3,
+        ot_relu_offline_ns,
+        ot_relu_online_ns,
         threads,
     }
 }

@@ -6,16 +6,18 @@ use crate::error::Result;
 use crate::he::{HeContext, Layout};
 use crate::model::{Arch, Op};
 use crate::net::{Meter, Profile, Traffic, HEADER};
+use crate::nonlinear::Nonlinear;
 use crate::ot::KAPPA;
 use crate::protocol::argmax::{ArgmaxDims, Tables};
 use crate::protocol::homomorphic;
-use crate::protocol::{op_label, OfflineMode, Options, OutputMode, SiteDims};
+use crate::protocol::{garbled_site, op_label, ot_site, OfflineMode, Options, OutputMode};
 use crate::ring::Ring;
 use crate::wire::{bits_bytes, blocks_bytes, bytes_bytes, ring_vec_bytes};
 use serde::{Deserialize, Serialize};
 
-/// Per-operation compute speeds measured on this machine ([`crate::bench::calibrate`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Per-operation compute speeds measured on this machine ([`crate::bench::calibrate`]); the
+/// default is all zeros (bytes and flights only).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Calibration {
     /// Ring multiply-accumulates of a weight layer, ns each (all threads).
     pub mac_ns: f64,
@@ -41,6 +43,14 @@ pub struct Calibration {
     /// Single-thread seconds of the HE offline phase's units ([`crate::he::speed`]).
     #[serde(default)]
     pub he: Option<crate::he::speed::HeSpeeds>,
+    /// ReLUs on OT ([`crate::nonlinear::ot_relu`]): compute per active ReLU of the offline
+    /// phase (random OTs, masks) and of the online phase (tables, selection), both parties
+    /// together, ns, with the channel's hand-over of its flights and bytes taken out (charged
+    /// again by [`phase_seconds`]). Zero when not measured.
+    #[serde(default)]
+    pub ot_relu_offline_ns: f64,
+    #[serde(default)]
+    pub ot_relu_online_ns: f64,
     pub threads: usize,
 }
 
@@ -124,11 +134,17 @@ pub fn macs(arch: &Arch, i: usize) -> u64 {
 /// The client's view of one inference's messages (excluding session setup), label by label.
 pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Meter> {
     let he = he_plan(arch, ring, &opts.offline)?;
-    traffic(arch, ring, opts.output, he.as_ref())
+    traffic(arch, ring, opts.output, opts.nonlinear, he.as_ref())
 }
 
 /// [`predicted_traffic`] with the HE plan already made (`None`: the dealer).
-fn traffic(arch: &Arch, ring: &Ring, output: OutputMode, he: Option<&HePlan>) -> Result<Meter> {
+fn traffic(
+    arch: &Arch,
+    ring: &Ring,
+    output: OutputMode,
+    nonlinear: Nonlinear,
+    he: Option<&HePlan>,
+) -> Result<Meter> {
     let scales = crate::model::value_scales(arch, ring)?;
     let mut s = Seq {
         meter: Meter::default(),
@@ -151,7 +167,11 @@ fn traffic(arch: &Arch, ring: &Ring, output: OutputMode, he: Option<&HePlan>) ->
                 }
             }
             _ => {
-                if let Some(d) = SiteDims::of(arch, &scales, ring, i) {
+                if let Some(shape) = ot_site(arch, &scales, ring, nonlinear, i)? {
+                    for (client, bytes) in shape.offline_messages() {
+                        s.msg(&label, client, bytes);
+                    }
+                } else if let Some(d) = garbled_site(arch, &scales, ring, nonlinear, i) {
                     ot_messages(&mut s, &label, d.n * d.client_bits());
                     s.msg(&label, false, blocks_bytes(2 * d.n * d.ands));
                 }
@@ -168,8 +188,12 @@ fn traffic(arch: &Arch, ring: &Ring, output: OutputMode, he: Option<&HePlan>) ->
     }
     s.msg("online/input", true, ring_vec(arch.numel(0), ring));
     for i in 0..arch.ops().len() {
-        if let Some(d) = SiteDims::of(arch, &scales, ring, i) {
-            let label = format!("online/{}", op_label(arch, i));
+        let label = format!("online/{}", op_label(arch, i));
+        if let Some(shape) = ot_site(arch, &scales, ring, nonlinear, i)? {
+            for (client, bytes) in shape.online_messages() {
+                s.msg(&label, client, bytes);
+            }
+        } else if let Some(d) = garbled_site(arch, &scales, ring, nonlinear, i) {
             s.msg(&label, false, blocks_bytes(d.n * d.server_bits()));
             s.msg(&label, true, bits_bytes(d.n * d.l));
         }
@@ -216,7 +240,7 @@ pub fn layer_costs(
     let output = opts.output;
     let scales = crate::model::value_scales(arch, ring)?;
     let he = he_plan(arch, ring, &opts.offline)?;
-    let meter = traffic(arch, ring, output, he.as_ref())?;
+    let meter = traffic(arch, ring, output, opts.nonlinear, he.as_ref())?;
     let find = |label: &str| {
         meter
             .entries()
@@ -239,9 +263,14 @@ pub fn layer_costs(
             Op::MaxPool { .. } => "max_pool",
             _ => continue,
         };
-        let dims = SiteDims::of(arch, &scales, ring, i);
+        let dims = garbled_site(arch, &scales, ring, opts.nonlinear, i);
+        let ot_relus = ot_site(arch, &scales, ring, opts.nonlinear, i)?.map_or(0, |s| s.n);
         let circuits = dims.map_or(0, |d| d.n);
-        let active = if kind == "relu" { circuits } else { 0 };
+        let active = if kind == "relu" {
+            circuits + ot_relus
+        } else {
+            0
+        };
         let ands = dims.map_or(0, |d| (d.n * d.ands) as u64);
         // Values whose labels the server selects and sends online (one per active ReLU, a
         // window per max-pool output).
@@ -275,12 +304,15 @@ pub fn layer_costs(
             online_compute_s: (layer_ns
                 + ands as f64 * cal.eval_and_ns
                 + gc_values as f64 * cal.relu_online_ns
+                + ot_relus as f64 * cal.ot_relu_online_ns
                 + arch.numel(i + 1) as f64 * cal.elem_ns)
                 * 1e-9,
-            // Offline: the weight layer's correlation, OT extension, garbling.
+            // Offline: the weight layer's correlation, OT extension, garbling (or the OT
+            // ReLUs' random OTs).
             offline_compute_s: (linear_offline_ns
                 + ot_compute_ns(ots, cal)
-                + ands as f64 * cal.garble_and_ns)
+                + ands as f64 * cal.garble_and_ns
+                + ot_relus as f64 * cal.ot_relu_offline_ns)
                 * 1e-9,
             he_compute_s: he_s,
         });

@@ -30,6 +30,7 @@ pub mod linalg;
 pub mod load;
 pub mod model;
 pub mod net;
+pub mod nonlinear;
 pub mod ot;
 pub mod plain;
 pub mod protocol;

@@ -161,6 +161,7 @@ fn decoders_survive_random_bytes() {
         ring: m.ring,
         offline: "dealer".into(),
         output: OutputMode::Class,
+        nonlinear: privlin_mpc::nonlinear::Nonlinear::Ot { digit_bits: 4 },
         arch: m.arch.clone(),
     }
     .encode();

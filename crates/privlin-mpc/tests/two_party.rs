@@ -1,6 +1,7 @@
 //! The two-party protocol against plaintext fixed-point inference, over the in-memory channel.
 
 use privlin_mpc::net::{mem, Channel};
+use privlin_mpc::nonlinear::Nonlinear;
 use privlin_mpc::protocol::{Client, Inference, OfflineMode, Options, OutputMode, Server};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{plain, QuantModel, Ring};
@@ -46,7 +47,8 @@ fn random_input(model: &QuantModel, rng: &mut ChaCha8Rng) -> Vec<u64> {
 
 /// Property: for random models (plain, with max-pooling, with pre-activation channel affines),
 /// masks, inputs and rings, the two-party logits equal plaintext fixed-point inference exactly, where the reference truncates identity positions the way the
-/// two shares do (SecureML local truncation, replayed from the client's recorded share).
+/// two shares do (SecureML local truncation, replayed from the client's recorded share); with
+/// active ReLUs on garbled circuits and on OT (every digit size across the cases).
 #[test]
 fn two_party_equals_plaintext_fixed_point() {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
@@ -70,36 +72,44 @@ fn two_party_equals_plaintext_fixed_point() {
         let ring = rings[case % rings.len()];
         let model = QuantModel::new(&synthetic::model(&mut rng, &spec), ring).unwrap();
         let inputs: Vec<Vec<u64>> = (0..2).map(|_| random_input(&model, &mut rng)).collect();
-        let results = run(&model, &inputs, 100 + case as u64);
-        for (x, inf) in inputs.iter().zip(&results) {
-            let raw = inf.raw.as_ref().expect("logits mode");
-            let reference = plain::forward_with(&model, x, &mut |op, p, y, shift| {
-                let yc = inf.site_shares[&op][p];
-                let ys = ring.reduce(y.wrapping_sub(yc));
-                ring.reduce(
-                    ring.truncate_share_server(ys, shift)
-                        .wrapping_add(ring.truncate_share_client(yc, shift)),
-                )
-            });
-            assert_eq!(
-                raw, &reference.logits,
-                "case {case} spec {spec:?} ring {ring:?}"
-            );
-            // Against exact (round-to-nearest) truncation the difference is a few units in the last place.
-            let exact = plain::forward(&model, x);
-            let scale = *model.scales.last().unwrap();
-            for (a, b) in raw.iter().zip(&exact.logits) {
-                let d = (ring.decode(*a, scale) - ring.decode(*b, scale)).abs();
-                // (8 units at f = 6, where pre-activation blocks carry the drift of several
-                // truncations along the untruncated residual stream.)
-                let tol = 0.05f64.max(8.0 / f64::powi(2.0, ring.frac as i32));
-                assert!(d < tol, "case {case}: local truncation drifted by {d}");
-            }
-            if spec.keep == 1.0 {
+        let ot = Nonlinear::Ot {
+            digit_bits: 1 + case as u32 % 6,
+        };
+        for nonlinear in [Nonlinear::Gc, ot] {
+            let o = opts(100 + case as u64, OutputMode::Logits).with_nonlinear(nonlinear);
+            let results = run_with(&model, &inputs, &o);
+            for (x, inf) in inputs.iter().zip(&results) {
+                let raw = inf.raw.as_ref().expect("logits mode");
+                let reference = plain::forward_with(&model, x, &mut |op, p, y, shift| {
+                    let yc = inf.site_shares[&op][p];
+                    let ys = ring.reduce(y.wrapping_sub(yc));
+                    ring.reduce(
+                        ring.truncate_share_server(ys, shift)
+                            .wrapping_add(ring.truncate_share_client(yc, shift)),
+                    )
+                });
                 assert_eq!(
-                    raw, &exact.logits,
-                    "all-active model must match exact truncation"
+                    raw, &reference.logits,
+                    "case {case} spec {spec:?} ring {ring:?}"
                 );
+                // Against exact (round-to-nearest) truncation the difference is a few units in the last place.
+                let exact = plain::forward(&model, x);
+                let scale = *model.scales.last().unwrap();
+                for (a, b) in raw.iter().zip(&exact.logits) {
+                    let d = (ring.decode(*a, scale) - ring.decode(*b, scale)).abs();
+                    // (8 units at f = 6, where pre-activation blocks carry the drift of several
+                    // truncations along the untruncated residual stream.)
+                    let tol = 0.05f64.max(8.0 / f64::powi(2.0, ring.frac as i32));
+                    assert!(d < tol, "case {case}: local truncation drifted by {d}");
+                }
+                if spec.keep == 1.0 {
+                    assert_eq!(
+                        raw,
+                        &exact.logits,
+                        "{}: all-active model must match exact truncation",
+                        nonlinear.name()
+                    );
+                }
             }
         }
     }
@@ -140,12 +150,21 @@ fn predicted_traffic_equals_measured() {
     ] {
         let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
         let x = random_input(&model, &mut rng);
-        for (output, offline) in [
-            (OutputMode::Logits, OfflineMode::default()),
-            (OutputMode::Class, OfflineMode::default()),
-            (OutputMode::Class, OfflineMode::Dealer),
+        let ot = Nonlinear::Ot { digit_bits: 4 };
+        for (output, offline, nonlinear) in [
+            (OutputMode::Logits, OfflineMode::default(), Nonlinear::Gc),
+            (OutputMode::Class, OfflineMode::default(), Nonlinear::Gc),
+            (OutputMode::Class, OfflineMode::Dealer, Nonlinear::Gc),
+            (OutputMode::Class, OfflineMode::default(), ot),
+            (
+                OutputMode::Logits,
+                OfflineMode::Dealer,
+                Nonlinear::Ot { digit_bits: 3 },
+            ),
         ] {
-            let o = opts(9, output).with_offline(offline);
+            let o = opts(9, output)
+                .with_offline(offline)
+                .with_nonlinear(nonlinear);
             let s =
                 privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 2, &o).unwrap();
             let predicted =
@@ -153,7 +172,7 @@ fn predicted_traffic_equals_measured() {
             assert_eq!(
                 s.client.counts(),
                 predicted.counts(),
-                "{output:?} {offline:?}"
+                "{output:?} {offline:?} {nonlinear:?}"
             );
             // The server saw the mirror image.
             let c = s.client.total("");

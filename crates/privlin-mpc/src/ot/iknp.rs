@@ -93,6 +93,30 @@ impl Sender {
     /// `m` correlated OTs: returns the zero-labels `H(j, q_j)`; the receiver gets
     /// `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, m: usize, delta: Block) -> Result<Vec<Block>> {
+        let (zero, one) = self.rows(ch, m)?;
+        let corr: Vec<Block> = zero
+            .par_iter()
+            .zip(&one)
+            .map(|(&h0, &h1)| h0 ^ h1 ^ delta)
+            .collect();
+        let mut w = Writer::with_capacity(16 * m + 16);
+        w.blocks(&corr);
+        ch.send(w.finish())?;
+        Ok(zero)
+    }
+
+    /// `m` random OTs with the receiver's chosen choices (Asharov-Lindell-Schneider-Zohner 2013,
+    /// section 5.3, random-message OT): returns both messages `(H(j, q_j), H(j, q_j ^ s))` of
+    /// every OT; the receiver gets the one its choice selects. No correction is sent, so each OT
+    /// costs the receiver's 16-byte matrix column alone.
+    pub fn random(&mut self, ch: &mut Channel, m: usize) -> Result<Vec<[Block; 2]>> {
+        let (zero, one) = self.rows(ch, m)?;
+        Ok(zero.into_iter().zip(one).map(|(a, b)| [a, b]).collect())
+    }
+
+    /// Receives the matrix of `m` OTs and returns the hashed rows `H(j, q_j)` and
+    /// `H(j, q_j ^ s)`.
+    fn rows(&mut self, ch: &mut Channel, m: usize) -> Result<(Vec<Block>, Vec<Block>)> {
         let mp = padded(m);
         let msg = ch.recv(
             "OT extension: matrix",
@@ -111,12 +135,12 @@ impl Sender {
         self.next += mp as u64;
         let (keys, hash) = (&self.keys, &self.hash);
         let mut zero = vec![0u128; m];
-        let mut corr = vec![0u128; m];
+        let mut one = vec![0u128; m];
         zero.par_chunks_mut(CHUNK)
-            .zip(corr.par_chunks_mut(CHUNK))
+            .zip(one.par_chunks_mut(CHUNK))
             .zip(u.par_chunks(KAPPA * CHUNK / 8))
             .enumerate()
-            .for_each(|(c, ((zero, corr), u))| {
+            .for_each(|(c, ((zero, one), u))| {
                 let cb = u.len() / KAPPA;
                 let word = chunk_start(base, c) / 32;
                 let mut q = vec![0u8; KAPPA * cb];
@@ -130,17 +154,13 @@ impl Sender {
                 }
                 transpose_chunk(&q, cb, zero);
                 let tweak = chunk_start(base, c);
-                let mut h1: Vec<Block> = zero.iter().map(|&x| x ^ s).collect();
-                hash.hash_slice(zero, tweak);
-                hash.hash_slice(&mut h1, tweak);
-                for ((c, &h0), &h1) in corr.iter_mut().zip(zero.iter()).zip(&h1) {
-                    *c = h0 ^ h1 ^ delta;
+                for (o, &z) in one.iter_mut().zip(zero.iter()) {
+                    *o = z ^ s;
                 }
+                hash.hash_slice(zero, tweak);
+                hash.hash_slice(one, tweak);
             });
-        let mut w = Writer::with_capacity(16 * m + 16);
-        w.blocks(&corr);
-        ch.send(w.finish())?;
-        Ok(zero)
+        Ok((zero, one))
     }
 }
 
@@ -158,6 +178,28 @@ impl Receiver {
 
     /// `m` correlated OTs with `choices`: returns `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
+        let m = choices.len();
+        let rows = self.rows(ch, choices)?;
+        let reply = ch.recv("OT extension: corrections", Expect::Exact(blocks_bytes(m)))?;
+        let mut rd = Reader::new(&reply, "OT extension: corrections");
+        let corr = rd.blocks_n(m, "corrections")?;
+        rd.end()?;
+        Ok(rows
+            .iter()
+            .zip(&corr)
+            .zip(choices)
+            .map(|((&h, &c), &b)| h ^ select(b, c))
+            .collect())
+    }
+
+    /// Random OTs with `choices` ([`Sender::random`]): returns `H(j, t_j)`, the sender's message
+    /// that each choice selects. One message (the matrix), nothing received.
+    pub fn random(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
+        self.rows(ch, choices)
+    }
+
+    /// Sends the matrix for `choices` and returns the hashed rows `H(j, t_j)`.
+    fn rows(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
         let m = choices.len();
         let mp = padded(m);
         let mut r = vec![0u8; mp / 8];
@@ -193,16 +235,7 @@ impl Receiver {
                 hash.hash_slice(rows, chunk_start(base, c));
             });
         ch.send(msg)?;
-        let reply = ch.recv("OT extension: corrections", Expect::Exact(blocks_bytes(m)))?;
-        let mut rd = Reader::new(&reply, "OT extension: corrections");
-        let corr = rd.blocks_n(m, "corrections")?;
-        rd.end()?;
-        Ok(rows
-            .iter()
-            .zip(&corr)
-            .zip(choices)
-            .map(|((&h, &c), &b)| h ^ select(b, c))
-            .collect())
+        Ok(rows)
     }
 }
 
@@ -239,6 +272,38 @@ mod tests {
             }
             // Zero-labels are distinct (the hash is keyed by the index).
             assert_ne!(z[0], z[1]);
+        }
+    }
+
+    /// Random OTs: the receiver gets exactly the message its choice selects, the other one is
+    /// different, and the two messages of an OT are not related by a fixed offset.
+    #[test]
+    fn random_ots_match_definition() {
+        let (a, b) = mem::pair();
+        let server = std::thread::spawn(move || {
+            let mut ch = Channel::new(Box::new(a));
+            let mut rng = ChaCha12Rng::seed_from_u64(21);
+            let mut s = Sender::setup(&mut ch, &mut rng).unwrap();
+            let x = s.random(&mut ch, 300).unwrap();
+            // Random and correlated extensions share the session's counters.
+            let y = s.extend(&mut ch, 5, 3).unwrap();
+            (x, y, ch.meter.total("").bytes())
+        });
+        let mut ch = Channel::new(Box::new(b));
+        let mut rng = ChaCha12Rng::seed_from_u64(22);
+        let mut r = Receiver::setup(&mut ch, &mut rng).unwrap();
+        let c: Vec<bool> = (0..300).map(|_| rng.gen()).collect();
+        let got = r.random(&mut ch, &c).unwrap();
+        let c2 = vec![true; 5];
+        let l2 = r.extend(&mut ch, &c2).unwrap();
+        let (x, y, _) = server.join().unwrap();
+        for j in 0..300 {
+            assert_eq!(got[j], x[j][c[j] as usize], "OT {j}");
+            assert_ne!(got[j], x[j][!c[j] as usize], "OT {j}");
+        }
+        assert_ne!(x[0][0] ^ x[0][1], x[1][0] ^ x[1][1]);
+        for j in 0..5 {
+            assert_eq!(l2[j], y[j] ^ 3);
         }
     }
 }

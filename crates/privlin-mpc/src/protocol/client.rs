@@ -4,7 +4,8 @@ use super::argmax::{self, ArgmaxDims, Tables};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
 use super::{
-    circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER, CMD_PRECOMPUTE,
+    circuit_inputs, garbled, garbled_site, op_label, ot_site, Hello, SiteDims, CMD_BYE, CMD_INFER,
+    CMD_PRECOMPUTE,
 };
 use crate::error::{MpcError, Result};
 use crate::gc::circuit::bits;
@@ -12,6 +13,7 @@ use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::model::{input_shift, value_scales, Arch, Op, QuantModel};
 use crate::net::{Channel, Expect};
+use crate::nonlinear::ot_relu;
 use crate::ot::iknp;
 use crate::ring::Ring;
 use crate::wire::{blocks_bytes, ring_vec_bytes, Block, Reader, Writer};
@@ -48,6 +50,8 @@ struct Offline {
     sites: HashMap<usize, (Vec<Block>, Vec<Block>, u64)>,
     /// Class output: the client's input labels, the tables and decoding bits, first gate.
     argmax: Option<(Vec<Block>, Tables, u64)>,
+    /// Per site on OT: its offline state.
+    ot_sites: HashMap<usize, ot_relu::ClientSite>,
 }
 
 pub struct Client {
@@ -55,6 +59,8 @@ pub struct Client {
     ch: Channel,
     rng: ChaCha12Rng,
     ot: iknp::Receiver,
+    /// The reverse direction's sender (sites on OT only).
+    ot_tx: Option<iknp::Sender>,
     linear: Box<dyn LinearOffline>,
     hash: FixedKeyHash,
     gate: u64,
@@ -92,6 +98,13 @@ impl Client {
                 linear.label()
             )));
         }
+        if hello.nonlinear != opts.nonlinear {
+            return Err(MpcError::Protocol(format!(
+                "the server computes ReLUs with `{}`, this client with `{}`",
+                hello.nonlinear.name(),
+                opts.nonlinear.name()
+            )));
+        }
         let scales = value_scales(&hello.arch, &hello.ring)
             .map_err(|e| MpcError::malformed("hello", e.to_string()))?;
         Footprint::of(&hello.arch, &hello.ring)?.check(&opts.limits)?;
@@ -99,11 +112,16 @@ impl Client {
         linear.prepare_client(&hello.arch, &hello.ring, opts)?;
         let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
         linear.setup_client(&mut ch)?;
+        let ot_tx = match hello.nonlinear {
+            crate::nonlinear::Nonlinear::Gc => None,
+            crate::nonlinear::Nonlinear::Ot { .. } => Some(iknp::Sender::setup(&mut ch, &mut rng)?),
+        };
         Ok(Client {
             hello,
             ch,
             rng,
             ot,
+            ot_tx,
             linear,
             hash: FixedKeyHash::new(0),
             gate: 0,
@@ -221,7 +239,7 @@ impl Client {
     ) -> Result<Option<Vec<u64>>> {
         let arch = &self.hello.arch;
         let ring = self.hello.ring;
-        let Some(d) = SiteDims::of(arch, &self.scales, &ring, i) else {
+        let Some(d) = garbled_site(arch, &self.scales, &ring, self.hello.nonlinear, i) else {
             return Ok(None);
         };
         self.ch.phase(format!("offline/{}", op_label(arch, i)));
@@ -255,6 +273,7 @@ impl Client {
         let r0: Vec<u64> = (0..arch.numel(0)).map(|_| ring.reduce(rng.gen())).collect();
         let mut cs: Vec<Vec<u64>> = vec![r0.clone()];
         let mut sites = HashMap::new();
+        let mut ot_sites = HashMap::new();
         let mut shares = HashMap::new();
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
@@ -309,7 +328,25 @@ impl Client {
                         .map(|&v| ring.truncate_share_client(v, shift))
                         .collect();
                     let x = circuit_inputs(&arch, i, y);
-                    if let Some(r) = self.garbled_offline(i, &x, &mut sites)? {
+                    let nl = self.hello.nonlinear;
+                    let masks = if let Some(shape) = ot_site(&arch, &self.scales, &ring, nl, i)? {
+                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                        let tx = self.ot_tx.as_mut().expect("set up for OT sites");
+                        let site = ot_relu::client_offline(
+                            &mut self.ch,
+                            &mut self.ot,
+                            tx,
+                            &mut self.rng,
+                            shape,
+                            &x,
+                        )?;
+                        let r = site.out.clone();
+                        ot_sites.insert(i, site);
+                        Some(r)
+                    } else {
+                        self.garbled_offline(i, &x, &mut sites)?
+                    };
+                    if let Some(r) = masks {
                         for (&p, v) in arch.active[&i].iter().zip(r) {
                             out[p as usize] = v;
                         }
@@ -344,6 +381,7 @@ impl Client {
                 out,
                 sites,
                 argmax,
+                ot_sites,
             },
             shares,
         ))
@@ -363,6 +401,11 @@ impl Client {
         w.ring_vec(&masked, ring.bits);
         self.ch.send(w.finish())?;
         for i in 0..arch.ops().len() {
+            if let Some(site) = off.ot_sites.remove(&i) {
+                self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                ot_relu::client_online(&mut self.ch, site)?;
+                continue;
+            }
             let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {
                 continue;
             };

@@ -36,10 +36,11 @@ pub use server::{Request, Server};
 
 use crate::error::{MpcError, Result};
 use crate::model::{Arch, Op};
+use crate::nonlinear::Nonlinear;
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
 
-const MAGIC: &[u8] = b"privlin-pi/2";
+const MAGIC: &[u8] = b"privlin-pi/3";
 /// What a server at its session limit sends instead of a hello, followed by its reason.
 const BUSY: &[u8] = b"privlin-pi/busy";
 /// Client commands.
@@ -48,12 +49,14 @@ pub(crate) const CMD_BYE: u8 = 0;
 /// Run one offline phase ahead and keep it (both parties) for a later inference.
 pub(crate) const CMD_PRECOMPUTE: u8 = 2;
 
-/// What the server announces: ring, offline mode, output mode, architecture and active positions.
+/// What the server announces: ring, offline mode, output mode, nonlinear family, architecture
+/// and active positions.
 #[derive(Debug, Clone)]
 pub struct Hello {
     pub ring: Ring,
     pub offline: String,
     pub output: OutputMode,
+    pub nonlinear: Nonlinear,
     pub arch: Arch,
 }
 
@@ -66,6 +69,7 @@ impl Hello {
             .u32(self.ring.gc_bits)
             .bytes(self.offline.as_bytes())
             .u8(self.output.code())
+            .u8(self.nonlinear.code())
             .bytes(&self.arch.to_bytes());
         w.finish()
     }
@@ -81,7 +85,7 @@ impl Hello {
             )));
         }
         if magic != MAGIC {
-            return Err(MpcError::malformed(what, "not a privlin-pi/2 server"));
+            return Err(MpcError::malformed(what, "not a privlin-pi/3 server"));
         }
         let ring = Ring {
             bits: r.u32()?,
@@ -95,12 +99,16 @@ impl Hello {
         let code = r.u8()?;
         let output = OutputMode::from_code(code)
             .ok_or_else(|| MpcError::malformed(what, format!("unknown output mode {code}")))?;
+        let code = r.u8()?;
+        let nonlinear = Nonlinear::from_code(code)
+            .ok_or_else(|| MpcError::malformed(what, format!("unknown nonlinear family {code}")))?;
         let arch = Arch::from_bytes(r.bytes()?)?;
         r.end()?;
         Ok(Hello {
             ring,
             offline,
             output,
+            nonlinear,
             arch,
         })
     }
@@ -207,6 +215,41 @@ impl SiteDims {
     /// Client input bits per circuit: its shares' low `w` bits and its mask (`l`).
     pub fn client_bits(&self) -> usize {
         self.server_bits() + self.l
+    }
+}
+
+/// The OT shape of op `i` when it is a site with active ReLUs and the family is OT.
+pub fn ot_site(
+    arch: &Arch,
+    scales: &[u32],
+    ring: &Ring,
+    nonlinear: Nonlinear,
+    i: usize,
+) -> Result<Option<crate::nonlinear::ot_relu::Shape>> {
+    match (nonlinear, &arch.ops()[i]) {
+        (Nonlinear::Ot { digit_bits }, Op::Relu { input, .. }) => {
+            let n = arch.active[&i].len();
+            if n == 0 {
+                return Ok(None);
+            }
+            let shift = scales[*input] - ring.frac;
+            crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// [`SiteDims::of`] for the family: `None` for a site that runs on OT.
+pub fn garbled_site(
+    arch: &Arch,
+    scales: &[u32],
+    ring: &Ring,
+    nonlinear: Nonlinear,
+    i: usize,
+) -> Option<SiteDims> {
+    match (nonlinear, &arch.ops()[i]) {
+        (Nonlinear::Ot { .. }, Op::Relu { .. }) => None,
+        _ => SiteDims::of(arch, scales, ring, i),
     }
 }
 

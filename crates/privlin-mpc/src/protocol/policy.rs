@@ -338,6 +338,9 @@ pub struct Options {
     pub offline: OfflineMode,
     /// The server's choice of what the client learns (a client follows the hello).
     pub output: OutputMode,
+    /// How active ReLUs are computed (both parties must choose the same).
+    #[serde(default)]
+    pub nonlinear: crate::nonlinear::Nonlinear,
     pub limits: Limits,
     /// Largest accepted `log2` of [`wrap_failure_log2`].
     pub max_wrap_log2: f64,
@@ -349,6 +352,7 @@ impl Default for Options {
             randomness: Randomness::Os,
             offline: OfflineMode::default(),
             output: OutputMode::Class,
+            nonlinear: Default::default(),
             limits: Limits::default(),
             max_wrap_log2: DEFAULT_MAX_WRAP_LOG2,
         }
@@ -366,6 +370,11 @@ impl Options {
 
     pub fn with_output(mut self, output: OutputMode) -> Self {
         self.output = output;
+        self
+    }
+
+    pub fn with_nonlinear(mut self, nonlinear: crate::nonlinear::Nonlinear) -> Self {
+        self.nonlinear = nonlinear;
         self
     }
 

@@ -4,13 +4,15 @@ use super::argmax::{self, ArgmaxDims};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Options, OutputMode, Party};
 use super::{
-    circuit_inputs, garbled, op_label, Hello, SiteDims, CMD_BYE, CMD_INFER, CMD_PRECOMPUTE,
+    circuit_inputs, garbled, garbled_site, op_label, ot_site, Hello, SiteDims, CMD_BYE, CMD_INFER,
+    CMD_PRECOMPUTE,
 };
 use crate::error::{MpcError, Result};
 use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::model::{input_shift, Op, QuantModel};
 use crate::net::{Channel, Expect};
+use crate::nonlinear::{ot_relu, Nonlinear};
 use crate::ot::iknp;
 use crate::wire::{bits_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
@@ -27,6 +29,8 @@ struct Offline {
     sites: HashMap<usize, (Vec<Block>, Vec<bool>)>,
     /// Class output: zero-labels of the server's logit-share bits.
     argmax: Option<Vec<Block>>,
+    /// Per site on OT: its offline state.
+    ot_sites: HashMap<usize, ot_relu::ServerSite>,
 }
 
 /// What one request of a session did (for the service's log line).
@@ -49,6 +53,9 @@ pub struct Server {
     ch: Channel,
     rng: ChaCha12Rng,
     ot: iknp::Sender,
+    /// The reverse direction's receiver (sites on OT only).
+    ot_rx: Option<iknp::Receiver>,
+    nonlinear: Nonlinear,
     linear: Box<dyn LinearOffline>,
     delta: Block,
     hash: FixedKeyHash,
@@ -84,17 +91,24 @@ impl Server {
             ring: model.ring,
             offline: linear.label(),
             output: opts.output,
+            nonlinear: opts.nonlinear,
             arch: model.arch.clone(),
         };
         ch.send(hello.encode())?;
         let ot = iknp::Sender::setup(&mut ch, &mut rng)?;
         linear.setup_server(&mut ch)?;
+        let ot_rx = match opts.nonlinear {
+            Nonlinear::Gc => None,
+            Nonlinear::Ot { .. } => Some(iknp::Receiver::setup(&mut ch, &mut rng)?),
+        };
         let delta = rng.gen::<u128>() | 1;
         Ok(Server {
             model,
             ch,
             rng,
             ot,
+            ot_rx,
+            nonlinear: opts.nonlinear,
             linear,
             delta,
             hash: FixedKeyHash::new(0),
@@ -181,6 +195,7 @@ impl Server {
             s: HashMap::new(),
             sites: HashMap::new(),
             argmax: None,
+            ot_sites: HashMap::new(),
         };
         for (i, op) in arch.ops().iter().enumerate() {
             match op {
@@ -192,7 +207,21 @@ impl Server {
                     off.s.insert(i, s);
                 }
                 Op::Relu { .. } | Op::MaxPool { .. } => {
-                    let Some(d) = SiteDims::of(&arch, &self.model.scales, &ring, i) else {
+                    let scales = &self.model.scales;
+                    if let Some(shape) = ot_site(&arch, scales, &ring, self.nonlinear, i)? {
+                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                        let rx = self.ot_rx.as_mut().expect("set up for OT sites");
+                        let site = ot_relu::server_offline(
+                            &mut self.ch,
+                            &mut self.ot,
+                            rx,
+                            &mut self.rng,
+                            shape,
+                        )?;
+                        off.ot_sites.insert(i, site);
+                        continue;
+                    }
+                    let Some(d) = garbled_site(&arch, scales, &ring, self.nonlinear, i) else {
                         continue;
                     };
                     self.ch.phase(format!("offline/{}", op_label(&arch, i)));
@@ -321,12 +350,18 @@ impl Server {
                         .iter()
                         .map(|&v| ring.truncate_share_server(v, shift))
                         .collect();
-                    if off.sites.contains_key(&i) {
+                    let z = if off.sites.contains_key(&i) {
                         let x = circuit_inputs(&arch, i, &y);
-                        let z = self.garbled_online(i, &mut off, &x)?;
-                        for (&p, v) in arch.active[&i].iter().zip(z) {
-                            out[p as usize] = v;
-                        }
+                        Some(self.garbled_online(i, &mut off, &x)?)
+                    } else if let Some(site) = off.ot_sites.remove(&i) {
+                        self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                        let x = circuit_inputs(&arch, i, &y);
+                        Some(ot_relu::server_online(&mut self.ch, site, &x)?)
+                    } else {
+                        None
+                    };
+                    for (&p, v) in arch.active[&i].iter().zip(z.into_iter().flatten()) {
+                        out[p as usize] = v;
                     }
                     out
                 }

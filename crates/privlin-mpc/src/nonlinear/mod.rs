@@ -1,0 +1,76 @@
+//! The nonlinear layers' protocol families: garbled circuits ([`crate::gc`], DELPHI's) or
+//! oblivious transfer ([`ot_relu`], CrypTFlow2's millionaires' protocol in DELPHI's
+//! offline/online split).
+
+pub mod millionaire;
+pub mod ot_relu;
+
+use crate::error::{MpcError, Result};
+use serde::{Deserialize, Serialize};
+
+/// How active ReLUs are computed (max-pool and the class output's argmax stay garbled circuits
+/// in both families).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Nonlinear {
+    /// Half-gates garbled circuits with IKNP OT for the client's labels.
+    #[default]
+    Gc,
+    /// The millionaires' protocol with `digit_bits`-bit digits and OT multiplexers.
+    Ot { digit_bits: u32 },
+}
+
+impl Nonlinear {
+    /// `gc`, `ot` (digits of [`millionaire::DEFAULT_DIGIT_BITS`]) or `ot:M`.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name.split_once(':') {
+            None if name == "gc" => Ok(Nonlinear::Gc),
+            None if name == "ot" => Ok(Nonlinear::Ot {
+                digit_bits: millionaire::DEFAULT_DIGIT_BITS,
+            }),
+            Some(("ot", m)) => {
+                let digit_bits: u32 = m.parse().map_err(|_| {
+                    MpcError::Params(format!(
+                        "nonlinear family `{name}`: digit size `{m}` is not a number"
+                    ))
+                })?;
+                if !(1..=millionaire::MAX_DIGIT_BITS).contains(&digit_bits) {
+                    return Err(MpcError::Params(format!(
+                        "nonlinear family `{name}`: digit size must lie in 1..={}",
+                        millionaire::MAX_DIGIT_BITS
+                    )));
+                }
+                Ok(Nonlinear::Ot { digit_bits })
+            }
+            _ => Err(MpcError::Params(format!(
+                "unknown nonlinear family `{name}` (gc, ot, ot:M with digits of M bits)"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Nonlinear::Gc => "gc".into(),
+            Nonlinear::Ot { digit_bits } if *digit_bits == millionaire::DEFAULT_DIGIT_BITS => {
+                "ot".into()
+            }
+            Nonlinear::Ot { digit_bits } => format!("ot:{digit_bits}"),
+        }
+    }
+
+    /// One byte on the wire (0: gc, m: ot with m-bit digits).
+    pub fn code(&self) -> u8 {
+        match self {
+            Nonlinear::Gc => 0,
+            Nonlinear::Ot { digit_bits } => *digit_bits as u8,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c as u32 {
+            0 => Some(Nonlinear::Gc),
+            m if m <= millionaire::MAX_DIGIT_BITS => Some(Nonlinear::Ot { digit_bits: m }),
+            _ => None,
+        }
+    }
+}

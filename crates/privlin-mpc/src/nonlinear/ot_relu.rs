@@ -1,0 +1,783 @@
+//! Active ReLUs on oblivious transfer instead of garbled circuits: DReLU by the millionaires'
+//! protocol (CrypTFlow2, Rathee et al. CCS 2020, section 3.1) on the low `w` bits of the two
+//! shares, the exact truncation's carry from the same tree (SIRNN, Rathee et al. S&P 2021,
+//! section 4), and the multiplexer as two 1-out-of-N OTs with arithmetic entries (CrypTFlow2
+//! section 3.3, its OT form of `F_MUX`), in DELPHI's split: every OT's correlation is made in
+//! the offline phase, the online phase sends only tables.
+//!
+//! What a site computes is what the garbled circuit computes ([`crate::ring::Ring::relu_trunc`]):
+//! `ReLU(sext_w(y)) >> shift`, bit for bit, re-shared so that the client's share of every output
+//! is a mask `r'` it drew offline (DELPHI's invariant: the next weight layer's offline
+//! correlation is `W r' - s`).
+//!
+//! With `y_S`, `y_C` the parties' shares, `msb` their bit `w - 1`, `h = (y mod 2^w) >> shift`,
+//! `carry` the carry into bit `w - 1` and `clow` the carry into bit `shift` of `y_S + y_C`:
+//! `b = 1 ^ msb_S ^ msb_C ^ carry` (DReLU), `wrap = maj(msb_S, msb_C, carry)`, and
+//! `ReLU(y) >> shift = b (h_S + h_C + clow - wrap 2^(w - shift))`. The comparison tree
+//! ([`super::millionaire::Plan`]) leaves the client's shares of `carry`, `clow` offline-known;
+//! the server then offers, in one OT the client selects in with `(msb_C, carry_C, clow_C)`, the
+//! term `b (h_S + clow - wrap 2^(w - shift)) - r_S` for every choice; the client offers in the
+//! other direction `b h_C - r_C` for each of the server's `(msb_S, carry_S)` (an online choice:
+//! the server sends it masked by a random OT's choice, Beaver's derandomization), and returns
+//! its sum masked by `r'`.
+//!
+//! Flights per site online: one per comparison level, then two; all alternate direction.
+//! The OTs are random OTs from IKNP ([`crate::ot::iknp`]) in both directions: 16 bytes each
+//! offline. A silent OT extension would make them nearly free (not implemented here).
+
+use super::millionaire::{Node, Plan, Sender};
+use crate::error::{MpcError, Result};
+use crate::gc::FixedKeyHash;
+use crate::net::{Channel, Expect};
+use crate::ot::iknp;
+use crate::ring::Ring;
+use crate::wire::{bits_bytes, bytes_bytes, ring_vec_bytes, Block, Reader, Writer};
+use rand::Rng;
+use rayon::prelude::*;
+
+/// Hash domain of the arithmetic entries' keys (garbling 0, OT extension 1).
+const KEY_DOMAIN: u8 = 3;
+/// Entries of the client's multiplexer table (the server's two choice bits).
+const MUX_ENTRIES: usize = 4;
+
+/// The public shape of one site's ReLUs.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub plan: Plan,
+    pub ring: Ring,
+    /// Active ReLUs of the site.
+    pub n: usize,
+    /// Offset of each level's OTs in the per-ReLU block of its receiver.
+    offsets: Vec<usize>,
+    /// Per-ReLU OTs the client receives in (digits, even levels, final), and the server.
+    pub client_ots: usize,
+    pub server_ots: usize,
+}
+
+impl Shape {
+    pub fn new(ring: &Ring, shift: u32, m: u32, n: usize) -> Result<Self> {
+        let plan = Plan::new(ring.gc_bits, shift, m)?;
+        let (mut c, mut s) = (0, 0);
+        let offsets = (0..plan.levels.len())
+            .map(|t| {
+                let at = match Plan::sender(t) {
+                    Sender::Server => &mut c,
+                    Sender::Client => &mut s,
+                };
+                let off = *at;
+                *at += plan.choices(t);
+                off
+            })
+            .collect();
+        debug_assert_eq!(c + plan.final_choices(), plan.client_receives());
+        Ok(Shape {
+            client_ots: plan.client_receives(),
+            server_ots: plan.server_receives(),
+            plan,
+            ring: *ring,
+            n,
+            offsets,
+        })
+    }
+
+    fn levels(&self) -> usize {
+        self.plan.levels.len()
+    }
+
+    /// Bytes of level `t`'s table message.
+    pub fn table_bytes(&self, t: usize) -> u64 {
+        bytes_bytes((self.n * self.plan.table_bits(t)).div_ceil(8))
+    }
+
+    /// Entries of the server's final table per ReLU.
+    fn final_entries(&self) -> usize {
+        1 << self.plan.final_choices()
+    }
+
+    /// Bytes of the server's final message (its table, its masked choices).
+    pub fn final_bytes(&self) -> u64 {
+        ring_vec_bytes(self.n * self.final_entries(), self.ring.bits) + bits_bytes(2 * self.n)
+    }
+
+    /// Bytes of the client's last message (its multiplexer table and its re-shared output).
+    pub fn mux_bytes(&self) -> u64 {
+        ring_vec_bytes(self.n * MUX_ENTRIES, self.ring.bits)
+            + ring_vec_bytes(self.n, self.ring.bits)
+    }
+
+    /// The offline messages as `(client sends, payload bytes)`: each party's IKNP matrix.
+    pub fn offline_messages(&self) -> [(bool, u64); 2] {
+        let matrix = |m: usize| bytes_bytes(crate::ot::KAPPA * m.div_ceil(128) * 128 / 8);
+        [
+            (true, matrix(self.n * self.client_ots)),
+            (false, matrix(self.n * self.server_ots)),
+        ]
+    }
+
+    /// The online messages in order, as `(client sends, payload bytes)`.
+    pub fn online_messages(&self) -> Vec<(bool, u64)> {
+        let mut v: Vec<(bool, u64)> = (0..self.levels())
+            .map(|t| (Plan::sender(t) == Sender::Client, self.table_bytes(t)))
+            .collect();
+        v.push((false, self.final_bytes()));
+        v.push((true, self.mux_bytes()));
+        v
+    }
+}
+
+/// Low `o` bits.
+#[inline]
+fn low(x: u128, o: usize) -> u128 {
+    if o >= 128 {
+        x
+    } else {
+        x & ((1u128 << o) - 1)
+    }
+}
+
+/// The key of entry `u` of a node table: Naor-Pinkas' 1-out-of-N from `k` 1-out-of-2 OTs
+/// (STOC 1999, section 4) with the PRF `F_h(u)` = bits `u o..(u + 1) o` of the random-OT
+/// message `h` (a hash output: disjoint bit ranges are independent). `key(i, b)`: message `b`
+/// of OT `i`.
+#[inline]
+fn bool_key(k: usize, o: usize, u: usize, key: impl Fn(usize, usize) -> Block) -> u128 {
+    (0..k).fold(0, |acc, i| acc ^ low(key(i, u >> i & 1) >> (u * o), o))
+}
+
+/// The key of arithmetic entry `u` (`l` bits): `XOR_i H(h_{i, u_i}, u)`.
+#[inline]
+fn ring_key(
+    hash: &FixedKeyHash,
+    ring: &Ring,
+    k: usize,
+    u: usize,
+    key: impl Fn(usize, usize) -> Block,
+) -> u64 {
+    (0..k).fold(0u64, |acc, i| {
+        acc ^ hash.hash([key(i, u >> i & 1)], [u as u128])[0] as u64
+    }) & ring.mask()
+}
+
+/// Writes `o` bits of `v` at bit `at` of `buf` (LSB first).
+#[inline]
+fn put_bits(buf: &mut [u8], at: usize, o: usize, v: u128) {
+    for j in 0..o {
+        let b = at + j;
+        buf[b / 8] |= ((v >> j & 1) as u8) << (b % 8);
+    }
+}
+
+#[inline]
+fn get_bits(buf: &[u8], at: usize, o: usize) -> u128 {
+    (0..o).fold(0u128, |v, j| {
+        let b = at + j;
+        v | ((buf[b / 8] >> (b % 8) & 1) as u128) << j
+    })
+}
+
+/// The bits of `v` at `wires`, packed (bit `i` = wire `inputs[i]`).
+#[inline]
+fn gather(v: u128, inputs: &[u16]) -> usize {
+    inputs
+        .iter()
+        .enumerate()
+        .fold(0usize, |a, (i, &w)| a | ((v >> w & 1) as usize) << i)
+}
+
+/// The parts of a party's share of a pre-activation that the protocol reads.
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    /// Bit `w - 1`.
+    msb: u32,
+    /// `(y mod 2^w) >> shift`.
+    high: u64,
+    /// Low `w - 1` bits (the client's comparison operand; the server's is their complement).
+    low: u64,
+}
+
+fn parts(y: u64, w: u32, shift: u32) -> Parts {
+    let wmask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let yw = y & wmask;
+    Parts {
+        msb: (yw >> (w - 1) & 1) as u32,
+        high: yw >> shift,
+        low: yw & ((1u64 << (w - 1)) - 1),
+    }
+}
+
+/// Builds one level's table message: `bits` bits per ReLU, eight ReLUs per byte-aligned group
+/// (parallel over groups). `row(p, buf, at)` writes ReLU `p`'s bits at bit `at`.
+fn tables(n: usize, bits: usize, row: impl Fn(usize, &mut [u8], usize) + Sync) -> Vec<u8> {
+    let mut buf = vec![0u8; (n * bits).div_ceil(8)];
+    if bits == 0 {
+        return buf;
+    }
+    buf.par_chunks_mut(bits) // `bits` bytes = eight rows
+        .enumerate()
+        .for_each(|(g, chunk)| {
+            for r in 0..8 {
+                let p = 8 * g + r;
+                if p < n {
+                    row(p, chunk, r * bits);
+                }
+            }
+        });
+    buf
+}
+
+/// The sender's side of level `t` for ReLU `p`: its input shares `mine` (previous level), its
+/// output masks `mask`, its OT messages from `keys` (the receiver's per-ReLU block of `per`),
+/// and for digit nodes its operand `x`.
+#[allow(clippy::too_many_arguments)]
+fn send_row(
+    level: &[Node],
+    off: usize,
+    per: usize,
+    keys: &[[Block; 2]],
+    p: usize,
+    mine: u128,
+    mask: u128,
+    x: u64,
+    buf: &mut [u8],
+    mut at: usize,
+) {
+    let mut slot = p * per + off;
+    let mut wire = 0usize;
+    for node in level {
+        let (k, o) = (node.k(), node.outputs());
+        let r = low(mask >> wire, o) as u32;
+        let (sv, xd) = match node.gate {
+            super::millionaire::Gate::Digit { lo, len } => (0, (x >> lo & ((1 << len) - 1)) as u32),
+            _ => (gather(mine, &node.inputs), 0),
+        };
+        for u in 0..1usize << k {
+            let v = match node.gate {
+                super::millionaire::Gate::Digit { .. } => node.eval(u as u32, xd),
+                _ => node.eval((sv ^ u) as u32, 0),
+            };
+            let key = bool_key(k, o, u, |i, b| keys[slot + i][b]);
+            put_bits(buf, at, o, (v ^ r) as u128 ^ key);
+            at += o;
+        }
+        slot += k;
+        wire += o;
+    }
+}
+
+/// The receiver's side of level `t` for ReLU `p`: its choices from its own previous masks
+/// `mine` (or, for digits, its operand `c`), its keys; returns its output shares.
+#[allow(clippy::too_many_arguments)]
+fn receive_row(
+    level: &[Node],
+    off: usize,
+    per: usize,
+    keys: &[Block],
+    p: usize,
+    mine: u128,
+    c: u64,
+    buf: &[u8],
+    mut at: usize,
+) -> u128 {
+    let mut slot = p * per + off;
+    let (mut wire, mut out) = (0usize, 0u128);
+    for node in level {
+        let (k, o) = (node.k(), node.outputs());
+        let g = match node.gate {
+            super::millionaire::Gate::Digit { lo, len } => (c >> lo & ((1 << len) - 1)) as usize,
+            _ => gather(mine, &node.inputs),
+        };
+        let key = bool_key(k, o, g, |i, _| keys[slot + i]);
+        out |= (get_bits(buf, at + g * o, o) ^ key) << wire;
+        at += (1 << k) * o;
+        slot += k;
+        wire += o;
+    }
+    out
+}
+
+/// The receiver's choice bits of level `t` for one ReLU.
+fn choices_row(level: &[Node], mine: u128, c: u64, out: &mut Vec<bool>) {
+    for node in level {
+        match node.gate {
+            super::millionaire::Gate::Digit { lo, len } => {
+                out.extend((0..len).map(|i| c >> (lo + i) & 1 == 1))
+            }
+            _ => out.extend(node.inputs.iter().map(|&w| mine >> w & 1 == 1)),
+        }
+    }
+}
+
+fn random_masks<R: Rng>(rng: &mut R, n: usize, wires: usize) -> Vec<u128> {
+    (0..n).map(|_| low(rng.gen::<u128>(), wires)).collect()
+}
+
+/// The server's offline state of one site.
+pub struct ServerSite {
+    shape: Shape,
+    /// Its output masks at the levels it sends (empty elsewhere).
+    masks: Vec<Vec<u128>>,
+    /// Both messages of the OTs the client receives in (`client_ots` per ReLU).
+    send: Vec<[Block; 2]>,
+    /// Its messages of the OTs it receives in (`server_ots` per ReLU).
+    recv: Vec<Block>,
+    /// The random choices of its two multiplexer OTs, per ReLU.
+    rho: Vec<u8>,
+    /// Its share of the final table's value, per ReLU.
+    r_s: Vec<u64>,
+}
+
+/// The client's offline state of one site.
+pub struct ClientSite {
+    shape: Shape,
+    masks: Vec<Vec<u128>>,
+    send: Vec<[Block; 2]>,
+    recv: Vec<Block>,
+    /// Its shares of the ReLUs' inputs (fixed offline).
+    y: Vec<u64>,
+    r_c: Vec<u64>,
+    /// Its shares of the outputs: `r'`.
+    pub out: Vec<u64>,
+}
+
+/// The server's offline phase of a site.
+///
+/// `tx` is the session's IKNP sender (the client receives), `rx` the reverse direction's
+/// receiver (the server receives); both give random OTs here.
+pub fn server_offline<R: Rng>(
+    ch: &mut Channel,
+    tx: &mut iknp::Sender,
+    rx: &mut iknp::Receiver,
+    rng: &mut R,
+    shape: Shape,
+) -> Result<ServerSite> {
+    let (n, p) = (shape.n, &shape.plan);
+    let masks: Vec<Vec<u128>> = (0..p.levels.len())
+        .map(|t| match Plan::sender(t) {
+            Sender::Server => random_masks(rng, n, p.wires(t)),
+            Sender::Client => Vec::new(),
+        })
+        .collect();
+    let rho: Vec<u8> = (0..n).map(|_| rng.gen::<u8>() & 3).collect();
+    let r_s: Vec<u64> = (0..n).map(|_| shape.ring.reduce(rng.gen())).collect();
+    let send = tx.random(ch, n * shape.client_ots)?;
+    let mut choices = Vec::with_capacity(n * shape.server_ots);
+    for q in 0..n {
+        for t in (1..p.levels.len()).step_by(2) {
+            choices_row(&p.levels[t], masks[t - 1][q], 0, &mut choices);
+        }
+        choices.extend([rho[q] & 1 == 1, rho[q] >> 1 == 1]);
+    }
+    let recv = rx.random(ch, &choices)?;
+    Ok(ServerSite {
+        shape,
+        masks,
+        send,
+        recv,
+        rho,
+        r_s,
+    })
+}
+
+/// The client's offline phase of a site, for its shares `y` of the ReLUs' inputs.
+pub fn client_offline<R: Rng>(
+    ch: &mut Channel,
+    rx: &mut iknp::Receiver,
+    tx: &mut iknp::Sender,
+    rng: &mut R,
+    shape: Shape,
+    y: &[u64],
+) -> Result<ClientSite> {
+    let (n, p, ring) = (shape.n, &shape.plan, shape.ring);
+    if y.len() != n {
+        return Err(MpcError::Params(format!(
+            "{} shares for a site of {n} active ReLUs",
+            y.len()
+        )));
+    }
+    let masks: Vec<Vec<u128>> = (0..p.levels.len())
+        .map(|t| match Plan::sender(t) {
+            Sender::Client => random_masks(rng, n, p.wires(t)),
+            Sender::Server => Vec::new(),
+        })
+        .collect();
+    let r_c: Vec<u64> = (0..n).map(|_| ring.reduce(rng.gen())).collect();
+    let out: Vec<u64> = (0..n).map(|_| ring.reduce(rng.gen())).collect();
+    let last = p.levels.len() - 1;
+    let mut choices = Vec::with_capacity(n * shape.client_ots);
+    for (q, &yc) in y.iter().enumerate() {
+        let c = parts(yc, p.w, p.shift);
+        for t in (0..p.levels.len()).step_by(2) {
+            let mine = if t == 0 { 0 } else { masks[t - 1][q] };
+            choices_row(&p.levels[t], mine, c.low, &mut choices);
+        }
+        let m = masks[last][q];
+        choices.push(c.msb == 1);
+        choices.push(m >> p.carry & 1 == 1);
+        if let Some(w) = p.clow {
+            choices.push(m >> w & 1 == 1);
+        }
+    }
+    let recv = rx.random(ch, &choices)?;
+    let send = tx.random(ch, n * shape.server_ots)?;
+    Ok(ClientSite {
+        shape,
+        masks,
+        send,
+        recv,
+        y: y.to_vec(),
+        r_c,
+        out,
+    })
+}
+
+fn send_tables(ch: &mut Channel, buf: Vec<u8>) -> Result<()> {
+    let mut w = Writer::with_capacity(buf.len() + 8);
+    w.bytes(&buf);
+    ch.send(w.finish())
+}
+
+fn recv_tables(ch: &mut Channel, shape: &Shape, t: usize) -> Result<Vec<u8>> {
+    let what = "OT ReLU tables";
+    let msg = ch.recv(what, Expect::Exact(shape.table_bytes(t)))?;
+    let mut r = Reader::new(&msg, what);
+    let b = r.bytes()?.to_vec();
+    r.end()?;
+    if b.len() as u64 + 8 != shape.table_bytes(t) {
+        return Err(MpcError::malformed(what, "table size"));
+    }
+    Ok(b)
+}
+
+/// The server's online phase of a site on its shares `y` of the ReLUs' inputs: returns its
+/// shares of the outputs (`ReLU(y) >> shift - r'`).
+pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Vec<u64>> {
+    let shape = &site.shape;
+    let (n, p, ring) = (shape.n, &shape.plan, shape.ring);
+    if y.len() != n {
+        return Err(MpcError::Params(format!(
+            "{} shares for a site of {n} active ReLUs",
+            y.len()
+        )));
+    }
+    let sp: Vec<Parts> = y.iter().map(|&v| parts(v, p.w, p.shift)).collect();
+    // The comparison operand: the complement of the low w - 1 bits.
+    let xs: Vec<u64> = sp
+        .iter()
+        .map(|s| !s.low & ((1u64 << (p.w - 1)) - 1))
+        .collect();
+    let (cper, sper) = (shape.client_ots, shape.server_ots);
+    // Server's shares per level: its masks where it sends, what it receives elsewhere.
+    let mut shares: Vec<Vec<u128>> = Vec::with_capacity(p.levels.len());
+    for t in 0..p.levels.len() {
+        let level = &p.levels[t];
+        match Plan::sender(t) {
+            Sender::Server => {
+                let prev: &[u128] = if t == 0 { &[] } else { &shares[t - 1] };
+                let buf = tables(n, p.table_bits(t), |q, b, at| {
+                    let mine = if t == 0 { 0 } else { prev[q] };
+                    send_row(
+                        level,
+                        shape.offsets[t],
+                        cper,
+                        &site.send,
+                        q,
+                        mine,
+                        site.masks[t][q],
+                        xs[q],
+                        b,
+                        at,
+                    )
+                });
+                send_tables(ch, buf)?;
+                shares.push(site.masks[t].clone());
+            }
+            Sender::Client => {
+                let buf = recv_tables(ch, shape, t)?;
+                let bits = p.table_bits(t);
+                let got: Vec<u128> = (0..n)
+                    .into_par_iter()
+                    .map(|q| {
+                        receive_row(
+                            level,
+                            shape.offsets[t],
+                            sper,
+                            &site.recv,
+                            q,
+                            site.masks[t - 1][q],
+                            0,
+                            &buf,
+                            q * bits,
+                        )
+                    })
+                    .collect();
+                shares.push(got);
+            }
+        }
+    }
+    let last = &shares[p.levels.len() - 1];
+    let hash = FixedKeyHash::new(KEY_DOMAIN);
+    let ka = p.final_choices();
+    // The final OT's messages are the last of the client's per-ReLU block.
+    let foff = cper - ka;
+    let ws = p.w - p.shift;
+    // The final table: for each client choice (msb_C, carry_C, clow_C), the term
+    // b (h_S + clow - wrap 2^(w - shift)) - r_S, masked.
+    let entries: Vec<u64> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|q| {
+            let (s, m) = (sp[q], last[q]);
+            let (cs, ls) = (
+                (m >> p.carry & 1) as u32,
+                p.clow.map_or(0, |w| (m >> w & 1) as u32),
+            );
+            let hash = &hash;
+            let send = &site.send;
+            let r_s = site.r_s[q];
+            (0..1usize << ka).map(move |u| {
+                let msb_c = (u & 1) as u32;
+                let carry = cs ^ (u >> 1 & 1) as u32;
+                let clow = if ka == 3 { ls ^ (u >> 2 & 1) as u32 } else { 0 };
+                let b = 1 ^ s.msb ^ msb_c ^ carry;
+                let wrap = (s.msb & msb_c) | (carry & (s.msb ^ msb_c));
+                let v = if b == 1 {
+                    s.high
+                        .wrapping_add(clow as u64)
+                        .wrapping_sub((wrap as u64) << ws)
+                } else {
+                    0
+                };
+                let key = ring_key(hash, &ring, ka, u, |i, bit| send[q * cper + foff + i][bit]);
+                ring.reduce(v.wrapping_sub(r_s)) ^ key
+            })
+        })
+        .collect();
+    let e: Vec<bool> = (0..n)
+        .flat_map(|q| {
+            let d = (sp[q].msb as u8 | ((last[q] >> p.carry & 1) as u8) << 1) ^ site.rho[q];
+            [d & 1 == 1, d >> 1 == 1]
+        })
+        .collect();
+    let mut w = Writer::with_capacity(entries.len() * 8 + n + 32);
+    w.ring_vec(&entries, ring.bits).bits(&e);
+    ch.send(w.finish())?;
+    let what = "OT ReLU multiplexer";
+    let msg = ch.recv(what, Expect::Exact(shape.mux_bytes()))?;
+    let mut r = Reader::new(&msg, what);
+    let mux = r.ring_vec_n(ring.bits, n * MUX_ENTRIES, "tables")?;
+    let back = r.ring_vec_n(ring.bits, n, "outputs")?;
+    r.end()?;
+    let moff = sper - 2;
+    Ok((0..n)
+        .into_par_iter()
+        .map(|q| {
+            let rho = site.rho[q] as usize;
+            let key = ring_key(&hash, &ring, 2, rho, |i, _| site.recv[q * sper + moff + i]);
+            let b_s = mux[q * MUX_ENTRIES + rho] ^ key;
+            ring.reduce(site.r_s[q].wrapping_add(b_s).wrapping_add(back[q]))
+        })
+        .collect())
+}
+
+/// The client's online phase of a site; its output shares are `site.out` (fixed offline).
+pub fn client_online(ch: &mut Channel, site: ClientSite) -> Result<()> {
+    let shape = &site.shape;
+    let (n, p, ring) = (shape.n, &shape.plan, shape.ring);
+    let cp: Vec<Parts> = site.y.iter().map(|&v| parts(v, p.w, p.shift)).collect();
+    let (cper, sper) = (shape.client_ots, shape.server_ots);
+    let mut shares: Vec<Vec<u128>> = Vec::with_capacity(p.levels.len());
+    for t in 0..p.levels.len() {
+        let level = &p.levels[t];
+        match Plan::sender(t) {
+            Sender::Client => {
+                let prev = &shares[t - 1];
+                let buf = tables(n, p.table_bits(t), |q, b, at| {
+                    send_row(
+                        level,
+                        shape.offsets[t],
+                        sper,
+                        &site.send,
+                        q,
+                        prev[q],
+                        site.masks[t][q],
+                        0,
+                        b,
+                        at,
+                    )
+                });
+                send_tables(ch, buf)?;
+                shares.push(site.masks[t].clone());
+            }
+            Sender::Server => {
+                let buf = recv_tables(ch, shape, t)?;
+                let bits = p.table_bits(t);
+                let got: Vec<u128> = (0..n)
+                    .into_par_iter()
+                    .map(|q| {
+                        let mine = if t == 0 { 0 } else { site.masks[t - 1][q] };
+                        receive_row(
+                            level,
+                            shape.offsets[t],
+                            cper,
+                            &site.recv,
+                            q,
+                            mine,
+                            cp[q].low,
+                            &buf,
+                            q * bits,
+                        )
+                    })
+                    .collect();
+                shares.push(got);
+            }
+        }
+    }
+    let last = &site.masks[p.levels.len() - 1];
+    let ka = p.final_choices();
+    let what = "OT ReLU final tables";
+    let msg = ch.recv(what, Expect::Exact(shape.final_bytes()))?;
+    let mut r = Reader::new(&msg, what);
+    let entries = r.ring_vec_n(ring.bits, n * (1 << ka), "tables")?;
+    let e = r.bits_n(2 * n, "masked choices")?;
+    r.end()?;
+    let hash = FixedKeyHash::new(KEY_DOMAIN);
+    let foff = cper - ka;
+    let mut mux = vec![0u64; n * MUX_ENTRIES];
+    let back: Vec<u64> = mux
+        .par_chunks_mut(MUX_ENTRIES)
+        .enumerate()
+        .map(|(q, row)| {
+            let (c, m) = (cp[q], last[q]);
+            let cc = (m >> p.carry & 1) as u32;
+            let g = c.msb as usize
+                | (cc as usize) << 1
+                | p.clow.map_or(0, |w| ((m >> w & 1) as usize) << 2);
+            let key = ring_key(&hash, &ring, ka, g, |i, _| site.recv[q * cper + foff + i]);
+            let a_c = entries[q * (1 << ka) + g] ^ key;
+            let eq = e[2 * q] as usize | (e[2 * q + 1] as usize) << 1;
+            for (v, x) in row.iter_mut().enumerate() {
+                let d = v ^ eq;
+                let carry = (d >> 1 & 1) as u32 ^ cc;
+                let b = 1 ^ (d & 1) as u32 ^ c.msb ^ carry;
+                let t = if b == 1 { c.high } else { 0 };
+                let key = ring_key(&hash, &ring, 2, v, |i, bit| {
+                    site.send[q * sper + sper - 2 + i][bit]
+                });
+                *x = ring.reduce(t.wrapping_sub(site.r_c[q])) ^ key;
+            }
+            ring.reduce(a_c.wrapping_add(site.r_c[q]).wrapping_sub(site.out[q]))
+        })
+        .collect();
+    let mut w = Writer::with_capacity(mux.len() * 8 + back.len() * 8 + 32);
+    w.ring_vec(&mux, ring.bits).ring_vec(&back, ring.bits);
+    ch.send(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::mem;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha12Rng;
+
+    /// Runs one site over the in-memory channel: the server's output shares plus the client's
+    /// masks, and the bytes the client's channel counted (offline, online).
+    pub(crate) fn run_site(ring: Ring, shift: u32, m: u32, ys: Vec<u64>, yc: Vec<u64>) -> Vec<u64> {
+        let n = ys.len();
+        let shape = Shape::new(&ring, shift, m, n).unwrap();
+        let (a, b) = mem::pair();
+        let sh = shape.clone();
+        let server = std::thread::spawn(move || {
+            let mut ch = Channel::new(Box::new(a));
+            let mut rng = ChaCha12Rng::seed_from_u64(5);
+            let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
+            let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
+            let site = server_offline(&mut ch, &mut tx, &mut rx, &mut rng, sh).unwrap();
+            server_online(&mut ch, site, &ys).unwrap()
+        });
+        let mut ch = Channel::new(Box::new(b));
+        let mut rng = ChaCha12Rng::seed_from_u64(6);
+        let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
+        let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
+        ch.meter.reset();
+        ch.phase("offline");
+        let site = client_offline(&mut ch, &mut rx, &mut tx, &mut rng, shape.clone(), &yc).unwrap();
+        let out = site.out.clone();
+        ch.phase("online");
+        client_online(&mut ch, site).unwrap();
+        let zs = server.join().unwrap();
+        // The channel's counts are the shape's message sequence.
+        let off = shape.offline_messages();
+        let on = shape.online_messages();
+        let bytes = |v: &[(bool, u64)]| v.iter().map(|&(_, b)| b + crate::net::HEADER).sum::<u64>();
+        assert_eq!(ch.meter.total("offline").bytes(), bytes(&off));
+        assert_eq!(ch.meter.total("online").bytes(), bytes(&on));
+        assert_eq!(ch.meter.total("online").messages as usize, on.len());
+        // Every online message turns the direction (the first continues the offline phase's
+        // last, the server's matrix, in this test; in a session the client's input comes first).
+        assert!(on.windows(2).all(|p| p[0].0 != p[1].0));
+        assert_eq!(ch.meter.total("online").flights as usize, on.len() - 1);
+        zs.iter()
+            .zip(&out)
+            .map(|(&s, &c)| ring.reduce(s.wrapping_add(c)))
+            .collect()
+    }
+
+    /// Two-party ReLU-and-truncate equals `Ring::relu_trunc` bit for bit: random values, zero,
+    /// the largest and smallest w-bit values, values beyond the w-bit range (where both this and
+    /// the circuit read the low w bits), truncation boundaries, shares that wrap the ring, for
+    /// every digit size and with and without truncation.
+    #[test]
+    fn ot_relu_equals_plaintext() {
+        let mut rng = ChaCha12Rng::seed_from_u64(1);
+        for (ring, shifts) in [
+            (Ring::default(), vec![12u32, 0]),
+            (Ring::new(40, 8, 20).unwrap(), vec![8]),
+            (Ring::new(64, 16, 64).unwrap(), vec![16]),
+        ] {
+            let w = ring.gc_bits;
+            let half = 1i64 << (w.min(63) - 1);
+            for shift in shifts {
+                for m in 1..=crate::nonlinear::millionaire::MAX_DIGIT_BITS {
+                    let mut vals: Vec<u64> = vec![
+                        0,
+                        1,
+                        ring.from_signed(-1),
+                        ring.from_signed(half - 1),
+                        ring.from_signed(-half),
+                        ring.from_signed(half),
+                        ring.from_signed(-half - 1),
+                        ring.from_signed((1 << shift) - 1),
+                        ring.from_signed(1 << shift),
+                        ring.from_signed(-(1 << shift)),
+                        ring.from_signed(i64::MAX >> (64 - ring.bits)),
+                        ring.from_signed(i64::MIN >> (64 - ring.bits)),
+                    ];
+                    vals.extend((0..40).map(|_| ring.from_signed(rng.gen_range(-half..half))));
+                    vals.extend((0..8).map(|_| ring.reduce(rng.gen())));
+                    let mut ys: Vec<u64> = vals.iter().map(|_| ring.reduce(rng.gen())).collect();
+                    // Shares with a zero side, and at the ring's edges.
+                    ys[0] = 0;
+                    ys[1] = ring.mask();
+                    ys[2] = ring.from_signed(i64::MIN >> (64 - ring.bits));
+                    let yc: Vec<u64> = vals
+                        .iter()
+                        .zip(&ys)
+                        .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
+                        .collect();
+                    let got = run_site(ring, shift, m, ys.clone(), yc.clone());
+                    for (k, (&v, &g)) in vals.iter().zip(&got).enumerate() {
+                        let y = ring.reduce(ys[k].wrapping_add(yc[k]));
+                        assert_eq!(y, v);
+                        assert_eq!(
+                            g,
+                            ring.relu_trunc(v, shift),
+                            "l {} w {w} shift {shift} m {m}: value {}",
+                            ring.bits,
+                            ring.signed(v)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
