@@ -135,10 +135,12 @@ pub struct OfflineArgs {
     /// A model over it is refused; both parties must use the same value.
     #[arg(long, default_value_t = privlin_mpc::he::HeParams::default().weight_bits)]
     he_weight_bits: u32,
-    /// How active ReLUs are computed: `gc` (garbled circuits, DELPHI) or `ot` (the millionaires'
-    /// protocol on OT, CrypTFlow2; `ot:M` for M-bit digits, 1..=6). Both parties must use the
-    /// same; `pi bench` takes a list (`gc,ot`) and runs the whole model under each.
-    #[arg(long, default_value = "gc")]
+    /// How active ReLUs are computed: `gc` (garbled circuits, DELPHI), `ot` (the millionaires'
+    /// protocol on OT, CrypTFlow2; `ot:M` for M-bit digits, 1..=6) or `auto` (a server takes the
+    /// family of lower predicted network time under the wan profile for the model at hand, a
+    /// client follows the server). `pi bench` takes a list (`gc,ot`) and runs the whole model
+    /// under each.
+    #[arg(long, default_value = "auto")]
     nonlinear: String,
 }
 
@@ -324,6 +326,7 @@ fn measure(a: MeasureArgs) -> Result<()> {
         output: a.ring.output()?.name().into(),
         offline: a.ring.offline.offline.clone(),
         he_weight_bits: a.ring.offline.he_weight_bits,
+        nonlinear: a.ring.offline.nonlinear()?.name(),
     };
     let r = pi::measure(&a.ckpt, &a.out, &cfg)?;
     let mut md = String::new();
@@ -383,12 +386,34 @@ fn profile(name: &Option<String>) -> Result<Option<Profile>> {
     }
 }
 
+/// `opts.nonlinear` with `auto` resolved for `model`, the choice and both families' predicted
+/// wan network time printed.
+fn resolve_family(model: &QuantModel, opts: &Options) -> Result<Nonlinear> {
+    if opts.nonlinear != Nonlinear::Auto {
+        return Ok(opts.nonlinear);
+    }
+    let wan = Profile::by_name("wan").expect("wan preset");
+    let c = cost::choose_nonlinear(&model.arch, &model.ring, opts, &wan)?;
+    let chosen = cost::resolve_nonlinear(&model.arch, &model.ring, opts)?;
+    eprintln!(
+        "nonlinear family: {} (auto: predicted online + offline network time under {}: {})",
+        chosen.name(),
+        wan.describe(),
+        c.iter()
+            .map(|(f, t)| format!("{} {t:.3} s", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(chosen)
+}
+
 fn serve(a: ServeArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let model = QuantModel::new(&file, a.ring.ring()?)?;
     let mut opts = a.ring.options(Options::default())?;
     opts.limits.max_pool = a.max_pool;
     privlin_mpc::protocol::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
+    opts.nonlinear = resolve_family(&model, &opts)?;
     let prof = profile(&a.profile)?;
     let listener = TcpListener::bind(&a.listen).with_context(|| format!("binding {}", a.listen))?;
     eprintln!(
@@ -876,11 +901,17 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let model = QuantModel::new(&file, ring)?;
     // Both parties are this process: seeded so that runs repeat; labelled as not private.
-    let families = a.ring.offline.families()?;
     let opts = Options::insecure_seeded(7)
         .with_output(a.ring.output()?)
-        .with_offline(a.ring.offline.mode()?)
-        .with_nonlinear(families[0]);
+        .with_offline(a.ring.offline.mode()?);
+    let families = a
+        .ring
+        .offline
+        .families()?
+        .into_iter()
+        .map(|f| resolve_family(&model, &opts.with_nonlinear(f)))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = opts.with_nonlinear(families[0]);
     let all = bench::cores();
     println!("machine: {}", bench::machine());
     println!(
@@ -1201,15 +1232,17 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
     let file = load_export(&a.model)?;
     let arch = &file.arch;
     let cal = calibration(&file, &ring, a.no_calibrate)?;
-    let opts = a.ring.options(Options::default())?;
+    let mut opts = a.ring.options(Options::default())?;
+    opts.nonlinear = resolve_family(&QuantModel::new(&file, ring)?, &opts)?;
     let costs = cost::layer_costs(arch, &ring, &opts, &cal)?;
     println!(
-        "model: {} | ring l={} f={} w={} | offline linear layers: {}",
+        "model: {} | ring l={} f={} w={} | offline linear layers: {} | active ReLUs: {}",
         arch.json.name,
         ring.bits,
         ring.frac,
         ring.gc_bits,
-        opts.offline.label()
+        opts.offline.label(),
+        opts.nonlinear.name()
     );
     if !a.no_calibrate {
         println!(
@@ -1300,6 +1333,38 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
         "papers' figure: 0.021 s per 1,000 ReLUs",
         active as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );
+    // Both nonlinear families side by side (the weight layers' part is the same in both).
+    println!("\nboth nonlinear families, one inference (online + offline s per profile)");
+    let mut head = format!(
+        "{:<6} {:>12} {:>12} {:>9}",
+        "family", "online B", "offline B", "flights"
+    );
+    head += &format!(" {:>10}", "none");
+    for p in Profile::presets() {
+        head += &format!(" {:>10}", p.name);
+    }
+    println!("{head}");
+    for f in Nonlinear::candidates() {
+        let o = opts.with_nonlinear(f);
+        let (on, off, on_c, off_c) = cost::totals(arch, &ring, &o, &cal)?;
+        let mut row = format!(
+            "{:<6} {:>12} {:>12} {:>4} / {:<3}",
+            f.name(),
+            on.bytes(),
+            off.bytes(),
+            on.flights,
+            off.flights
+        );
+        for p in std::iter::once(None).chain(Profile::presets().into_iter().map(Some)) {
+            let t = cost::phase_seconds(on_c, &on, p.as_ref(), &cal)
+                + cost::phase_seconds(off_c, &off, p.as_ref(), &cal);
+            row += &format!(" {t:>10.3}");
+        }
+        println!("{row}");
+    }
+    if a.no_calibrate {
+        println!("(no calibration: seconds are the network's alone)");
+    }
     if let Some(path) = &a.plot {
         let labels: Vec<String> = costs.iter().map(|c| c.label.clone()).collect();
         let per = |online: bool| -> Vec<f64> {

@@ -146,6 +146,10 @@ pub struct SiteRun {
     pub ots_per_relu: usize,
 }
 
+/// The client's side of [`site_run`]: per repetition `(offline s, online s, meter)`, its output
+/// masks, OTs per ReLU.
+type ClientRuns = (Vec<(f64, f64, Meter)>, Vec<Vec<u64>>, usize);
+
 /// Measures one site of `n` active ReLUs (pre-activations at scale 2f, truncated by f) under
 /// `nonlinear`, `reps` times after one session set-up; checks that the two parties' output
 /// shares add up to `relu_trunc` of the input.
@@ -157,6 +161,11 @@ pub fn site_run(
     reps: usize,
 ) -> Result<SiteRun> {
     use crate::nonlinear::{ot_relu, Nonlinear};
+    if nonlinear == Nonlinear::Auto {
+        return Err(crate::MpcError::Params(
+            "a site measurement takes a concrete family (gc, ot)".into(),
+        ));
+    }
     let shift = ring.frac;
     let mut rng = ChaCha12Rng::seed_from_u64(17);
     let half = 1i64 << (ring.gc_bits - 2);
@@ -188,7 +197,7 @@ pub fn site_run(
                         outs.push(ot_relu::server_online(&mut ch, site, &ys)?);
                     }
                 }
-                Nonlinear::Gc => {
+                _ => {
                     let d = SiteDims::new(&ring, n, shift);
                     let hash = FixedKeyHash::new(0);
                     let delta: Block = rng.gen::<u128>() | 1;
@@ -219,97 +228,91 @@ pub fn site_run(
             Ok(outs)
         })
     });
-    let client = pool(threads).install(
-        || -> Result<(Vec<(f64, f64, Meter)>, Vec<Vec<u64>>, usize)> {
-            let mut ch = Channel::new(Box::new(b));
-            let mut rng = ChaCha12Rng::seed_from_u64(19);
-            let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
-            let mut runs = Vec::new();
-            let mut masks = Vec::new();
-            let ots;
-            match nonlinear {
-                Nonlinear::Ot { digit_bits } => {
-                    let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
-                    let shape = ot_relu::Shape::new(&ring, shift, digit_bits, n)?;
-                    ots = shape.client_ots + shape.server_ots;
-                    for _ in 0..reps {
-                        ch.meter.reset();
-                        ch.phase("offline");
-                        let t0 = Instant::now();
-                        let site = ot_relu::client_offline(
-                            &mut ch,
-                            &mut rx,
-                            &mut tx,
-                            &mut rng,
-                            shape.clone(),
-                            &yc,
-                        )?;
-                        let t1 = Instant::now();
-                        masks.push(site.out.clone());
-                        ch.phase("online");
-                        ot_relu::client_online(&mut ch, site)?;
-                        let t2 = Instant::now();
-                        runs.push((
-                            (t1 - t0).as_secs_f64(),
-                            (t2 - t1).as_secs_f64(),
-                            ch.meter.clone(),
-                        ));
-                    }
-                }
-                Nonlinear::Gc => {
-                    let d = SiteDims::new(&ring, n, shift);
-                    ots = d.client_bits();
-                    let hash = FixedKeyHash::new(0);
-                    for rep in 0..reps {
-                        ch.meter.reset();
-                        ch.phase("offline");
-                        let t0 = Instant::now();
-                        let mut choices = Vec::with_capacity(n * d.client_bits());
-                        let mut r = Vec::with_capacity(n);
-                        for &v in &yc {
-                            let m: u64 = ring.reduce(rng.gen());
-                            choices.extend(crate::gc::circuit::bits(v, d.w));
-                            choices.extend(crate::gc::circuit::bits(
-                                ring.reduce(m.wrapping_neg()),
-                                d.l,
-                            ));
-                            r.push(m);
-                        }
-                        let lab_c = rx.extend(&mut ch, &choices)?;
-                        let msg = ch.recv(
-                            "garbled tables",
-                            crate::net::Expect::Exact(crate::wire::blocks_bytes(n * 2 * d.ands)),
-                        )?;
-                        let tables = crate::wire::Reader::new(&msg, "garbled tables")
-                            .blocks_n(n * 2 * d.ands, "tables")?;
-                        let t1 = Instant::now();
-                        ch.phase("online");
-                        let msg = ch.recv(
-                            "server labels",
-                            crate::net::Expect::Exact(crate::wire::blocks_bytes(
-                                n * d.server_bits(),
-                            )),
-                        )?;
-                        let lab_s = crate::wire::Reader::new(&msg, "server labels")
-                            .blocks_n(n * d.server_bits(), "labels")?;
-                        let gate0 = (rep * n * d.ands) as u64;
-                        let bits = garbled::evaluate(&hash, gate0, &d, &lab_s, &lab_c, &tables);
-                        let mut w = crate::wire::Writer::with_capacity(bits.len() / 8 + 16);
-                        w.bits(&bits);
-                        ch.send(w.finish())?;
-                        let t2 = Instant::now();
-                        masks.push(r);
-                        runs.push((
-                            (t1 - t0).as_secs_f64(),
-                            (t2 - t1).as_secs_f64(),
-                            ch.meter.clone(),
-                        ));
-                    }
+    let client = pool(threads).install(|| -> Result<ClientRuns> {
+        let mut ch = Channel::new(Box::new(b));
+        let mut rng = ChaCha12Rng::seed_from_u64(19);
+        let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
+        let mut runs = Vec::new();
+        let mut masks = Vec::new();
+        let ots;
+        match nonlinear {
+            Nonlinear::Ot { digit_bits } => {
+                let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
+                let shape = ot_relu::Shape::new(&ring, shift, digit_bits, n)?;
+                ots = shape.client_ots + shape.server_ots;
+                for _ in 0..reps {
+                    ch.meter.reset();
+                    ch.phase("offline");
+                    let t0 = Instant::now();
+                    let site = ot_relu::client_offline(
+                        &mut ch,
+                        &mut rx,
+                        &mut tx,
+                        &mut rng,
+                        shape.clone(),
+                        &yc,
+                    )?;
+                    let t1 = Instant::now();
+                    masks.push(site.out.clone());
+                    ch.phase("online");
+                    ot_relu::client_online(&mut ch, site)?;
+                    let t2 = Instant::now();
+                    runs.push((
+                        (t1 - t0).as_secs_f64(),
+                        (t2 - t1).as_secs_f64(),
+                        ch.meter.clone(),
+                    ));
                 }
             }
-            Ok((runs, masks, ots))
-        },
-    );
+            _ => {
+                let d = SiteDims::new(&ring, n, shift);
+                ots = d.client_bits();
+                let hash = FixedKeyHash::new(0);
+                for rep in 0..reps {
+                    ch.meter.reset();
+                    ch.phase("offline");
+                    let t0 = Instant::now();
+                    let mut choices = Vec::with_capacity(n * d.client_bits());
+                    let mut r = Vec::with_capacity(n);
+                    for &v in &yc {
+                        let m: u64 = ring.reduce(rng.gen());
+                        choices.extend(crate::gc::circuit::bits(v, d.w));
+                        choices
+                            .extend(crate::gc::circuit::bits(ring.reduce(m.wrapping_neg()), d.l));
+                        r.push(m);
+                    }
+                    let lab_c = rx.extend(&mut ch, &choices)?;
+                    let msg = ch.recv(
+                        "garbled tables",
+                        crate::net::Expect::Exact(crate::wire::blocks_bytes(n * 2 * d.ands)),
+                    )?;
+                    let tables = crate::wire::Reader::new(&msg, "garbled tables")
+                        .blocks_n(n * 2 * d.ands, "tables")?;
+                    let t1 = Instant::now();
+                    ch.phase("online");
+                    let msg = ch.recv(
+                        "server labels",
+                        crate::net::Expect::Exact(crate::wire::blocks_bytes(n * d.server_bits())),
+                    )?;
+                    let lab_s = crate::wire::Reader::new(&msg, "server labels")
+                        .blocks_n(n * d.server_bits(), "labels")?;
+                    let gate0 = (rep * n * d.ands) as u64;
+                    let bits = garbled::evaluate(&hash, gate0, &d, &lab_s, &lab_c, &tables);
+                    let mut w = crate::wire::Writer::with_capacity(bits.len() / 8 + 16);
+                    w.bits(&bits);
+                    ch.send(w.finish())?;
+                    let t2 = Instant::now();
+                    masks.push(r);
+                    runs.push((
+                        (t1 - t0).as_secs_f64(),
+                        (t2 - t1).as_secs_f64(),
+                        ch.meter.clone(),
+                    ));
+                }
+            }
+        }
+        Ok((runs, masks, ots))
+    });
     let outs = server.join().expect("server thread")?;
     let (runs, masks, ots) = client?;
     for (s, c) in outs.iter().zip(&masks) {

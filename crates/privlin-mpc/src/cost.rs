@@ -134,7 +134,47 @@ pub fn macs(arch: &Arch, i: usize) -> u64 {
 /// The client's view of one inference's messages (excluding session setup), label by label.
 pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Meter> {
     let he = he_plan(arch, ring, &opts.offline)?;
-    traffic(arch, ring, opts.output, opts.nonlinear, he.as_ref())
+    let nonlinear = resolve_nonlinear(arch, ring, opts)?;
+    traffic(arch, ring, opts.output, nonlinear, he.as_ref())
+}
+
+/// Each concrete family's predicted network time of one inference (online + offline: bytes over
+/// the bandwidth and half a round trip per flight) under `profile`, for `auto`'s choice. Compute
+/// is left out: it would need this machine's calibration (seconds to measure) at every server
+/// start, and under the `wan` profile the network time is most of the difference (garbled
+/// circuits send 5.4x the bytes, OT comparisons 3.5x the online flights per site).
+pub fn choose_nonlinear(
+    arch: &Arch,
+    ring: &Ring,
+    opts: &Options,
+    profile: &Profile,
+) -> Result<Vec<(Nonlinear, f64)>> {
+    Nonlinear::candidates()
+        .into_iter()
+        .map(|f| {
+            let m = predicted_traffic(arch, ring, &opts.with_nonlinear(f))?;
+            let t = |t: &Traffic| {
+                t.bytes() as f64 / profile.bandwidth + t.flights as f64 * profile.rtt / 2.0
+            };
+            Ok((f, t(&m.total("online/")) + t(&m.total("offline/"))))
+        })
+        .collect()
+}
+
+/// `opts.nonlinear`, with `auto` resolved to the family of lower predicted network time under
+/// the `wan` profile ([`choose_nonlinear`]).
+pub fn resolve_nonlinear(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Nonlinear> {
+    match opts.nonlinear {
+        Nonlinear::Auto => {
+            let wan = Profile::by_name("wan").expect("the wan preset");
+            let c = choose_nonlinear(arch, ring, opts, &wan)?;
+            Ok(c.into_iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("two candidates")
+                .0)
+        }
+        f => Ok(f),
+    }
 }
 
 /// [`predicted_traffic`] with the HE plan already made (`None`: the dealer).
@@ -238,6 +278,7 @@ pub fn layer_costs(
     cal: &Calibration,
 ) -> Result<Vec<LayerCost>> {
     let output = opts.output;
+    let opts = &opts.with_nonlinear(resolve_nonlinear(arch, ring, opts)?);
     let scales = crate::model::value_scales(arch, ring)?;
     let he = he_plan(arch, ring, &opts.offline)?;
     let meter = traffic(arch, ring, output, opts.nonlinear, he.as_ref())?;

@@ -272,7 +272,22 @@ pub fn decode_everything(data: &[u8]) {
         let _ = r.bits_n(8 * n, "bits");
     }
     let _ = crate::protocol::argmax::Tables::decode(data, n, 3);
+    decode_ot_relu(data, n);
     decode_he(data, n);
+}
+
+/// The OT ReLU decoders for a site of `n % 16 + 1` ReLUs ([`crate::nonlinear::ot_relu`]).
+fn decode_ot_relu(data: &[u8], n: usize) {
+    use crate::nonlinear::ot_relu;
+    let Ok(shape) = ot_relu::Shape::new(&crate::Ring::default(), 12, 1 + n as u32 % 6, n % 16 + 1)
+    else {
+        return;
+    };
+    for t in 0..shape.plan.levels.len() {
+        let _ = ot_relu::decode_tables(data, &shape, t);
+    }
+    let _ = ot_relu::decode_final(data, &shape);
+    let _ = ot_relu::decode_mux(data, &shape);
 }
 
 /// The HE decoders: public key, ciphertext, packed coefficients, an answer at the client.

@@ -324,3 +324,61 @@ fn truncation_leak_statistic_is_flat_with_class_output() {
     assert_eq!(slope, 0.0, "class output: flat");
     assert_eq!(distinct, 1);
 }
+
+/// `auto`: the server takes the family of lower predicted wan network time and announces it,
+/// a client with `auto` follows. Under the wan profile (50 MB/s, 40 ms round trips) a site on OT
+/// saves about 5.9 KB per active ReLU (0.12 ms) and costs 5 more online flights (100 ms), so OT
+/// wins on sites of more than about 850 active ReLUs: all of a width-8 32x32 model's 8,192 per
+/// site, not 1 % of them. (Dealer offline: the weight layers' part is the same in both families.)
+#[test]
+fn auto_family_follows_the_cost_model() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let wan = privlin_mpc::net::Profile::by_name("wan").unwrap();
+    for (keep, want) in [(1.0, "ot"), (0.01, "gc")] {
+        let spec = Spec {
+            input: [3, 32, 32],
+            width: 8,
+            keep,
+            ..Spec::default()
+        };
+        let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
+        let o = opts(3, OutputMode::Class)
+            .with_offline(OfflineMode::Dealer)
+            .with_nonlinear(Nonlinear::Auto);
+        let c = privlin_mpc::cost::choose_nonlinear(&model.arch, &model.ring, &o, &wan).unwrap();
+        assert_eq!(c.len(), 2);
+        let chosen = privlin_mpc::cost::resolve_nonlinear(&model.arch, &model.ring, &o).unwrap();
+        assert_eq!(chosen.name(), want, "keep {keep}: {c:?}");
+        let best = c.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        assert_eq!(c.iter().find(|x| x.0 == chosen).unwrap().1, best);
+        // A session with `auto` on both sides runs the chosen family: the traffic is its.
+        let x = random_input(&model, &mut rng);
+        let s = privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 1, &o).unwrap();
+        let predicted = privlin_mpc::cost::predicted_traffic(
+            &model.arch,
+            &model.ring,
+            &o.with_nonlinear(chosen),
+        )
+        .unwrap();
+        assert_eq!(s.client.counts(), predicted.counts());
+    }
+    // A client that insists on the other family is refused with both names.
+    let model = QuantModel::new(
+        &synthetic::model(&mut rng, &Spec::default()),
+        Ring::default(),
+    )
+    .unwrap();
+    let (a, b) = mem::pair();
+    let so = opts(4, OutputMode::Class).with_nonlinear(Nonlinear::Gc);
+    let server =
+        std::thread::spawn(move || Server::start(model, Channel::new(Box::new(a)), &so).err());
+    let co = opts(4, OutputMode::Class).with_nonlinear(Nonlinear::Ot { digit_bits: 4 });
+    let err = Client::connect(Channel::new(Box::new(b)), &co)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("`gc`") && err.to_string().contains("`ot`"),
+        "{err}"
+    );
+    drop(server);
+}

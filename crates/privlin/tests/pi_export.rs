@@ -128,8 +128,17 @@ fn every_architecture_exports_and_runs_under_the_protocol() {
         let ring = Ring::default();
         let qm = QuantModel::new(&file, ring).unwrap();
         let scale = *qm.scales.last().unwrap();
-        if two_party {
-            let opts = Options::insecure_seeded(3).with_output(OutputMode::Logits);
+        // Active ReLUs on garbled circuits and on OT.
+        for nonlinear in [
+            privlin_mpc::nonlinear::Nonlinear::Gc,
+            privlin_mpc::nonlinear::Nonlinear::Ot { digit_bits: 4 },
+        ] {
+            if !two_party {
+                break;
+            }
+            let opts = Options::insecure_seeded(3)
+                .with_output(OutputMode::Logits)
+                .with_nonlinear(nonlinear);
             let inputs: Vec<Vec<u64>> = encoded.iter().map(|e| e.0.clone()).collect();
             let s = privlin_mpc::bench::session(&qm, &inputs, None, 2, &opts).unwrap();
             for (inf, (_, exact)) in s.inferences.iter().zip(&encoded) {
@@ -137,7 +146,11 @@ fn every_architecture_exports_and_runs_under_the_protocol() {
                 // Local truncation at identity positions: a few units in the last place.
                 for (a, b) in raw.iter().zip(exact) {
                     let d = (ring.decode(*a, scale) - ring.decode(*b, scale)).abs();
-                    assert!(d < 0.05, "{arch}: two-party drifted by {d}");
+                    assert!(
+                        d < 0.05,
+                        "{arch} {}: two-party drifted by {d}",
+                        nonlinear.name()
+                    );
                 }
             }
         }

@@ -184,7 +184,7 @@ impl Plan {
         };
         // The last level's sender must be the client (odd level), so that the client's shares of
         // the carries are its own masks, known offline (the final OTs select with them).
-        if (levels.len() - 1) % 2 == 0 {
+        if (levels.len() - 1).is_multiple_of(2) {
             let inputs: Vec<u16> = std::iter::once(carry).chain(clow).collect();
             levels.push(vec![Node {
                 gate: Gate::Copy(inputs.len() as u8),
@@ -205,7 +205,7 @@ impl Plan {
 
     /// The sender of level `t`: the server at level 0 and every even level, the client at odd.
     pub fn sender(t: usize) -> Sender {
-        if t % 2 == 0 {
+        if t.is_multiple_of(2) {
             Sender::Server
         } else {
             Sender::Client

@@ -18,13 +18,18 @@ pub enum Nonlinear {
     Gc,
     /// The millionaires' protocol with `digit_bits`-bit digits and OT multiplexers.
     Ot { digit_bits: u32 },
+    /// A server chooses the family with the lower predicted online + offline network time under
+    /// the `wan` profile for the model at hand ([`crate::cost::choose_nonlinear`]); a client
+    /// follows the server's choice.
+    Auto,
 }
 
 impl Nonlinear {
-    /// `gc`, `ot` (digits of [`millionaire::DEFAULT_DIGIT_BITS`]) or `ot:M`.
+    /// `gc`, `ot` (digits of [`millionaire::DEFAULT_DIGIT_BITS`]), `ot:M` or `auto`.
     pub fn by_name(name: &str) -> Result<Self> {
         match name.split_once(':') {
             None if name == "gc" => Ok(Nonlinear::Gc),
+            None if name == "auto" => Ok(Nonlinear::Auto),
             None if name == "ot" => Ok(Nonlinear::Ot {
                 digit_bits: millionaire::DEFAULT_DIGIT_BITS,
             }),
@@ -43,7 +48,7 @@ impl Nonlinear {
                 Ok(Nonlinear::Ot { digit_bits })
             }
             _ => Err(MpcError::Params(format!(
-                "unknown nonlinear family `{name}` (gc, ot, ot:M with digits of M bits)"
+                "unknown nonlinear family `{name}` (gc, ot, ot:M with digits of M bits, auto)"
             ))),
         }
     }
@@ -55,14 +60,27 @@ impl Nonlinear {
                 "ot".into()
             }
             Nonlinear::Ot { digit_bits } => format!("ot:{digit_bits}"),
+            Nonlinear::Auto => "auto".into(),
         }
     }
 
-    /// One byte on the wire (0: gc, m: ot with m-bit digits).
+    /// The concrete families `auto` chooses between.
+    pub fn candidates() -> [Nonlinear; 2] {
+        [
+            Nonlinear::Gc,
+            Nonlinear::Ot {
+                digit_bits: millionaire::DEFAULT_DIGIT_BITS,
+            },
+        ]
+    }
+
+    /// One byte on the wire (0: gc, m: ot with m-bit digits; `auto` is resolved before a hello
+    /// is sent, and its code is refused by [`Nonlinear::from_code`]).
     pub fn code(&self) -> u8 {
         match self {
             Nonlinear::Gc => 0,
             Nonlinear::Ot { digit_bits } => *digit_bits as u8,
+            Nonlinear::Auto => u8::MAX,
         }
     }
 

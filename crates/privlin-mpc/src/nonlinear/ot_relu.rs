@@ -436,16 +436,49 @@ fn send_tables(ch: &mut Channel, buf: Vec<u8>) -> Result<()> {
     ch.send(w.finish())
 }
 
-fn recv_tables(ch: &mut Channel, shape: &Shape, t: usize) -> Result<Vec<u8>> {
-    let what = "OT ReLU tables";
-    let msg = ch.recv(what, Expect::Exact(shape.table_bytes(t)))?;
-    let mut r = Reader::new(&msg, what);
+const TABLES: &str = "OT ReLU tables";
+const FINAL: &str = "OT ReLU final tables";
+const MUX: &str = "OT ReLU multiplexer";
+
+/// Decodes level `t`'s table message: exactly the bytes the shape implies.
+pub fn decode_tables(msg: &[u8], shape: &Shape, t: usize) -> Result<Vec<u8>> {
+    let mut r = Reader::new(msg, TABLES);
     let b = r.bytes()?.to_vec();
     r.end()?;
     if b.len() as u64 + 8 != shape.table_bytes(t) {
-        return Err(MpcError::malformed(what, "table size"));
+        return Err(MpcError::malformed(
+            TABLES,
+            format!(
+                "{} bytes of tables, level {t} has {}",
+                b.len(),
+                shape.table_bytes(t) - 8
+            ),
+        ));
     }
     Ok(b)
+}
+
+/// Decodes the server's final message: its table entries and masked choices.
+pub fn decode_final(msg: &[u8], shape: &Shape) -> Result<(Vec<u64>, Vec<bool>)> {
+    let mut r = Reader::new(msg, FINAL);
+    let entries = r.ring_vec_n(shape.ring.bits, shape.n * shape.final_entries(), "tables")?;
+    let e = r.bits_n(2 * shape.n, "masked choices")?;
+    r.end()?;
+    Ok((entries, e))
+}
+
+/// Decodes the client's last message: its multiplexer entries and re-shared outputs.
+pub fn decode_mux(msg: &[u8], shape: &Shape) -> Result<(Vec<u64>, Vec<u64>)> {
+    let mut r = Reader::new(msg, MUX);
+    let mux = r.ring_vec_n(shape.ring.bits, shape.n * MUX_ENTRIES, "tables")?;
+    let back = r.ring_vec_n(shape.ring.bits, shape.n, "outputs")?;
+    r.end()?;
+    Ok((mux, back))
+}
+
+fn recv_tables(ch: &mut Channel, shape: &Shape, t: usize) -> Result<Vec<u8>> {
+    let msg = ch.recv(TABLES, Expect::Exact(shape.table_bytes(t)))?;
+    decode_tables(&msg, shape, t)
 }
 
 /// The server's online phase of a site on its shares `y` of the ReLUs' inputs: returns its
@@ -560,12 +593,8 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
     let mut w = Writer::with_capacity(entries.len() * 8 + n + 32);
     w.ring_vec(&entries, ring.bits).bits(&e);
     ch.send(w.finish())?;
-    let what = "OT ReLU multiplexer";
-    let msg = ch.recv(what, Expect::Exact(shape.mux_bytes()))?;
-    let mut r = Reader::new(&msg, what);
-    let mux = r.ring_vec_n(ring.bits, n * MUX_ENTRIES, "tables")?;
-    let back = r.ring_vec_n(ring.bits, n, "outputs")?;
-    r.end()?;
+    let msg = ch.recv(MUX, Expect::Exact(shape.mux_bytes()))?;
+    let (mux, back) = decode_mux(&msg, shape)?;
     let moff = sper - 2;
     Ok((0..n)
         .into_par_iter()
@@ -633,12 +662,8 @@ pub fn client_online(ch: &mut Channel, site: ClientSite) -> Result<()> {
     }
     let last = &site.masks[p.levels.len() - 1];
     let ka = p.final_choices();
-    let what = "OT ReLU final tables";
-    let msg = ch.recv(what, Expect::Exact(shape.final_bytes()))?;
-    let mut r = Reader::new(&msg, what);
-    let entries = r.ring_vec_n(ring.bits, n * (1 << ka), "tables")?;
-    let e = r.bits_n(2 * n, "masked choices")?;
-    r.end()?;
+    let msg = ch.recv(FINAL, Expect::Exact(shape.final_bytes()))?;
+    let (entries, e) = decode_final(&msg, shape)?;
     let hash = FixedKeyHash::new(KEY_DOMAIN);
     let foff = cper - ka;
     let mut mux = vec![0u64; n * MUX_ENTRIES];
@@ -779,5 +804,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A peer's table message of the wrong size is refused from its frame header, one of the
+    /// right size with a wrong length prefix by its decoder; the final and multiplexer messages
+    /// likewise. Errors name the message, nothing panics.
+    #[test]
+    fn malformed_ot_messages_are_refused() {
+        let ring = Ring::default();
+        let shape = Shape::new(&ring, 12, 4, 5).unwrap();
+        let (mut a, b) = mem::pair();
+        let want = shape.table_bytes(0);
+        let mut f = ((want + 1) as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&0u64.to_le_bytes());
+        a.send_raw(f).unwrap();
+        let mut ch = Channel::new(Box::new(b));
+        let err = recv_tables(&mut ch, &shape, 0).unwrap_err();
+        assert!(
+            err.to_string().contains(TABLES) && err.to_string().contains("exactly"),
+            "{err}"
+        );
+        // Right size, inflated prefix.
+        let mut w = Writer::new();
+        w.u64(1 << 40).buf.resize(want as usize, 0);
+        let err = decode_tables(&w.finish(), &shape, 0).unwrap_err();
+        assert!(err.to_string().contains(TABLES), "{err}");
+        // A valid table message of another level.
+        let other = (1..shape.levels())
+            .find(|&t| shape.table_bytes(t) != want)
+            .unwrap();
+        let mut w = Writer::new();
+        w.bytes(&vec![0u8; shape.table_bytes(other) as usize - 8]);
+        assert!(decode_tables(&w.finish(), &shape, 0).is_err());
+        // Final and multiplexer messages: every truncation refused.
+        let mut w = Writer::new();
+        w.ring_vec(&vec![1; shape.n * shape.final_entries()], ring.bits)
+            .bits(&vec![true; 2 * shape.n]);
+        let msg = w.finish();
+        assert_eq!(msg.len() as u64, shape.final_bytes());
+        decode_final(&msg, &shape).unwrap();
+        for cut in 0..msg.len() {
+            assert!(decode_final(&msg[..cut], &shape).is_err());
+        }
+        let mut w = Writer::new();
+        w.ring_vec(&vec![1; shape.n * MUX_ENTRIES], ring.bits)
+            .ring_vec(&vec![2; shape.n], ring.bits);
+        let msg = w.finish();
+        assert_eq!(msg.len() as u64, shape.mux_bytes());
+        decode_mux(&msg, &shape).unwrap();
+        for cut in 0..msg.len() {
+            assert!(decode_mux(&msg[..cut], &shape).is_err());
+        }
+        assert!(decode_mux(&[msg.clone(), vec![0]].concat(), &shape).is_err());
     }
 }

@@ -98,7 +98,9 @@ impl Client {
                 linear.label()
             )));
         }
-        if hello.nonlinear != opts.nonlinear {
+        // A client with `auto` follows the server's family.
+        if opts.nonlinear != crate::nonlinear::Nonlinear::Auto && hello.nonlinear != opts.nonlinear
+        {
             return Err(MpcError::Protocol(format!(
                 "the server computes ReLUs with `{}`, this client with `{}`",
                 hello.nonlinear.name(),
@@ -113,8 +115,8 @@ impl Client {
         let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
         linear.setup_client(&mut ch)?;
         let ot_tx = match hello.nonlinear {
-            crate::nonlinear::Nonlinear::Gc => None,
             crate::nonlinear::Nonlinear::Ot { .. } => Some(iknp::Sender::setup(&mut ch, &mut rng)?),
+            _ => None,
         };
         Ok(Client {
             hello,

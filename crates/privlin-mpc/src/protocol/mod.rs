@@ -235,6 +235,9 @@ pub fn ot_site(
             let shift = scales[*input] - ring.frac;
             crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n).map(Some)
         }
+        (Nonlinear::Auto, _) => Err(MpcError::Params(
+            "nonlinear family `auto` must be resolved (cost::choose_nonlinear) before a session or a prediction".into(),
+        )),
         _ => Ok(None),
     }
 }

@@ -84,6 +84,12 @@ impl Server {
         mut linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
         check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
+        // `auto`: the family the cost model prefers for this model under the wan profile.
+        let opts = &opts.with_nonlinear(crate::cost::resolve_nonlinear(
+            &model.arch,
+            &model.ring,
+            opts,
+        )?);
         linear.prepare_server(&model, opts)?;
         let mut rng = opts.randomness.rng(Party::Server);
         ch.phase("setup");
@@ -98,8 +104,8 @@ impl Server {
         let ot = iknp::Sender::setup(&mut ch, &mut rng)?;
         linear.setup_server(&mut ch)?;
         let ot_rx = match opts.nonlinear {
-            Nonlinear::Gc => None,
             Nonlinear::Ot { .. } => Some(iknp::Receiver::setup(&mut ch, &mut rng)?),
+            _ => None,
         };
         let delta = rng.gen::<u128>() | 1;
         Ok(Server {

@@ -211,7 +211,7 @@ pub fn private_inference(s: &mut String, p: &PiReport) {
     let (a, m) = (&p.all_relu, &p.partial);
     let _ = writeln!(
         s,
-        "| ReLUs in garbled circuits | {} | {} |",
+        "| active ReLUs (garbled circuits or OT) | {} | {} |",
         a.active_relus, m.active_relus
     );
     let _ = writeln!(
@@ -260,4 +260,38 @@ pub fn private_inference(s: &mut String, p: &PiReport) {
          {} active pre-activations outside the circuit width); private class = label on {}/{}.\n",
         p.agree_float, p.images, p.agree_fixed_point, p.images, p.gc_overflows, p.correct, p.images
     );
+    if !p.by_family.is_empty() {
+        let _ = writeln!(
+            s,
+            "Active ReLUs ran on `{}`. Both nonlinear families priced by the cost model for this \
+             model (`gc`: garbled circuits; `ot`: the millionaires' protocol on OT; the weight \
+             layers' offline phase is the same in both):\n",
+            p.nonlinear
+        );
+        let _ = writeln!(
+            s,
+            "| family | online | offline | online / offline flights | online + offline s, {} |",
+            p.partial
+                .slowest()
+                .map(|w| w.network.as_str())
+                .unwrap_or("slowest network")
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for f in &p.by_family {
+            let c = &f.partial;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} / {} | {} |",
+                f.nonlinear,
+                mb(c.online_bytes),
+                mb(c.offline_bytes),
+                c.online_flights,
+                c.offline_flights,
+                c.slowest()
+                    .map(|w| format!("{:.3} s", w.online_s + w.offline_s))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(s);
+    }
 }

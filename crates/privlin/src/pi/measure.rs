@@ -13,6 +13,7 @@ use privlin_mpc::cost::{self, Calibration};
 use privlin_mpc::he::HeParams;
 use privlin_mpc::model::Arch;
 use privlin_mpc::net::Profile;
+use privlin_mpc::nonlinear::Nonlinear;
 use privlin_mpc::protocol::{OfflineMode, Options, OutputMode};
 use privlin_mpc::{bench, plain, QuantModel, Ring};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,11 @@ pub struct PiConfig {
     pub offline: String,
     /// Public bound on the fixed-point weights for HE: `|w| < 2^he_weight_bits`.
     pub he_weight_bits: u32,
+    /// How active ReLUs are computed: `gc` (garbled circuits), `ot` (`ot:M`: the millionaires'
+    /// protocol on OT) or `auto` (the default: the family of lower predicted network time under
+    /// the wan profile for the model at hand). Both families are priced in `pi.json` whichever
+    /// runs.
+    pub nonlinear: String,
 }
 
 impl Default for PiConfig {
@@ -63,6 +69,7 @@ impl Default for PiConfig {
             output: OutputMode::Class.name().into(),
             offline: "he".into(),
             he_weight_bits: HeParams::default().weight_bits,
+            nonlinear: Nonlinear::Auto.name(),
         }
     }
 }
@@ -80,9 +87,14 @@ impl PiConfig {
         OfflineMode::named(&self.offline, self.he_weight_bits).context("[pi] offline")
     }
 
+    pub fn nonlinear(&self) -> Result<Nonlinear> {
+        Nonlinear::by_name(&self.nonlinear).context("[pi] nonlinear")
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.ring()?;
         self.output()?;
+        self.nonlinear()?;
         if let OfflineMode::He(p) = self.offline()? {
             p.validate().context("[pi] he_weight_bits")?;
         }
@@ -94,7 +106,8 @@ impl PiConfig {
     pub fn options(&self) -> Result<Options> {
         Ok(Options::insecure_seeded(self.insecure_seed)
             .with_output(self.output()?)
-            .with_offline(self.offline()?))
+            .with_offline(self.offline()?)
+            .with_nonlinear(self.nonlinear()?))
     }
 }
 
@@ -139,6 +152,18 @@ pub struct LayerRow {
     /// and under the dealer).
     #[serde(default)]
     pub he_s: f64,
+    /// Each nonlinear family's predicted `[online, offline]` bytes of this layer (the run's own
+    /// family is the measured `online_bytes`, `offline_bytes`).
+    #[serde(default)]
+    pub by_family: std::collections::BTreeMap<String, [u64; 2]>,
+}
+
+/// One nonlinear family's predicted cost of the model and of its all-ReLU network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FamilyCost {
+    pub nonlinear: String,
+    pub partial: Cost,
+    pub all_relu: Cost,
 }
 
 /// `pi.json`.
@@ -175,6 +200,12 @@ pub struct PiReport {
     pub partial: Cost,
     /// The same network with every ReLU active: the cost model's prediction.
     pub all_relu: Cost,
+    /// The family the sessions ran (`gc`, `ot`).
+    #[serde(default)]
+    pub nonlinear: String,
+    /// Both families priced by the cost model (the run's own among them).
+    #[serde(default)]
+    pub by_family: Vec<FamilyCost>,
     pub layers: Vec<LayerRow>,
     /// Wall-clock of the stage.
     pub seconds: f64,
@@ -206,6 +237,48 @@ fn summarize(arch: &Arch, ring: &Ring, opts: &Options, cal: &Calibration) -> Res
     })
 }
 
+/// The two families priced beside a run of `ran`: garbled circuits and OT (with `ran`'s digit
+/// size when it is OT).
+pub fn families(ran: Nonlinear) -> [Nonlinear; 2] {
+    match ran {
+        Nonlinear::Gc => [
+            Nonlinear::Gc,
+            Nonlinear::by_name("ot").expect("default OT family"),
+        ],
+        ot => [Nonlinear::Gc, ot],
+    }
+}
+
+/// Per-layer rows of the run's family, with both families' predicted bytes.
+fn layer_rows(
+    arch: &Arch,
+    ring: &Ring,
+    opts: &Options,
+    cal: &Calibration,
+) -> Result<Vec<LayerRow>> {
+    let mut rows: Vec<LayerRow> = cost::layer_costs(arch, ring, opts, cal)?
+        .into_iter()
+        .map(|c| LayerRow {
+            label: c.label,
+            kind: c.kind.into(),
+            active: c.active,
+            macs: c.macs,
+            online_bytes: c.online.bytes(),
+            offline_bytes: c.offline.bytes(),
+            he_s: c.he_compute_s,
+            by_family: Default::default(),
+        })
+        .collect();
+    for f in families(opts.nonlinear) {
+        let costs = cost::layer_costs(arch, ring, &opts.with_nonlinear(f), cal)?;
+        for (row, c) in rows.iter_mut().zip(costs) {
+            row.by_family
+                .insert(f.name(), [c.online.bytes(), c.offline.bytes()]);
+        }
+    }
+    Ok(rows)
+}
+
 /// Runs the stage for checkpoint `ckpt` (its masks applied) and writes the export and `pi.json`
 /// into `out`.
 pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
@@ -220,6 +293,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     let file = export(&model, masks.as_ref(), &spec.normalization, &name)?;
     let qm = QuantModel::new(&file, ring)
         .with_context(|| format!("{name}: encoding the weights in the ring"))?;
+    let opts = opts.with_nonlinear(cost::resolve_nonlinear(&qm.arch, &ring, &opts)?);
     privlin_mpc::protocol::policy::check_wrap(&qm.arch, &ring, opts.max_wrap_log2)
         .with_context(|| format!("[pi] ring for {name}"))?;
     file.save(out)
@@ -300,18 +374,19 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         offline_s: infs.iter().map(|i| i.offline_s).sum::<f64>() / n as f64,
         partial: summarize(&qm.arch, &ring, &opts, &cal)?,
         all_relu: summarize(&all_relu.arch, &ring, &opts, &cal)?,
-        layers: cost::layer_costs(&qm.arch, &ring, &opts, &cal)?
+        nonlinear: opts.nonlinear.name(),
+        by_family: families(opts.nonlinear)
             .into_iter()
-            .map(|c| LayerRow {
-                label: c.label,
-                kind: c.kind.into(),
-                active: c.active,
-                macs: c.macs,
-                online_bytes: c.online.bytes(),
-                offline_bytes: c.offline.bytes(),
-                he_s: c.he_compute_s,
+            .map(|f| {
+                let o = opts.with_nonlinear(f);
+                Ok(FamilyCost {
+                    nonlinear: f.name(),
+                    partial: summarize(&qm.arch, &ring, &o, &cal)?,
+                    all_relu: summarize(&all_relu.arch, &ring, &o, &cal)?,
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
+        layers: layer_rows(&qm.arch, &ring, &opts, &cal)?,
         seconds: t0.elapsed().as_secs_f64(),
         config: cfg.clone(),
     };

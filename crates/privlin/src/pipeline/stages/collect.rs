@@ -141,7 +141,7 @@ pub fn collect(out: &Path) -> Result<String> {
         bail!("{}: no finished sweep points", out.display());
     }
     let mut csv = String::from(
-        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float,budget_reached,linearize_epochs,macs,pi_total_s_wan_predicted\n",
+        "tag,method,budget,relus,capacity,relu_share,acc_all_relu,acc_linearized,acc_finetuned,delphi_estimate_s,linearize_s,finetune_s,pi_online_bytes,pi_offline_bytes,pi_online_s_measured,pi_online_s_wan_predicted,pi_agree_float,budget_reached,linearize_epochs,macs,pi_total_s_wan_predicted,pi_nonlinear,gc_total_s_wan_predicted,ot_total_s_wan_predicted\n",
     );
     for p in &pts {
         let pi = match &p.pi {
@@ -161,9 +161,23 @@ pub fn collect(out: &Path) -> Result<String> {
             .unwrap_or_default();
         let macs = p.macs.map(|m| m.to_string()).unwrap_or_default();
         let reached = p.lin.budget_outcome.map_or("", |o| o.csv_label());
+        // Both families' predicted end-to-end seconds on the slowest network.
+        let family = |name: &str| {
+            p.pi.as_ref()
+                .and_then(|r| {
+                    r.by_family
+                        .iter()
+                        .find(|f| f.nonlinear.split(':').next() == Some(name))
+                })
+                .and_then(|f| f.partial.slowest())
+                .map(|w| format!("{:.4}", w.online_s + w.offline_s))
+                .unwrap_or_default()
+        };
+        let ran = p.pi.as_ref().map(|r| r.nonlinear.as_str()).unwrap_or("");
+        let (gc, ot) = (family("gc"), family("ot"));
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi},{reached},{},{macs},{e2e}",
+            "{},{},{},{},{},{:.6},{:.4},{:.4},{:.4},{:.4},{:.1},{:.1},{pi},{reached},{},{macs},{e2e},{ran},{gc},{ot}",
             p.tag,
             p.lin.method,
             p.label,
