@@ -32,11 +32,15 @@ pub const DEFAULT_DIGIT_BITS: u32 = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     /// A leaf on bits `lo..lo + len` of the comparison operands: outputs `([x < c], [x = c])` of
-    /// the sender's digit `x` and the receiver's digit `c` (its choice).
-    Digit { lo: u32, len: u32 },
+    /// the sender's digit `x` and the receiver's digit `c` (its choice); `[x < c]` alone for the
+    /// lowest digit (`eq: false`), whose equality no step reads.
+    Digit { lo: u32, len: u32, eq: bool },
     /// `(lt_hi, eq_hi, lt_lo, eq_lo) -> (lt_hi ^ eq_hi lt_lo, eq_hi eq_lo)`: CrypTFlow2's
     /// combination step (Algorithm 1, lines 10-11; the two terms of the XOR exclude each other).
     Combine,
+    /// `(lt_hi, eq_hi, lt_lo) -> lt_hi ^ eq_hi lt_lo`: a step over the lowest digit, whose
+    /// equality no later step reads.
+    CombineLt,
     /// `(lt_hi, eq_hi, lt_lo) -> (lt_hi ^ eq_hi lt_lo, lt_lo)`: the whole comparison from the
     /// high and low segments, and the low segment's carry passed on.
     Top,
@@ -64,6 +68,7 @@ impl Node {
     pub fn outputs(&self) -> usize {
         match self.gate {
             Gate::Copy(n) => n as usize,
+            Gate::Digit { eq: false, .. } | Gate::CombineLt => 1,
             _ => 2,
         }
     }
@@ -86,6 +91,10 @@ impl Node {
             Gate::Top => {
                 let (lt_hi, eq_hi, lt_lo) = (v & 1, v >> 1 & 1, v >> 2 & 1);
                 (lt_hi ^ (eq_hi & lt_lo)) | lt_lo << 1
+            }
+            Gate::CombineLt => {
+                let (lt_hi, eq_hi, lt_lo) = (v & 1, v >> 1 & 1, v >> 2 & 1);
+                lt_hi ^ (eq_hi & lt_lo)
             }
             Gate::Copy(_) => v,
         }
@@ -132,7 +141,12 @@ impl Plan {
             while at < hi {
                 let len = m.min(hi - at);
                 out.push(Node {
-                    gate: Gate::Digit { lo: at, len },
+                    gate: Gate::Digit {
+                        lo: at,
+                        len,
+                        // The lowest digit of the whole comparison: no step reads its equality.
+                        eq: at != 0,
+                    },
                     inputs: vec![],
                 });
                 at += len;
@@ -141,29 +155,55 @@ impl Plan {
         segment(0, shift, &mut leaves);
         let n_low = leaves.len();
         segment(shift, w - 1, &mut leaves);
-        let pair = |j: usize| (2 * j as u16, 2 * j as u16 + 1);
-        let mut low: Vec<(u16, u16)> = (0..n_low).map(pair).collect();
-        let mut high: Vec<(u16, u16)> = (n_low..leaves.len()).map(pair).collect();
+        // A segment's partial results: the wire of `lt` and, unless it holds the lowest digit,
+        // of `eq`, at the current level.
+        type Part = (u16, Option<u16>);
+        let mut wire = 0u16;
+        let mut parts: Vec<Part> = leaves
+            .iter()
+            .map(|n| {
+                let p = (wire, (n.outputs() == 2).then_some(wire + 1));
+                wire += n.outputs() as u16;
+                p
+            })
+            .collect();
+        let mut high: Vec<Part> = parts.split_off(n_low);
+        let mut low: Vec<Part> = parts;
         let mut levels = vec![leaves];
         while low.len() > 1 || high.len() > 1 {
             let mut nodes = Vec::new();
             let mut wire = 0u16;
-            let mut step = |seg: &[(u16, u16)]| -> Vec<(u16, u16)> {
+            let mut step = |seg: &[Part]| -> Vec<Part> {
                 seg.chunks(2)
                     .map(|c| {
-                        nodes.push(match c {
-                            [lo, hi] => Node {
-                                gate: Gate::Combine,
-                                inputs: vec![hi.0, hi.1, lo.0, lo.1],
-                            },
-                            [one] => Node {
-                                gate: Gate::Copy(2),
-                                inputs: vec![one.0, one.1],
-                            },
+                        let node = match c {
+                            [lo, hi] => {
+                                let eq_hi = hi.1.expect("only the lowest digit lacks eq");
+                                match lo.1 {
+                                    Some(eq_lo) => Node {
+                                        gate: Gate::Combine,
+                                        inputs: vec![hi.0, eq_hi, lo.0, eq_lo],
+                                    },
+                                    None => Node {
+                                        gate: Gate::CombineLt,
+                                        inputs: vec![hi.0, eq_hi, lo.0],
+                                    },
+                                }
+                            }
+                            [one] => {
+                                let inputs: Vec<u16> =
+                                    std::iter::once(one.0).chain(one.1).collect();
+                                Node {
+                                    gate: Gate::Copy(inputs.len() as u8),
+                                    inputs,
+                                }
+                            }
                             _ => unreachable!(),
-                        });
-                        wire += 2;
-                        (wire - 2, wire - 1)
+                        };
+                        let o = node.outputs() as u16;
+                        nodes.push(node);
+                        wire += o;
+                        (wire - o, (o == 2).then_some(wire - 1))
                     })
                     .collect()
             };
@@ -175,6 +215,7 @@ impl Plan {
         let (mut carry, mut clow) = match low.first() {
             None => (hi_lt, None),
             Some(&(lo_lt, _)) => {
+                let hi_eq = hi_eq.expect("the high segment holds no lowest digit here");
                 levels.push(vec![Node {
                     gate: Gate::Top,
                     inputs: vec![hi_lt, hi_eq, lo_lt],
@@ -227,10 +268,10 @@ impl Plan {
         self.levels[t].iter().map(Node::table_bits).sum()
     }
 
-    /// Choice bits of the final OT that the client selects in: its sign bit and its shares of
-    /// the carries.
+    /// Choice bits of the final OT that the client selects in: its share of the carry XOR its
+    /// sign bit, and its share of the low carry.
     pub fn final_choices(&self) -> usize {
-        2 + self.clow.is_some() as usize
+        1 + self.clow.is_some() as usize
     }
 
     /// OTs per ReLU in which the client receives (digits, even levels, the final OT).
@@ -261,7 +302,7 @@ impl Plan {
             let mut next = Vec::new();
             for node in level {
                 let out = match node.gate {
-                    Gate::Digit { lo, len } => {
+                    Gate::Digit { lo, len, .. } => {
                         let mask = (1u64 << len) - 1;
                         node.eval((c >> lo & mask) as u32, (x >> lo & mask) as u32)
                     }

@@ -13,13 +13,15 @@
 //! With `y_S`, `y_C` the parties' shares, `msb` their bit `w - 1`, `h = (y mod 2^w) >> shift`,
 //! `carry` the carry into bit `w - 1` and `clow` the carry into bit `shift` of `y_S + y_C`:
 //! `b = 1 ^ msb_S ^ msb_C ^ carry` (DReLU), `wrap = maj(msb_S, msb_C, carry)`, and
-//! `ReLU(y) >> shift = b (h_S + h_C + clow - wrap 2^(w - shift))`. The comparison tree
+//! `ReLU(y) >> shift = b (h_S + h_C + clow - wrap 2^(w - shift))`; where `b = 1`,
+//! `carry = msb_S ^ msb_C` and so `wrap = msb_S or msb_C`. The comparison tree
 //! ([`super::millionaire::Plan`]) leaves the client's shares of `carry`, `clow` offline-known;
-//! the server then offers, in one OT the client selects in with `(msb_C, carry_C, clow_C)`, the
-//! term `b (h_S + clow - wrap 2^(w - shift)) - r_S` for every choice; the client offers in the
-//! other direction `b h_C - r_C` for each of the server's `(msb_S, carry_S)` (an online choice:
-//! the server sends it masked by a random OT's choice, Beaver's derandomization), and returns
-//! its sum masked by `r'`.
+//! the server then offers, in one 1-out-of-4 OT the client selects in with
+//! `(carry_C ^ msb_C, clow_C)`, the term `b (h_S + clow - msb_S 2^(w - shift)) - r_S` for every
+//! choice; the client offers in the other direction `b (h_C - [msb_C and not msb_S]
+//! 2^(w - shift)) - r_C` for each of the server's `(msb_S, carry_S)` (an online choice: the
+//! server sends it masked by a random OT's choice, Beaver's derandomization), and returns its
+//! sum masked by `r'`.
 //!
 //! Flights per site online: one per comparison level, then two; all alternate direction.
 //! The OTs are random OTs from IKNP ([`crate::ot::iknp`]) in both directions: 16 bytes each
@@ -247,7 +249,9 @@ fn send_row(
         let (k, o) = (node.k(), node.outputs());
         let r = low(mask >> wire, o) as u32;
         let (sv, xd) = match node.gate {
-            super::millionaire::Gate::Digit { lo, len } => (0, (x >> lo & ((1 << len) - 1)) as u32),
+            super::millionaire::Gate::Digit { lo, len, .. } => {
+                (0, (x >> lo & ((1 << len) - 1)) as u32)
+            }
             _ => (gather(mine, &node.inputs), 0),
         };
         for u in 0..1usize << k {
@@ -283,7 +287,9 @@ fn receive_row(
     for node in level {
         let (k, o) = (node.k(), node.outputs());
         let g = match node.gate {
-            super::millionaire::Gate::Digit { lo, len } => (c >> lo & ((1 << len) - 1)) as usize,
+            super::millionaire::Gate::Digit { lo, len, .. } => {
+                (c >> lo & ((1 << len) - 1)) as usize
+            }
             _ => gather(mine, &node.inputs),
         };
         let key = bool_key(k, o, g, |i, _| keys[slot + i]);
@@ -299,7 +305,7 @@ fn receive_row(
 fn choices_row(level: &[Node], mine: u128, c: u64, out: &mut Vec<bool>) {
     for node in level {
         match node.gate {
-            super::millionaire::Gate::Digit { lo, len } => {
+            super::millionaire::Gate::Digit { lo, len, .. } => {
                 out.extend((0..len).map(|i| c >> (lo + i) & 1 == 1))
             }
             _ => out.extend(node.inputs.iter().map(|&w| mine >> w & 1 == 1)),
@@ -411,8 +417,7 @@ pub fn client_offline<R: Rng>(
             choices_row(&p.levels[t], mine, c.low, &mut choices);
         }
         let m = masks[last][q];
-        choices.push(c.msb == 1);
-        choices.push(m >> p.carry & 1 == 1);
+        choices.push((m >> p.carry & 1 == 1) ^ (c.msb == 1));
         if let Some(w) = p.clow {
             choices.push(m >> w & 1 == 1);
         }
@@ -553,8 +558,8 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
     // The final OT's messages are the last of the client's per-ReLU block.
     let foff = cper - ka;
     let ws = p.w - p.shift;
-    // The final table: for each client choice (msb_C, carry_C, clow_C), the term
-    // b (h_S + clow - wrap 2^(w - shift)) - r_S, masked.
+    // The final table: for each client choice (u_C = carry_C ^ msb_C, clow_C), the term
+    // b (h_S + clow - msb_S 2^(w - shift)) - r_S, masked (b = 1 ^ msb_S ^ carry_S ^ u_C).
     let entries: Vec<u64> = (0..n)
         .into_par_iter()
         .flat_map_iter(|q| {
@@ -567,15 +572,12 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
             let send = &site.send;
             let r_s = site.r_s[q];
             (0..1usize << ka).map(move |u| {
-                let msb_c = (u & 1) as u32;
-                let carry = cs ^ (u >> 1 & 1) as u32;
-                let clow = if ka == 3 { ls ^ (u >> 2 & 1) as u32 } else { 0 };
-                let b = 1 ^ s.msb ^ msb_c ^ carry;
-                let wrap = (s.msb & msb_c) | (carry & (s.msb ^ msb_c));
+                let b = 1 ^ s.msb ^ cs ^ (u & 1) as u32;
+                let clow = if ka == 2 { ls ^ (u >> 1 & 1) as u32 } else { 0 };
                 let v = if b == 1 {
                     s.high
                         .wrapping_add(clow as u64)
-                        .wrapping_sub((wrap as u64) << ws)
+                        .wrapping_sub((s.msb as u64) << ws)
                 } else {
                     0
                 };
@@ -662,6 +664,7 @@ pub fn client_online(ch: &mut Channel, site: ClientSite) -> Result<()> {
     }
     let last = &site.masks[p.levels.len() - 1];
     let ka = p.final_choices();
+    let ws = p.w - p.shift;
     let msg = ch.recv(FINAL, Expect::Exact(shape.final_bytes()))?;
     let (entries, e) = decode_final(&msg, shape)?;
     let hash = FixedKeyHash::new(KEY_DOMAIN);
@@ -673,17 +676,22 @@ pub fn client_online(ch: &mut Channel, site: ClientSite) -> Result<()> {
         .map(|(q, row)| {
             let (c, m) = (cp[q], last[q]);
             let cc = (m >> p.carry & 1) as u32;
-            let g = c.msb as usize
-                | (cc as usize) << 1
-                | p.clow.map_or(0, |w| ((m >> w & 1) as usize) << 2);
+            let g = (cc ^ c.msb) as usize | p.clow.map_or(0, |w| ((m >> w & 1) as usize) << 1);
             let key = ring_key(&hash, &ring, ka, g, |i, _| site.recv[q * cper + foff + i]);
             let a_c = entries[q * (1 << ka) + g] ^ key;
             let eq = e[2 * q] as usize | (e[2 * q + 1] as usize) << 1;
             for (v, x) in row.iter_mut().enumerate() {
                 let d = v ^ eq;
-                let carry = (d >> 1 & 1) as u32 ^ cc;
-                let b = 1 ^ (d & 1) as u32 ^ c.msb ^ carry;
-                let t = if b == 1 { c.high } else { 0 };
+                let (msb_s, carry) = ((d & 1) as u32, (d >> 1 & 1) as u32 ^ cc);
+                let b = 1 ^ msb_s ^ c.msb ^ carry;
+                // b (h_C - [msb_C and not msb_S] 2^(w - shift)): with the server's term, the
+                // wrap b (msb_S or msb_C) 2^(w - shift) (where b = 1 the carry out of bit w - 1
+                // is msb_S or msb_C).
+                let t = if b == 1 {
+                    c.high.wrapping_sub(((c.msb & (1 ^ msb_s)) as u64) << ws)
+                } else {
+                    0
+                };
                 let key = ring_key(&hash, &ring, 2, v, |i, bit| {
                     site.send[q * sper + sper - 2 + i][bit]
                 });
