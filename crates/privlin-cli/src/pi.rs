@@ -39,6 +39,9 @@ pub enum PiCommand {
     /// at Poisson rates; latency percentiles split into queueing, inline offline and online, for
     /// one or more models, against the cost model's saturation rate.
     Load(LoadArgs),
+    /// Both nonlinear families (garbled circuits, OT comparisons) priced side by side for one or
+    /// more exported models: bytes, flights, predicted seconds under a profile, and a plot.
+    Families(crate::pi_families::FamiliesArgs),
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +145,10 @@ pub struct OfflineArgs {
     /// under each.
     #[arg(long, default_value = "auto")]
     nonlinear: String,
+    /// MiB of weight polynomials in NTT form a server keeps per session under `--offline he`
+    /// (layers in order while they fit, the rest encoded at every inference; 0: none).
+    #[arg(long, default_value_t = privlin_mpc::protocol::Limits::default().he_cache_bytes >> 20)]
+    he_cache_mb: u64,
 }
 
 impl OfflineArgs {
@@ -172,10 +179,12 @@ impl OfflineArgs {
 impl RingArgs {
     /// `base` with this output and offline mode.
     fn options(&self, base: Options) -> Result<Options> {
-        Ok(base
+        let mut o = base
             .with_output(self.output()?)
             .with_offline(self.offline.mode()?)
-            .with_nonlinear(self.offline.nonlinear()?))
+            .with_nonlinear(self.offline.nonlinear()?);
+        o.limits.he_cache_bytes = self.offline.he_cache_mb << 20;
+        Ok(o)
     }
 
     fn ring(&self) -> Result<Ring> {
@@ -312,6 +321,7 @@ pub fn run(cmd: PiCommand) -> Result<()> {
         PiCommand::Client(a) => client(a),
         PiCommand::Bench(a) => bench_cmd(a),
         PiCommand::Measure(a) => measure(a),
+        PiCommand::Families(a) => crate::pi_families::run(a),
     }
 }
 
@@ -358,7 +368,7 @@ fn export(a: ExportArgs) -> Result<()> {
 }
 
 /// An exported directory, or a checkpoint exported in memory.
-fn load_export(path: &Path) -> Result<ModelFile> {
+pub(crate) fn load_export(path: &Path) -> Result<ModelFile> {
     if path.join(privlin_mpc::model::MODEL_JSON).is_file() {
         return Ok(ModelFile::load(path)?);
     }
@@ -377,7 +387,7 @@ fn load_export(path: &Path) -> Result<ModelFile> {
     )
 }
 
-fn profile(name: &Option<String>) -> Result<Option<Profile>> {
+pub(crate) fn profile(name: &Option<String>) -> Result<Option<Profile>> {
     match name.as_deref() {
         None | Some("none") => Ok(None),
         Some(n) => Profile::by_name(n)
@@ -901,9 +911,10 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let model = QuantModel::new(&file, ring)?;
     // Both parties are this process: seeded so that runs repeat; labelled as not private.
-    let opts = Options::insecure_seeded(7)
+    let mut opts = Options::insecure_seeded(7)
         .with_output(a.ring.output()?)
         .with_offline(a.ring.offline.mode()?);
+    opts.limits.he_cache_bytes = a.ring.offline.he_cache_mb << 20;
     let families = a
         .ring
         .offline
@@ -1109,7 +1120,10 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             if a.per_layer && whole.is_empty() {
                 print_per_layer(&model, &opts, &cal, &s.client, prof.as_ref())?;
             }
+            // The weight layers' part of the offline phase (HE or the dealer), measured.
+            let (lin_b, lin_s) = bench::offline_linear(&s.client, &model.arch);
             whole.push(serde_json::json!({
+                "offline_linear_bytes": lin_b, "offline_linear_s": lin_s,
                 "nonlinear": fam.name(), "profile": pname, "shaper": prof.as_ref().map(|p| p.describe()), "threads": t,
                 "offline_s": inf.offline_s, "online_s": inf.online_s,
                 "predicted_offline_s": p_off, "predicted_online_s": p_on,
@@ -1303,6 +1317,19 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
                 l.noise.margin_bits
             );
         }
+    }
+    if let Some((ctx, plan)) = cost::he_plan(arch, &ring, &opts.offline)? {
+        use privlin_mpc::protocol::homomorphic;
+        let budget = opts.limits.he_cache_bytes;
+        let kept = homomorphic::cached_layers(&plan, &ctx, budget);
+        println!(
+            "HE weight cache (server, per session): {:.1} MB for {} of {} weight layers (budget {} MB; all layers: {:.1} MB)",
+            homomorphic::cache_bytes(&plan, &ctx, budget) as f64 / 1e6,
+            kept.len(),
+            plan.len(),
+            budget >> 20,
+            homomorphic::cache_bytes(&plan, &ctx, u64::MAX) as f64 / 1e6
+        );
     }
     let (on, off, on_c, off_c) = cost::totals(arch, &ring, &opts, &cal)?;
     let active = arch.active_total();

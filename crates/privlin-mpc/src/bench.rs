@@ -572,6 +572,20 @@ fn transfer_ns_per_byte(n: usize) -> f64 {
     t / (16 * n) as f64 * 1e9
 }
 
+/// The weight layers' part of an inference's offline phase in `meter` (the client's): bytes both
+/// ways and seconds on the client's clock, summed over the `offline/<weight layer>` labels.
+pub fn offline_linear(meter: &Meter, arch: &crate::model::Arch) -> (u64, f64) {
+    let layers: std::collections::HashSet<String> = (0..arch.ops().len())
+        .filter(|&i| arch.ops()[i].is_weight_layer())
+        .map(|i| format!("offline/{}", crate::protocol::op_label(arch, i)))
+        .collect();
+    meter
+        .entries()
+        .iter()
+        .filter(|e| layers.contains(&e.label))
+        .fold((0, 0.0), |(b, t), e| (b + e.bytes(), t + e.seconds))
+}
+
 /// What a two-thread session measured.
 #[derive(Debug)]
 pub struct Session {

@@ -324,7 +324,10 @@ pub fn layer_costs(
         let ots = dims.map_or(0.0, |d| (d.n * d.client_bits()) as f64);
         // Offline work of a weight layer: the dealer's `W v_C`, or the HE query and answers.
         let he_s = match (&he, &cal.he) {
-            (Some((_, plan)), Some(sp)) => plan.get(&i).map_or(0.0, |l| sp.layer_s(l, cal.threads)),
+            (Some((ctx, plan)), Some(sp)) => plan.get(&i).map_or(0.0, |l| {
+                let cached = homomorphic::cached_layers(plan, ctx, opts.limits.he_cache_bytes);
+                sp.layer_s(l, cal.threads, cached.contains(&i))
+            }),
             _ => 0.0,
         };
         let linear_offline_ns = match (op.is_weight_layer(), &he) {

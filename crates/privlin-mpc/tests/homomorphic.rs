@@ -331,3 +331,71 @@ fn malformed_ciphertexts_and_keys_are_errors() {
         "{e}"
     );
 }
+
+/// The server's weight polynomials kept in NTT form for the session give the same protocol
+/// outputs, bit for bit, as encoding them at every inference, whatever part of the model the
+/// budget caches (none, the first layers, all); the cost model and the backend agree on which
+/// layers are cached, and the cache holds what its budget allows.
+#[test]
+fn cached_weight_forms_give_the_same_results() {
+    let ring = Ring::default();
+    let qm = model(5, ring);
+    let ctx = HeContext::new(HeParams::default(), &ring).unwrap();
+    let plan: std::collections::HashMap<_, _> = homomorphic::plan(&qm.arch, &ctx)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let first = *plan.keys().min().unwrap();
+    let one_layer = homomorphic::layer_weight_polys(&plan[&first]) as u64
+        * homomorphic::weight_poly_bytes(&ctx);
+    let all = homomorphic::cache_bytes(&plan, &ctx, u64::MAX);
+    assert_eq!(homomorphic::cached_layers(&plan, &ctx, 0).len(), 0);
+    assert_eq!(
+        homomorphic::cached_layers(&plan, &ctx, one_layer)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![first]
+    );
+    assert_eq!(
+        homomorphic::cached_layers(&plan, &ctx, all).len(),
+        plan.len()
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..qm.arch.numel(0))
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let enc = QuantModel::encode_input(&qm.arch, &ring, &x).unwrap();
+    let inputs = vec![enc.clone(), enc];
+    let mut outs = Vec::new();
+    for budget in [0, one_layer, all] {
+        let mut o = opts(3, OfflineMode::default());
+        o.limits.he_cache_bytes = budget;
+        // The backend's cache, filled at the server's set-up.
+        let mut be = HeOffline::new(HeParams::default());
+        be.prepare_server(&qm, &o).unwrap();
+        assert_eq!(
+            be.cached_bytes(),
+            homomorphic::cache_bytes(&plan, &ctx, budget),
+            "budget {budget}"
+        );
+        assert!(be.cached_bytes() <= budget);
+        be.check_cache(&qm).unwrap();
+        if budget > 0 {
+            // The cache refuses a model whose cached layer's weights changed.
+            let mut other = qm.clone();
+            let w = &mut other.layers.get_mut(&first).unwrap().weight;
+            w[0] = ring.reduce(w[0].wrapping_add(1));
+            let err = be.check_cache(&other).unwrap_err();
+            assert!(err.to_string().contains("cached HE polynomials"), "{err}");
+        }
+        let s = privlin_mpc::bench::session(&qm, &inputs, None, 1, &o).unwrap();
+        outs.push(
+            s.inferences
+                .iter()
+                .map(|i| i.raw.clone().unwrap())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0], outs[2]);
+}

@@ -218,7 +218,7 @@ pub fn answer(
     he: &HeContext,
     pk: &PublicKey,
     cts: &[&Ciphertext],
-    weights: &[Poly],
+    weights: &[&Poly],
     reads: &[usize],
     mask: &[u64],
     flood: u128,
@@ -227,7 +227,8 @@ pub fn answer(
 ) -> Result<()> {
     let n = he.degree();
     let dot = |f: fn(&Ciphertext) -> &Poly| {
-        fhe_math::rq::dot_product(cts.iter().map(|c| f(c)), weights.iter()).map_err(internal)
+        fhe_math::rq::dot_product(cts.iter().map(|c| f(c)), weights.iter().copied())
+            .map_err(internal)
     };
     let mut c0 = dot(|c| &c.c0)?;
     let mut c1 = dot(|c| &c.c1)?;

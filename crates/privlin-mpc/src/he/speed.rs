@@ -20,6 +20,10 @@ pub struct HeSpeeds {
     pub product_s: f64,
     /// One answer: re-randomization, flooding, modulus switch, packing, the client's decryption.
     pub answer_s: f64,
+    /// One weight polynomial already in NTT form (the server's cache): the two products alone.
+    /// Zero when not measured (older calibrations): then every layer is priced uncached.
+    #[serde(default)]
+    pub product_cached_s: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -39,7 +43,7 @@ impl HeSpeeds {
         let w: Vec<i64> = (0..n).map(|_| rng.gen_range(-4096..4096)).collect();
         let reads: Vec<usize> = (0..n).step_by(4).collect();
         let mask: Vec<u64> = reads.iter().map(|_| ring.reduce(rng.gen())).collect();
-        let (mut q, mut p, mut a) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut q, mut p, mut a, mut pc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut ct = None;
         for i in 0..5 {
             let t = Instant::now();
@@ -59,6 +63,13 @@ impl HeSpeeds {
             std::hint::black_box(fhe_math::rq::dot_product(cs.into_iter(), ws.iter()).ok());
             std::hint::black_box(fhe_math::rq::dot_product(ds.into_iter(), ws.iter()).ok());
             p.push(t.elapsed().as_secs_f64() / 8.0);
+            // The same products with the weights already in NTT form.
+            let t = Instant::now();
+            let cs = vec![&c.c0; 8];
+            let ds = vec![&c.c1; 8];
+            std::hint::black_box(fhe_math::rq::dot_product(cs.into_iter(), ws.iter()).ok());
+            std::hint::black_box(fhe_math::rq::dot_product(ds.into_iter(), ws.iter()).ok());
+            pc.push(t.elapsed().as_secs_f64() / 8.0);
             let wp = ws.into_iter().next().unwrap();
             let t = Instant::now();
             let mut out = Vec::new();
@@ -66,7 +77,7 @@ impl HeSpeeds {
                 &ctx,
                 &pk,
                 &[c],
-                &[wp],
+                &[&wp],
                 &reads,
                 &mask,
                 1 << 80,
@@ -88,14 +99,22 @@ impl HeSpeeds {
             query_s: median(q),
             product_s: median(p),
             answer_s: median(a),
+            product_cached_s: median(pc),
         })
     }
 
     /// Predicted seconds of one layer's offline phase with `threads` per party: each unit runs in
     /// parallel over its ciphertexts.
-    pub fn layer_s(&self, l: &Layout, threads: usize) -> f64 {
+    /// `cached`: the layer's weight polynomials are kept in NTT form by the server
+    /// ([`crate::protocol::homomorphic::cached_layers`]).
+    pub fn layer_s(&self, l: &Layout, threads: usize, cached: bool) -> f64 {
         let par = |count: usize| count.div_ceil(threads.max(1)) as f64;
+        let product = if cached && self.product_cached_s > 0.0 {
+            self.product_cached_s
+        } else {
+            self.product_s
+        };
         par(l.inputs()) * self.query_s
-            + par(l.answers()) * (self.answer_s + l.products_per_answer() as f64 * self.product_s)
+            + par(l.answers()) * (self.answer_s + l.products_per_answer() as f64 * product)
     }
 }

@@ -19,6 +19,7 @@ use crate::model::{Arch, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
+use fhe_math::rq::Poly;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
@@ -32,6 +33,62 @@ pub struct HeOffline {
     rng: Option<ChaCha12Rng>,
     sk: Option<SecretKey>,
     pk: Option<PublicKey>,
+    /// The server's weight polynomials in NTT form per `(op, group, block)`, made once at the
+    /// session's set-up for the layers of [`cached_layers`].
+    cache: HashMap<(usize, usize, usize), Poly>,
+    /// Per cached layer, the fingerprint of the weights its polynomials were made from.
+    cache_of: HashMap<usize, u64>,
+}
+
+/// A fast fingerprint of a layer's weights (not cryptographic: it tells the cache that the
+/// model it serves is not the one it was made from).
+fn fingerprint(w: &[u64]) -> u64 {
+    w.iter().fold(0x9e37_79b9_7f4a_7c15u64, |h, &x| {
+        (h ^ x).wrapping_mul(0x0100_0000_01b3).rotate_left(29)
+    })
+}
+
+/// Bytes of one weight polynomial in NTT form (every prime of the full modulus, 8 bytes each).
+pub fn weight_poly_bytes(ctx: &HeContext) -> u64 {
+    (ctx.degree() * ctx.moduli.len() * 8) as u64
+}
+
+/// Weight polynomials of a layer: one per output group and input block (every spatial tile
+/// multiplies the same ones).
+pub fn layer_weight_polys(l: &Layout) -> usize {
+    (0..l.groups).map(|g| l.blocks_of(g).len()).sum()
+}
+
+/// The weight layers whose weight polynomials the server encodes and transforms once per
+/// session instead of at every inference (DELPHI and Cheetah precompute the server's plaintexts
+/// per model): layers in order while their polynomials fit `budget` bytes. The cost model and
+/// the backend both call this, so predictions and runs agree on which layers are cached.
+pub fn cached_layers(
+    plan: &HashMap<usize, Layout>,
+    ctx: &HeContext,
+    budget: u64,
+) -> std::collections::BTreeSet<usize> {
+    let mut ops: Vec<usize> = plan.keys().copied().collect();
+    ops.sort_unstable();
+    let mut used = 0u64;
+    let mut out = std::collections::BTreeSet::new();
+    for op in ops {
+        let b = layer_weight_polys(&plan[&op]) as u64 * weight_poly_bytes(ctx);
+        if used + b > budget {
+            break;
+        }
+        used += b;
+        out.insert(op);
+    }
+    out
+}
+
+/// Bytes the cache of [`cached_layers`] holds.
+pub fn cache_bytes(plan: &HashMap<usize, Layout>, ctx: &HeContext, budget: u64) -> u64 {
+    cached_layers(plan, ctx, budget)
+        .iter()
+        .map(|op| layer_weight_polys(&plan[op]) as u64 * weight_poly_bytes(ctx))
+        .sum()
 }
 
 /// Layouts (and with them the noise bounds) of every weight layer of `arch`, refusing the first
@@ -67,7 +124,35 @@ impl HeOffline {
             rng: None,
             sk: None,
             pk: None,
+            cache: HashMap::new(),
+            cache_of: HashMap::new(),
         }
+    }
+
+    /// Refuses `model` when a cached layer's weights differ from those its polynomials were made
+    /// from (the cache belongs to one model).
+    pub fn check_cache(&self, model: &QuantModel) -> Result<()> {
+        for (&op, &f) in &self.cache_of {
+            let same = model
+                .layers
+                .get(&op)
+                .is_some_and(|l| fingerprint(&l.weight) == f);
+            if !same {
+                return Err(MpcError::Protocol(format!(
+                    "weight layer `{}` differs from the weights its cached HE polynomials were \
+                     made from: a session's cache serves the model it was set up with",
+                    op_label(&model.arch, op)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of weight polynomials this (server) backend keeps.
+    pub fn cached_bytes(&self) -> u64 {
+        self.ctx
+            .as_ref()
+            .map_or(0, |c| self.cache.len() as u64 * weight_poly_bytes(c))
     }
 
     fn prepare(&mut self, arch: &Arch, ring: &Ring, opts: &Options, party: Party) -> Result<()> {
@@ -132,6 +217,36 @@ impl LinearOffline for HeOffline {
                 )));
             }
         }
+        // The weight polynomials of the layers that fit the budget, in NTT form, once.
+        let ctx = self.ctx.as_ref().ok_or_else(not_ready)?;
+        let keep = cached_layers(&self.layouts, ctx, opts.limits.he_cache_bytes);
+        let jobs: Vec<(usize, usize, usize)> = keep
+            .iter()
+            .flat_map(|&op| {
+                let l = self.layouts[&op];
+                (0..l.groups).flat_map(move |g| l.blocks_of(g).map(move |b| (op, g, b)))
+            })
+            .collect();
+        let ring = model.ring;
+        let signed: HashMap<usize, Vec<i64>> = keep
+            .iter()
+            .map(|&op| {
+                let w = model.layers[&op].weight.iter().map(|&v| ring.signed(v));
+                (op, w.collect())
+            })
+            .collect();
+        let layouts = &self.layouts;
+        self.cache_of = keep
+            .iter()
+            .map(|&op| (op, fingerprint(&model.layers[&op].weight)))
+            .collect();
+        self.cache = jobs
+            .into_par_iter()
+            .map(|(op, g, b)| {
+                let w = layouts[&op].encode_weights(&signed[&op], g, b);
+                Ok(((op, g, b), scheme::weight_poly(ctx, &w)?))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
         Ok(())
     }
 
@@ -228,8 +343,14 @@ impl LinearOffline for HeOffline {
         rng: &mut ChaCha12Rng,
     ) -> Result<Vec<u64>> {
         let ring = &model.ring;
+        if let Some(&f) = self.cache_of.get(&op) {
+            if fingerprint(&model.layers[&op].weight) != f {
+                self.check_cache(model)?;
+            }
+        }
         let s = draw_masks(model, op, rng);
         let pk = self.pk.take().ok_or_else(not_ready)?;
+        let cache = std::mem::take(&mut self.cache);
         let res = (|| {
             let (ctx, l, he_rng) = self.parts(op)?;
             let what = "HE ciphertexts";
@@ -271,10 +392,20 @@ impl LinearOffline for HeOffline {
                 .map(|i| {
                     let (t, g) = (i / l.groups, i % l.groups);
                     let blocks = l.blocks_of(g);
-                    let ws = blocks
-                        .clone()
-                        .map(|b| scheme::weight_poly(ctx, &l.encode_weights(&weights, g, b)))
-                        .collect::<Result<Vec<_>>>()?;
+                    // Cached at set-up, or encoded and transformed now.
+                    let owned: Vec<Poly> = if cache.contains_key(&(op, g, blocks.start)) {
+                        Vec::new()
+                    } else {
+                        blocks
+                            .clone()
+                            .map(|b| scheme::weight_poly(ctx, &l.encode_weights(&weights, g, b)))
+                            .collect::<Result<Vec<_>>>()?
+                    };
+                    let ws: Vec<&Poly> = if owned.is_empty() {
+                        blocks.clone().map(|b| &cache[&(op, g, b)]).collect()
+                    } else {
+                        owned.iter().collect()
+                    };
                     let cts_t: Vec<&Ciphertext> = blocks.map(|b| &cts[t * l.blocks + b]).collect();
                     let reads = l.reads(t, g);
                     let coefs: Vec<usize> = reads.iter().map(|p| p.0).collect();
@@ -292,6 +423,7 @@ impl LinearOffline for HeOffline {
             ch.send(w.finish())
         })();
         self.pk = Some(pk);
+        self.cache = cache;
         res.map(|()| s)
     }
 }

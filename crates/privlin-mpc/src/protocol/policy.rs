@@ -147,10 +147,20 @@ pub struct Limits {
     /// model near `max_offline_bytes`, that many times its offline material).
     #[serde(default = "default_max_pool")]
     pub max_pool: usize,
+    /// Bytes of weight polynomials in NTT form the server keeps per session under the `he`
+    /// offline mode ([`super::homomorphic::cached_layers`]): layers in order while they fit;
+    /// the rest are encoded at every inference. 0 turns the cache off.
+    #[serde(default = "default_he_cache_bytes")]
+    pub he_cache_bytes: u64,
 }
 
 fn default_max_pool() -> usize {
     8
+}
+
+/// 2 GiB: the whole of a narrow ResNet-18's weight polynomials, most of a full-width one's.
+fn default_he_cache_bytes() -> u64 {
+    2 << 30
 }
 
 impl Default for Limits {
@@ -163,6 +173,7 @@ impl Default for Limits {
             max_offline_bytes: 64 << 30,
             max_macs: 1 << 36,
             max_pool: default_max_pool(),
+            he_cache_bytes: default_he_cache_bytes(),
         }
     }
 }
