@@ -516,6 +516,9 @@ fn service_log_line(model: &str, e: &service::Event) -> String {
             Err(e) => format!("{peer} #{session}: session failed: {e}"),
         },
         service::Event::Refused { peer, why } => format!("{peer}: refused: {why}"),
+        service::Event::AcceptError { error, backoff_s } => {
+            format!("accept failed ({error}); retrying in {backoff_s:.2} s")
+        }
     }
 }
 

@@ -2,13 +2,18 @@
 
 use super::{Transport, HEADER};
 use crate::error::{MpcError, Result};
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// Bytes handed to one `write` call: between two calls the session deadline is checked again and
+/// the socket's send timeout re-armed, so a peer that drains a few bytes per timeout period cannot
+/// hold a write past the deadline.
+const WRITE_CHUNK: usize = 64 << 10;
+
 pub struct TcpTransport {
     r: BufReader<TcpStream>,
-    w: BufWriter<TcpStream>,
+    w: TcpStream,
     /// Per-operation timeout: a peer that neither sends nor takes bytes for this long is dropped.
     timeout: Duration,
     /// The session deadline: reads and writes are cut at it, however the peer trickles bytes.
@@ -23,7 +28,7 @@ impl TcpTransport {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         let r = BufReader::with_capacity(1 << 20, stream.try_clone()?);
-        let w = BufWriter::with_capacity(1 << 20, stream);
+        let w = stream;
         Ok(TcpTransport {
             r,
             w,
@@ -46,7 +51,44 @@ impl TcpTransport {
         }
         let t = Some(self.timeout.min(left));
         self.r.get_ref().set_read_timeout(t)?;
-        self.w.get_ref().set_write_timeout(t)?;
+        self.w.set_write_timeout(t)?;
+        Ok(())
+    }
+
+    /// `write_all` in chunks of at most [`WRITE_CHUNK`] bytes, re-arming the send timeout (and
+    /// checking the session deadline) before each: a slow-reading peer is cut at the deadline.
+    fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
+        while !buf.is_empty() {
+            self.arm("sending")?;
+            let n = buf.len().min(WRITE_CHUNK);
+            match self.w.write(&buf[..n]) {
+                Ok(0) => {
+                    return Err(MpcError::Disconnected {
+                        context: "while sending".into(),
+                    })
+                }
+                Ok(k) => buf = &buf[k..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if self.deadline.is_some_and(|at| Instant::now() >= at) => {
+                    return Err(MpcError::Protocol(format!(
+                        "session deadline passed while sending ({e})"
+                    )))
+                }
+                Err(e) => {
+                    return Err(match e.kind() {
+                        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => {
+                            MpcError::Disconnected {
+                                context: "while sending".into(),
+                            }
+                        }
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut => MpcError::Protocol(
+                            "timed out sending: the peer does not take bytes".into(),
+                        ),
+                        _ => MpcError::Io(e),
+                    })
+                }
+            }
+        }
         Ok(())
     }
 
@@ -92,22 +134,18 @@ fn read_err(e: std::io::Error, context: &str) -> MpcError {
 
 impl Transport for TcpTransport {
     fn write_frame(&mut self, at: u64, payload: Vec<u8>) -> Result<()> {
-        self.arm("sending")?;
-        let wr = |w: &mut BufWriter<TcpStream>| -> std::io::Result<()> {
-            w.write_all(&(payload.len() as u32).to_le_bytes())?;
-            w.write_all(&at.to_le_bytes())?;
-            w.write_all(&payload)?;
-            w.flush()
-        };
-        wr(&mut self.w).map_err(|e| match e.kind() {
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => MpcError::Disconnected {
-                context: "while sending".into(),
-            },
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                MpcError::Protocol("timed out sending: the peer does not take bytes".into())
-            }
-            _ => MpcError::Io(e),
-        })
+        let mut head = [0u8; HEADER as usize];
+        head[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        head[4..12].copy_from_slice(&at.to_le_bytes());
+        if payload.len() <= WRITE_CHUNK {
+            // One write for a small frame (no extra segment with Nagle off).
+            let mut frame = Vec::with_capacity(head.len() + payload.len());
+            frame.extend_from_slice(&head);
+            frame.extend_from_slice(&payload);
+            return self.write_all(&frame);
+        }
+        self.write_all(&head)?;
+        self.write_all(&payload)
     }
 
     fn set_deadline(&mut self, at: Instant) {
@@ -153,5 +191,45 @@ impl Transport for TcpTransport {
         let mut buf = vec![0u8; len];
         self.read_all(&mut buf, context)?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// `slow_reader`: a peer that drains 64 KiB every 20 ms (every write makes progress well
+    /// within the 5 s send timeout, and the 64 MiB frame would take about 20 s) cannot hold the
+    /// frame past the 1 s session deadline: the write is cut at the deadline with an error that
+    /// says so (before the fix, one send timeout armed per frame let it run to the end). The
+    /// reader stops by itself after 10 s whatever happens.
+    #[test]
+    fn slow_reader_is_cut_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let started = Instant::now();
+            let mut buf = vec![0u8; 64 << 10];
+            while started.elapsed() < Duration::from_secs(10) {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) | Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let mut t = TcpTransport::new(stream, Duration::from_secs(5)).unwrap();
+        let started = Instant::now();
+        t.set_deadline(started + Duration::from_secs(1));
+        let err = t.write_frame(0, vec![7u8; 64 << 20]).unwrap_err();
+        let took = started.elapsed();
+        assert!(err.to_string().contains("deadline"), "{err}");
+        assert!(took < Duration::from_millis(1800), "cut after {took:?}");
+        drop(t);
+        reader.join().unwrap();
     }
 }

@@ -73,6 +73,55 @@ pub enum Event {
     },
     /// A client refused at the door (all slots and the queue taken).
     Refused { peer: SocketAddr, why: String },
+    /// `accept` failed transiently (an aborted connection, out of file descriptors, ...): the
+    /// service backs off for `backoff_s` and goes on.
+    AcceptError { error: String, backoff_s: f64 },
+}
+
+/// `accept` errors the service outlives: the connection is lost (aborted or reset before
+/// accepted, a signal) or resources are short for now (file descriptors, buffers, memory); the
+/// listener itself is fine.
+pub fn accept_error_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | TimedOut | OutOfMemory
+    ) {
+        return true;
+    }
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM, EPROTO, ENETDOWN, EHOSTUNREACH ... (Linux numbers).
+    matches!(
+        e.raw_os_error(),
+        Some(24 | 23 | 105 | 12 | 71 | 100 | 113 | 101)
+    )
+}
+
+/// Frees a running session's slot when dropped, whether the session returned or panicked.
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        // A poisoned lock (a panic while it was held) still holds the counts.
+        let mut st = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 -= 1;
+        drop(st);
+        self.0.freed.notify_all();
+    }
+}
+
+/// Runs one session's work, turning a panic into the session's error: one session's bug ends
+/// that session, never the service.
+fn guarded(f: impl FnOnce() -> Result<usize>) -> Result<usize> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(crate::MpcError::Protocol(format!(
+            "the session panicked: {why}"
+        )))
+    })
 }
 
 /// Slots of concurrent sessions and the queue in front of them.
@@ -104,11 +153,24 @@ pub fn serve_sessions(
     let next_id = AtomicU64::new(0);
     std::thread::scope(|scope| -> Result<()> {
         let mut admitted = 0;
+        let mut backoff = POLL;
         while admitted < cfg.sessions && !stop.load(Ordering::SeqCst) {
             let (stream, peer) = match listener.accept() {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff = POLL;
+                    x
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(POLL);
+                    continue;
+                }
+                Err(e) if accept_error_is_transient(&e) => {
+                    on_event(Event::AcceptError {
+                        error: e.to_string(),
+                        backoff_s: backoff.as_secs_f64(),
+                    });
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -146,17 +208,20 @@ pub fn serve_sessions(
                     }
                     st.0 += 1;
                 }
+                let _slot = SlotGuard(slots);
                 on_event(Event::Started {
                     session: id,
                     peer,
                     waited_s: t0.elapsed().as_secs_f64(),
                 });
-                let result = session(stream, model, opts, cfg, stop, &mut |request, pooled| {
-                    on_event(Event::Request {
-                        session: id,
-                        peer,
-                        request,
-                        pooled,
+                let result = guarded(|| {
+                    session(stream, model, opts, cfg, stop, &mut |request, pooled| {
+                        on_event(Event::Request {
+                            session: id,
+                            peer,
+                            request,
+                            pooled,
+                        })
                     })
                 });
                 on_event(Event::Ended {
@@ -164,8 +229,6 @@ pub fn serve_sessions(
                     peer,
                     result,
                 });
-                slots.state.lock().unwrap().0 -= 1;
-                slots.freed.notify_all();
             });
         }
         Ok(())
@@ -218,5 +281,52 @@ fn session(
                 on_request(r, server.pooled());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `panic_frees_slot`: a session that panics ends with an error naming the panic, and its
+    /// slot is freed (the guard runs on unwinding), so the next session can start.
+    #[test]
+    fn panic_frees_slot() {
+        let slots = Slots {
+            state: Mutex::new((1, 0)),
+            freed: Condvar::new(),
+        };
+        let result = {
+            let _slot = SlotGuard(&slots);
+            guarded(|| panic!("a bug in one session"))
+        };
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("a bug in one session"), "{err}");
+        assert_eq!(slots.state.lock().unwrap().0, 0);
+        // The guard also frees the slot when the session returns normally.
+        *slots.state.lock().unwrap() = (1, 0);
+        {
+            let _slot = SlotGuard(&slots);
+            assert_eq!(guarded(|| Ok(3)).unwrap(), 3);
+        }
+        assert_eq!(slots.state.lock().unwrap().0, 0);
+    }
+
+    /// Aborted connections and file-descriptor exhaustion are transient for the accept loop;
+    /// a permission or address error is not.
+    #[test]
+    fn transient_accept_errors() {
+        use std::io::{Error, ErrorKind};
+        assert!(accept_error_is_transient(&Error::from(
+            ErrorKind::ConnectionAborted
+        )));
+        assert!(accept_error_is_transient(&Error::from_raw_os_error(24))); // EMFILE
+        assert!(accept_error_is_transient(&Error::from_raw_os_error(23))); // ENFILE
+        assert!(!accept_error_is_transient(&Error::from(
+            ErrorKind::PermissionDenied
+        )));
+        assert!(!accept_error_is_transient(&Error::from(
+            ErrorKind::InvalidInput
+        )));
     }
 }
