@@ -27,7 +27,7 @@ port=7721
 for b in 1pct 3pct 10pct; do
     point=runs/he-demo/sweep/privshap/$b
     "$bin" cost --model "$point/pi" | tee "$out/cost-he-demo-$b.txt"
-    "$bin" pi serve --model "$point/pi" --listen 127.0.0.1:$port &
+    "$bin" pi serve --model "$point/pi" --listen 127.0.0.1:$port --sessions 1 &
     server=$!
     sleep 2
     "$bin" pi client --connect 127.0.0.1:$port --data "$data" --images 20 --check "$point/final" \

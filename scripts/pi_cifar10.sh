@@ -42,7 +42,7 @@ port=7711
 for b in 1pct 3pct 10pct; do
     point=runs/c10-lin/sweep/relupruner/$b
     "$bin" cost --model "$point/pi" --plot "$out/cost-c10-$b.svg" | tee "$out/cost-c10-$b.txt"
-    "$bin" pi serve --model "$point/pi" --listen 127.0.0.1:$port &
+    "$bin" pi serve --model "$point/pi" --listen 127.0.0.1:$port --sessions 1 &
     server=$!
     sleep 2
     "$bin" pi client --connect 127.0.0.1:$port --data "$data" --images 200 --check "$point/final" \
@@ -52,7 +52,7 @@ for b in 1pct 3pct 10pct; do
     port=$((port + 1))
 done
 point=runs/c10-lin/sweep/relupruner/10pct
-"$bin" pi serve --model "$point/pi" --listen 127.0.0.1:$port --profile wan &
+"$bin" pi serve --model "$point/pi" --listen 127.0.0.1:$port --profile wan --sessions 1 &
 server=$!
 sleep 2
 "$bin" pi client --connect 127.0.0.1:$port --data "$data" --images 10 --check "$point/final" \

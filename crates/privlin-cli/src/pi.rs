@@ -217,12 +217,20 @@ pub struct ServeArgs {
     /// Network profile the in-process shaper imposes on this side's messages (lan, wan-fast, wan).
     #[arg(long)]
     profile: Option<String>,
-    /// Admit this many client sessions, then exit once they end (0: serve until Ctrl-C).
-    #[arg(long, default_value_t = 1)]
+    /// Admit this many client sessions, then exit once they end (0, the default: serve until
+    /// Ctrl-C).
+    #[arg(long, default_value_t = 0)]
     sessions: usize,
     /// Client sessions served at once.
     #[arg(long, default_value_t = 4)]
     max_sessions: usize,
+    /// Sessions (running or waiting) one client address may hold at once.
+    #[arg(long, default_value_t = 2)]
+    max_per_peer: usize,
+    /// Seconds a session's set-up (hello, base OTs, HE key) may take: a connection that sends
+    /// nothing is dropped after it.
+    #[arg(long, default_value_t = 30)]
+    setup_timeout: u64,
     /// Clients that wait for a free session slot; beyond them a client is refused with a message.
     #[arg(long, default_value_t = 4)]
     queue: usize,
@@ -452,6 +460,8 @@ fn serve(a: ServeArgs) -> Result<()> {
         idle_timeout: Duration::from_secs(a.idle_timeout),
         session_deadline: Duration::from_secs(a.session_deadline),
         profile: prof,
+        max_per_peer: a.max_per_peer.max(1),
+        setup_deadline: Duration::from_secs(a.setup_timeout),
     };
     // Ctrl-C: stop admitting, finish the requests in flight, close each session at its next
     // request boundary.

@@ -105,7 +105,16 @@ fn private_class_equals_float_class_on_cifar10() {
 
     let addr = format!("127.0.0.1:{}", free_port());
     let mut server = Command::new(env!("CARGO_BIN_EXE_privlin"))
-        .args(["pi", "serve", "--model", s(&export), "--listen", &addr])
+        .args([
+            "pi",
+            "serve",
+            "--model",
+            s(&export),
+            "--listen",
+            &addr,
+            "--sessions",
+            "1",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -155,6 +155,9 @@ pub fn run(
         idle_timeout: cfg.duration + cfg.grace + Duration::from_secs(600),
         session_deadline: cfg.duration + cfg.grace + Duration::from_secs(3600),
         profile: None,
+        // Every client of the load test is on this machine.
+        max_per_peer: usize::MAX,
+        ..ServeConfig::default()
     };
     let stop = AtomicBool::new(false);
     let server_errors = Mutex::new(Vec::new());

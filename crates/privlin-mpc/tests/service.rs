@@ -46,6 +46,8 @@ fn config(max_concurrent: usize, queue: usize) -> ServeConfig {
         queue,
         io_timeout: Duration::from_secs(20),
         idle_timeout: Duration::from_secs(20),
+        // Every test client connects from 127.0.0.1.
+        max_per_peer: usize::MAX,
         ..ServeConfig::default()
     }
 }
@@ -298,5 +300,59 @@ fn load_test_accounts_for_every_request() {
         (a.len() as f64 - 500.0).abs() < 4.0 * 500f64.sqrt(),
         "{}",
         a.len()
+    );
+}
+
+/// `per_peer_cap` and `silent_connection`: with one session per peer, a second connection from
+/// the same address is refused with a message naming the cap while the first holds its slot; the
+/// first, which sends nothing, is dropped at the 1 s set-up deadline (not the hour-long session
+/// deadline), and then the same address is served again.
+#[test]
+fn per_peer_cap_and_silent_connection() {
+    let cfg = ServeConfig {
+        max_per_peer: 1,
+        setup_deadline: Duration::from_secs(1),
+        ..config(4, 4)
+    };
+    let (served, events) = with_service(cfg, |addr, stop| {
+        let started = Instant::now();
+        let silent = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let err = connect(addr, &Options::insecure_seeded(5), None)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("at most 1 at once per peer"),
+            "{err}"
+        );
+        // The silent connection's session ends at the set-up deadline...
+        let mut waited = Duration::ZERO;
+        while waited < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+            waited += Duration::from_millis(100);
+            // ... after which this address may connect again.
+            if let Ok(mut c) = connect(addr, &Options::insecure_seeded(5), None) {
+                let m = model();
+                let (x, class) = inputs(&m, 1, 3).remove(0);
+                let inf = c.infer_encoded(&x).unwrap();
+                assert_eq!(inf.class, class);
+                c.close().unwrap();
+                drop(silent);
+                stop.store(true, Ordering::SeqCst);
+                return started.elapsed();
+            }
+        }
+        panic!("the silent connection held its slot for 10 s");
+    });
+    assert!(served < Duration::from_secs(8), "{served:?}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Refused { why, .. } if why.contains("per peer"))));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Ended { result: Err(err), .. } if err.to_string().contains("deadline")
+        )),
+        "{events:?}"
     );
 }

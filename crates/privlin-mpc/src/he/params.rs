@@ -106,7 +106,8 @@ impl HeParams {
             })
     }
 
-    /// Checks everything that does not need a model.
+    /// Checks everything that does not need a model (in checked arithmetic: a prime count times
+    /// its bits that overflows `u32` is refused, not wrapped).
     pub fn validate(&self) -> Result<()> {
         let max = self.max_log_q()?;
         for (what, bits) in [("kept", self.kept_bits), ("extra", self.extra_bits)] {
@@ -116,13 +117,14 @@ impl HeParams {
                 )));
             }
         }
-        if self.kept == 0 || self.kept * self.kept_bits > 124 {
+        let mul = |a: u32, b: u32| a.saturating_mul(b);
+        if self.kept == 0 || mul(self.kept, self.kept_bits) > 124 {
             return Err(MpcError::Params(format!(
                 "HE answers at {} x {} bits: need at least one prime and at most 124 bits",
                 self.kept, self.kept_bits
             )));
         }
-        let log_q = self.kept * self.kept_bits + self.extra * self.extra_bits;
+        let log_q = mul(self.kept, self.kept_bits).saturating_add(mul(self.extra, self.extra_bits));
         if log_q > max {
             return Err(MpcError::Params(format!(
                 "HE modulus of {log_q} bits at N = {} gives less than {}-bit security: the HE \

@@ -90,6 +90,12 @@ impl Channel {
         self
     }
 
+    /// Moves the session deadline to `at` (e.g. from a short set-up deadline to the session's).
+    pub fn set_deadline(&mut self, at: std::time::Instant) {
+        self.deadline = Some(at);
+        self.transport.set_deadline(at);
+    }
+
     fn check_deadline(&self, what: &str) -> Result<()> {
         match self.deadline {
             Some(at) if std::time::Instant::now() >= at => Err(MpcError::Protocol(format!(
@@ -175,6 +181,16 @@ impl Channel {
                         (at - now) as f64 * 1e-9
                     ),
                 ));
+            }
+            // Never sleep past the session deadline: a stamp beyond it ends the session there.
+            if let Some(d) = self.deadline {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if at > now + left.as_nanos() as u64 {
+                    std::thread::sleep(left);
+                    return Err(MpcError::Protocol(format!(
+                        "session deadline passed while {what} was delayed by the network shaper"
+                    )));
+                }
             }
             shaper::wait_until(at);
         }

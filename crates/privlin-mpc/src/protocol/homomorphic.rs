@@ -111,6 +111,40 @@ pub fn plan(arch: &Arch, ctx: &HeContext) -> Result<Vec<(usize, Layout)>> {
     Ok(out)
 }
 
+/// Refuses a model with a fixed-point weight at or above the public HE bound `2^weight_bits` in
+/// any of the weight layers `ops` (the bound sizes the flooding noise).
+pub fn check_weight_bound(
+    model: &QuantModel,
+    params: &HeParams,
+    ops: impl Iterator<Item = usize>,
+) -> Result<()> {
+    let bound = 1u64 << params.weight_bits;
+    for op in ops {
+        let w = &model.layers[&op].weight;
+        if let Some(big) = w
+            .iter()
+            .map(|&v| model.ring.signed(v))
+            .find(|v| v.unsigned_abs() >= bound)
+        {
+            return Err(MpcError::Params(format!(
+                "weight layer `{}` has a fixed-point weight {big}, not below the public HE \
+                 weight bound 2^{} (raise the bound, e.g. --he-weight-bits)",
+                op_label(&model.arch, op),
+                params.weight_bits
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The checks a server runs once at start-up, before admitting any client, for the `he` mode:
+/// parameters, every weight layer's layout and noise bound, the public weight bound.
+pub fn check_server_model(model: &QuantModel, params: &HeParams) -> Result<()> {
+    let ctx = HeContext::new(*params, &model.ring)?;
+    let layouts = plan(&model.arch, &ctx)?;
+    check_weight_bound(model, params, layouts.into_iter().map(|(op, _)| op))
+}
+
 fn not_ready() -> MpcError {
     MpcError::Protocol("the HE backend ran before its session setup".into())
 }
@@ -201,22 +235,7 @@ impl LinearOffline for HeOffline {
 
     fn prepare_server(&mut self, model: &QuantModel, opts: &Options) -> Result<()> {
         self.prepare(&model.arch, &model.ring, opts, Party::Server)?;
-        let bound = 1i64 << self.params.weight_bits;
-        for &op in self.layouts.keys() {
-            let w = &model.layers[&op].weight;
-            if let Some(big) = w
-                .iter()
-                .map(|&v| model.ring.signed(v))
-                .find(|v| v.unsigned_abs() >= bound as u64)
-            {
-                return Err(MpcError::Params(format!(
-                    "weight layer `{}` has a fixed-point weight {big}, not below the public HE \
-                     weight bound 2^{} (raise the bound, e.g. --he-weight-bits)",
-                    op_label(&model.arch, op),
-                    self.params.weight_bits
-                )));
-            }
-        }
+        check_weight_bound(model, &self.params, self.layouts.keys().copied())?;
         // The weight polynomials of the layers that fit the budget, in NTT form, once.
         let ctx = self.ctx.as_ref().ok_or_else(not_ready)?;
         let keep = cached_layers(&self.layouts, ctx, opts.limits.he_cache_bytes);

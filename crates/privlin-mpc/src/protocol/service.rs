@@ -32,6 +32,12 @@ pub struct ServeConfig {
     pub session_deadline: Duration,
     /// Network shaping of every session (none: unshaped TCP).
     pub profile: Option<Profile>,
+    /// Sessions (running or waiting) one peer address may hold; beyond them it is refused with a
+    /// message, so that a few connections from one host cannot take every slot.
+    pub max_per_peer: usize,
+    /// Wall-clock bound of a session's set-up (hello, base OTs, HE key): a connection that
+    /// sends nothing is dropped after it, not after the session deadline.
+    pub setup_deadline: Duration,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +50,26 @@ impl Default for ServeConfig {
             idle_timeout: Duration::from_secs(300),
             session_deadline: Duration::from_secs(3600),
             profile: None,
+            max_per_peer: 2,
+            setup_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sessions per peer address (running or waiting).
+struct Peers(Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// Counts one session of a peer until dropped.
+struct PeerGuard<'a>(&'a Peers, std::net::IpAddr);
+
+impl Drop for PeerGuard<'_> {
+    fn drop(&mut self) {
+        let mut m = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
         }
     }
 }
@@ -145,12 +171,17 @@ pub fn serve_sessions(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<()> {
     super::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
+    // Once, before any client: a model the HE offline phase cannot serve is refused here.
+    if let super::OfflineMode::He(p) = &opts.offline {
+        super::homomorphic::check_server_model(model, p)?;
+    }
     listener.set_nonblocking(true)?;
     let slots = Slots {
         state: Mutex::new((0, 0)),
         freed: Condvar::new(),
     };
     let next_id = AtomicU64::new(0);
+    let peers = Peers(Mutex::new(Default::default()));
     std::thread::scope(|scope| -> Result<()> {
         let mut admitted = 0;
         let mut backoff = POLL;
@@ -177,6 +208,23 @@ pub fn serve_sessions(
             };
             stream.set_nonblocking(false)?;
             {
+                let mut m = peers.0.lock().unwrap_or_else(|p| p.into_inner());
+                let n = m.entry(peer.ip()).or_insert(0);
+                if *n >= cfg.max_per_peer {
+                    drop(m);
+                    let why = format!(
+                        "too many sessions from {}: at most {} at once per peer",
+                        peer.ip(),
+                        cfg.max_per_peer
+                    );
+                    refuse(stream, &why, cfg.io_timeout);
+                    on_event(Event::Refused { peer, why });
+                    continue;
+                }
+                *n += 1;
+            }
+            let peer_guard = PeerGuard(&peers, peer.ip());
+            {
                 let mut st = slots.state.lock().unwrap();
                 if st.0 + st.1 >= cfg.max_concurrent + cfg.queue {
                     drop(st);
@@ -184,6 +232,7 @@ pub fn serve_sessions(
                         "busy: all {} session slots and {} queue places are taken; try later",
                         cfg.max_concurrent, cfg.queue
                     );
+                    drop(peer_guard);
                     refuse(stream, &why, cfg.io_timeout);
                     on_event(Event::Refused { peer, why });
                     continue;
@@ -194,6 +243,7 @@ pub fn serve_sessions(
             let id = next_id.fetch_add(1, Ordering::SeqCst);
             let slots = &slots;
             scope.spawn(move || {
+                let _peer = peer_guard;
                 let t0 = Instant::now();
                 // Wait for a slot (or for shutdown).
                 {
@@ -252,11 +302,14 @@ fn session(
     stop: &AtomicBool,
     on_request: &mut dyn FnMut(Request, usize),
 ) -> Result<usize> {
+    let t0 = Instant::now();
     let t = TcpTransport::new(stream, cfg.io_timeout)?;
+    // The set-up runs under its own short deadline, the requests under the session's.
     let ch = Channel::new(Box::new(t))
         .with_profile(cfg.profile.clone())
-        .with_deadline(cfg.session_deadline);
+        .with_deadline(cfg.setup_deadline.min(cfg.session_deadline));
     let mut server = Server::start(model.clone(), ch, opts)?;
+    server.channel().set_deadline(t0 + cfg.session_deadline);
     let mut served = 0;
     loop {
         let idle = Instant::now();
