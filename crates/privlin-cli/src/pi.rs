@@ -179,15 +179,21 @@ impl OfflineArgs {
 impl RingArgs {
     /// `base` with this output and offline mode.
     fn options(&self, base: Options) -> Result<Options> {
+        Ok(self
+            .options_without_family(base)?
+            .with_nonlinear(self.offline.nonlinear()?))
+    }
+
+    /// `base` with this output, offline mode and HE cache, the nonlinear family left as it is.
+    pub(crate) fn options_without_family(&self, base: Options) -> Result<Options> {
         let mut o = base
             .with_output(self.output()?)
-            .with_offline(self.offline.mode()?)
-            .with_nonlinear(self.offline.nonlinear()?);
+            .with_offline(self.offline.mode()?);
         o.limits.he_cache_bytes = self.offline.he_cache_mb << 20;
         Ok(o)
     }
 
-    fn ring(&self) -> Result<Ring> {
+    pub(crate) fn ring(&self) -> Result<Ring> {
         Ok(Ring::new(self.ring_bits, self.frac, self.gc_bits)?)
     }
 
@@ -924,10 +930,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let model = QuantModel::new(&file, ring)?;
     // Both parties are this process: seeded so that runs repeat; labelled as not private.
-    let mut opts = Options::insecure_seeded(7)
-        .with_output(a.ring.output()?)
-        .with_offline(a.ring.offline.mode()?);
-    opts.limits.he_cache_bytes = a.ring.offline.he_cache_mb << 20;
+    let opts = a.ring.options_without_family(Options::insecure_seeded(7))?;
     let families = a
         .ring
         .offline

@@ -1,12 +1,12 @@
 //! `privlin pi families`: both nonlinear families priced side by side (the library's
 //! `privlin::pi::families`), printed as a table and drawn.
 
-use crate::pi::{load_export, profile};
+use crate::pi::{load_export, profile, RingArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use privlin::pi::families;
-use privlin_mpc::protocol::{OfflineMode, Options, OutputMode};
-use privlin_mpc::{bench, Ring};
+use privlin_mpc::bench;
+use privlin_mpc::protocol::Options;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -20,15 +20,10 @@ pub struct FamiliesArgs {
     /// Network profile of the predicted seconds (none, lan, wan-fast, wan).
     #[arg(long, default_value = "wan")]
     profile: String,
-    #[arg(long, default_value_t = 64)]
-    ring_bits: u32,
-    #[arg(long, default_value_t = 12)]
-    frac: u32,
-    #[arg(long, default_value_t = 32)]
-    gc_bits: u32,
-    /// The weight layers' offline phase (`he`, `dealer`): the same in both families.
-    #[arg(long, default_value = "he")]
-    offline: String,
+    /// Ring, output and the weight layers' offline phase (the same in both families;
+    /// `--nonlinear` is ignored: both are priced).
+    #[command(flatten)]
+    ring: RingArgs,
     /// Draw the predicted seconds (online filled, online + offline outlined) as an SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -41,11 +36,9 @@ pub fn run(a: FamiliesArgs) -> Result<()> {
     if !a.label.is_empty() && a.label.len() != a.model.len() {
         bail!("{} --label for {} --model", a.label.len(), a.model.len());
     }
-    let ring = Ring::new(a.ring_bits, a.frac, a.gc_bits)?;
+    let ring = a.ring.ring()?;
     let prof = profile(&Some(a.profile.clone()))?;
-    let opts = Options::default()
-        .with_output(OutputMode::Class)
-        .with_offline(OfflineMode::by_name(&a.offline)?);
+    let opts = a.ring.options_without_family(Options::default())?;
     let mut models = Vec::new();
     for (i, path) in a.model.iter().enumerate() {
         let label = a.label.get(i).cloned().unwrap_or_else(|| {
