@@ -10,7 +10,7 @@ use crate::nonlinear::Nonlinear;
 use crate::ot::KAPPA;
 use crate::protocol::argmax::{ArgmaxDims, Tables};
 use crate::protocol::homomorphic;
-use crate::protocol::{garbled_site, op_label, ot_site, OfflineMode, Options, OutputMode};
+use crate::protocol::{garbled_site, op_label, ot_pool, ot_site, OfflineMode, Options, OutputMode};
 use crate::ring::Ring;
 use crate::wire::{bits_bytes, blocks_bytes, bytes_bytes, ring_vec_bytes};
 use serde::{Deserialize, Serialize};
@@ -211,6 +211,10 @@ fn traffic(
                     for (client, bytes) in shape.offline_messages() {
                         s.msg(&label, client, bytes);
                     }
+                } else if let Some(rounds) = ot_pool(arch, ring, nonlinear, i)? {
+                    for (client, bytes) in rounds.iter().flat_map(|r| r.offline_messages()) {
+                        s.msg(&label, client, bytes);
+                    }
                 } else if let Some(d) = garbled_site(arch, &scales, ring, nonlinear, i) {
                     ot_messages(&mut s, &label, d.n * d.client_bits());
                     s.msg(&label, false, blocks_bytes(2 * d.n * d.ands));
@@ -231,6 +235,10 @@ fn traffic(
         let label = format!("online/{}", op_label(arch, i));
         if let Some(shape) = ot_site(arch, &scales, ring, nonlinear, i)? {
             for (client, bytes) in shape.online_messages() {
+                s.msg(&label, client, bytes);
+            }
+        } else if let Some(rounds) = ot_pool(arch, ring, nonlinear, i)? {
+            for (client, bytes) in rounds.iter().flat_map(|r| r.online_messages()) {
                 s.msg(&label, client, bytes);
             }
         } else if let Some(d) = garbled_site(arch, &scales, ring, nonlinear, i) {
@@ -305,7 +313,9 @@ pub fn layer_costs(
             _ => continue,
         };
         let dims = garbled_site(arch, &scales, ring, opts.nonlinear, i);
-        let ot_relus = ot_site(arch, &scales, ring, opts.nonlinear, i)?.map_or(0, |s| s.n);
+        // ReLUs on OT: a site's active ones, or a max-pool's comparisons over all its rounds.
+        let ot_relus = ot_site(arch, &scales, ring, opts.nonlinear, i)?.map_or(0, |s| s.n)
+            + ot_pool(arch, ring, opts.nonlinear, i)?.map_or(0, |r| r.iter().map(|s| s.n).sum());
         let circuits = dims.map_or(0, |d| d.n);
         let active = if kind == "relu" {
             circuits + ot_relus

@@ -4,8 +4,8 @@ use super::argmax::{self, ArgmaxDims, Tables};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
 use super::{
-    circuit_inputs, garbled, garbled_site, op_label, ot_site, Hello, SiteDims, CMD_BYE, CMD_INFER,
-    CMD_PRECOMPUTE,
+    circuit_inputs, garbled, garbled_site, op_label, ot_pool, ot_site, Hello, SiteDims, CMD_BYE,
+    CMD_INFER, CMD_PRECOMPUTE,
 };
 use crate::error::{MpcError, Result};
 use crate::gc::circuit::bits;
@@ -52,6 +52,8 @@ struct Offline {
     argmax: Option<(Vec<Block>, Tables, u64)>,
     /// Per site on OT: its offline state.
     ot_sites: HashMap<usize, ot_relu::ClientSite>,
+    /// Per max-pool on OT: one site per round.
+    ot_pools: HashMap<usize, Vec<ot_relu::ClientSite>>,
 }
 
 pub struct Client {
@@ -276,6 +278,7 @@ impl Client {
         let mut cs: Vec<Vec<u64>> = vec![r0.clone()];
         let mut sites = HashMap::new();
         let mut ot_sites = HashMap::new();
+        let mut ot_pools = HashMap::new();
         let mut shares = HashMap::new();
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
@@ -299,10 +302,28 @@ impl Client {
                     };
                     self.linear.client(&mut self.ch, &arch, &ring, i, x)?
                 }
-                Op::MaxPool { input, .. } => {
+                Op::MaxPool { input, kernel, .. } => {
                     let x = circuit_inputs(&arch, i, &cs[*input]);
-                    self.garbled_offline(i, &x, &mut sites)?
-                        .expect("a max-pool has circuits")
+                    match ot_pool(&arch, &ring, self.hello.nonlinear, i)? {
+                        Some(shapes) => {
+                            self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                            let tx = self.ot_tx.as_mut().expect("set up for OT sites");
+                            let (pool, out) = crate::nonlinear::ot_pool::client_offline(
+                                &mut self.ch,
+                                &mut self.ot,
+                                tx,
+                                &mut self.rng,
+                                shapes,
+                                &x,
+                                kernel * kernel,
+                            )?;
+                            ot_pools.insert(i, pool);
+                            out
+                        }
+                        None => self
+                            .garbled_offline(i, &x, &mut sites)?
+                            .expect("a max-pool has circuits"),
+                    }
                 }
                 Op::AvgPool {
                     input,
@@ -384,6 +405,7 @@ impl Client {
                 sites,
                 argmax,
                 ot_sites,
+                ot_pools,
             },
             shares,
         ))
@@ -406,6 +428,11 @@ impl Client {
             if let Some(site) = off.ot_sites.remove(&i) {
                 self.ch.phase(format!("online/{}", op_label(&arch, i)));
                 ot_relu::client_online(&mut self.ch, site)?;
+                continue;
+            }
+            if let Some(pool) = off.ot_pools.remove(&i) {
+                self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                crate::nonlinear::ot_pool::client_online(&mut self.ch, pool)?;
                 continue;
             }
             let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {

@@ -242,7 +242,24 @@ pub fn ot_site(
     }
 }
 
-/// [`SiteDims::of`] for the family: `None` for a site that runs on OT.
+/// The OT rounds of op `i` when it is a max-pool and the family is OT
+/// ([`crate::nonlinear::ot_pool`]).
+pub fn ot_pool(
+    arch: &Arch,
+    ring: &Ring,
+    nonlinear: Nonlinear,
+    i: usize,
+) -> Result<Option<Vec<crate::nonlinear::ot_relu::Shape>>> {
+    match (nonlinear, &arch.ops()[i]) {
+        (Nonlinear::Ot { digit_bits }, Op::MaxPool { kernel, .. }) => {
+            crate::nonlinear::ot_pool::shapes(ring, digit_bits, arch.numel(i + 1), kernel * kernel)
+                .map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// [`SiteDims::of`] for the family: `None` for a site or max-pool that runs on OT.
 pub fn garbled_site(
     arch: &Arch,
     scales: &[u32],
@@ -251,7 +268,7 @@ pub fn garbled_site(
     i: usize,
 ) -> Option<SiteDims> {
     match (nonlinear, &arch.ops()[i]) {
-        (Nonlinear::Ot { .. }, Op::Relu { .. }) => None,
+        (Nonlinear::Ot { .. }, Op::Relu { .. } | Op::MaxPool { .. }) => None,
         _ => SiteDims::of(arch, scales, ring, i),
     }
 }

@@ -4,8 +4,8 @@ use super::argmax::{self, ArgmaxDims};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Options, OutputMode, Party};
 use super::{
-    circuit_inputs, garbled, garbled_site, op_label, ot_site, Hello, SiteDims, CMD_BYE, CMD_INFER,
-    CMD_PRECOMPUTE,
+    circuit_inputs, garbled, garbled_site, op_label, ot_pool, ot_site, Hello, SiteDims, CMD_BYE,
+    CMD_INFER, CMD_PRECOMPUTE,
 };
 use crate::error::{MpcError, Result};
 use crate::gc::FixedKeyHash;
@@ -31,6 +31,8 @@ struct Offline {
     argmax: Option<Vec<Block>>,
     /// Per site on OT: its offline state.
     ot_sites: HashMap<usize, ot_relu::ServerSite>,
+    /// Per max-pool on OT: one site per round.
+    ot_pools: HashMap<usize, Vec<ot_relu::ServerSite>>,
 }
 
 /// What one request of a session did (for the service's log line).
@@ -202,6 +204,7 @@ impl Server {
             sites: HashMap::new(),
             argmax: None,
             ot_sites: HashMap::new(),
+            ot_pools: HashMap::new(),
         };
         for (i, op) in arch.ops().iter().enumerate() {
             match op {
@@ -225,6 +228,19 @@ impl Server {
                             shape,
                         )?;
                         off.ot_sites.insert(i, site);
+                        continue;
+                    }
+                    if let Some(shapes) = ot_pool(&arch, &ring, self.nonlinear, i)? {
+                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                        let rx = self.ot_rx.as_mut().expect("set up for OT sites");
+                        let sites = crate::nonlinear::ot_pool::server_offline(
+                            &mut self.ch,
+                            &mut self.ot,
+                            rx,
+                            &mut self.rng,
+                            shapes,
+                        )?;
+                        off.ot_pools.insert(i, sites);
                         continue;
                     }
                     let Some(d) = garbled_site(&arch, scales, &ring, self.nonlinear, i) else {
@@ -321,9 +337,21 @@ impl Server {
                         .map(|(&a, &b)| ring.reduce(a.wrapping_add(b)))
                         .collect()
                 }
-                Op::MaxPool { input, .. } => {
+                Op::MaxPool { input, kernel, .. } => {
                     let x = circuit_inputs(&arch, i, &vals[*input]);
-                    self.garbled_online(i, &mut off, &x)?
+                    match off.ot_pools.remove(&i) {
+                        Some(sites) => {
+                            self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                            crate::nonlinear::ot_pool::server_online(
+                                &mut self.ch,
+                                sites,
+                                &x,
+                                kernel * kernel,
+                                &ring,
+                            )?
+                        }
+                        None => self.garbled_online(i, &mut off, &x)?,
+                    }
                 }
                 Op::AvgPool {
                     input,
