@@ -222,10 +222,18 @@ fn traffic(
             }
         }
     }
+    let ot_argmax = crate::protocol::ot_argmax(arch, ring, nonlinear, output)?;
     let argmax = match output {
-        OutputMode::Class => ArgmaxDims::new(arch.json.classes, ring),
-        OutputMode::Logits => None,
+        OutputMode::Class if ot_argmax.is_none() => ArgmaxDims::new(arch.json.classes, ring),
+        _ => None,
     };
+    for (client, bytes) in ot_argmax
+        .iter()
+        .flatten()
+        .flat_map(|r| r.offline_messages())
+    {
+        s.msg("offline/argmax", client, bytes);
+    }
     if let Some(d) = &argmax {
         ot_messages(&mut s, "offline/argmax", d.input_bits());
         s.msg("offline/argmax", false, Tables::size(d.ands, d.index_bits));
@@ -245,6 +253,17 @@ fn traffic(
             s.msg(&label, false, blocks_bytes(d.n * d.server_bits()));
             s.msg(&label, true, bits_bytes(d.n * d.l));
         }
+    }
+    if let Some(rounds) = &ot_argmax {
+        for (client, bytes) in rounds.iter().flat_map(|r| r.online_messages()) {
+            s.msg("online/argmax", client, bytes);
+        }
+        s.msg(
+            "online/argmax",
+            false,
+            crate::nonlinear::ot_argmax::REVEAL_BYTES,
+        );
+        return Ok(s.meter);
     }
     match (output, &argmax) {
         (OutputMode::Class, Some(d)) => s.msg("online/argmax", false, blocks_bytes(d.input_bits())),
@@ -371,7 +390,24 @@ pub fn layer_costs(
             he_compute_s: he_s,
         });
     }
-    if let (OutputMode::Class, Some(d)) = (output, ArgmaxDims::new(arch.json.classes, ring)) {
+    if let Some(rounds) = crate::protocol::ot_argmax(arch, ring, opts.nonlinear, output)? {
+        // The class output on OT: its comparisons priced like the OT ReLUs.
+        let cmps: usize = rounds.iter().map(|r| r.n).sum();
+        out.push(LayerCost {
+            label: "argmax".into(),
+            kind: "argmax",
+            positions: arch.json.classes,
+            active: 0,
+            macs: 0,
+            and_gates: 0,
+            online: find("online/argmax"),
+            offline: find("offline/argmax"),
+            online_compute_s: cmps as f64 * cal.ot_relu_online_ns * 1e-9,
+            offline_compute_s: cmps as f64 * cal.ot_relu_offline_ns * 1e-9,
+            he_compute_s: 0.0,
+        });
+    } else if let (OutputMode::Class, Some(d)) = (output, ArgmaxDims::new(arch.json.classes, ring))
+    {
         let ands = d.ands as u64;
         out.push(LayerCost {
             label: "argmax".into(),

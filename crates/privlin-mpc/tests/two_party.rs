@@ -206,7 +206,7 @@ fn predicted_traffic_equals_measured() {
 }
 
 /// Class output: for random models, masks and inputs the class the client decodes from the
-/// garbled argmax equals the class of the logits the same session would reveal (same seeds), and
+/// garbled argmax (and from the argmax on OT) equals the class of the logits the same session would reveal (same seeds), and
 /// the client gets no logits.
 #[test]
 fn class_output_equals_argmax_of_logits() {
@@ -220,10 +220,14 @@ fn class_output_equals_argmax_of_logits() {
         let model = QuantModel::new(&synthetic::model(&mut rng, &spec), Ring::default()).unwrap();
         let inputs: Vec<Vec<u64>> = (0..3).map(|_| random_input(&model, &mut rng)).collect();
         let logits = run_with(&model, &inputs, &opts(30 + case as u64, OutputMode::Logits));
-        let classes = run_with(&model, &inputs, &opts(30 + case as u64, OutputMode::Class));
-        for (l, c) in logits.iter().zip(&classes) {
-            assert!(c.raw.is_none() && c.logits.is_none());
-            assert_eq!(c.class, l.class, "case {case}");
+        // The class by the garbled argmax, and by the OT comparisons' tree.
+        for nonlinear in [Nonlinear::Gc, Nonlinear::Ot { digit_bits: 4 }] {
+            let o = opts(30 + case as u64, OutputMode::Class).with_nonlinear(nonlinear);
+            let classes = run_with(&model, &inputs, &o);
+            for (l, c) in logits.iter().zip(&classes) {
+                assert!(c.raw.is_none() && c.logits.is_none());
+                assert_eq!(c.class, l.class, "case {case} {}", nonlinear.name());
+            }
         }
     }
 }

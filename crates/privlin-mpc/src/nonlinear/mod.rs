@@ -1,16 +1,17 @@
 //! The nonlinear layers' protocol families: garbled circuits ([`crate::gc`], DELPHI's) or
 //! oblivious transfer ([`ot_relu`], CrypTFlow2's millionaires' protocol in DELPHI's
-//! offline/online split; max-pool windows as trees of its steps, [`ot_pool`]).
+//! offline/online split; max-pool windows as trees of its steps, [`ot_pool`]; the class output
+//! as the maximum of packed logits on the same tree, [`ot_argmax`]).
 
 pub mod millionaire;
+pub mod ot_argmax;
 pub mod ot_pool;
 pub mod ot_relu;
 
 use crate::error::{MpcError, Result};
 use serde::{Deserialize, Serialize};
 
-/// How active ReLUs and max-pool windows are computed (the class output's argmax stays a garbled
-/// circuit in both families).
+/// How active ReLUs, max-pool windows and the class output's argmax are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Nonlinear {

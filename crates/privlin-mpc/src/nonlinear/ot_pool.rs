@@ -18,8 +18,25 @@ use rand::Rng;
 
 /// The rounds of `windows` windows of `k` values: one site shape per round.
 pub fn shapes(ring: &Ring, digit_bits: u32, windows: usize, k: usize) -> Result<Vec<Shape>> {
+    shapes_at(
+        ring,
+        (ring.gc_bits + 1).min(ring.bits),
+        digit_bits,
+        windows,
+        k,
+    )
+}
+
+/// [`shapes`] with the differences compared on `width` bits.
+pub fn shapes_at(
+    ring: &Ring,
+    width: u32,
+    digit_bits: u32,
+    windows: usize,
+    k: usize,
+) -> Result<Vec<Shape>> {
     let wide = Ring {
-        gc_bits: (ring.gc_bits + 1).min(ring.bits),
+        gc_bits: width,
         ..*ring
     };
     let mut out = Vec::new();

@@ -127,6 +127,12 @@ impl Shape {
     }
 }
 
+/// `x 2^s` mod `2^64` (zero for `s >= 64`: the wrap term of a comparison on all 64 bits).
+#[inline]
+fn shl(x: u64, s: u32) -> u64 {
+    x.checked_shl(s).unwrap_or(0)
+}
+
 /// Low `o` bits.
 #[inline]
 fn low(x: u128, o: usize) -> u128 {
@@ -577,7 +583,7 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
                 let v = if b == 1 {
                     s.high
                         .wrapping_add(clow as u64)
-                        .wrapping_sub((s.msb as u64) << ws)
+                        .wrapping_sub(shl(s.msb as u64, ws))
                 } else {
                     0
                 };
@@ -688,7 +694,7 @@ pub fn client_online(ch: &mut Channel, site: ClientSite) -> Result<()> {
                 // wrap b (msb_S or msb_C) 2^(w - shift) (where b = 1 the carry out of bit w - 1
                 // is msb_S or msb_C).
                 let t = if b == 1 {
-                    c.high.wrapping_sub(((c.msb & (1 ^ msb_s)) as u64) << ws)
+                    c.high.wrapping_sub(shl((c.msb & (1 ^ msb_s)) as u64, ws))
                 } else {
                     0
                 };

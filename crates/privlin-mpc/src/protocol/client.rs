@@ -54,6 +54,8 @@ struct Offline {
     ot_sites: HashMap<usize, ot_relu::ClientSite>,
     /// Per max-pool on OT: one site per round.
     ot_pools: HashMap<usize, Vec<ot_relu::ClientSite>>,
+    /// The class output on OT: its rounds and the client's share of the packed maximum.
+    ot_argmax: Option<(Vec<ot_relu::ClientSite>, u64)>,
 }
 
 pub struct Client {
@@ -384,7 +386,20 @@ impl Client {
         }
         let out = cs.pop().unwrap();
         let mut argmax = None;
-        if self.hello.output == OutputMode::Class {
+        let mut ot_argmax = None;
+        let nl = self.hello.nonlinear;
+        if let Some(shapes) = super::ot_argmax(&arch, &ring, nl, self.hello.output)? {
+            self.ch.phase("offline/argmax");
+            let tx = self.ot_tx.as_mut().expect("set up for OT sites");
+            ot_argmax = Some(crate::nonlinear::ot_argmax::client_offline(
+                &mut self.ch,
+                &mut self.ot,
+                tx,
+                &mut self.rng,
+                shapes,
+                &out,
+            )?);
+        } else if self.hello.output == OutputMode::Class {
             if let Some(d) = ArgmaxDims::new(arch.json.classes, &ring) {
                 self.ch.phase("offline/argmax");
                 let choices: Vec<bool> = out.iter().flat_map(|&v| bits(v, d.l)).collect();
@@ -406,6 +421,7 @@ impl Client {
                 argmax,
                 ot_sites,
                 ot_pools,
+                ot_argmax,
             },
             shares,
         ))
@@ -451,6 +467,16 @@ impl Client {
             let mut w = Writer::with_capacity(bits.len() / 8 + 16);
             w.bits(&bits);
             self.ch.send(w.finish())?;
+        }
+        if let Some((sites, share)) = off.ot_argmax {
+            self.ch.phase("online/argmax");
+            let class = crate::nonlinear::ot_argmax::client_online(
+                &mut self.ch,
+                sites,
+                share,
+                arch.json.classes,
+            )?;
+            return Ok((None, Some(class)));
         }
         if self.hello.output == OutputMode::Class {
             let Some((lab_c, tables, gate0)) = off.argmax else {

@@ -259,6 +259,22 @@ pub fn ot_pool(
     }
 }
 
+/// The OT rounds of the class output's argmax when the family is OT (`None` for the circuit, the
+/// logits output, or one class).
+pub fn ot_argmax(
+    arch: &Arch,
+    ring: &Ring,
+    nonlinear: Nonlinear,
+    output: OutputMode,
+) -> Result<Option<Vec<crate::nonlinear::ot_relu::Shape>>> {
+    match (nonlinear, output) {
+        (Nonlinear::Ot { digit_bits }, OutputMode::Class) if arch.json.classes >= 2 => {
+            crate::nonlinear::ot_argmax::shapes(ring, digit_bits, arch.json.classes).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// [`SiteDims::of`] for the family: `None` for a site or max-pool that runs on OT.
 pub fn garbled_site(
     arch: &Arch,

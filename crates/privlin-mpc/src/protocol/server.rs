@@ -33,6 +33,8 @@ struct Offline {
     ot_sites: HashMap<usize, ot_relu::ServerSite>,
     /// Per max-pool on OT: one site per round.
     ot_pools: HashMap<usize, Vec<ot_relu::ServerSite>>,
+    /// The class output on OT: one site per round of its tree.
+    ot_argmax: Option<Vec<ot_relu::ServerSite>>,
 }
 
 /// What one request of a session did (for the service's log line).
@@ -205,6 +207,7 @@ impl Server {
             argmax: None,
             ot_sites: HashMap::new(),
             ot_pools: HashMap::new(),
+            ot_argmax: None,
         };
         for (i, op) in arch.ops().iter().enumerate() {
             match op {
@@ -264,7 +267,17 @@ impl Server {
                 _ => {}
             }
         }
-        if self.output == OutputMode::Class {
+        if let Some(shapes) = super::ot_argmax(&arch, &ring, self.nonlinear, self.output)? {
+            self.ch.phase("offline/argmax");
+            let rx = self.ot_rx.as_mut().expect("set up for OT sites");
+            off.ot_argmax = Some(crate::nonlinear::ot_argmax::server_offline(
+                &mut self.ch,
+                &mut self.ot,
+                rx,
+                &mut self.rng,
+                shapes,
+            )?);
+        } else if self.output == OutputMode::Class {
             if let Some(d) = ArgmaxDims::new(arch.json.classes, &ring) {
                 self.ch.phase("offline/argmax");
                 let zero_c = self.ot.extend(&mut self.ch, d.input_bits(), self.delta)?;
@@ -403,6 +416,10 @@ impl Server {
             vals.push(out);
         }
         let logits = vals.last().unwrap();
+        if let Some(sites) = off.ot_argmax {
+            self.ch.phase("online/argmax");
+            return crate::nonlinear::ot_argmax::server_online(&mut self.ch, sites, logits, &ring);
+        }
         match (self.output, off.argmax) {
             (OutputMode::Class, Some(zero_s)) => {
                 // The labels of the server's logit shares; the client decodes only the class.
