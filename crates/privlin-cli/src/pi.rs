@@ -76,7 +76,8 @@ pub struct LoadArgs {
     images: usize,
     #[command(flatten)]
     ring: RingArgs,
-    /// Seed of the arrivals and of the parties' randomness (seeded: not private; a measurement).
+    /// Seed of the arrival times (the parties draw their randomness from the operating system,
+    /// as a deployed service does, although everything runs on loopback).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write every level's report (with per-request records) as JSON here.
@@ -367,7 +368,7 @@ fn export(a: ExportArgs) -> Result<()> {
         &model,
         masks.as_ref(),
         &spec.normalization,
-        &a.ckpt.display().to_string(),
+        &pi::export::model_name(&a.ckpt),
     )?;
     file.save(&a.out)?;
     println!(
@@ -397,7 +398,7 @@ pub(crate) fn load_export(path: &Path) -> Result<ModelFile> {
         &model,
         masks.as_ref(),
         &spec.normalization,
-        &path.display().to_string(),
+        &pi::export::model_name(path),
     )
 }
 
@@ -553,14 +554,17 @@ fn load_cmd(a: LoadArgs) -> Result<()> {
         bail!("--clients, --images and --duration must be positive");
     }
     let ring = a.ring.ring()?;
-    let opts = a.ring.options(Options::insecure_seeded(a.seed))?;
+    // The parties' randomness from the operating system; only the arrivals are seeded.
+    let opts = a.ring.options(Options::default())?;
     let cores = bench::cores();
     println!(
         "machine: {} ({cores} threads; the server and every client share it)",
         bench::machine()
     );
     println!(
-        "INSECURE seeded randomness (a measurement); offline linear layers: {}; output: {}; {} client sessions, pool of {} precomputed offline phases each, {:.0} s of Poisson arrivals per rate",
+        "{}; arrivals seeded ({}); offline linear layers: {}; output: {}; {} client sessions, pool of {} precomputed offline phases each, {:.0} s of Poisson arrivals per rate",
+        opts.randomness.label(),
+        a.seed,
         opts.offline.label(),
         opts.output.label(),
         a.clients,
@@ -693,7 +697,7 @@ fn load_cmd(a: LoadArgs) -> Result<()> {
         let v = serde_json::json!({
             "machine": bench::machine(),
             "threads": cores,
-            "randomness": "INSECURE seeded (measurement)",
+            "randomness": opts.randomness.label(), "arrival_seed": a.seed,
             "offline_linear": opts.offline.label(),
             "clients": a.clients,
             "pool": a.pool,

@@ -344,13 +344,15 @@ impl Arch {
             }
             shapes.push(out);
         }
-        // Average pooling is folded into its consumers, which must all be weight layers.
-        for (i, op) in json.ops.iter().enumerate() {
-            if let Op::AvgPool { .. } = op {
-                for (j, o) in json.ops.iter().enumerate() {
-                    if o.inputs().contains(&(i + 1))
-                        && !matches!(o, Op::Conv { .. } | Op::Linear { .. })
-                    {
+        // Average pooling is folded into its consumers, which must all be weight layers: one
+        // pass over the ops' inputs (a peer's hello may carry many ops; the check was quadratic).
+        for (j, o) in json.ops.iter().enumerate() {
+            if matches!(o, Op::Conv { .. } | Op::Linear { .. }) {
+                continue;
+            }
+            for v in o.inputs() {
+                if let Some(i) = v.checked_sub(1) {
+                    if let Some(Op::AvgPool { .. }) = json.ops.get(i) {
                         return Err(MpcError::model(format!(
                             "op {j} ({}) consumes average pooling op {i}; only conv/linear may",
                             o.kind()

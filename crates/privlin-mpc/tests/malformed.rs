@@ -412,3 +412,45 @@ fn write_times_out_when_the_peer_reads_nothing() {
     assert!(started.elapsed() < Duration::from_secs(4));
     idle.join().unwrap();
 }
+
+/// Average pooling may only feed weight layers: an architecture whose pool feeds a site is
+/// refused by name (the check is one pass over the ops' inputs, so a hello with very many ops
+/// cannot make it quadratic), and the unmodified one is accepted.
+#[test]
+fn average_pool_consumers_are_checked() {
+    use privlin_mpc::model::{Arch, Op};
+    use std::collections::HashMap;
+    let m = model();
+    let mut json = m.arch.json.clone();
+    let mut active: HashMap<String, Vec<i64>> = m
+        .arch
+        .active
+        .iter()
+        .map(|(&i, v)| match &json.ops[i] {
+            Op::Relu { site, .. } => (site.clone(), v.iter().map(|&x| x as i64).collect()),
+            other => panic!("active positions on a {}", other.kind()),
+        })
+        .collect();
+    Arch::new(json.clone(), active.clone()).unwrap();
+    let pool = json
+        .ops
+        .iter()
+        .position(|o| matches!(o, Op::AvgPool { .. }))
+        .expect("the synthetic model pools");
+    let consumer = json
+        .ops
+        .iter()
+        .position(|o| o.inputs().contains(&(pool + 1)))
+        .unwrap();
+    json.ops[consumer] = Op::Relu {
+        input: pool + 1,
+        site: "after_pool".into(),
+    };
+    active.insert("after_pool".into(), vec![]);
+    json.active_counts.insert("after_pool".into(), 0);
+    let err = Arch::new(json, active).unwrap_err();
+    assert!(
+        err.to_string().contains("consumes average pooling op"),
+        "{err}"
+    );
+}

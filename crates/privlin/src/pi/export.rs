@@ -91,6 +91,26 @@ fn bn_affine(get: &dyn Fn(&str) -> Result<Tensor>, bn: &str) -> Result<(Tensor, 
 /// the site then sees `y / |a|`: a small `|a|` takes it out of the circuit's range `2^(w-1)` and
 /// multiplies the next layer's fixed-point error by `1 / |a|`. The affine layer keeps the site's
 /// input at the batch norm's output and costs `C H W` MACs and one HE product per answer.)
+/// The model name an export carries (and a server announces in its hello): the checkpoint
+/// directory's name, with its parent's for the pipeline's generic stage folders (`1pct/final`),
+/// never the filesystem path (which would tell every client where the server keeps its files).
+pub fn model_name(ckpt: &std::path::Path) -> String {
+    let part = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let last = part(ckpt);
+    let generic = ["final", "pr", "ar", "pi", "export", "ckpt", ""];
+    match ckpt.parent() {
+        Some(parent) if generic.contains(&last.as_str()) && !part(parent).is_empty() => {
+            format!("{}/{last}", part(parent))
+        }
+        _ if last.is_empty() => "model".into(),
+        _ => last,
+    }
+}
+
 pub fn export(
     model: &Model,
     masks: Option<&MaskSet>,
@@ -284,4 +304,26 @@ pub fn normalize_image(pixels: &[u8], norm: &Normalization) -> Vec<f32> {
             (p as f32 / 255.0 - norm.mean[c]) / norm.std[c]
         })
         .collect()
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::model_name;
+    use std::path::Path;
+
+    /// The announced name is the checkpoint's folder, with its parent for generic stage
+    /// folders; never the path above it.
+    #[test]
+    fn model_names_are_not_paths() {
+        assert_eq!(
+            model_name(Path::new("/srv/secret/runs/r18-10pct")),
+            "r18-10pct"
+        );
+        assert_eq!(
+            model_name(Path::new("runs/c10/sweep/privshap/1pct/final")),
+            "1pct/final"
+        );
+        assert_eq!(model_name(Path::new("pi")), "pi");
+        assert_eq!(model_name(Path::new("/")), "model");
+    }
 }

@@ -290,7 +290,12 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     }
     let (model, spec, masks) = load_with_masks(ckpt, tch::Device::Cpu)?;
     let name = ckpt.display().to_string();
-    let file = export(&model, masks.as_ref(), &spec.normalization, &name)?;
+    let file = export(
+        &model,
+        masks.as_ref(),
+        &spec.normalization,
+        &super::export::model_name(ckpt),
+    )?;
     let qm = QuantModel::new(&file, ring)
         .with_context(|| format!("{name}: encoding the weights in the ring"))?;
     let opts = opts.with_nonlinear(cost::resolve_nonlinear(&qm.arch, &ring, &opts)?);
@@ -343,7 +348,12 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
     // The cost model rebuilds the message sequence from the architecture: it must match the meter.
     cost::check_traffic(&session.client, &qm.arch, &ring, &opts)?;
     let cal = bench::calibrate_for(&qm, threads);
-    let all_relu = export(&model, None, &spec.normalization, &name)?;
+    let all_relu = export(
+        &model,
+        None,
+        &spec.normalization,
+        &super::export::model_name(ckpt),
+    )?;
     let labels: Vec<i64> = images.iter().map(|(l, _)| *l).collect();
     let infs = &session.inferences;
     let n = infs.len();
