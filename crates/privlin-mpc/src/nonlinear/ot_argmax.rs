@@ -5,7 +5,8 @@
 //! [`crate::plain::argmax`]). Only those bits are revealed: the server sends its share of the
 //! maximum mod `2^p`, which is uniform given the client's offline share and the index, and the
 //! client adds its own. Exact for `|logit| < 2^(l - 2 - p)` (far beyond any real logit at scale
-//! `2^(2f)` in a 64-bit ring).
+//! `2^(2f)` in a 64-bit ring). The server's offline phase is the tree's
+//! ([`ot_pool::server_offline`]).
 
 use super::ot_pool;
 use super::ot_relu::{ClientSite, ServerSite, Shape};
@@ -45,17 +46,6 @@ fn packed(ring: &Ring, shares: &[u64], server: bool) -> Vec<u64> {
             })
         })
         .collect()
-}
-
-/// The server's offline phase.
-pub fn server_offline<R: Rng>(
-    ch: &mut Channel,
-    tx: &mut iknp::Sender,
-    rx: &mut iknp::Receiver,
-    rng: &mut R,
-    shapes: Vec<Shape>,
-) -> Result<Vec<ServerSite>> {
-    ot_pool::server_offline(ch, tx, rx, rng, shapes)
 }
 
 /// The client's offline phase on its shares of the logits: its sites and its share of the
@@ -147,24 +137,17 @@ mod tests {
                 .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
                 .collect();
             let sh = shapes(&ring, 4, c).unwrap();
-            let (a, b) = mem::pair();
             let sh2 = sh.clone();
-            let server = std::thread::spawn(move || {
-                let mut ch = Channel::new(Box::new(a));
-                let mut rng = ChaCha12Rng::seed_from_u64(5);
-                let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-                let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-                let sites = server_offline(&mut ch, &mut tx, &mut rx, &mut rng, sh2).unwrap();
-                server_online(&mut ch, sites, &xs, &ring).unwrap()
-            });
-            let mut ch = Channel::new(Box::new(b));
-            let mut crng = ChaCha12Rng::seed_from_u64(6);
-            let mut rx = iknp::Receiver::setup(&mut ch, &mut crng).unwrap();
-            let mut tx = iknp::Sender::setup(&mut ch, &mut crng).unwrap();
-            let (sites, share) =
-                client_offline(&mut ch, &mut rx, &mut tx, &mut crng, sh, &xc).unwrap();
-            let class = client_online(&mut ch, sites, share, c).unwrap();
-            server.join().unwrap();
+            let (_, class) = crate::nonlinear::testing::two_parties(
+                move |ch, tx, rx, rng| {
+                    let sites = ot_pool::server_offline(ch, tx, rx, rng, sh2).unwrap();
+                    server_online(ch, sites, &xs, &ring).unwrap()
+                },
+                |ch, rx, tx, rng| {
+                    let (sites, share) = client_offline(ch, rx, tx, rng, sh, &xc).unwrap();
+                    client_online(ch, sites, share, c).unwrap()
+                },
+            );
             let want = crate::plain::argmax(&logits.iter().map(|&v| v as f64).collect::<Vec<_>>());
             assert_eq!(class, want, "{logits:?}");
         }

@@ -147,7 +147,6 @@ pub fn client_online(ch: &mut Channel, sites: Vec<ClientSite>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::mem;
     use rand::SeedableRng;
     use rand_chacha::ChaCha12Rng;
 
@@ -173,24 +172,18 @@ mod tests {
                 .collect();
             let sh = shapes(&ring, m, windows, k).unwrap();
             assert_eq!(sh.len(), k.next_power_of_two().trailing_zeros() as usize);
-            let (a, b) = mem::pair();
             let sh2 = sh.clone();
-            let server = std::thread::spawn(move || {
-                let mut ch = Channel::new(Box::new(a));
-                let mut rng = ChaCha12Rng::seed_from_u64(5);
-                let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-                let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-                let sites = server_offline(&mut ch, &mut tx, &mut rx, &mut rng, sh2).unwrap();
-                server_online(&mut ch, sites, &xs, k, &ring).unwrap()
-            });
-            let mut ch = Channel::new(Box::new(b));
-            let mut crng = ChaCha12Rng::seed_from_u64(6);
-            let mut rx = iknp::Receiver::setup(&mut ch, &mut crng).unwrap();
-            let mut tx = iknp::Sender::setup(&mut ch, &mut crng).unwrap();
-            let (sites, out_c) =
-                client_offline(&mut ch, &mut rx, &mut tx, &mut crng, sh, &xc, k).unwrap();
-            client_online(&mut ch, sites).unwrap();
-            let out_s = server.join().unwrap();
+            let (out_s, out_c) = crate::nonlinear::testing::two_parties(
+                move |ch, tx, rx, rng| {
+                    let sites = server_offline(ch, tx, rx, rng, sh2).unwrap();
+                    server_online(ch, sites, &xs, k, &ring).unwrap()
+                },
+                |ch, rx, tx, rng| {
+                    let (sites, out_c) = client_offline(ch, rx, tx, rng, sh, &xc, k).unwrap();
+                    client_online(ch, sites).unwrap();
+                    out_c
+                },
+            );
             for (wi, win) in vals.chunks(k).enumerate() {
                 let want = *win.iter().max().unwrap();
                 let got = ring.signed(ring.reduce(out_s[wi].wrapping_add(out_c[wi])));

@@ -723,38 +723,34 @@ mod tests {
     pub(crate) fn run_site(ring: Ring, shift: u32, m: u32, ys: Vec<u64>, yc: Vec<u64>) -> Vec<u64> {
         let n = ys.len();
         let shape = Shape::new(&ring, shift, m, n).unwrap();
-        let (a, b) = mem::pair();
         let sh = shape.clone();
-        let server = std::thread::spawn(move || {
-            let mut ch = Channel::new(Box::new(a));
-            let mut rng = ChaCha12Rng::seed_from_u64(5);
-            let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-            let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-            let site = server_offline(&mut ch, &mut tx, &mut rx, &mut rng, sh).unwrap();
-            server_online(&mut ch, site, &ys).unwrap()
-        });
-        let mut ch = Channel::new(Box::new(b));
-        let mut rng = ChaCha12Rng::seed_from_u64(6);
-        let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-        let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-        ch.meter.reset();
-        ch.phase("offline");
-        let site = client_offline(&mut ch, &mut rx, &mut tx, &mut rng, shape.clone(), &yc).unwrap();
-        let out = site.out.clone();
-        ch.phase("online");
-        client_online(&mut ch, site).unwrap();
-        let zs = server.join().unwrap();
+        let sh3 = shape.clone();
+        let (zs, (out, meter)) = crate::nonlinear::testing::two_parties(
+            move |ch, tx, rx, rng| {
+                let site = server_offline(ch, tx, rx, rng, sh).unwrap();
+                server_online(ch, site, &ys).unwrap()
+            },
+            move |ch, rx, tx, rng| {
+                ch.meter.reset();
+                ch.phase("offline");
+                let site = client_offline(ch, rx, tx, rng, sh3, &yc).unwrap();
+                let out = site.out.clone();
+                ch.phase("online");
+                client_online(ch, site).unwrap();
+                (out, ch.meter.clone())
+            },
+        );
         // The channel's counts are the shape's message sequence.
         let off = shape.offline_messages();
         let on = shape.online_messages();
         let bytes = |v: &[(bool, u64)]| v.iter().map(|&(_, b)| b + crate::net::HEADER).sum::<u64>();
-        assert_eq!(ch.meter.total("offline").bytes(), bytes(&off));
-        assert_eq!(ch.meter.total("online").bytes(), bytes(&on));
-        assert_eq!(ch.meter.total("online").messages as usize, on.len());
+        assert_eq!(meter.total("offline").bytes(), bytes(&off));
+        assert_eq!(meter.total("online").bytes(), bytes(&on));
+        assert_eq!(meter.total("online").messages as usize, on.len());
         // Every online message turns the direction (the first continues the offline phase's
         // last, the server's matrix, in this test; in a session the client's input comes first).
         assert!(on.windows(2).all(|p| p[0].0 != p[1].0));
-        assert_eq!(ch.meter.total("online").flights as usize, on.len() - 1);
+        assert_eq!(meter.total("online").flights as usize, on.len() - 1);
         zs.iter()
             .zip(&out)
             .map(|(&s, &c)| ring.reduce(s.wrapping_add(c)))

@@ -270,7 +270,7 @@ impl Server {
         if let Some(shapes) = super::ot_argmax(&arch, &ring, self.nonlinear, self.output)? {
             self.ch.phase("offline/argmax");
             let rx = self.ot_rx.as_mut().expect("set up for OT sites");
-            off.ot_argmax = Some(crate::nonlinear::ot_argmax::server_offline(
+            off.ot_argmax = Some(crate::nonlinear::ot_pool::server_offline(
                 &mut self.ch,
                 &mut self.ot,
                 rx,
