@@ -533,6 +533,13 @@ fn service_log_line(model: &str, e: &service::Event) -> String {
             Err(e) => format!("{peer} #{session}: session failed: {e}"),
         },
         service::Event::Refused { peer, why } => format!("{peer}: refused: {why}"),
+        service::Event::Ready {
+            he_cache_bytes,
+            he_cache_layers,
+        } => format!(
+            "ready: HE weight cache {:.1} MB for {he_cache_layers} weight layers, shared by every session",
+            *he_cache_bytes as f64 / 1e6
+        ),
         service::Event::AcceptError { error, backoff_s } => {
             format!("accept failed ({error}); retrying in {backoff_s:.2} s")
         }

@@ -399,3 +399,41 @@ fn cached_weight_forms_give_the_same_results() {
     assert_eq!(outs[0], outs[1]);
     assert_eq!(outs[0], outs[2]);
 }
+
+/// The service's cache: built once per served model and handed to each session's backend, it
+/// gives the same results as a session's own; a backend refuses a cache of another model or of
+/// other HE parameters at set-up.
+#[test]
+fn shared_weight_cache_serves_its_model_only() {
+    let ring = Ring::default();
+    let qm = model(5, ring);
+    let o = opts(3, OfflineMode::default());
+    let params = HeParams::default();
+    let cache = Arc::new(homomorphic::WeightCache::build(&qm, &params, u64::MAX).unwrap());
+    let ctx = HeContext::new(params, &ring).unwrap();
+    let plan: std::collections::HashMap<_, _> = homomorphic::plan(&qm.arch, &ctx)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        cache.bytes(),
+        homomorphic::cache_bytes(&plan, &ctx, u64::MAX)
+    );
+    assert_eq!(cache.layers(), plan.len());
+    let mut be = HeOffline::with_cache(params, cache.clone());
+    be.prepare_server(&qm, &o).unwrap();
+    assert_eq!(be.cached_bytes(), cache.bytes());
+    // Another model (other weights) is refused.
+    let other = model(6, ring);
+    let mut be = HeOffline::with_cache(params, cache.clone());
+    let err = be.prepare_server(&other, &o).unwrap_err();
+    assert!(err.to_string().contains("cached HE polynomials"), "{err}");
+    // Other HE parameters are refused.
+    let p2 = HeParams {
+        weight_bits: params.weight_bits + 1,
+        ..params
+    };
+    let mut be = HeOffline::with_cache(p2, cache.clone());
+    let err = be.prepare_server(&qm, &o).unwrap_err();
+    assert!(err.to_string().contains("other HE parameters"), "{err}");
+}

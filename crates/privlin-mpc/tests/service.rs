@@ -345,6 +345,11 @@ fn per_peer_cap_and_silent_connection() {
         panic!("the silent connection held its slot for 10 s");
     });
     assert!(served < Duration::from_secs(8), "{served:?}");
+    // The served model's HE weight cache was built once, before any session.
+    assert!(
+        matches!(events.first(), Some(Event::Ready { he_cache_bytes, .. }) if *he_cache_bytes > 0),
+        "{events:?}"
+    );
     assert!(events
         .iter()
         .any(|e| matches!(e, Event::Refused { why, .. } if why.contains("per peer"))));

@@ -33,11 +33,94 @@ pub struct HeOffline {
     rng: Option<ChaCha12Rng>,
     sk: Option<SecretKey>,
     pk: Option<PublicKey>,
-    /// The server's weight polynomials in NTT form per `(op, group, block)`, made once at the
-    /// session's set-up for the layers of [`cached_layers`].
-    cache: HashMap<(usize, usize, usize), Poly>,
-    /// Per cached layer, the fingerprint of the weights its polynomials were made from.
-    cache_of: HashMap<usize, u64>,
+    /// The server's weight polynomials in NTT form: made at the session's set-up, or one
+    /// [`WeightCache`] of the served model shared by every session ([`HeOffline::with_cache`]).
+    cache: std::sync::Arc<WeightCache>,
+    /// The cache came from outside (the service's), not built by this session.
+    shared: bool,
+}
+
+/// One model's weight polynomials in NTT form per `(op, group, block)` for the layers of
+/// [`cached_layers`], with the fingerprint of each layer's weights. Immutable once built, so
+/// the service builds it once per served model and every session reads it (`Arc`); it depends
+/// on the model alone, never on a client's input.
+#[derive(Default)]
+pub struct WeightCache {
+    polys: HashMap<(usize, usize, usize), Poly>,
+    of: HashMap<usize, u64>,
+    bytes: u64,
+    /// The HE parameters it was built for.
+    params: Option<HeParams>,
+}
+
+impl WeightCache {
+    /// The cache of `model` under `params` within `budget` bytes.
+    pub fn build(model: &QuantModel, params: &HeParams, budget: u64) -> Result<Self> {
+        let ctx = HeContext::new(*params, &model.ring)?;
+        let layouts: HashMap<usize, Layout> = plan(&model.arch, &ctx)?.into_iter().collect();
+        check_weight_bound(model, params, layouts.keys().copied())?;
+        let keep = cached_layers(&layouts, &ctx, budget);
+        let jobs: Vec<(usize, usize, usize)> = keep
+            .iter()
+            .flat_map(|&op| {
+                let l = layouts[&op];
+                (0..l.groups).flat_map(move |g| l.blocks_of(g).map(move |b| (op, g, b)))
+            })
+            .collect();
+        let ring = model.ring;
+        let signed: HashMap<usize, Vec<i64>> = keep
+            .iter()
+            .map(|&op| {
+                let w = model.layers[&op].weight.iter().map(|&v| ring.signed(v));
+                (op, w.collect())
+            })
+            .collect();
+        let polys = jobs
+            .into_par_iter()
+            .map(|(op, g, b)| {
+                let w = layouts[&op].encode_weights(&signed[&op], g, b);
+                Ok(((op, g, b), scheme::weight_poly(&ctx, &w)?))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(WeightCache {
+            bytes: polys.len() as u64 * weight_poly_bytes(&ctx),
+            polys,
+            of: keep
+                .iter()
+                .map(|&op| (op, fingerprint(&model.layers[&op].weight)))
+                .collect(),
+            params: Some(*params),
+        })
+    }
+
+    /// Bytes of the polynomials it holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Weight layers it holds.
+    pub fn layers(&self) -> usize {
+        self.of.len()
+    }
+
+    /// Refuses `model` when a cached layer's weights differ from those its polynomials were made
+    /// from (the cache belongs to one model).
+    pub fn check(&self, model: &QuantModel) -> Result<()> {
+        for (&op, &f) in &self.of {
+            let same = model
+                .layers
+                .get(&op)
+                .is_some_and(|l| fingerprint(&l.weight) == f);
+            if !same {
+                return Err(MpcError::Protocol(format!(
+                    "weight layer `{}` differs from the weights its cached HE polynomials were \
+                     made from: a cache serves the model it was built for",
+                    op_label(&model.arch, op)
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A fast fingerprint of a layer's weights (not cryptographic: it tells the cache that the
@@ -158,35 +241,29 @@ impl HeOffline {
             rng: None,
             sk: None,
             pk: None,
-            cache: HashMap::new(),
-            cache_of: HashMap::new(),
+            cache: Default::default(),
+            shared: false,
         }
     }
 
-    /// Refuses `model` when a cached layer's weights differ from those its polynomials were made
-    /// from (the cache belongs to one model).
+    /// A server backend that reads `cache` (built once for the served model, shared by every
+    /// session) instead of building its own at set-up.
+    pub fn with_cache(params: HeParams, cache: std::sync::Arc<WeightCache>) -> Self {
+        HeOffline {
+            cache,
+            shared: true,
+            ..Self::new(params)
+        }
+    }
+
+    /// Refuses `model` when a cached layer's weights differ from those the cache was made from.
     pub fn check_cache(&self, model: &QuantModel) -> Result<()> {
-        for (&op, &f) in &self.cache_of {
-            let same = model
-                .layers
-                .get(&op)
-                .is_some_and(|l| fingerprint(&l.weight) == f);
-            if !same {
-                return Err(MpcError::Protocol(format!(
-                    "weight layer `{}` differs from the weights its cached HE polynomials were \
-                     made from: a session's cache serves the model it was set up with",
-                    op_label(&model.arch, op)
-                )));
-            }
-        }
-        Ok(())
+        self.cache.check(model)
     }
 
-    /// Bytes of weight polynomials this (server) backend keeps.
+    /// Bytes of weight polynomials this (server) backend reads from its cache.
     pub fn cached_bytes(&self) -> u64 {
-        self.ctx
-            .as_ref()
-            .map_or(0, |c| self.cache.len() as u64 * weight_poly_bytes(c))
+        self.cache.bytes()
     }
 
     fn prepare(&mut self, arch: &Arch, ring: &Ring, opts: &Options, party: Party) -> Result<()> {
@@ -236,36 +313,22 @@ impl LinearOffline for HeOffline {
     fn prepare_server(&mut self, model: &QuantModel, opts: &Options) -> Result<()> {
         self.prepare(&model.arch, &model.ring, opts, Party::Server)?;
         check_weight_bound(model, &self.params, self.layouts.keys().copied())?;
-        // The weight polynomials of the layers that fit the budget, in NTT form, once.
-        let ctx = self.ctx.as_ref().ok_or_else(not_ready)?;
-        let keep = cached_layers(&self.layouts, ctx, opts.limits.he_cache_bytes);
-        let jobs: Vec<(usize, usize, usize)> = keep
-            .iter()
-            .flat_map(|&op| {
-                let l = self.layouts[&op];
-                (0..l.groups).flat_map(move |g| l.blocks_of(g).map(move |b| (op, g, b)))
-            })
-            .collect();
-        let ring = model.ring;
-        let signed: HashMap<usize, Vec<i64>> = keep
-            .iter()
-            .map(|&op| {
-                let w = model.layers[&op].weight.iter().map(|&v| ring.signed(v));
-                (op, w.collect())
-            })
-            .collect();
-        let layouts = &self.layouts;
-        self.cache_of = keep
-            .iter()
-            .map(|&op| (op, fingerprint(&model.layers[&op].weight)))
-            .collect();
-        self.cache = jobs
-            .into_par_iter()
-            .map(|(op, g, b)| {
-                let w = layouts[&op].encode_weights(&signed[&op], g, b);
-                Ok(((op, g, b), scheme::weight_poly(ctx, &w)?))
-            })
-            .collect::<Result<HashMap<_, _>>>()?;
+        if self.shared {
+            // The service's cache: it must be this model's, under these parameters.
+            if self.cache.params != Some(self.params) {
+                return Err(MpcError::Params(
+                    "the shared HE weight cache was built under other HE parameters".into(),
+                ));
+            }
+            self.cache.check(model)?;
+        } else {
+            // The weight polynomials of the layers that fit the budget, in NTT form, once.
+            self.cache = std::sync::Arc::new(WeightCache::build(
+                model,
+                &self.params,
+                opts.limits.he_cache_bytes,
+            )?);
+        }
         Ok(())
     }
 
@@ -362,14 +425,14 @@ impl LinearOffline for HeOffline {
         rng: &mut ChaCha12Rng,
     ) -> Result<Vec<u64>> {
         let ring = &model.ring;
-        if let Some(&f) = self.cache_of.get(&op) {
+        if let Some(&f) = self.cache.of.get(&op) {
             if fingerprint(&model.layers[&op].weight) != f {
-                self.check_cache(model)?;
+                self.cache.check(model)?;
             }
         }
         let s = draw_masks(model, op, rng);
         let pk = self.pk.take().ok_or_else(not_ready)?;
-        let cache = std::mem::take(&mut self.cache);
+        let cache = self.cache.clone();
         let res = (|| {
             let (ctx, l, he_rng) = self.parts(op)?;
             let what = "HE ciphertexts";
@@ -412,7 +475,7 @@ impl LinearOffline for HeOffline {
                     let (t, g) = (i / l.groups, i % l.groups);
                     let blocks = l.blocks_of(g);
                     // Cached at set-up, or encoded and transformed now.
-                    let owned: Vec<Poly> = if cache.contains_key(&(op, g, blocks.start)) {
+                    let owned: Vec<Poly> = if cache.polys.contains_key(&(op, g, blocks.start)) {
                         Vec::new()
                     } else {
                         blocks
@@ -421,7 +484,7 @@ impl LinearOffline for HeOffline {
                             .collect::<Result<Vec<_>>>()?
                     };
                     let ws: Vec<&Poly> = if owned.is_empty() {
-                        blocks.clone().map(|b| &cache[&(op, g, b)]).collect()
+                        blocks.clone().map(|b| &cache.polys[&(op, g, b)]).collect()
                     } else {
                         owned.iter().collect()
                     };
@@ -442,7 +505,6 @@ impl LinearOffline for HeOffline {
             ch.send(w.finish())
         })();
         self.pk = Some(pk);
-        self.cache = cache;
         res.map(|()| s)
     }
 }

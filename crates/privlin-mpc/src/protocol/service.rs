@@ -99,6 +99,12 @@ pub enum Event {
     },
     /// A client refused at the door (all slots and the queue taken).
     Refused { peer: SocketAddr, why: String },
+    /// The service is ready: the served model's HE weight cache is built (shared by every
+    /// session; zero bytes outside the `he` mode or with no budget).
+    Ready {
+        he_cache_bytes: u64,
+        he_cache_layers: usize,
+    },
     /// `accept` failed transiently (an aborted connection, out of file descriptors, ...): the
     /// service backs off for `backoff_s` and goes on.
     AcceptError { error: String, backoff_s: f64 },
@@ -171,10 +177,24 @@ pub fn serve_sessions(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<()> {
     super::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
-    // Once, before any client: a model the HE offline phase cannot serve is refused here.
-    if let super::OfflineMode::He(p) = &opts.offline {
-        super::homomorphic::check_server_model(model, p)?;
-    }
+    // Once, before any client: a model the HE offline phase cannot serve is refused here, and
+    // the model's weight polynomials are made once for every session.
+    let cache = match &opts.offline {
+        super::OfflineMode::He(p) => {
+            super::homomorphic::check_server_model(model, p)?;
+            Some(std::sync::Arc::new(super::homomorphic::WeightCache::build(
+                model,
+                p,
+                opts.limits.he_cache_bytes,
+            )?))
+        }
+        super::OfflineMode::Dealer => None,
+    };
+    on_event(Event::Ready {
+        he_cache_bytes: cache.as_ref().map_or(0, |c| c.bytes()),
+        he_cache_layers: cache.as_ref().map_or(0, |c| c.layers()),
+    });
+    let cache = &cache;
     listener.set_nonblocking(true)?;
     let slots = Slots {
         state: Mutex::new((0, 0)),
@@ -265,14 +285,22 @@ pub fn serve_sessions(
                     waited_s: t0.elapsed().as_secs_f64(),
                 });
                 let result = guarded(|| {
-                    session(stream, model, opts, cfg, stop, &mut |request, pooled| {
-                        on_event(Event::Request {
-                            session: id,
-                            peer,
-                            request,
-                            pooled,
-                        })
-                    })
+                    session(
+                        stream,
+                        model,
+                        opts,
+                        cache,
+                        cfg,
+                        stop,
+                        &mut |request, pooled| {
+                            on_event(Event::Request {
+                                session: id,
+                                peer,
+                                request,
+                                pooled,
+                            })
+                        },
+                    )
                 });
                 on_event(Event::Ended {
                     session: id,
@@ -298,6 +326,7 @@ fn session(
     stream: TcpStream,
     model: &QuantModel,
     opts: &Options,
+    cache: &Option<std::sync::Arc<super::homomorphic::WeightCache>>,
     cfg: &ServeConfig,
     stop: &AtomicBool,
     on_request: &mut dyn FnMut(Request, usize),
@@ -308,7 +337,13 @@ fn session(
     let ch = Channel::new(Box::new(t))
         .with_profile(cfg.profile.clone())
         .with_deadline(cfg.setup_deadline.min(cfg.session_deadline));
-    let mut server = Server::start(model.clone(), ch, opts)?;
+    let backend: Box<dyn super::linear::LinearOffline> = match (&opts.offline, cache) {
+        (super::OfflineMode::He(p), Some(c)) => {
+            Box::new(super::homomorphic::HeOffline::with_cache(*p, c.clone()))
+        }
+        _ => opts.offline.backend(),
+    };
+    let mut server = Server::start_with(model.clone(), ch, opts, backend)?;
     server.channel().set_deadline(t0 + cfg.session_deadline);
     let mut served = 0;
     loop {
