@@ -10,7 +10,7 @@ use crate::nonlinear::Nonlinear;
 use crate::ot::KAPPA;
 use crate::protocol::argmax::{ArgmaxDims, Tables};
 use crate::protocol::homomorphic;
-use crate::protocol::{garbled_site, op_label, ot_pool, ot_site, OfflineMode, Options, OutputMode};
+use crate::protocol::{garbled_site, op_label, ot_rounds, OfflineMode, Options, OutputMode};
 use crate::ring::Ring;
 use crate::wire::{bits_bytes, blocks_bytes, bytes_bytes, ring_vec_bytes};
 use serde::{Deserialize, Serialize};
@@ -207,11 +207,7 @@ fn traffic(
                 }
             }
             _ => {
-                if let Some(shape) = ot_site(arch, &scales, ring, nonlinear, i)? {
-                    for (client, bytes) in shape.offline_messages() {
-                        s.msg(&label, client, bytes);
-                    }
-                } else if let Some(rounds) = ot_pool(arch, ring, nonlinear, i)? {
+                if let Some(rounds) = ot_rounds(arch, &scales, ring, nonlinear, i)? {
                     for (client, bytes) in rounds.iter().flat_map(|r| r.offline_messages()) {
                         s.msg(&label, client, bytes);
                     }
@@ -241,11 +237,7 @@ fn traffic(
     s.msg("online/input", true, ring_vec(arch.numel(0), ring));
     for i in 0..arch.ops().len() {
         let label = format!("online/{}", op_label(arch, i));
-        if let Some(shape) = ot_site(arch, &scales, ring, nonlinear, i)? {
-            for (client, bytes) in shape.online_messages() {
-                s.msg(&label, client, bytes);
-            }
-        } else if let Some(rounds) = ot_pool(arch, ring, nonlinear, i)? {
+        if let Some(rounds) = ot_rounds(arch, &scales, ring, nonlinear, i)? {
             for (client, bytes) in rounds.iter().flat_map(|r| r.online_messages()) {
                 s.msg(&label, client, bytes);
             }
@@ -320,6 +312,10 @@ pub fn layer_costs(
                 ..Default::default()
             })
     };
+    // The layers whose weight polynomials the server keeps (priced without their encoding).
+    let cached = he.as_ref().map_or_else(Default::default, |(ctx, plan)| {
+        homomorphic::cached_layers(plan, ctx, opts.limits.he_cache_bytes)
+    });
     let mut out = Vec::new();
     for (i, op) in arch.ops().iter().enumerate() {
         let name = op_label(arch, i);
@@ -333,8 +329,8 @@ pub fn layer_costs(
         };
         let dims = garbled_site(arch, &scales, ring, opts.nonlinear, i);
         // ReLUs on OT: a site's active ones, or a max-pool's comparisons over all its rounds.
-        let ot_relus = ot_site(arch, &scales, ring, opts.nonlinear, i)?.map_or(0, |s| s.n)
-            + ot_pool(arch, ring, opts.nonlinear, i)?.map_or(0, |r| r.iter().map(|s| s.n).sum());
+        let ot_relus = ot_rounds(arch, &scales, ring, opts.nonlinear, i)?
+            .map_or(0, |r| r.iter().map(|s| s.n).sum());
         let circuits = dims.map_or(0, |d| d.n);
         let active = if kind == "relu" {
             circuits + ot_relus
@@ -353,10 +349,9 @@ pub fn layer_costs(
         let ots = dims.map_or(0.0, |d| (d.n * d.client_bits()) as f64);
         // Offline work of a weight layer: the dealer's `W v_C`, or the HE query and answers.
         let he_s = match (&he, &cal.he) {
-            (Some((ctx, plan)), Some(sp)) => plan.get(&i).map_or(0.0, |l| {
-                let cached = homomorphic::cached_layers(plan, ctx, opts.limits.he_cache_bytes);
-                sp.layer_s(l, cal.threads, cached.contains(&i))
-            }),
+            (Some((_, plan)), Some(sp)) => plan
+                .get(&i)
+                .map_or(0.0, |l| sp.layer_s(l, cal.threads, cached.contains(&i))),
             _ => 0.0,
         };
         let linear_offline_ns = match (op.is_weight_layer(), &he) {

@@ -79,7 +79,8 @@ fn next(ring: &Ring, v: &[u64], count: usize, z: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-/// The server's offline phase of a max-pool: one site per round.
+/// The server's offline phase of rounds of OT sites (a max-pool's tree; a ReLU site is one
+/// round): one site per shape.
 pub fn server_offline<R: Rng>(
     ch: &mut Channel,
     tx: &mut iknp::Sender,
@@ -136,7 +137,7 @@ pub fn server_online(
     Ok(v)
 }
 
-/// The client's online phase.
+/// The client's online phase of rounds of OT sites (it needs no data: its shares are fixed).
 pub fn client_online(ch: &mut Channel, sites: Vec<ClientSite>) -> Result<()> {
     for site in sites {
         ot_relu::client_online(ch, site)?;

@@ -4,7 +4,7 @@ use super::argmax::{self, ArgmaxDims, Tables};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Footprint, Options, OutputMode, Party, MAX_HELLO_BYTES};
 use super::{
-    circuit_inputs, garbled, garbled_site, op_label, ot_pool, ot_site, Hello, SiteDims, CMD_BYE,
+    circuit_inputs, garbled, garbled_site, op_label, ot_rounds, Hello, SiteDims, CMD_BYE,
     CMD_INFER, CMD_PRECOMPUTE,
 };
 use crate::error::{MpcError, Result};
@@ -50,10 +50,8 @@ struct Offline {
     sites: HashMap<usize, (Vec<Block>, Vec<Block>, u64)>,
     /// Class output: the client's input labels, the tables and decoding bits, first gate.
     argmax: Option<(Vec<Block>, Tables, u64)>,
-    /// Per site on OT: its offline state.
-    ot_sites: HashMap<usize, ot_relu::ClientSite>,
-    /// Per max-pool on OT: one site per round.
-    ot_pools: HashMap<usize, Vec<ot_relu::ClientSite>>,
+    /// Per site or max-pool on OT ([`ot_rounds`]): one offline state per round.
+    ot: HashMap<usize, Vec<ot_relu::ClientSite>>,
     /// The class output on OT: its rounds and the client's share of the packed maximum.
     ot_argmax: Option<(Vec<ot_relu::ClientSite>, u64)>,
 }
@@ -279,8 +277,7 @@ impl Client {
         let r0: Vec<u64> = (0..arch.numel(0)).map(|_| ring.reduce(rng.gen())).collect();
         let mut cs: Vec<Vec<u64>> = vec![r0.clone()];
         let mut sites = HashMap::new();
-        let mut ot_sites = HashMap::new();
-        let mut ot_pools = HashMap::new();
+        let mut ot = HashMap::new();
         let mut shares = HashMap::new();
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
@@ -306,7 +303,7 @@ impl Client {
                 }
                 Op::MaxPool { input, kernel, .. } => {
                     let x = circuit_inputs(&arch, i, &cs[*input]);
-                    match ot_pool(&arch, &ring, self.hello.nonlinear, i)? {
+                    match ot_rounds(&arch, &self.scales, &ring, self.hello.nonlinear, i)? {
                         Some(shapes) => {
                             self.ch.phase(format!("offline/{}", op_label(&arch, i)));
                             let tx = self.ot_tx.as_mut().expect("set up for OT sites");
@@ -319,7 +316,7 @@ impl Client {
                                 &x,
                                 kernel * kernel,
                             )?;
-                            ot_pools.insert(i, pool);
+                            ot.insert(i, pool);
                             out
                         }
                         None => self
@@ -354,7 +351,8 @@ impl Client {
                         .collect();
                     let x = circuit_inputs(&arch, i, y);
                     let nl = self.hello.nonlinear;
-                    let masks = if let Some(shape) = ot_site(&arch, &self.scales, &ring, nl, i)? {
+                    let rounds = ot_rounds(&arch, &self.scales, &ring, nl, i)?;
+                    let masks = if let Some(shape) = rounds.and_then(|mut r| r.pop()) {
                         self.ch.phase(format!("offline/{}", op_label(&arch, i)));
                         let tx = self.ot_tx.as_mut().expect("set up for OT sites");
                         let site = ot_relu::client_offline(
@@ -366,7 +364,7 @@ impl Client {
                             &x,
                         )?;
                         let r = site.out.clone();
-                        ot_sites.insert(i, site);
+                        ot.insert(i, vec![site]);
                         Some(r)
                     } else {
                         self.garbled_offline(i, &x, &mut sites)?
@@ -419,8 +417,7 @@ impl Client {
                 out,
                 sites,
                 argmax,
-                ot_sites,
-                ot_pools,
+                ot,
                 ot_argmax,
             },
             shares,
@@ -441,14 +438,9 @@ impl Client {
         w.ring_vec(&masked, ring.bits);
         self.ch.send(w.finish())?;
         for i in 0..arch.ops().len() {
-            if let Some(site) = off.ot_sites.remove(&i) {
+            if let Some(rounds) = off.ot.remove(&i) {
                 self.ch.phase(format!("online/{}", op_label(&arch, i)));
-                ot_relu::client_online(&mut self.ch, site)?;
-                continue;
-            }
-            if let Some(pool) = off.ot_pools.remove(&i) {
-                self.ch.phase(format!("online/{}", op_label(&arch, i)));
-                crate::nonlinear::ot_pool::client_online(&mut self.ch, pool)?;
+                crate::nonlinear::ot_pool::client_online(&mut self.ch, rounds)?;
                 continue;
             }
             let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {

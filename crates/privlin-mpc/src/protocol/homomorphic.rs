@@ -54,7 +54,9 @@ pub struct WeightCache {
 }
 
 impl WeightCache {
-    /// The cache of `model` under `params` within `budget` bytes.
+    /// The cache of `model` under `params` within `budget` bytes; refuses, as a server's set-up
+    /// does, a layer whose layout or noise cannot hold and a weight over the public bound (so the
+    /// service runs these checks once at start-up by building it).
     pub fn build(model: &QuantModel, params: &HeParams, budget: u64) -> Result<Self> {
         let ctx = HeContext::new(*params, &model.ring)?;
         let layouts: HashMap<usize, Layout> = plan(&model.arch, &ctx)?.into_iter().collect();
@@ -218,14 +220,6 @@ pub fn check_weight_bound(
         }
     }
     Ok(())
-}
-
-/// The checks a server runs once at start-up, before admitting any client, for the `he` mode:
-/// parameters, every weight layer's layout and noise bound, the public weight bound.
-pub fn check_server_model(model: &QuantModel, params: &HeParams) -> Result<()> {
-    let ctx = HeContext::new(*params, &model.ring)?;
-    let layouts = plan(&model.arch, &ctx)?;
-    check_weight_bound(model, params, layouts.into_iter().map(|(op, _)| op))
 }
 
 fn not_ready() -> MpcError {

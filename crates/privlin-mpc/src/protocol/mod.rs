@@ -218,14 +218,16 @@ impl SiteDims {
     }
 }
 
-/// The OT shape of op `i` when it is a site with active ReLUs and the family is OT.
-pub fn ot_site(
+/// The OT rounds of op `i` when the family is OT: one site for a site with active ReLUs
+/// ([`crate::nonlinear::ot_relu`]), one per level of the tree for a max-pool
+/// ([`crate::nonlinear::ot_pool`]); `None` for other ops and under the circuits.
+pub fn ot_rounds(
     arch: &Arch,
     scales: &[u32],
     ring: &Ring,
     nonlinear: Nonlinear,
     i: usize,
-) -> Result<Option<crate::nonlinear::ot_relu::Shape>> {
+) -> Result<Option<Vec<crate::nonlinear::ot_relu::Shape>>> {
     match (nonlinear, &arch.ops()[i]) {
         (Nonlinear::Ot { digit_bits }, Op::Relu { input, .. }) => {
             let n = arch.active[&i].len();
@@ -233,28 +235,15 @@ pub fn ot_site(
                 return Ok(None);
             }
             let shift = scales[*input] - ring.frac;
-            crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n).map(Some)
+            crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n).map(|s| Some(vec![s]))
         }
-        (Nonlinear::Auto, _) => Err(MpcError::Params(
-            "nonlinear family `auto` must be resolved (cost::choose_nonlinear) before a session or a prediction".into(),
-        )),
-        _ => Ok(None),
-    }
-}
-
-/// The OT rounds of op `i` when it is a max-pool and the family is OT
-/// ([`crate::nonlinear::ot_pool`]).
-pub fn ot_pool(
-    arch: &Arch,
-    ring: &Ring,
-    nonlinear: Nonlinear,
-    i: usize,
-) -> Result<Option<Vec<crate::nonlinear::ot_relu::Shape>>> {
-    match (nonlinear, &arch.ops()[i]) {
         (Nonlinear::Ot { digit_bits }, Op::MaxPool { kernel, .. }) => {
             crate::nonlinear::ot_pool::shapes(ring, digit_bits, arch.numel(i + 1), kernel * kernel)
                 .map(Some)
         }
+        (Nonlinear::Auto, _) => Err(MpcError::Params(
+            "nonlinear family `auto` must be resolved (cost::choose_nonlinear) before a session or a prediction".into(),
+        )),
         _ => Ok(None),
     }
 }

@@ -4,7 +4,7 @@ use super::argmax::{self, ArgmaxDims};
 use super::linear::LinearOffline;
 use super::policy::{check_wrap, Options, OutputMode, Party};
 use super::{
-    circuit_inputs, garbled, garbled_site, op_label, ot_pool, ot_site, Hello, SiteDims, CMD_BYE,
+    circuit_inputs, garbled, garbled_site, op_label, ot_rounds, Hello, SiteDims, CMD_BYE,
     CMD_INFER, CMD_PRECOMPUTE,
 };
 use crate::error::{MpcError, Result};
@@ -29,10 +29,8 @@ struct Offline {
     sites: HashMap<usize, (Vec<Block>, Vec<bool>)>,
     /// Class output: zero-labels of the server's logit-share bits.
     argmax: Option<Vec<Block>>,
-    /// Per site on OT: its offline state.
-    ot_sites: HashMap<usize, ot_relu::ServerSite>,
-    /// Per max-pool on OT: one site per round.
-    ot_pools: HashMap<usize, Vec<ot_relu::ServerSite>>,
+    /// Per site or max-pool on OT ([`ot_rounds`]): one offline state per round.
+    ot: HashMap<usize, Vec<ot_relu::ServerSite>>,
     /// The class output on OT: one site per round of its tree.
     ot_argmax: Option<Vec<ot_relu::ServerSite>>,
 }
@@ -205,8 +203,7 @@ impl Server {
             s: HashMap::new(),
             sites: HashMap::new(),
             argmax: None,
-            ot_sites: HashMap::new(),
-            ot_pools: HashMap::new(),
+            ot: HashMap::new(),
             ot_argmax: None,
         };
         for (i, op) in arch.ops().iter().enumerate() {
@@ -220,20 +217,7 @@ impl Server {
                 }
                 Op::Relu { .. } | Op::MaxPool { .. } => {
                     let scales = &self.model.scales;
-                    if let Some(shape) = ot_site(&arch, scales, &ring, self.nonlinear, i)? {
-                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                        let rx = self.ot_rx.as_mut().expect("set up for OT sites");
-                        let site = ot_relu::server_offline(
-                            &mut self.ch,
-                            &mut self.ot,
-                            rx,
-                            &mut self.rng,
-                            shape,
-                        )?;
-                        off.ot_sites.insert(i, site);
-                        continue;
-                    }
-                    if let Some(shapes) = ot_pool(&arch, &ring, self.nonlinear, i)? {
+                    if let Some(rounds) = ot_rounds(&arch, scales, &ring, self.nonlinear, i)? {
                         self.ch.phase(format!("offline/{}", op_label(&arch, i)));
                         let rx = self.ot_rx.as_mut().expect("set up for OT sites");
                         let sites = crate::nonlinear::ot_pool::server_offline(
@@ -241,9 +225,9 @@ impl Server {
                             &mut self.ot,
                             rx,
                             &mut self.rng,
-                            shapes,
+                            rounds,
                         )?;
-                        off.ot_pools.insert(i, sites);
+                        off.ot.insert(i, sites);
                         continue;
                     }
                     let Some(d) = garbled_site(&arch, scales, &ring, self.nonlinear, i) else {
@@ -352,7 +336,7 @@ impl Server {
                 }
                 Op::MaxPool { input, kernel, .. } => {
                     let x = circuit_inputs(&arch, i, &vals[*input]);
-                    match off.ot_pools.remove(&i) {
+                    match off.ot.remove(&i) {
                         Some(sites) => {
                             self.ch.phase(format!("online/{}", op_label(&arch, i)));
                             crate::nonlinear::ot_pool::server_online(
@@ -400,7 +384,7 @@ impl Server {
                     let z = if off.sites.contains_key(&i) {
                         let x = circuit_inputs(&arch, i, &y);
                         Some(self.garbled_online(i, &mut off, &x)?)
-                    } else if let Some(site) = off.ot_sites.remove(&i) {
+                    } else if let Some(site) = off.ot.remove(&i).and_then(|mut r| r.pop()) {
                         self.ch.phase(format!("online/{}", op_label(&arch, i)));
                         let x = circuit_inputs(&arch, i, &y);
                         Some(ot_relu::server_online(&mut self.ch, site, &x)?)

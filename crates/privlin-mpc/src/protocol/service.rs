@@ -180,14 +180,11 @@ pub fn serve_sessions(
     // Once, before any client: a model the HE offline phase cannot serve is refused here, and
     // the model's weight polynomials are made once for every session.
     let cache = match &opts.offline {
-        super::OfflineMode::He(p) => {
-            super::homomorphic::check_server_model(model, p)?;
-            Some(std::sync::Arc::new(super::homomorphic::WeightCache::build(
-                model,
-                p,
-                opts.limits.he_cache_bytes,
-            )?))
-        }
+        // Building the cache runs the checks: every layer's layout and noise bound, the
+        // public weight bound.
+        super::OfflineMode::He(p) => Some(std::sync::Arc::new(
+            super::homomorphic::WeightCache::build(model, p, opts.limits.he_cache_bytes)?,
+        )),
         super::OfflineMode::Dealer => None,
     };
     on_event(Event::Ready {

@@ -240,43 +240,57 @@ fn summarize(arch: &Arch, ring: &Ring, opts: &Options, cal: &Calibration) -> Res
 /// The two families priced beside a run of `ran`: garbled circuits and OT (with `ran`'s digit
 /// size when it is OT).
 pub fn families(ran: Nonlinear) -> [Nonlinear; 2] {
+    let [gc, ot] = Nonlinear::candidates();
     match ran {
-        Nonlinear::Gc => [
-            Nonlinear::Gc,
-            Nonlinear::by_name("ot").expect("default OT family"),
-        ],
-        ot => [Nonlinear::Gc, ot],
+        Nonlinear::Ot { .. } => [gc, ran],
+        _ => [gc, ot],
     }
 }
 
-/// Per-layer rows of the run's family, with both families' predicted bytes.
+/// Per-layer rows of the run's family, with both families' predicted bytes (each family's
+/// layer costs computed once; the run's family is one of them).
 fn layer_rows(
     arch: &Arch,
     ring: &Ring,
     opts: &Options,
     cal: &Calibration,
 ) -> Result<Vec<LayerRow>> {
-    let mut rows: Vec<LayerRow> = cost::layer_costs(arch, ring, opts, cal)?
+    let per_family = families(opts.nonlinear)
         .into_iter()
-        .map(|c| LayerRow {
-            label: c.label,
+        .map(|f| {
+            Ok((
+                f,
+                cost::layer_costs(arch, ring, &opts.with_nonlinear(f), cal)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ran = &per_family
+        .iter()
+        .find(|(f, _)| *f == opts.nonlinear)
+        .expect("the run's family is priced")
+        .1;
+    Ok(ran
+        .iter()
+        .enumerate()
+        .map(|(k, c)| LayerRow {
+            label: c.label.clone(),
             kind: c.kind.into(),
             active: c.active,
             macs: c.macs,
             online_bytes: c.online.bytes(),
             offline_bytes: c.offline.bytes(),
             he_s: c.he_compute_s,
-            by_family: Default::default(),
+            by_family: per_family
+                .iter()
+                .map(|(f, costs)| {
+                    (
+                        f.name(),
+                        [costs[k].online.bytes(), costs[k].offline.bytes()],
+                    )
+                })
+                .collect(),
         })
-        .collect();
-    for f in families(opts.nonlinear) {
-        let costs = cost::layer_costs(arch, ring, &opts.with_nonlinear(f), cal)?;
-        for (row, c) in rows.iter_mut().zip(costs) {
-            row.by_family
-                .insert(f.name(), [c.online.bytes(), c.offline.bytes()]);
-        }
-    }
-    Ok(rows)
+        .collect())
 }
 
 /// Runs the stage for checkpoint `ckpt` (its masks applied) and writes the export and `pi.json`
@@ -354,6 +368,23 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         &spec.normalization,
         &super::export::model_name(ckpt),
     )?;
+    // Both families priced once each; the run's own family is among them.
+    let by_family: Vec<FamilyCost> = families(opts.nonlinear)
+        .into_iter()
+        .map(|f| {
+            let o = opts.with_nonlinear(f);
+            Ok(FamilyCost {
+                nonlinear: f.name(),
+                partial: summarize(&qm.arch, &ring, &o, &cal)?,
+                all_relu: summarize(&all_relu.arch, &ring, &o, &cal)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let ran = by_family
+        .iter()
+        .find(|f| f.nonlinear == opts.nonlinear.name())
+        .expect("the run's family is priced")
+        .clone();
     let labels: Vec<i64> = images.iter().map(|(l, _)| *l).collect();
     let infs = &session.inferences;
     let n = infs.len();
@@ -382,20 +413,10 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         gc_overflows,
         online_s: infs.iter().map(|i| i.online_s).sum::<f64>() / n as f64,
         offline_s: infs.iter().map(|i| i.offline_s).sum::<f64>() / n as f64,
-        partial: summarize(&qm.arch, &ring, &opts, &cal)?,
-        all_relu: summarize(&all_relu.arch, &ring, &opts, &cal)?,
+        partial: ran.partial,
+        all_relu: ran.all_relu,
         nonlinear: opts.nonlinear.name(),
-        by_family: families(opts.nonlinear)
-            .into_iter()
-            .map(|f| {
-                let o = opts.with_nonlinear(f);
-                Ok(FamilyCost {
-                    nonlinear: f.name(),
-                    partial: summarize(&qm.arch, &ring, &o, &cal)?,
-                    all_relu: summarize(&all_relu.arch, &ring, &o, &cal)?,
-                })
-            })
-            .collect::<Result<_>>()?,
+        by_family,
         layers: layer_rows(&qm.arch, &ring, &opts, &cal)?,
         seconds: t0.elapsed().as_secs_f64(),
         config: cfg.clone(),
