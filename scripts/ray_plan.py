@@ -43,7 +43,8 @@ def main():
     if args.address:
         ray.init(address=args.address, **init)
     else:
-        ray.init(num_cpus=args.num_cpus, **init)
+        # A local instance listens on loopback only: a local run never uses another interface.
+        ray.init(num_cpus=args.num_cpus, _node_ip_address="127.0.0.1", **init)
     gcs = ray.get_runtime_context().gcs_address
     gpus = ray.cluster_resources().get("GPU", 0)
     threads = max(1, args.threads)

@@ -35,7 +35,8 @@ def main():
     if address:
         ray.init(address=address, **init)
     else:
-        ray.init(**init)
+        # A local instance listens on loopback only: a local run never uses another interface.
+        ray.init(_node_ip_address="127.0.0.1", **init)
 
     @ray.remote(num_cpus=1)
     class UtilityActor:

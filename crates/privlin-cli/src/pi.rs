@@ -68,6 +68,14 @@ pub struct LoadArgs {
     /// Offline phases each client precomputes and refills between requests (0: all inline).
     #[arg(long, default_value_t = 2)]
     pool: usize,
+    /// Greedy client sessions beside the measured ones, each running inline inferences back to
+    /// back for the whole window (their requests are counted apart).
+    #[arg(long, default_value_t = 0)]
+    greedy: usize,
+    /// Threads of each server session's own work pool (0: all sessions share one pool, the
+    /// behaviour before per-session pools; default: the machine's cores).
+    #[arg(long)]
+    session_threads: Option<usize>,
     /// Image folder data set whose test images are sent (default: random inputs).
     #[arg(long)]
     data: Option<String>,
@@ -150,6 +158,11 @@ pub struct OfflineArgs {
     /// (layers in order while they fit, the rest encoded at every inference; 0: none).
     #[arg(long, default_value_t = privlin_mpc::protocol::Limits::default().he_cache_bytes >> 20)]
     he_cache_mb: u64,
+    /// How identity positions are truncated: `local` (each party its share, free, SecureML) or
+    /// `faithful` (exact, on the OT comparison: one comparison per identity position; needs
+    /// `--nonlinear ot` or `auto`). A server's choice; a client follows its hello.
+    #[arg(long, default_value = "local")]
+    truncation: String,
 }
 
 impl OfflineArgs {
@@ -191,6 +204,7 @@ impl RingArgs {
             .with_output(self.output()?)
             .with_offline(self.offline.mode()?);
         o.limits.he_cache_bytes = self.offline.he_cache_mb << 20;
+        o.truncation = privlin_mpc::protocol::Truncation::by_name(&self.offline.truncation)?;
         Ok(o)
     }
 
@@ -238,6 +252,10 @@ pub struct ServeArgs {
     /// nothing is dropped after it.
     #[arg(long, default_value_t = 30)]
     setup_timeout: u64,
+    /// Threads of each session's own work pool, so that one busy client takes its share of the
+    /// CPU and not the machine (0: all sessions share one pool; default: the machine's cores).
+    #[arg(long)]
+    session_threads: Option<usize>,
     /// Clients that wait for a free session slot; beyond them a client is refused with a message.
     #[arg(long, default_value_t = 4)]
     queue: usize,
@@ -250,9 +268,14 @@ pub struct ServeArgs {
     /// Seconds a whole client session may last.
     #[arg(long, default_value_t = 3600)]
     session_deadline: u64,
-    /// Offline phases a client session may precompute and keep.
+    /// Offline phases a client session may precompute and keep (lowered to fit --max-memory-mb;
+    /// the hello tells the client).
     #[arg(long, default_value_t = 8)]
     max_pool: usize,
+    /// MB the server may hold for its sessions (HE weight cache, the model, each concurrent
+    /// session's offline phase in flight and its pool), checked at start-up; 0: no budget.
+    #[arg(long, default_value_t = 0)]
+    max_memory_mb: u64,
 }
 
 #[derive(Args, Debug)]
@@ -437,6 +460,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     let model = QuantModel::new(&file, a.ring.ring()?)?;
     let mut opts = a.ring.options(Options::default())?;
     opts.limits.max_pool = a.max_pool;
+    opts.limits.max_memory_bytes = a.max_memory_mb * 1_000_000;
     privlin_mpc::protocol::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
     opts.nonlinear = resolve_family(&model, &opts)?;
     let prof = profile(&a.profile)?;
@@ -469,6 +493,9 @@ fn serve(a: ServeArgs) -> Result<()> {
         profile: prof,
         max_per_peer: a.max_per_peer.max(1),
         setup_deadline: Duration::from_secs(a.setup_timeout),
+        session_threads: a
+            .session_threads
+            .unwrap_or(ServeConfig::default().session_threads),
     };
     // Ctrl-C: stop admitting, finish the requests in flight, close each session at its next
     // request boundary.
@@ -536,9 +563,14 @@ fn service_log_line(model: &str, e: &service::Event) -> String {
         service::Event::Ready {
             he_cache_bytes,
             he_cache_layers,
+            memory,
         } => format!(
-            "ready: HE weight cache {:.1} MB for {he_cache_layers} weight layers, shared by every session",
-            *he_cache_bytes as f64 / 1e6
+            "ready: HE weight cache {:.1} MB for {he_cache_layers} weight layers, shared by every session; {:.1} MB per offline phase, pools of {} per session: about {:.1} MB at peak with {} sessions",
+            *he_cache_bytes as f64 / 1e6,
+            memory.phase_bytes as f64 / 1e6,
+            memory.max_pool,
+            memory.peak_bytes as f64 / 1e6,
+            memory.sessions
         ),
         service::Event::AcceptError { error, backoff_s } => {
             format!("accept failed ({error}); retrying in {backoff_s:.2} s")
@@ -612,7 +644,7 @@ fn load_cmd(a: LoadArgs) -> Result<()> {
         println!(
             "\n## {label}: {} active ReLUs, {:.1} M MACs\none request alone: {:.3} s with its offline phase precomputed, {:.3} s with it inline; cost model: {:.3} s online + {:.3} s offline compute per inference, saturation at about {predicted:.3} requests/s",
             model.arch.active_total(),
-            (0..model.arch.ops().len()).map(|i| cost::macs(&model.arch, i)).sum::<u64>() as f64 / 1e6,
+            (0..model.arch.ops().len()).map(|i| privlin_mpc::model::macs(&model.arch, i)).sum::<u64>() as f64 / 1e6,
             single.0,
             single.1,
             on_s,
@@ -630,6 +662,10 @@ fn load_cmd(a: LoadArgs) -> Result<()> {
                 pool: a.pool,
                 grace: Duration::from_secs_f64(a.grace.unwrap_or(a.duration)),
                 seed: a.seed,
+                greedy: a.greedy,
+                session_threads: a
+                    .session_threads
+                    .unwrap_or(ServeConfig::default().session_threads),
             };
             let r = load::run(&model, &xs, &classes, &opts, &cfg)?;
             println!(
@@ -647,6 +683,12 @@ fn load_cmd(a: LoadArgs) -> Result<()> {
                 r.online.p50,
                 100.0 * r.pooled_share
             );
+            if r.greedy > 0 {
+                println!(
+                    "  beside {} greedy session(s) that completed {} inline inferences in the window",
+                    r.greedy, r.greedy_requests
+                );
+            }
             for f in &r.failures {
                 println!("  session failed: {f}");
             }
@@ -861,6 +903,13 @@ fn client(a: ClientArgs) -> Result<()> {
                 let enc = QuantModel::encode_input(&q.arch, &q.ring, &x)?;
                 let r = privlin_mpc::plain::forward(q, &enc);
                 overflows += r.gc_overflows;
+                if r.identity_over_bound(&q.ring) {
+                    eprintln!(
+                        "warning: image {k}: |y| = 2^{:.1} at an identity position, at or above 2^{} (the magnitude the wrap-failure bound assumes); local truncation may fail more often than stated (--truncation faithful does not)",
+                        (r.max_identity_abs as f64).log2(),
+                        q.ring.gc_bits - 1
+                    );
+                }
                 Some(privlin_mpc::plain::decode_logits(q, &r.logits).1)
             }
             None => None,
@@ -1061,6 +1110,24 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     }
     println!("flights: online flights of the site (gc: labels, output bits; ot: one per comparison level, then two)");
+    // The silent OT extension under `ot`: its rounds are in the offline columns above, its
+    // session set-up (base OTs, IKNP bootstrap) is not.
+    let round_s = bench::silent_round_s(1);
+    let lpn = privlin_mpc::ot::silent::FERRET_B10;
+    let ot_run = site_runs.iter().find(|r| r.family != "gc");
+    println!(
+        "silent OT (Ferret, t={} k=2^{} h={}): one round {:.1} ms on one thread per party, {} OTs, {:.1} ns/OT, {:.0} KB ({:.2} B/OT); session set-up {:.2} MB both ways ({:.0} B per ReLU if a session ran only this site)",
+        lpn.t,
+        lpn.log_k,
+        lpn.depth,
+        round_s * 1e3,
+        lpn.usable(),
+        round_s * 1e9 / lpn.usable() as f64,
+        lpn.message_bytes(1) as f64 / 1e3,
+        lpn.message_bytes(1) as f64 / lpn.usable() as f64,
+        ot_run.map_or(0.0, |r| r.setup_bytes as f64 / 1e6),
+        ot_run.map_or(0.0, |r| r.setup_bytes as f64 / r.relus as f64),
+    );
     // The per-ReLU bytes of the first family listed, one thread (they do not depend on threads).
     let first = &site_runs[if families[0] == Nonlinear::Gc { 0 } else { 1 }];
     let (online_b, offline_b) = (first.online_bytes, first.offline_bytes);
@@ -1178,7 +1245,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             "randomness": opts.randomness.label(), "output": opts.output.label(),
             "hash_ns": { "gkwy": gkwy, "one_call_mmo_replaced": mmo },
             "per_relu": micro, "nonlinear": first.family, "online_bytes_per_relu": online_b, "offline_bytes_per_relu": offline_b,
-            "sites": site_runs, "whole_model": whole });
+            "sites": site_runs, "whole_model": whole,
+            "silent_ot": { "round_s": round_s, "ots_per_round": lpn.usable(), "round_bytes": lpn.message_bytes(1) } });
         privlin_mpc::model::write_atomic(p, serde_json::to_string_pretty(&v)?.as_bytes())?;
     }
     Ok(())
@@ -1344,6 +1412,15 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
                 l.noise.margin_bits
             );
         }
+    }
+    if let Some((answers, log2)) = cost::flood_per_inference(arch, &ring, &opts.offline)? {
+        println!(
+            "HE flooding: {answers} answers per inference, each within 2^-{} of weight-independent; per inference within 2^{log2:.1} (union bound)",
+            match opts.offline {
+                OfflineMode::He(p) => p.flood_bits,
+                OfflineMode::Dealer => 0,
+            }
+        );
     }
     if let Some((ctx, plan)) = cost::he_plan(arch, &ring, &opts.offline)? {
         use privlin_mpc::protocol::homomorphic;

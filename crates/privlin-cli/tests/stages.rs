@@ -121,13 +121,31 @@ fn a_killed_sweep_resumes() {
     let t0 = std::time::Instant::now();
     loop {
         let done = std::fs::read_to_string(&stamp).is_ok_and(|t| t.contains("\"complete\""));
-        if done || t0.elapsed().as_secs() > 300 {
+        if done {
             break;
         }
+        assert!(
+            t0.elapsed().as_secs() < 300,
+            "the importance stage was not stamped complete within 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before the importance stage was stamped"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The kill interrupts the sweep: it has not finished by itself, and leaves no sweep.csv.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sweep had already ended"
+    );
     child.kill().unwrap();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the killed sweep exited successfully");
+    assert!(
+        !dir.path().join("run/sweep.csv").exists(),
+        "the killed sweep had already collected its results"
+    );
     let (ok, _, err) = privlin(&args);
     assert!(ok, "{err}");
     assert!(err.contains("senet.json is complete, skipped"), "{err}");

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::gc::FixedKeyHash;
 use crate::linalg;
 use crate::net::{mem, Channel, Meter, Profile};
-use crate::ot::iknp;
+use crate::ot::{iknp, silent};
 use crate::protocol::{garbled, Client, Inference, Options, Server, SiteDims};
 use crate::ring::Ring;
 use crate::wire::Block;
@@ -144,11 +144,16 @@ pub struct SiteRun {
     pub online_flights: u64,
     /// OTs per ReLU (correlated OTs for the circuit's inputs, or random OTs of both directions).
     pub ots_per_relu: usize,
+    /// Silent-OT extension rounds of one repetition, both directions (zero for the circuit).
+    pub extension_rounds: usize,
+    /// Bytes of the session's set-up, both ways (base OTs; under `ot` also the silent
+    /// extension's IKNP bootstrap in both directions), paid once per session, not per ReLU.
+    pub setup_bytes: u64,
 }
 
 /// The client's side of [`site_run`]: per repetition `(offline s, online s, meter)`, its output
-/// masks, OTs per ReLU.
-type ClientRuns = (Vec<(f64, f64, Meter)>, Vec<Vec<u64>>, usize);
+/// masks, OTs per ReLU, the set-up's bytes.
+type ClientRuns = (Vec<(f64, f64, Meter)>, Vec<Vec<u64>>, usize, u64);
 
 /// Measures one site of `n` active ReLUs (pre-activations at scale 2f, truncated by f) under
 /// `nonlinear`, `reps` times after one session set-up; checks that the two parties' output
@@ -185,19 +190,23 @@ pub fn site_run(
         pool(threads).install(|| {
             let mut ch = Channel::new(Box::new(a));
             let mut rng = ChaCha12Rng::seed_from_u64(18);
-            let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
             let mut outs = Vec::new();
             match nonlinear {
                 Nonlinear::Ot { digit_bits } => {
-                    let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
+                    let mut tx = silent::Sender::setup(&mut ch, &mut rng)?;
+                    let mut rx = silent::Receiver::setup(&mut ch, &mut rng)?;
                     for _ in 0..reps {
                         let shape = ot_relu::Shape::new(&ring, shift, digit_bits, n)?;
                         let site =
                             ot_relu::server_offline(&mut ch, &mut tx, &mut rx, &mut rng, shape)?;
+                        // Each repetition is one inference's offline phase: fresh pools.
+                        tx.discard();
+                        rx.discard();
                         outs.push(ot_relu::server_online(&mut ch, site, &ys)?);
                     }
                 }
                 _ => {
+                    let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
                     let d = SiteDims::new(&ring, n, shift);
                     let hash = FixedKeyHash::new(0);
                     let delta: Block = rng.gen::<u128>() | 1;
@@ -231,13 +240,15 @@ pub fn site_run(
     let client = pool(threads).install(|| -> Result<ClientRuns> {
         let mut ch = Channel::new(Box::new(b));
         let mut rng = ChaCha12Rng::seed_from_u64(19);
-        let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
         let mut runs = Vec::new();
         let mut masks = Vec::new();
         let ots;
+        let setup;
         match nonlinear {
             Nonlinear::Ot { digit_bits } => {
-                let mut tx = iknp::Sender::setup(&mut ch, &mut rng)?;
+                let mut rx = silent::Receiver::setup(&mut ch, &mut rng)?;
+                let mut tx = silent::Sender::setup(&mut ch, &mut rng)?;
+                setup = ch.meter.total("").bytes();
                 let shape = ot_relu::Shape::new(&ring, shift, digit_bits, n)?;
                 ots = shape.client_ots + shape.server_ots;
                 for _ in 0..reps {
@@ -252,6 +263,8 @@ pub fn site_run(
                         shape.clone(),
                         &yc,
                     )?;
+                    rx.discard();
+                    tx.discard();
                     let t1 = Instant::now();
                     masks.push(site.out.clone());
                     ch.phase("online");
@@ -265,6 +278,8 @@ pub fn site_run(
                 }
             }
             _ => {
+                let mut rx = iknp::Receiver::setup(&mut ch, &mut rng)?;
+                setup = ch.meter.total("").bytes();
                 let d = SiteDims::new(&ring, n, shift);
                 ots = d.client_bits();
                 let hash = FixedKeyHash::new(0);
@@ -311,10 +326,10 @@ pub fn site_run(
                 }
             }
         }
-        Ok((runs, masks, ots))
+        Ok((runs, masks, ots, setup))
     });
     let outs = server.join().expect("server thread")?;
-    let (runs, masks, ots) = client?;
+    let (runs, masks, ots, setup_bytes) = client?;
     for (s, c) in outs.iter().zip(&masks) {
         let got: Vec<u64> = s
             .iter()
@@ -341,6 +356,15 @@ pub fn site_run(
         offline_flights: meter.total("offline").flights,
         online_flights: meter.total("online").flights,
         ots_per_relu: ots,
+        extension_rounds: match nonlinear {
+            Nonlinear::Ot { digit_bits } => {
+                ot_relu::Shape::new(&ring, shift, digit_bits, n)?
+                    .offline_messages(&mut Default::default())
+                    .1
+            }
+            _ => 0,
+        },
+        setup_bytes,
     })
 }
 
@@ -391,6 +415,43 @@ fn ot_pair(m: usize, threads: usize) -> f64 {
     })
 }
 
+/// Seconds of one round of the silent OT extension, both parties on `threads` threads each (as
+/// in a session, the receiver's work follows the sender's message), median of three rounds
+/// from an empty pool; base OTs and the IKNP bootstrap excluded.
+pub fn silent_round_s(threads: usize) -> f64 {
+    let (a, b) = mem::pair();
+    let usable = silent::FERRET_B10.usable();
+    let sender = std::thread::spawn(move || {
+        pool(threads).install(|| {
+            let mut ch = Channel::new(Box::new(a));
+            let mut rng = ChaCha12Rng::seed_from_u64(2);
+            let mut s = silent::Sender::setup(&mut ch, &mut rng).unwrap();
+            for _ in 0..3 {
+                s.reserve(&mut ch, usable).unwrap();
+                s.discard();
+                ch.recv("go", crate::net::Expect::Exact(1)).unwrap();
+            }
+        })
+    });
+    pool(threads).install(|| {
+        let mut ch = Channel::new(Box::new(b));
+        let mut rng = ChaCha12Rng::seed_from_u64(3);
+        let mut r = silent::Receiver::setup(&mut ch, &mut rng).unwrap();
+        let times = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                r.reserve(&mut ch, usable).unwrap();
+                let el = t.elapsed().as_secs_f64();
+                r.discard();
+                ch.send(vec![1]).unwrap();
+                el
+            })
+            .collect();
+        sender.join().unwrap();
+        median_of(times)
+    })
+}
+
 /// Measures the cost model's per-operation speeds on this machine, the circuit and OT layers on
 /// sites of `relus` active ReLUs (their speed per ReLU depends on the site's size: small sites
 /// stay in cache).
@@ -411,7 +472,8 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
     let byte_ns =
         transfer_ns_per_byte((relus * 2 * micro.and_gates_per_relu).clamp(1 << 18, 1 << 24));
     // ReLUs on OT: the site measured end to end, less the hand-over of its flights and bytes
-    // (phase_seconds charges those again).
+    // (phase_seconds charges those again) and the silent-OT rounds it ran (priced per round).
+    let ot_round_ns = silent_round_s(threads) * 1e9;
     let (ot_relu_offline_ns, ot_relu_online_ns) = match site_run(
         ring,
         relus,
@@ -425,8 +487,9 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
             let compute = |us: f64, bytes: f64, flights: u64| {
                 (us * 1e3 - bytes * byte_ns - flights as f64 * flight_ns / relus as f64).max(0.0)
             };
+            let rounds_ns = r.extension_rounds as f64 * ot_round_ns / relus as f64;
             (
-                compute(r.offline_us, r.offline_bytes, r.offline_flights),
+                (compute(r.offline_us, r.offline_bytes, r.offline_flights) - rounds_ns).max(0.0),
                 compute(r.online_us, r.online_bytes, r.online_flights),
             )
         }
@@ -459,6 +522,7 @@ pub fn calibrate(ring: &Ring, threads: usize, relus: usize) -> Calibration {
         relu_online_ns: micro.online_overhead_us * 1e3,
         ot_relu_offline_ns,
         ot_relu_online_ns,
+        ot_round_ns,
         threads,
     }
 }

@@ -4,13 +4,15 @@
 
 use crate::error::Result;
 use crate::he::{HeContext, Layout};
-use crate::model::{Arch, Op};
+use crate::model::{macs, Arch, Op};
 use crate::net::{Meter, Profile, Traffic, HEADER};
 use crate::nonlinear::Nonlinear;
 use crate::ot::KAPPA;
 use crate::protocol::argmax::{ArgmaxDims, Tables};
 use crate::protocol::homomorphic;
-use crate::protocol::{garbled_site, op_label, ot_rounds, OfflineMode, Options, OutputMode};
+use crate::protocol::{
+    garbled_site, op_label, ot_rounds, ot_truncation, OfflineMode, Options, OutputMode,
+};
 use crate::ring::Ring;
 use crate::wire::{bits_bytes, blocks_bytes, bytes_bytes, ring_vec_bytes};
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,10 @@ pub struct Calibration {
     pub ot_relu_offline_ns: f64,
     #[serde(default)]
     pub ot_relu_online_ns: f64,
+    /// One round of the silent OT extension ([`crate::ot::silent`]), both parties together,
+    /// ns (a round runs when a call needs more OTs than the pool holds). Zero when not measured.
+    #[serde(default)]
+    pub ot_round_ns: f64,
     pub threads: usize,
 }
 
@@ -74,6 +80,27 @@ pub struct LayerCost {
 
 /// The HE context and the layout of every weight layer (by op index).
 pub type HePlan = (HeContext, std::collections::HashMap<usize, Layout>);
+
+/// The flooding's statistical distance per inference under `he`: the answers of one inference
+/// (each flooded to `2^-flood_bits`, [`crate::he::HeParams::flood_bits`]) and `log2` of their
+/// union bound, `log2(answers) - flood_bits`. `None` for the dealer.
+pub fn flood_per_inference(
+    arch: &Arch,
+    ring: &Ring,
+    offline: &OfflineMode,
+) -> Result<Option<(usize, f64)>> {
+    let OfflineMode::He(p) = offline else {
+        return Ok(None);
+    };
+    let Some((_, plan)) = he_plan(arch, ring, offline)? else {
+        return Ok(None);
+    };
+    let answers: usize = plan.values().map(|l| l.answers()).sum();
+    Ok(Some((
+        answers,
+        (answers.max(1) as f64).log2() - p.flood_bits as f64,
+    )))
+}
 
 /// The HE layouts of every weight layer, when the offline mode is `he`.
 pub fn he_plan(arch: &Arch, ring: &Ring, offline: &OfflineMode) -> Result<Option<HePlan>> {
@@ -114,28 +141,18 @@ fn ot_messages(s: &mut Seq, label: &str, m: usize) {
     s.msg(label, false, blocks_bytes(m));
 }
 
-/// MACs of weight layer `i`.
-pub fn macs(arch: &Arch, i: usize) -> u64 {
-    match &arch.ops()[i] {
-        Op::Conv { weight, .. } => {
-            let w = &arch.json.weight_shapes[weight];
-            let o = &arch.shapes[i + 1];
-            (o[0] * o[1] * o[2] * w[1] * w[2] * w[3]) as u64
-        }
-        Op::Linear { weight, .. } => {
-            let w = &arch.json.weight_shapes[weight];
-            (w[0] * w[1]) as u64
-        }
-        Op::ChannelAffine { .. } => arch.numel(i + 1) as u64,
-        _ => 0,
-    }
-}
-
 /// The client's view of one inference's messages (excluding session setup), label by label.
 pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Meter> {
     let he = he_plan(arch, ring, &opts.offline)?;
     let nonlinear = resolve_nonlinear(arch, ring, opts)?;
-    traffic(arch, ring, opts.output, nonlinear, he.as_ref())
+    traffic(
+        arch,
+        ring,
+        opts.output,
+        nonlinear,
+        opts.truncation,
+        he.as_ref(),
+    )
 }
 
 /// Each concrete family's predicted network time of one inference (online + offline: bytes over
@@ -151,6 +168,11 @@ pub fn choose_nonlinear(
 ) -> Result<Vec<(Nonlinear, f64)>> {
     Nonlinear::candidates()
         .into_iter()
+        // Faithful truncation runs on the OT comparison only.
+        .filter(|f| {
+            opts.truncation == crate::protocol::Truncation::Local
+                || matches!(f, Nonlinear::Ot { .. })
+        })
         .map(|f| {
             let m = predicted_traffic(arch, ring, &opts.with_nonlinear(f))?;
             let t = |t: &Traffic| {
@@ -165,6 +187,12 @@ pub fn choose_nonlinear(
 /// the `wan` profile ([`choose_nonlinear`]).
 pub fn resolve_nonlinear(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Nonlinear> {
     match opts.nonlinear {
+        // Faithful truncation runs on the OT comparison only.
+        Nonlinear::Auto if opts.truncation == crate::protocol::Truncation::Faithful => {
+            Ok(Nonlinear::Ot {
+                digit_bits: crate::nonlinear::millionaire::DEFAULT_DIGIT_BITS,
+            })
+        }
         Nonlinear::Auto => {
             let wan = Profile::by_name("wan").expect("the wan preset");
             let c = choose_nonlinear(arch, ring, opts, &wan)?;
@@ -183,12 +211,15 @@ fn traffic(
     ring: &Ring,
     output: OutputMode,
     nonlinear: Nonlinear,
+    truncation: crate::protocol::Truncation,
     he: Option<&HePlan>,
 ) -> Result<Meter> {
     let scales = crate::model::value_scales(arch, ring)?;
     let mut s = Seq {
         meter: Meter::default(),
     };
+    // The session's silent-OT pools, empty at the start of every offline phase.
+    let mut pools = crate::nonlinear::ot_relu::Pools::default();
     s.msg("offline/command", true, 1);
     for (i, op) in arch.ops().iter().enumerate() {
         let label = format!("offline/{}", op_label(arch, i));
@@ -207,9 +238,17 @@ fn traffic(
                 }
             }
             _ => {
-                if let Some(rounds) = ot_rounds(arch, &scales, ring, nonlinear, i)? {
-                    for (client, bytes) in rounds.iter().flat_map(|r| r.offline_messages()) {
+                // Faithful truncation: the identity positions' site first.
+                if let Some(t) = ot_truncation(arch, &scales, ring, nonlinear, truncation, i)? {
+                    for (client, bytes) in t.offline_messages(&mut pools).0 {
                         s.msg(&label, client, bytes);
+                    }
+                }
+                if let Some(rounds) = ot_rounds(arch, &scales, ring, nonlinear, i)? {
+                    for r in &rounds {
+                        for (client, bytes) in r.offline_messages(&mut pools).0 {
+                            s.msg(&label, client, bytes);
+                        }
                     }
                 } else if let Some(d) = garbled_site(arch, &scales, ring, nonlinear, i) {
                     ot_messages(&mut s, &label, d.n * d.client_bits());
@@ -223,12 +262,10 @@ fn traffic(
         OutputMode::Class if ot_argmax.is_none() => ArgmaxDims::new(arch.json.classes, ring),
         _ => None,
     };
-    for (client, bytes) in ot_argmax
-        .iter()
-        .flatten()
-        .flat_map(|r| r.offline_messages())
-    {
-        s.msg("offline/argmax", client, bytes);
+    for r in ot_argmax.iter().flatten() {
+        for (client, bytes) in r.offline_messages(&mut pools).0 {
+            s.msg("offline/argmax", client, bytes);
+        }
     }
     if let Some(d) = &argmax {
         ot_messages(&mut s, "offline/argmax", d.input_bits());
@@ -244,6 +281,11 @@ fn traffic(
         } else if let Some(d) = garbled_site(arch, &scales, ring, nonlinear, i) {
             s.msg(&label, false, blocks_bytes(d.n * d.server_bits()));
             s.msg(&label, true, bits_bytes(d.n * d.l));
+        }
+        if let Some(t) = ot_truncation(arch, &scales, ring, nonlinear, truncation, i)? {
+            for (client, bytes) in t.online_messages() {
+                s.msg(&label, client, bytes);
+            }
         }
     }
     if let Some(rounds) = &ot_argmax {
@@ -300,7 +342,14 @@ pub fn layer_costs(
     let opts = &opts.with_nonlinear(resolve_nonlinear(arch, ring, opts)?);
     let scales = crate::model::value_scales(arch, ring)?;
     let he = he_plan(arch, ring, &opts.offline)?;
-    let meter = traffic(arch, ring, output, opts.nonlinear, he.as_ref())?;
+    let meter = traffic(
+        arch,
+        ring,
+        output,
+        opts.nonlinear,
+        opts.truncation,
+        he.as_ref(),
+    )?;
     let find = |label: &str| {
         meter
             .entries()
@@ -317,6 +366,14 @@ pub fn layer_costs(
         homomorphic::cached_layers(plan, ctx, opts.limits.he_cache_bytes)
     });
     let mut out = Vec::new();
+    // Silent-OT rounds run by each op on OT, followed through the inference as `traffic` does.
+    let mut pools = crate::nonlinear::ot_relu::Pools::default();
+    let mut ot_rounds_run = |shapes: &[crate::nonlinear::ot_relu::Shape]| -> f64 {
+        shapes
+            .iter()
+            .map(|r| r.offline_messages(&mut pools).1)
+            .sum::<usize>() as f64
+    };
     for (i, op) in arch.ops().iter().enumerate() {
         let name = op_label(arch, i);
         let kind = match op {
@@ -329,11 +386,18 @@ pub fn layer_costs(
         };
         let dims = garbled_site(arch, &scales, ring, opts.nonlinear, i);
         // ReLUs on OT: a site's active ones, or a max-pool's comparisons over all its rounds.
-        let ot_relus = ot_rounds(arch, &scales, ring, opts.nonlinear, i)?
-            .map_or(0, |r| r.iter().map(|s| s.n).sum());
+        // The faithful truncation's site first (as the protocol runs them), then the active ones.
+        let mut shapes: Vec<_> =
+            ot_truncation(arch, &scales, ring, opts.nonlinear, opts.truncation, i)?
+                .into_iter()
+                .collect();
+        let truncated: usize = shapes.iter().map(|s| s.n).sum();
+        shapes.extend(ot_rounds(arch, &scales, ring, opts.nonlinear, i)?.unwrap_or_default());
+        let ot_relus: usize = shapes.iter().map(|s| s.n).sum();
+        let extension_ns = ot_rounds_run(&shapes) * cal.ot_round_ns;
         let circuits = dims.map_or(0, |d| d.n);
         let active = if kind == "relu" {
-            circuits + ot_relus
+            circuits + ot_relus - truncated
         } else {
             0
         };
@@ -380,7 +444,8 @@ pub fn layer_costs(
             offline_compute_s: (linear_offline_ns
                 + ot_compute_ns(ots, cal)
                 + ands as f64 * cal.garble_and_ns
-                + ot_relus as f64 * cal.ot_relu_offline_ns)
+                + ot_relus as f64 * cal.ot_relu_offline_ns
+                + extension_ns)
                 * 1e-9,
             he_compute_s: he_s,
         });
@@ -388,6 +453,7 @@ pub fn layer_costs(
     if let Some(rounds) = crate::protocol::ot_argmax(arch, ring, opts.nonlinear, output)? {
         // The class output on OT: its comparisons priced like the OT ReLUs.
         let cmps: usize = rounds.iter().map(|r| r.n).sum();
+        let extension_ns = ot_rounds_run(&rounds) * cal.ot_round_ns;
         out.push(LayerCost {
             label: "argmax".into(),
             kind: "argmax",
@@ -398,7 +464,7 @@ pub fn layer_costs(
             online: find("online/argmax"),
             offline: find("offline/argmax"),
             online_compute_s: cmps as f64 * cal.ot_relu_online_ns * 1e-9,
-            offline_compute_s: cmps as f64 * cal.ot_relu_offline_ns * 1e-9,
+            offline_compute_s: (cmps as f64 * cal.ot_relu_offline_ns + extension_ns) * 1e-9,
             he_compute_s: 0.0,
         });
     } else if let (OutputMode::Class, Some(d)) = (output, ArgmaxDims::new(arch.json.classes, ring))

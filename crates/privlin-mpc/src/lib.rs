@@ -8,12 +8,14 @@
 //!
 //! * Linear layers run on shares: the server computes `W (x - r) + b + s` online on the client's
 //!   masked input, the client's share `W r - s` is an offline correlation ([`protocol::linear`]).
-//!   It comes from a *dealer* here (labelled in every output); the interface takes a homomorphic
-//!   offline phase instead.
+//!   It comes from homomorphic encryption ([`he`], the default) or, as a labelled measurement
+//!   mode, from a dealer.
 //! * Active ReLUs run in garbled circuits ([`gc`]: free-XOR, half-gates, fixed-key AES) that add
 //!   the shares, apply ReLU, truncate and re-share; the client's input labels come from IKNP OT
 //!   extension ([`ot`]) on Chou-Orlandi base OTs, garbling and OT both offline, so that online the
 //!   server sends only the labels of its own share and the client returns one bit per output wire.
+//!   Or ([`nonlinear`], `--nonlinear ot`) on the millionaires' protocol over random OTs from a
+//!   silent OT extension ([`ot::silent`], Ferret).
 //! * Identity (linearized) positions cost no circuit: both parties truncate their shares locally
 //!   (SecureML, Mohassel-Zhang 2017, Thm. 1).
 //!
@@ -24,6 +26,7 @@
 pub mod bench;
 pub mod cost;
 pub mod error;
+pub mod fuzz;
 pub mod gc;
 pub mod he;
 pub mod linalg;

@@ -36,6 +36,12 @@ pub struct LoadConfig {
     pub grace: Duration,
     /// Seed of the arrival times.
     pub seed: u64,
+    /// Greedy client sessions beside the measured ones: each runs inline inferences back to
+    /// back (no pool, no arrivals) for the whole window, to show what one busy peer does to
+    /// the others' latency. Their requests are counted apart, not in the percentiles.
+    pub greedy: usize,
+    /// The server's [`ServeConfig::session_threads`].
+    pub session_threads: usize,
 }
 
 /// One completed request.
@@ -100,6 +106,9 @@ pub struct LoadReport {
     pub refills: usize,
     /// Completed requests whose class differs from the expected one.
     pub wrong: usize,
+    /// Greedy sessions ([`LoadConfig::greedy`]) and the inferences they completed.
+    pub greedy: usize,
+    pub greedy_requests: usize,
     /// Sessions that failed on either side (their error messages).
     pub failures: Vec<String>,
     pub records: Vec<Record>,
@@ -147,9 +156,10 @@ pub fn run(
     let addr = listener.local_addr()?;
     let mut server_opts = *opts;
     server_opts.limits.max_pool = server_opts.limits.max_pool.max(cfg.pool);
+    let sessions = cfg.clients + cfg.greedy;
     let scfg = ServeConfig {
-        sessions: cfg.clients,
-        max_concurrent: cfg.clients,
+        sessions,
+        max_concurrent: sessions,
         queue: 0,
         io_timeout: Duration::from_secs(600),
         idle_timeout: cfg.duration + cfg.grace + Duration::from_secs(600),
@@ -157,6 +167,7 @@ pub fn run(
         profile: None,
         // Every client of the load test is on this machine.
         max_per_peer: usize::MAX,
+        session_threads: cfg.session_threads,
         ..ServeConfig::default()
     };
     let stop = AtomicBool::new(false);
@@ -175,10 +186,10 @@ pub fn run(
         .map(|_| poisson_arrivals(cfg.rate / cfg.clients as f64, window, &mut rng))
         .collect();
     let arrived: usize = arrivals.iter().map(|a| a.len()).sum();
-    let start = Barrier::new(cfg.clients);
+    let start = Barrier::new(sessions);
     let t0 = Mutex::new(None::<Instant>);
     let client_opts = server_opts;
-    let (results, elapsed) = std::thread::scope(|scope| {
+    let (results, elapsed, greedy) = std::thread::scope(|scope| {
         let server =
             scope.spawn(|| serve_sessions(&listener, model, &server_opts, &scfg, &stop, &on_event));
         let handles: Vec<_> = arrivals
@@ -191,6 +202,16 @@ pub fn run(
                 })
             })
             .collect();
+        let greedy: Vec<_> = (0..cfg.greedy)
+            .map(|k| {
+                let (start, t0) = (&start, &t0);
+                scope.spawn(move || greedy_loop(k, addr, inputs, &client_opts, cfg, start, t0))
+            })
+            .collect();
+        let greedy: Vec<Result<usize>> = greedy
+            .into_iter()
+            .map(|h| h.join().expect("greedy client thread"))
+            .collect();
         let results: Vec<Result<(Vec<Record>, usize, usize)>> = handles
             .into_iter()
             .map(|h| h.join().expect("client thread"))
@@ -201,7 +222,7 @@ pub fn run(
             .map_or(0.0, |t| t.elapsed().as_secs_f64());
         stop.store(true, Ordering::SeqCst);
         let _ = server.join().expect("server thread");
-        (results, elapsed)
+        (results, elapsed, greedy)
     });
     let mut records = Vec::new();
     let (mut refills, mut unfinished) = (0, 0);
@@ -214,6 +235,13 @@ pub fn run(
                 unfinished += u;
             }
             Err(e) => failures.push(format!("client {k}: {e}")),
+        }
+    }
+    let mut greedy_requests = 0;
+    for (k, g) in greedy.into_iter().enumerate() {
+        match g {
+            Ok(n) => greedy_requests += n,
+            Err(e) => failures.push(format!("greedy client {k}: {e}")),
         }
     }
     records.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
@@ -243,6 +271,8 @@ pub fn run(
         },
         refills,
         wrong: records.iter().filter(|r| !r.correct).count(),
+        greedy: cfg.greedy,
+        greedy_requests,
         failures,
         records,
     })
@@ -352,4 +382,36 @@ fn client_loop(
     }
     c.close()?;
     Ok((records, refills, arrivals.len() - j))
+}
+
+/// One greedy session ([`LoadConfig::greedy`]): inline inferences back to back from the common
+/// start to the end of the window. Returns how many it completed.
+fn greedy_loop(
+    k: usize,
+    addr: std::net::SocketAddr,
+    inputs: &[Vec<u64>],
+    opts: &Options,
+    cfg: &LoadConfig,
+    start: &Barrier,
+    t0: &Mutex<Option<Instant>>,
+) -> Result<usize> {
+    let client = TcpStream::connect(addr)
+        .map_err(MpcError::from)
+        .and_then(|s| {
+            Ok(Channel::new(Box::new(TcpTransport::new(
+                s,
+                Duration::from_secs(600),
+            )?)))
+        })
+        .and_then(|ch| Client::connect(ch, opts));
+    start.wait();
+    let mut c = client?;
+    let t0 = *t0.lock().unwrap().get_or_insert_with(Instant::now);
+    let mut done = 0;
+    while t0.elapsed() < cfg.duration {
+        c.infer_encoded(&inputs[(k + done) % inputs.len()])?;
+        done += 1;
+    }
+    c.close()?;
+    Ok(done)
 }

@@ -642,6 +642,14 @@ pub fn input_shift(arch: &Arch, scales: &[u32], ring: &Ring, i: usize) -> u32 {
 }
 
 impl QuantModel {
+    /// Bytes of the fixed-point weights and biases (what a copy of the model holds).
+    pub fn weight_bytes(&self) -> u64 {
+        self.layers
+            .values()
+            .map(|l| 8 * (l.weight.len() + l.bias.len()) as u64)
+            .sum()
+    }
+
     /// Encodes the float weights in `ring` (errors name the tensor that does not fit).
     pub fn new(model: &ModelFile, ring: Ring) -> Result<Self> {
         ring.validate()?;
@@ -683,5 +691,22 @@ impl QuantModel {
         x.iter()
             .map(|&v| ring.encode(v as f64, ring.frac, "input"))
             .collect()
+    }
+}
+
+/// MACs of weight layer `i`.
+pub fn macs(arch: &Arch, i: usize) -> u64 {
+    match &arch.ops()[i] {
+        Op::Conv { weight, .. } => {
+            let w = &arch.json.weight_shapes[weight];
+            let o = &arch.shapes[i + 1];
+            (o[0] * o[1] * o[2] * w[1] * w[2] * w[3]) as u64
+        }
+        Op::Linear { weight, .. } => {
+            let w = &arch.json.weight_shapes[weight];
+            (w[0] * w[1]) as u64
+        }
+        Op::ChannelAffine { .. } => arch.numel(i + 1) as u64,
+        _ => 0,
     }
 }

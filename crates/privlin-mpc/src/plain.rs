@@ -12,6 +12,17 @@ pub struct PlainRun {
     /// Active positions (and max-pool inputs) whose value did not fit the circuit width `w` (the
     /// protocol and this reference then agree with each other but not with the float model).
     pub gc_overflows: usize,
+    /// The largest `|y|` at identity positions (and channel-affine inputs), the value local
+    /// truncation truncates: the wrap-failure bound ([`crate::protocol::policy::
+    /// wrap_failure_log2`]) assumes it below `2^(w - 1)`.
+    pub max_identity_abs: u64,
+}
+
+impl PlainRun {
+    /// Whether an identity position left the magnitude the wrap-failure bound assumes.
+    pub fn identity_over_bound(&self, ring: &crate::Ring) -> bool {
+        self.max_identity_abs >= 1u64 << (ring.gc_bits - 1)
+    }
 }
 
 /// Runs the model on an encoded input. Sites round to nearest: `y + 2^(shift-1)` is truncated
@@ -28,6 +39,11 @@ pub fn forward_with(
     let arch = &model.arch;
     let mut vals: Vec<Vec<u64>> = vec![x.to_vec()];
     let mut overflows = 0;
+    let mut max_identity = 0u64;
+    let mut identity = |op: usize, p: usize, y: u64, shift: u32| {
+        max_identity = max_identity.max(ring.signed(y).unsigned_abs());
+        identity(op, p, y, shift)
+    };
     for (i, op) in arch.ops().iter().enumerate() {
         let out = match op {
             Op::Conv { .. } | Op::Linear { .. } | Op::ChannelAffine { .. } => {
@@ -109,6 +125,7 @@ pub fn forward_with(
     PlainRun {
         logits: vals.pop().unwrap(),
         gc_overflows: overflows,
+        max_identity_abs: max_identity,
     }
 }
 

@@ -162,9 +162,17 @@ fn decoders_survive_random_bytes() {
         offline: "dealer".into(),
         output: OutputMode::Class,
         nonlinear: privlin_mpc::nonlinear::Nonlinear::Ot { digit_bits: 4 },
+        max_pool: 3,
+        truncation: privlin_mpc::protocol::Truncation::Faithful,
         arch: m.arch.clone(),
     }
     .encode();
+    // A hello decodes to what was encoded.
+    let back = Hello::decode(&hello).unwrap();
+    assert_eq!(
+        (back.max_pool, back.ring, back.output),
+        (3, m.ring, OutputMode::Class)
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for i in 0..3000 {
         let mut buf = hello.clone();
@@ -178,7 +186,7 @@ fn decoders_survive_random_bytes() {
             }
             _ => buf = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect(),
         }
-        privlin_mpc::wire::decode_everything(&buf);
+        privlin_mpc::fuzz::decode_everything(&buf);
     }
     assert!(Hello::decode(&hello).is_ok());
 }
@@ -337,6 +345,32 @@ fn hello_bounds_are_enforced() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("active ReLUs"), "{err}");
+    assert!(server.join().unwrap().is_err());
+
+    // The bytes the offline phase would send (HE answers included) are bounded too: a limit
+    // above the garbled material alone but below the predicted offline traffic is refused.
+    let (a, b) = mem::pair();
+    let m = model();
+    let received = privlin_mpc::cost::predicted_traffic(&m.arch, &m.ring, &opts())
+        .unwrap()
+        .total("offline/")
+        .bytes_received;
+    let material = privlin_mpc::protocol::policy::Footprint::of(&m.arch, &m.ring)
+        .unwrap()
+        .offline_bytes;
+    assert!(material < received - 1, "{material} {received}");
+    let server = std::thread::spawn(move || Server::start(m, Channel::new(Box::new(a)), &opts()));
+    let strict = Options {
+        limits: Limits {
+            max_offline_bytes: received - 1,
+            ..Limits::default()
+        },
+        ..opts()
+    };
+    let err = Client::connect(Channel::new(Box::new(b)), &strict)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("offline phase sends"), "{err}");
     assert!(server.join().unwrap().is_err());
 }
 

@@ -67,12 +67,19 @@ fn with_service<T>(
     cfg: ServeConfig,
     f: impl FnOnce(SocketAddr, &AtomicBool) -> T,
 ) -> (T, Vec<Event>) {
+    with_service_opts(cfg, Options::insecure_seeded(5), f)
+}
+
+fn with_service_opts<T>(
+    cfg: ServeConfig,
+    opts: Options,
+    f: impl FnOnce(SocketAddr, &AtomicBool) -> T,
+) -> (T, Vec<Event>) {
     let m = model();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = AtomicBool::new(false);
     let events = Mutex::new(Vec::new());
-    let opts = Options::insecure_seeded(5);
     let out = std::thread::scope(|s| {
         let server = s.spawn(|| {
             serve_sessions(&listener, &m, &opts, &cfg, &stop, &|e| {
@@ -264,8 +271,8 @@ fn shutdown_lets_the_request_in_flight_finish() {
     assert!(second.is_err());
 }
 
-/// The load test at a low rate: every request completes with the right class, the latency splits
-/// add up, and the pool serves the requests that find it filled.
+/// The load test at a low rate beside a greedy session: every request completes with the right
+/// class, the latency splits add up, and the pool serves the requests that find it filled.
 #[test]
 fn load_test_accounts_for_every_request() {
     let m = model();
@@ -278,9 +285,15 @@ fn load_test_accounts_for_every_request() {
         pool: 1,
         grace: Duration::from_secs(30),
         seed: 9,
+        greedy: 1,
+        session_threads: 1,
     };
     let r = load::run(&m, &xs, &classes, &Options::insecure_seeded(2), &cfg).unwrap();
     assert!(r.failures.is_empty(), "{:?}", r.failures);
+    // The greedy session ran beside the measured ones and is counted apart.
+    assert_eq!(r.greedy, 1);
+    assert!(r.greedy_requests > 0);
+    assert!(r.records.iter().all(|x| x.client < 2));
     assert!(r.arrived > 0);
     assert_eq!(r.completed + r.unfinished, r.arrived);
     assert_eq!(r.unfinished, 0);
@@ -360,4 +373,52 @@ fn per_peer_cap_and_silent_connection() {
         )),
         "{events:?}"
     );
+}
+
+/// A memory budget lowers each session's pool to fit: the server's Ready event reports the plan,
+/// the hello carries the lowered pool, and the client refuses to precompute beyond it; a budget
+/// that does not hold one offline phase per session is refused at start-up.
+#[test]
+fn memory_budget_lowers_the_pool_and_the_client_follows() {
+    let cfg = config(1, 0);
+    // The plan without a budget: shared bytes and bytes per phase of this model.
+    let ((), events) = with_service(cfg.clone(), |_, _| ());
+    let free = match events.first() {
+        Some(Event::Ready { memory, .. }) => *memory,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(free.max_pool, Options::default().limits.max_pool);
+    assert!(free.phase_bytes > 0 && free.shared_bytes > 0);
+    // Room for the phase in flight and one pooled phase.
+    let mut opts = Options::insecure_seeded(5);
+    opts.limits.max_memory_bytes = free.shared_bytes + 2 * free.phase_bytes + free.phase_bytes / 2;
+    let (second, events) = with_service_opts(cfg.clone(), opts, |addr, _| {
+        let mut c = connect(addr, &Options::insecure_seeded(6), None).unwrap();
+        assert_eq!(c.hello.max_pool, 1);
+        c.precompute().unwrap();
+        let err = c.precompute().unwrap_err().to_string();
+        let (x, class) = inputs(&model(), 1, 3).remove(0);
+        assert_eq!(c.infer_encoded(&x).unwrap().class, class);
+        c.close().unwrap();
+        err
+    });
+    assert!(second.contains("server's"), "{second}");
+    assert!(
+        matches!(events.first(), Some(Event::Ready { memory, .. }) if memory.max_pool == 1),
+        "{events:?}"
+    );
+    // Not even one phase in flight fits: refused before any client.
+    let mut opts = Options::insecure_seeded(5);
+    opts.limits.max_memory_bytes = free.shared_bytes + free.phase_bytes / 2;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = serve_sessions(
+        &listener,
+        &model(),
+        &opts,
+        &cfg,
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("memory budget"), "{err}");
 }

@@ -2,7 +2,9 @@
 
 use privlin_mpc::net::{mem, Channel};
 use privlin_mpc::nonlinear::Nonlinear;
-use privlin_mpc::protocol::{Client, Inference, OfflineMode, Options, OutputMode, Server};
+use privlin_mpc::protocol::{
+    Client, Inference, OfflineMode, Options, OutputMode, Server, Truncation,
+};
 use privlin_mpc::synthetic::{self, Spec};
 use privlin_mpc::{plain, QuantModel, Ring};
 use rand::{Rng, SeedableRng};
@@ -115,6 +117,77 @@ fn two_party_equals_plaintext_fixed_point() {
     }
 }
 
+/// Faithful truncation (identity positions on the OT comparison): for random models, masks,
+/// inputs and rings, the logits equal plaintext fixed-point inference bit for bit with every
+/// identity position truncated exactly on the circuit's w-bit view (`sext_w(y) >> shift`); only
+/// a channel affine's input is still truncated locally (replayed from the client's share).
+#[test]
+fn faithful_truncation_equals_plaintext_exactly() {
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    let rings = [Ring::default(), Ring::new(48, 8, 24).unwrap()];
+    for case in 0..6 {
+        let spec = Spec {
+            max_pool: case % 3 == 1,
+            pre_activation: case % 3 == 2,
+            width: rng.gen_range(2..4),
+            blocks: rng.gen_range(1..3),
+            keep: [0.0, 0.2, 0.6][case % 3],
+            input_site: case == 4,
+            ..Spec::default()
+        };
+        let ring = rings[case % rings.len()];
+        let model = QuantModel::new(&synthetic::model(&mut rng, &spec), ring).unwrap();
+        let inputs: Vec<Vec<u64>> = (0..2).map(|_| random_input(&model, &mut rng)).collect();
+        let o = opts(200 + case as u64, OutputMode::Logits)
+            .with_nonlinear(Nonlinear::Ot {
+                digit_bits: 1 + case as u32 % 6,
+            })
+            .with_truncation(Truncation::Faithful);
+        let results = run_with(&model, &inputs, &o);
+        for (x, inf) in inputs.iter().zip(&results) {
+            let raw = inf.raw.as_ref().expect("logits mode");
+            let reference = plain::forward_with(&model, x, &mut |op, p, y, shift| match model
+                .arch
+                .ops()[op]
+            {
+                privlin_mpc::Op::Relu { .. } if shift > 0 => {
+                    ring.from_signed(ring.sext_gc(y) >> shift)
+                }
+                _ => {
+                    let yc = inf.site_shares[&op][p];
+                    let ys = ring.reduce(y.wrapping_sub(yc));
+                    ring.reduce(
+                        ring.truncate_share_server(ys, shift)
+                            .wrapping_add(ring.truncate_share_client(yc, shift)),
+                    )
+                }
+            });
+            assert_eq!(raw, &reference.logits, "case {case} spec {spec:?}");
+            if !spec.pre_activation {
+                // Without channel affines every truncation is exact: the plain model itself.
+                assert_eq!(raw, &plain::forward(&model, x).logits, "case {case}");
+            }
+        }
+    }
+    // Refused outside the OT family, before anything is sent.
+    let model = QuantModel::new(
+        &synthetic::model(&mut rng, &Spec::default()),
+        Ring::default(),
+    )
+    .unwrap();
+    let (a, _b) = mem::pair();
+    let err = Server::start(
+        model,
+        Channel::new(Box::new(a)),
+        &opts(1, OutputMode::Logits)
+            .with_nonlinear(Nonlinear::Gc)
+            .with_truncation(Truncation::Faithful),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("faithful truncation"), "{err}");
+}
+
 /// The same seeds give the same transcript sizes and results.
 #[test]
 fn sessions_are_deterministic() {
@@ -162,44 +235,52 @@ fn predicted_traffic_equals_measured() {
                 Nonlinear::Ot { digit_bits: 3 },
             ),
         ] {
-            let o = opts(9, output)
-                .with_offline(offline)
-                .with_nonlinear(nonlinear);
-            let s =
-                privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 2, &o).unwrap();
-            let predicted =
-                privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, &o).unwrap();
-            assert_eq!(
-                s.client.counts(),
-                predicted.counts(),
-                "{output:?} {offline:?} {nonlinear:?}"
-            );
-            // The server saw the mirror image.
-            let c = s.client.total("");
-            let srv = s.server.total("");
-            let setup = s.setup.total("");
-            assert_eq!(
-                srv.bytes_received,
-                c.bytes_sent + setup.bytes_sent + privlin_mpc::net::HEADER + 1
-            );
-            assert!(c.bytes_sent > 0 && c.bytes_received > 0);
-            let labels: Vec<&str> = s
-                .client
-                .entries()
-                .iter()
-                .map(|e| e.label.as_str())
-                .collect();
-            match output {
-                OutputMode::Class => {
-                    assert!(labels.contains(&"online/argmax") && !labels.contains(&"online/output"))
+            for truncation in [Truncation::Local, Truncation::Faithful] {
+                if truncation == Truncation::Faithful && nonlinear == Nonlinear::Gc {
+                    continue;
                 }
-                OutputMode::Logits => assert!(!labels.contains(&"online/argmax")),
-            }
-            if spec.max_pool {
-                assert!(
-                    labels.iter().any(|l| l.starts_with("online/maxpool")),
-                    "{labels:?}"
+                let o = opts(9, output)
+                    .with_offline(offline)
+                    .with_nonlinear(nonlinear)
+                    .with_truncation(truncation);
+                let s = privlin_mpc::bench::session(&model, std::slice::from_ref(&x), None, 2, &o)
+                    .unwrap();
+                let predicted =
+                    privlin_mpc::cost::predicted_traffic(&model.arch, &model.ring, &o).unwrap();
+                assert_eq!(
+                    s.client.counts(),
+                    predicted.counts(),
+                    "{output:?} {offline:?} {nonlinear:?}"
                 );
+                // The server saw the mirror image.
+                let c = s.client.total("");
+                let srv = s.server.total("");
+                let setup = s.setup.total("");
+                assert_eq!(
+                    srv.bytes_received,
+                    c.bytes_sent + setup.bytes_sent + privlin_mpc::net::HEADER + 1
+                );
+                assert!(c.bytes_sent > 0 && c.bytes_received > 0);
+                let labels: Vec<&str> = s
+                    .client
+                    .entries()
+                    .iter()
+                    .map(|e| e.label.as_str())
+                    .collect();
+                match output {
+                    OutputMode::Class => {
+                        assert!(
+                            labels.contains(&"online/argmax") && !labels.contains(&"online/output")
+                        )
+                    }
+                    OutputMode::Logits => assert!(!labels.contains(&"online/argmax")),
+                }
+                if spec.max_pool {
+                    assert!(
+                        labels.iter().any(|l| l.starts_with("online/maxpool")),
+                        "{labels:?}"
+                    );
+                }
             }
         }
     }

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    privlin_mpc::wire::decode_everything(data);
+    privlin_mpc::fuzz::decode_everything(data);
 });

@@ -68,7 +68,7 @@ impl HeParams {
     /// One line for reports and the hello: two parties must agree on it exactly.
     pub fn label(&self) -> String {
         format!(
-            "he (RLWE, N={}, Q={}x{}+{}x{} bits -> {}x{}, |w|<2^{}, flood 2^-{}, {}-bit security)",
+            "he (RLWE, N={}, Q={}x{}+{}x{} bits -> {}x{}, |w|<2^{}, flood 2^-{} per answer, {}-bit security)",
             self.degree,
             self.kept,
             self.kept_bits,

@@ -10,28 +10,33 @@ pub mod millionaire;
 #[cfg(test)]
 pub(crate) mod testing {
     use crate::net::{mem, Channel};
-    use crate::ot::iknp;
+    use crate::ot::silent;
     use rand::SeedableRng;
     use rand_chacha::ChaCha12Rng;
 
     pub fn two_parties<S: Send + 'static, C>(
-        server: impl FnOnce(&mut Channel, &mut iknp::Sender, &mut iknp::Receiver, &mut ChaCha12Rng) -> S
+        server: impl FnOnce(&mut Channel, &mut silent::Sender, &mut silent::Receiver, &mut ChaCha12Rng) -> S
             + Send
             + 'static,
-        client: impl FnOnce(&mut Channel, &mut iknp::Receiver, &mut iknp::Sender, &mut ChaCha12Rng) -> C,
+        client: impl FnOnce(
+            &mut Channel,
+            &mut silent::Receiver,
+            &mut silent::Sender,
+            &mut ChaCha12Rng,
+        ) -> C,
     ) -> (S, C) {
         let (a, b) = mem::pair();
         let s = std::thread::spawn(move || {
             let mut ch = Channel::new(Box::new(a));
             let mut rng = ChaCha12Rng::seed_from_u64(5);
-            let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
-            let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
+            let mut tx = silent::Sender::setup(&mut ch, &mut rng).unwrap();
+            let mut rx = silent::Receiver::setup(&mut ch, &mut rng).unwrap();
             server(&mut ch, &mut tx, &mut rx, &mut rng)
         });
         let mut ch = Channel::new(Box::new(b));
         let mut rng = ChaCha12Rng::seed_from_u64(6);
-        let mut rx = iknp::Receiver::setup(&mut ch, &mut rng).unwrap();
-        let mut tx = iknp::Sender::setup(&mut ch, &mut rng).unwrap();
+        let mut rx = silent::Receiver::setup(&mut ch, &mut rng).unwrap();
+        let mut tx = silent::Sender::setup(&mut ch, &mut rng).unwrap();
         let c = client(&mut ch, &mut rx, &mut tx, &mut rng);
         (s.join().unwrap(), c)
     }

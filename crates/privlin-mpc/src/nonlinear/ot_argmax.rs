@@ -12,7 +12,7 @@ use super::ot_pool;
 use super::ot_relu::{ClientSite, ServerSite, Shape};
 use crate::error::{MpcError, Result};
 use crate::net::{Channel, Expect};
-use crate::ot::iknp;
+use crate::ot::silent;
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
 use rand::Rng;
@@ -52,8 +52,8 @@ fn packed(ring: &Ring, shares: &[u64], server: bool) -> Vec<u64> {
 /// packed maximum.
 pub fn client_offline<R: Rng>(
     ch: &mut Channel,
-    rx: &mut iknp::Receiver,
-    tx: &mut iknp::Sender,
+    rx: &mut silent::Receiver,
+    tx: &mut silent::Sender,
     rng: &mut R,
     shapes: Vec<Shape>,
     logits: &[u64],

@@ -12,7 +12,7 @@
 use super::ot_relu::{self, ClientSite, ServerSite, Shape};
 use crate::error::Result;
 use crate::net::Channel;
-use crate::ot::iknp;
+use crate::ot::silent;
 use crate::ring::Ring;
 use rand::Rng;
 
@@ -83,8 +83,8 @@ fn next(ring: &Ring, v: &[u64], count: usize, z: &[u64]) -> Vec<u64> {
 /// round): one site per shape.
 pub fn server_offline<R: Rng>(
     ch: &mut Channel,
-    tx: &mut iknp::Sender,
-    rx: &mut iknp::Receiver,
+    tx: &mut silent::Sender,
+    rx: &mut silent::Receiver,
     rng: &mut R,
     shapes: Vec<Shape>,
 ) -> Result<Vec<ServerSite>> {
@@ -98,8 +98,8 @@ pub fn server_offline<R: Rng>(
 /// one site per round of `shapes`): its sites and its shares of the windows' maxima.
 pub fn client_offline<R: Rng>(
     ch: &mut Channel,
-    rx: &mut iknp::Receiver,
-    tx: &mut iknp::Sender,
+    rx: &mut silent::Receiver,
+    tx: &mut silent::Sender,
     rng: &mut R,
     shapes: Vec<Shape>,
     x: &[u64],

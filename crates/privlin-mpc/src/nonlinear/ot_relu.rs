@@ -8,7 +8,10 @@
 //! What a site computes is what the garbled circuit computes ([`crate::ring::Ring::relu_trunc`]):
 //! `ReLU(sext_w(y)) >> shift`, bit for bit, re-shared so that the client's share of every output
 //! is a mask `r'` it drew offline (DELPHI's invariant: the next weight layer's offline
-//! correlation is `W r' - s`).
+//! correlation is `W r' - s`). The same tree also serves faithful truncation of identity
+//! positions ([`SiteGadget::Truncate`], `sext_w(y) >> shift` exactly, SIRNN section 4 with the
+//! sign from the comparison): one 1-out-of-8 final table over the client's
+//! `(carry_C ^ msb_C, clow_C, msb_C)` and the reshare, no multiplexer.
 //!
 //! With `y_S`, `y_C` the parties' shares, `msb` their bit `w - 1`, `h = (y mod 2^w) >> shift`,
 //! `carry` the carry into bit `w - 1` and `clow` the carry into bit `shift` of `y_S + y_C`:
@@ -24,23 +27,34 @@
 //! sum masked by `r'`.
 //!
 //! Flights per site online: one per comparison level, then two; all alternate direction.
-//! The OTs are random OTs from IKNP ([`crate::ot::iknp`]) in both directions: 16 bytes each
-//! offline. A silent OT extension would make them nearly free (not implemented here).
+//! The OTs are random OTs from the session's silent OT extension ([`crate::ot::silent`],
+//! Ferret) in both directions: one bit each offline (the choice correction) plus the extension
+//! rounds' share, about a third of a byte per OT.
 
 use super::millionaire::{Node, Plan, Sender};
 use crate::error::{MpcError, Result};
 use crate::gc::FixedKeyHash;
 use crate::net::{Channel, Expect};
-use crate::ot::iknp;
+use crate::ot::silent;
 use crate::ring::Ring;
 use crate::wire::{bits_bytes, bytes_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
 use rayon::prelude::*;
 
-/// Hash domain of the arithmetic entries' keys (garbling 0, OT extension 1).
+/// The pools of a session's two silent-OT directions ([`silent::PoolState`]), as the cost model
+/// follows them through an inference's offline phase (empty at its start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pools {
+    pub client_receives: silent::PoolState,
+    pub server_receives: silent::PoolState,
+}
+
+/// Hash domain of the arithmetic entries' keys (garbling 0, IKNP 1, silent OT 4 and 5).
 const KEY_DOMAIN: u8 = 3;
 /// Entries of the client's multiplexer table (the server's two choice bits).
 const MUX_ENTRIES: usize = 4;
+/// The server's OTs of the multiplexer, per ReLU.
+const MUX_OTS: usize = 2;
 
 /// The public shape of one site's ReLUs.
 #[derive(Debug, Clone)]
@@ -54,6 +68,19 @@ pub struct Shape {
     /// Per-ReLU OTs the client receives in (digits, even levels, final), and the server.
     pub client_ots: usize,
     pub server_ots: usize,
+    /// What the site computes: `ReLU(y) >> shift` ([`Shape::new`]) or, at identity positions
+    /// under faithful truncation, `y >> shift` ([`Shape::truncation`]).
+    pub gadget: SiteGadget,
+}
+
+/// The function of an OT site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteGadget {
+    /// `ReLU(sext_w(y)) >> shift`: the final table and the client's multiplexer.
+    Relu,
+    /// `sext_w(y) >> shift` (faithful truncation, SIRNN's: the wrap and sign from the same
+    /// comparison): the final table alone, over the client's sign bit too, then the reshare.
+    Truncate,
 }
 
 impl Shape {
@@ -79,7 +106,28 @@ impl Shape {
             ring: *ring,
             n,
             offsets,
+            gadget: SiteGadget::Relu,
         })
+    }
+
+    /// A faithful truncation by `shift > 0` of `n` values: the same comparison tree, one more
+    /// final OT (the client's sign bit), no multiplexer OTs.
+    pub fn truncation(ring: &Ring, shift: u32, m: u32, n: usize) -> Result<Self> {
+        if shift == 0 {
+            return Err(MpcError::Params(
+                "a faithful truncation needs a shift of at least one bit".into(),
+            ));
+        }
+        let mut s = Self::new(ring, shift, m, n)?;
+        s.gadget = SiteGadget::Truncate;
+        s.client_ots += 1;
+        s.server_ots -= MUX_OTS;
+        Ok(s)
+    }
+
+    /// Choice bits of the final OT: the plan's, and the client's sign bit when truncating.
+    fn final_choices(&self) -> usize {
+        self.plan.final_choices() + (self.gadget == SiteGadget::Truncate) as usize
     }
 
     fn levels(&self) -> usize {
@@ -93,27 +141,64 @@ impl Shape {
 
     /// Entries of the server's final table per ReLU.
     fn final_entries(&self) -> usize {
-        1 << self.plan.final_choices()
+        1 << self.final_choices()
     }
 
-    /// Bytes of the server's final message (its table, its masked choices).
+    /// Multiplexer entries per ReLU in the client's last message (none when truncating).
+    fn mux_entries(&self) -> usize {
+        match self.gadget {
+            SiteGadget::Relu => MUX_ENTRIES,
+            SiteGadget::Truncate => 0,
+        }
+    }
+
+    /// Bytes of the server's final message (its table, and for a ReLU its masked choices).
     pub fn final_bytes(&self) -> u64 {
-        ring_vec_bytes(self.n * self.final_entries(), self.ring.bits) + bits_bytes(2 * self.n)
+        ring_vec_bytes(self.n * self.final_entries(), self.ring.bits)
+            + match self.gadget {
+                SiteGadget::Relu => bits_bytes(2 * self.n),
+                SiteGadget::Truncate => 0,
+            }
     }
 
-    /// Bytes of the client's last message (its multiplexer table and its re-shared output).
+    /// Bytes of the client's last message (its multiplexer table, if any, and its re-shared
+    /// output).
     pub fn mux_bytes(&self) -> u64 {
-        ring_vec_bytes(self.n * MUX_ENTRIES, self.ring.bits)
-            + ring_vec_bytes(self.n, self.ring.bits)
+        let back = ring_vec_bytes(self.n, self.ring.bits);
+        match self.gadget {
+            SiteGadget::Relu => ring_vec_bytes(self.n * self.mux_entries(), self.ring.bits) + back,
+            SiteGadget::Truncate => back,
+        }
     }
 
-    /// The offline messages as `(client sends, payload bytes)`: each party's IKNP matrix.
-    pub fn offline_messages(&self) -> [(bool, u64); 2] {
-        let matrix = |m: usize| bytes_bytes(crate::ot::KAPPA * m.div_ceil(128) * 128 / 8);
-        [
-            (true, matrix(self.n * self.client_ots)),
-            (false, matrix(self.n * self.server_ots)),
-        ]
+    /// Bytes of the server's offline state of the site ([`ServerSite`]): its output masks at
+    /// the levels it sends, both messages of the client's OTs, its own OT messages, the
+    /// multiplexer choices and its share of the final value.
+    pub fn server_state_bytes(&self) -> u64 {
+        let sends = (0..self.plan.levels.len())
+            .filter(|&t| Plan::sender(t) == Sender::Server)
+            .count();
+        self.n as u64
+            * (16 * sends as u64
+                + 32 * self.client_ots as u64
+                + 16 * self.server_ots as u64
+                + 1
+                + 8)
+    }
+
+    /// The offline messages as `(client sends, payload bytes)` from the session's silent-OT
+    /// pools before the site (advanced past it): in each direction (the client receives first)
+    /// the extension rounds the pool lacks, then the receiver's choice corrections; and how
+    /// many rounds ran.
+    pub fn offline_messages(&self, pools: &mut Pools) -> (Vec<(bool, u64)>, usize) {
+        let p = silent::FERRET_B10;
+        let (to_client, a) = pools.client_receives.call(&p, self.n * self.client_ots);
+        let (to_server, b) = pools.server_receives.call(&p, self.n * self.server_ots);
+        let msgs = to_client
+            .into_iter()
+            .chain(to_server.into_iter().map(|(r, x)| (!r, x)))
+            .collect();
+        (msgs, a + b)
     }
 
     /// The online messages in order, as `(client sends, payload bytes)`.
@@ -353,12 +438,12 @@ pub struct ClientSite {
 
 /// The server's offline phase of a site.
 ///
-/// `tx` is the session's IKNP sender (the client receives), `rx` the reverse direction's
+/// `tx` is the session's silent-OT sender (the client receives), `rx` the reverse direction's
 /// receiver (the server receives); both give random OTs here.
 pub fn server_offline<R: Rng>(
     ch: &mut Channel,
-    tx: &mut iknp::Sender,
-    rx: &mut iknp::Receiver,
+    tx: &mut silent::Sender,
+    rx: &mut silent::Receiver,
     rng: &mut R,
     shape: Shape,
 ) -> Result<ServerSite> {
@@ -377,7 +462,9 @@ pub fn server_offline<R: Rng>(
         for t in (1..p.levels.len()).step_by(2) {
             choices_row(&p.levels[t], masks[t - 1][q], 0, &mut choices);
         }
-        choices.extend([rho[q] & 1 == 1, rho[q] >> 1 == 1]);
+        if shape.gadget == SiteGadget::Relu {
+            choices.extend([rho[q] & 1 == 1, rho[q] >> 1 == 1]);
+        }
     }
     let recv = rx.random(ch, &choices)?;
     Ok(ServerSite {
@@ -393,8 +480,8 @@ pub fn server_offline<R: Rng>(
 /// The client's offline phase of a site, for its shares `y` of the ReLUs' inputs.
 pub fn client_offline<R: Rng>(
     ch: &mut Channel,
-    rx: &mut iknp::Receiver,
-    tx: &mut iknp::Sender,
+    rx: &mut silent::Receiver,
+    tx: &mut silent::Sender,
     rng: &mut R,
     shape: Shape,
     y: &[u64],
@@ -426,6 +513,9 @@ pub fn client_offline<R: Rng>(
         choices.push((m >> p.carry & 1 == 1) ^ (c.msb == 1));
         if let Some(w) = p.clow {
             choices.push(m >> w & 1 == 1);
+        }
+        if shape.gadget == SiteGadget::Truncate {
+            choices.push(c.msb == 1);
         }
     }
     let recv = rx.random(ch, &choices)?;
@@ -473,7 +563,10 @@ pub fn decode_tables(msg: &[u8], shape: &Shape, t: usize) -> Result<Vec<u8>> {
 pub fn decode_final(msg: &[u8], shape: &Shape) -> Result<(Vec<u64>, Vec<bool>)> {
     let mut r = Reader::new(msg, FINAL);
     let entries = r.ring_vec_n(shape.ring.bits, shape.n * shape.final_entries(), "tables")?;
-    let e = r.bits_n(2 * shape.n, "masked choices")?;
+    let e = match shape.gadget {
+        SiteGadget::Relu => r.bits_n(2 * shape.n, "masked choices")?,
+        SiteGadget::Truncate => Vec::new(),
+    };
     r.end()?;
     Ok((entries, e))
 }
@@ -481,7 +574,10 @@ pub fn decode_final(msg: &[u8], shape: &Shape) -> Result<(Vec<u64>, Vec<bool>)> 
 /// Decodes the client's last message: its multiplexer entries and re-shared outputs.
 pub fn decode_mux(msg: &[u8], shape: &Shape) -> Result<(Vec<u64>, Vec<u64>)> {
     let mut r = Reader::new(msg, MUX);
-    let mux = r.ring_vec_n(shape.ring.bits, shape.n * MUX_ENTRIES, "tables")?;
+    let mux = match shape.gadget {
+        SiteGadget::Relu => r.ring_vec_n(shape.ring.bits, shape.n * MUX_ENTRIES, "tables")?,
+        SiteGadget::Truncate => Vec::new(),
+    };
     let back = r.ring_vec_n(shape.ring.bits, shape.n, "outputs")?;
     r.end()?;
     Ok((mux, back))
@@ -562,8 +658,11 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
     let hash = FixedKeyHash::new(KEY_DOMAIN);
     let ka = p.final_choices();
     // The final OT's messages are the last of the client's per-ReLU block.
-    let foff = cper - ka;
+    let foff = cper - shape.final_choices();
     let ws = p.w - p.shift;
+    if shape.gadget == SiteGadget::Truncate {
+        return server_truncate(ch, &site, &sp, last, foff);
+    }
     // The final table: for each client choice (u_C = carry_C ^ msb_C, clow_C), the term
     // b (h_S + clow - msb_S 2^(w - shift)) - r_S, masked (b = 1 ^ msb_S ^ carry_S ^ u_C).
     let entries: Vec<u64> = (0..n)
@@ -612,6 +711,54 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
             let b_s = mux[q * MUX_ENTRIES + rho] ^ key;
             ring.reduce(site.r_s[q].wrapping_add(b_s).wrapping_add(back[q]))
         })
+        .collect())
+}
+
+/// The server's last two steps of a faithful truncation: `y >> shift = h_S + h_C + clow -
+/// (wrap + msb) 2^(w - shift)` with `wrap` the carry out of bit `w - 1` and `msb` the sign of
+/// `y mod 2^w`; `wrap + msb = (msb_S or msb_C) + carry (1 ^ msb_S ^ msb_C)` (`carry` into bit
+/// `w - 1`). Per value, the table over the client's choices `(carry_C ^ msb_C, clow_C, msb_C)`
+/// holds `clow - (wrap + msb) 2^(w - shift) - r_S`; the server keeps `h_S + r_S` and adds the
+/// client's reshare `h_C + (...) - r'`.
+fn server_truncate(
+    ch: &mut Channel,
+    site: &ServerSite,
+    sp: &[Parts],
+    last: &[u128],
+    foff: usize,
+) -> Result<Vec<u64>> {
+    let shape = &site.shape;
+    let (n, p, ring) = (shape.n, &shape.plan, shape.ring);
+    let (ka, kt) = (p.final_choices(), shape.final_choices());
+    let (cper, ws) = (shape.client_ots, p.w - p.shift);
+    let hash = FixedKeyHash::new(KEY_DOMAIN);
+    let entries: Vec<u64> = (0..n)
+        .into_par_iter()
+        .flat_map_iter(|q| {
+            let (s, m) = (sp[q], last[q]);
+            let (cs, ls) = (
+                (m >> p.carry & 1) as u32,
+                p.clow.map_or(0, |w| (m >> w & 1) as u32),
+            );
+            let (hash, send, r_s) = (&hash, &site.send, site.r_s[q]);
+            (0..1usize << kt).map(move |u| {
+                let msb_c = (u >> ka & 1) as u32;
+                let carry = cs ^ (u & 1) as u32 ^ msb_c;
+                let clow = if ka == 2 { ls ^ (u >> 1 & 1) as u32 } else { 0 };
+                let wrap_msb = (s.msb | msb_c) as u64 + (carry & (1 ^ s.msb ^ msb_c)) as u64;
+                let v = (clow as u64).wrapping_sub(shl(wrap_msb, ws));
+                let key = ring_key(hash, &ring, kt, u, |i, bit| send[q * cper + foff + i][bit]);
+                ring.reduce(v.wrapping_sub(r_s)) ^ key
+            })
+        })
+        .collect();
+    let mut w = Writer::with_capacity(entries.len() * 8 + 16);
+    w.ring_vec(&entries, ring.bits);
+    ch.send(w.finish())?;
+    let msg = ch.recv(MUX, Expect::Exact(shape.mux_bytes()))?;
+    let (_, back) = decode_mux(&msg, shape)?;
+    Ok((0..n)
+        .map(|q| ring.reduce(sp[q].high.wrapping_add(site.r_s[q]).wrapping_add(back[q])))
         .collect())
 }
 
@@ -674,7 +821,28 @@ pub fn client_online(ch: &mut Channel, site: ClientSite) -> Result<()> {
     let msg = ch.recv(FINAL, Expect::Exact(shape.final_bytes()))?;
     let (entries, e) = decode_final(&msg, shape)?;
     let hash = FixedKeyHash::new(KEY_DOMAIN);
-    let foff = cper - ka;
+    let foff = cper - shape.final_choices();
+    if shape.gadget == SiteGadget::Truncate {
+        // The client's choice: (carry_C ^ msb_C, clow_C, msb_C); it re-shares `h_C` plus what
+        // it selected, less its offline share `r'`.
+        let kt = shape.final_choices();
+        let back: Vec<u64> = (0..n)
+            .into_par_iter()
+            .map(|q| {
+                let (c, m) = (cp[q], last[q]);
+                let cc = (m >> p.carry & 1) as u32;
+                let g = (cc ^ c.msb) as usize
+                    | p.clow.map_or(0, |w| ((m >> w & 1) as usize) << 1)
+                    | (c.msb as usize) << ka;
+                let key = ring_key(&hash, &ring, kt, g, |i, _| site.recv[q * cper + foff + i]);
+                let a_c = entries[q * (1 << kt) + g] ^ key;
+                ring.reduce(c.high.wrapping_add(a_c).wrapping_sub(site.out[q]))
+            })
+            .collect();
+        let mut w = Writer::with_capacity(back.len() * 8 + 16);
+        w.ring_vec(&back, ring.bits);
+        return ch.send(w.finish());
+    }
     let mut mux = vec![0u64; n * MUX_ENTRIES];
     let back: Vec<u64> = mux
         .par_chunks_mut(MUX_ENTRIES)
@@ -721,8 +889,13 @@ mod tests {
     /// Runs one site over the in-memory channel: the server's output shares plus the client's
     /// masks, and the bytes the client's channel counted (offline, online).
     pub(crate) fn run_site(ring: Ring, shift: u32, m: u32, ys: Vec<u64>, yc: Vec<u64>) -> Vec<u64> {
-        let n = ys.len();
-        let shape = Shape::new(&ring, shift, m, n).unwrap();
+        let shape = Shape::new(&ring, shift, m, ys.len()).unwrap();
+        run_shape(shape, ys, yc)
+    }
+
+    /// [`run_site`] for any shape (a ReLU or a faithful truncation).
+    fn run_shape(shape: Shape, ys: Vec<u64>, yc: Vec<u64>) -> Vec<u64> {
+        let ring = shape.ring;
         let sh = shape.clone();
         let sh3 = shape.clone();
         let (zs, (out, meter)) = crate::nonlinear::testing::two_parties(
@@ -741,7 +914,7 @@ mod tests {
             },
         );
         // The channel's counts are the shape's message sequence.
-        let off = shape.offline_messages();
+        let (off, _) = shape.offline_messages(&mut Pools::default());
         let on = shape.online_messages();
         let bytes = |v: &[(bool, u64)]| v.iter().map(|&(_, b)| b + crate::net::HEADER).sum::<u64>();
         assert_eq!(meter.total("offline").bytes(), bytes(&off));
@@ -814,6 +987,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Faithful truncation equals `sext_w(y) >> shift` bit for bit (`Ring::truncate` on the
+    /// circuit's w-bit view): random values, zero, -1, the w-bit range's ends, values just
+    /// below and above multiples of `2^shift` (where local truncation's carry errs), shares at
+    /// the ring's edges, every digit size.
+    #[test]
+    fn faithful_truncation_equals_plaintext() {
+        let mut rng = ChaCha12Rng::seed_from_u64(2);
+        for (ring, shift) in [
+            (Ring::default(), 12u32),
+            (Ring::default(), 24),
+            (Ring::new(40, 8, 20).unwrap(), 8),
+        ] {
+            let w = ring.gc_bits;
+            let half = 1i64 << (w - 1);
+            for m in 1..=crate::nonlinear::millionaire::MAX_DIGIT_BITS {
+                let mut vals: Vec<i64> = vec![
+                    0,
+                    1,
+                    -1,
+                    half - 1,
+                    -half,
+                    (1 << shift) - 1,
+                    1 << shift,
+                    -(1 << shift),
+                    -(1 << shift) - 1,
+                    -(1 << shift) + 1,
+                    3 << shift,
+                ];
+                vals.extend((0..40).map(|_| rng.gen_range(-half..half)));
+                let vals: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+                let mut ys: Vec<u64> = vals.iter().map(|_| ring.reduce(rng.gen())).collect();
+                ys[0] = 0;
+                ys[1] = ring.mask();
+                ys[2] = ring.from_signed(i64::MIN >> (64 - ring.bits));
+                let yc: Vec<u64> = vals
+                    .iter()
+                    .zip(&ys)
+                    .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
+                    .collect();
+                let shape = Shape::truncation(&ring, shift, m, vals.len()).unwrap();
+                let got = run_shape(shape, ys, yc);
+                for (&v, &g) in vals.iter().zip(&got) {
+                    assert_eq!(
+                        g,
+                        ring.from_signed(ring.sext_gc(v) >> shift),
+                        "l {} w {w} shift {shift} m {m}: value {}",
+                        ring.bits,
+                        ring.signed(v)
+                    );
+                }
+            }
+        }
+        assert!(Shape::truncation(&Ring::default(), 0, 4, 3).is_err());
     }
 
     /// A peer's table message of the wrong size is refused from its frame header, one of the

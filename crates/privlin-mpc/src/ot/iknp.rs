@@ -93,7 +93,7 @@ impl Sender {
     /// `m` correlated OTs: returns the zero-labels `H(j, q_j)`; the receiver gets
     /// `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, m: usize, delta: Block) -> Result<Vec<Block>> {
-        let (zero, one) = self.rows(ch, m)?;
+        let (zero, one) = self.rows(ch, m, true)?;
         let corr: Vec<Block> = zero
             .par_iter()
             .zip(&one)
@@ -110,13 +110,26 @@ impl Sender {
     /// every OT; the receiver gets the one its choice selects. No correction is sent, so each OT
     /// costs the receiver's 16-byte matrix column alone.
     pub fn random(&mut self, ch: &mut Channel, m: usize) -> Result<Vec<[Block; 2]>> {
-        let (zero, one) = self.rows(ch, m)?;
+        let (zero, one) = self.rows(ch, m, true)?;
         Ok(zero.into_iter().zip(one).map(|(a, b)| [a, b]).collect())
     }
 
-    /// Receives the matrix of `m` OTs and returns the hashed rows `H(j, q_j)` and
-    /// `H(j, q_j ^ s)`.
-    fn rows(&mut self, ch: &mut Channel, m: usize) -> Result<(Vec<Block>, Vec<Block>)> {
+    /// `m` correlated OTs left unhashed, with the global correlation `s` (the base-OT choices):
+    /// returns `(q_j, s)`; the receiver holds `t_j = q_j ^ r_j s`. The random COTs that seed a
+    /// silent extension ([`super::silent`]), as Ferret's bootstrap takes them from IKNP.
+    pub fn correlated_raw(&mut self, ch: &mut Channel, m: usize) -> Result<(Vec<Block>, Block)> {
+        let (q, _) = self.rows(ch, m, false)?;
+        Ok((q, self.s))
+    }
+
+    /// Receives the matrix of `m` OTs and returns the rows hashed, `H(j, q_j)` and
+    /// `H(j, q_j ^ s)`, or (`hashed` false) the raw rows `q_j` and nothing.
+    fn rows(
+        &mut self,
+        ch: &mut Channel,
+        m: usize,
+        hashed: bool,
+    ) -> Result<(Vec<Block>, Vec<Block>)> {
         let mp = padded(m);
         let msg = ch.recv(
             "OT extension: matrix",
@@ -153,6 +166,9 @@ impl Sender {
                     }
                 }
                 transpose_chunk(&q, cb, zero);
+                if !hashed {
+                    return;
+                }
                 let tweak = chunk_start(base, c);
                 for (o, &z) in one.iter_mut().zip(zero.iter()) {
                     *o = z ^ s;
@@ -179,7 +195,7 @@ impl Receiver {
     /// `m` correlated OTs with `choices`: returns `H(j, q_j) ^ r_j delta`.
     pub fn extend(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
         let m = choices.len();
-        let rows = self.rows(ch, choices)?;
+        let rows = self.rows(ch, choices, true)?;
         let reply = ch.recv("OT extension: corrections", Expect::Exact(blocks_bytes(m)))?;
         let mut rd = Reader::new(&reply, "OT extension: corrections");
         let corr = rd.blocks_n(m, "corrections")?;
@@ -195,11 +211,18 @@ impl Receiver {
     /// Random OTs with `choices` ([`Sender::random`]): returns `H(j, t_j)`, the sender's message
     /// that each choice selects. One message (the matrix), nothing received.
     pub fn random(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
-        self.rows(ch, choices)
+        self.rows(ch, choices, true)
     }
 
-    /// Sends the matrix for `choices` and returns the hashed rows `H(j, t_j)`.
-    fn rows(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
+    /// Correlated OTs with `choices`, unhashed ([`Sender::correlated_raw`]): returns
+    /// `t_j = q_j ^ r_j s`.
+    pub fn correlated_raw(&mut self, ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
+        self.rows(ch, choices, false)
+    }
+
+    /// Sends the matrix for `choices` and returns the rows `t_j`, hashed `H(j, t_j)` when
+    /// `hashed`.
+    fn rows(&mut self, ch: &mut Channel, choices: &[bool], hashed: bool) -> Result<Vec<Block>> {
         let m = choices.len();
         let mp = padded(m);
         let mut r = vec![0u8; mp / 8];
@@ -232,7 +255,9 @@ impl Receiver {
                     }
                 }
                 transpose_chunk(&t, cb, rows);
-                hash.hash_slice(rows, chunk_start(base, c));
+                if hashed {
+                    hash.hash_slice(rows, chunk_start(base, c));
+                }
             });
         ch.send(msg)?;
         Ok(rows)

@@ -4,6 +4,7 @@
 
 pub mod base;
 pub mod iknp;
+pub mod silent;
 
 /// Security parameter: base OTs and columns of the extension matrix.
 pub const KAPPA: usize = 128;

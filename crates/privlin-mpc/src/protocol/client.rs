@@ -14,7 +14,7 @@ use crate::linalg;
 use crate::model::{input_shift, value_scales, Arch, Op, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::nonlinear::ot_relu;
-use crate::ot::iknp;
+use crate::ot::{iknp, silent};
 use crate::ring::Ring;
 use crate::wire::{blocks_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
@@ -54,6 +54,8 @@ struct Offline {
     ot: HashMap<usize, Vec<ot_relu::ClientSite>>,
     /// The class output on OT: its rounds and the client's share of the packed maximum.
     ot_argmax: Option<(Vec<ot_relu::ClientSite>, u64)>,
+    /// Per site under faithful truncation: the truncation of its identity positions.
+    ot_trunc: HashMap<usize, ot_relu::ClientSite>,
 }
 
 pub struct Client {
@@ -61,8 +63,8 @@ pub struct Client {
     ch: Channel,
     rng: ChaCha12Rng,
     ot: iknp::Receiver,
-    /// The reverse direction's sender (sites on OT only).
-    ot_tx: Option<iknp::Sender>,
+    /// Sites on OT: the silent OT extension's receiver (from the server) and sender (to it).
+    silent: Option<(silent::Receiver, silent::Sender)>,
     linear: Box<dyn LinearOffline>,
     hash: FixedKeyHash,
     gate: u64,
@@ -113,26 +115,50 @@ impl Client {
             .map_err(|e| MpcError::malformed("hello", e.to_string()))?;
         Footprint::of(&hello.arch, &hello.ring)?.check(&opts.limits)?;
         check_wrap(&hello.arch, &hello.ring, opts.max_wrap_log2)?;
+        // What the server's offline phase will send per inference, HE answers included, bounded
+        // like the offline material (the cost model's exact message sizes).
+        let session = Options {
+            nonlinear: hello.nonlinear,
+            output: hello.output,
+            truncation: hello.truncation,
+            ..*opts
+        };
+        let received = crate::cost::predicted_traffic(&hello.arch, &hello.ring, &session)?
+            .total("offline/")
+            .bytes_received;
+        if received > opts.limits.max_offline_bytes {
+            return Err(MpcError::Params(format!(
+                "the model's offline phase sends this client {:.1} MB per inference (HE answers, \
+                 OT and circuit material), above its limit of {:.1} MB",
+                received as f64 / 1e6,
+                opts.limits.max_offline_bytes as f64 / 1e6
+            )));
+        }
         linear.prepare_client(&hello.arch, &hello.ring, opts)?;
         let ot = iknp::Receiver::setup(&mut ch, &mut rng)?;
         linear.setup_client(&mut ch)?;
-        let ot_tx = match hello.nonlinear {
-            crate::nonlinear::Nonlinear::Ot { .. } => Some(iknp::Sender::setup(&mut ch, &mut rng)?),
+        let silent = match hello.nonlinear {
+            crate::nonlinear::Nonlinear::Ot { .. } => Some((
+                silent::Receiver::setup(&mut ch, &mut rng)?,
+                silent::Sender::setup(&mut ch, &mut rng)?,
+            )),
             _ => None,
         };
+        let max_pool = hello.max_pool as usize;
         Ok(Client {
             hello,
             ch,
             rng,
             ot,
-            ot_tx,
+            silent,
             linear,
             hash: FixedKeyHash::new(0),
             gate: 0,
             scales,
             record: false,
             pool: VecDeque::new(),
-            max_pool: opts.limits.max_pool,
+            // This client's limit, and never more than the server keeps.
+            max_pool: opts.limits.max_pool.min(max_pool),
         })
     }
 
@@ -207,8 +233,9 @@ impl Client {
     pub fn precompute(&mut self) -> Result<f64> {
         if self.pool.len() >= self.max_pool {
             return Err(MpcError::Params(format!(
-                "{} precomputed offline phases already held (the limit)",
-                self.max_pool
+                "{} precomputed offline phases already held (the limit: this client's and the \
+                 server's, {} announced in its hello)",
+                self.max_pool, self.hello.max_pool
             )));
         }
         let t0 = Instant::now();
@@ -278,6 +305,7 @@ impl Client {
         let mut cs: Vec<Vec<u64>> = vec![r0.clone()];
         let mut sites = HashMap::new();
         let mut ot = HashMap::new();
+        let mut ot_trunc = HashMap::new();
         let mut shares = HashMap::new();
         for (i, op) in arch.ops().iter().enumerate() {
             let out = match op {
@@ -306,10 +334,10 @@ impl Client {
                     match ot_rounds(&arch, &self.scales, &ring, self.hello.nonlinear, i)? {
                         Some(shapes) => {
                             self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                            let tx = self.ot_tx.as_mut().expect("set up for OT sites");
+                            let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
                             let (pool, out) = crate::nonlinear::ot_pool::client_offline(
                                 &mut self.ch,
-                                &mut self.ot,
+                                rx,
                                 tx,
                                 &mut self.rng,
                                 shapes,
@@ -349,15 +377,37 @@ impl Client {
                         .iter()
                         .map(|&v| ring.truncate_share_client(v, shift))
                         .collect();
-                    let x = circuit_inputs(&arch, i, y);
                     let nl = self.hello.nonlinear;
+                    // Faithful truncation: the identity positions' site first (as the server).
+                    let tr = self.hello.truncation;
+                    if let Some(shape) =
+                        super::ot_truncation(&arch, &self.scales, &ring, nl, tr, i)?
+                    {
+                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                        let ids = super::identity_positions(&arch, i);
+                        let xi: Vec<u64> = ids.iter().map(|&p| y[p as usize]).collect();
+                        let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
+                        let site = ot_relu::client_offline(
+                            &mut self.ch,
+                            rx,
+                            tx,
+                            &mut self.rng,
+                            shape,
+                            &xi,
+                        )?;
+                        for (&p, &v) in ids.iter().zip(&site.out) {
+                            out[p as usize] = v;
+                        }
+                        ot_trunc.insert(i, site);
+                    }
+                    let x = circuit_inputs(&arch, i, y);
                     let rounds = ot_rounds(&arch, &self.scales, &ring, nl, i)?;
                     let masks = if let Some(shape) = rounds.and_then(|mut r| r.pop()) {
                         self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                        let tx = self.ot_tx.as_mut().expect("set up for OT sites");
+                        let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
                         let site = ot_relu::client_offline(
                             &mut self.ch,
-                            &mut self.ot,
+                            rx,
                             tx,
                             &mut self.rng,
                             shape,
@@ -388,10 +438,10 @@ impl Client {
         let nl = self.hello.nonlinear;
         if let Some(shapes) = super::ot_argmax(&arch, &ring, nl, self.hello.output)? {
             self.ch.phase("offline/argmax");
-            let tx = self.ot_tx.as_mut().expect("set up for OT sites");
+            let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
             ot_argmax = Some(crate::nonlinear::ot_argmax::client_offline(
                 &mut self.ch,
-                &mut self.ot,
+                rx,
                 tx,
                 &mut self.rng,
                 shapes,
@@ -411,6 +461,11 @@ impl Client {
                 self.gate += d.ands as u64;
             }
         }
+        // Every offline phase starts from empty silent-OT pools (its traffic is public).
+        if let Some((rx, tx)) = self.silent.as_mut() {
+            rx.discard();
+            tx.discard();
+        }
         Ok((
             Offline {
                 r0,
@@ -419,6 +474,7 @@ impl Client {
                 argmax,
                 ot,
                 ot_argmax,
+                ot_trunc,
             },
             shares,
         ))
@@ -441,6 +497,10 @@ impl Client {
             if let Some(rounds) = off.ot.remove(&i) {
                 self.ch.phase(format!("online/{}", op_label(&arch, i)));
                 crate::nonlinear::ot_pool::client_online(&mut self.ch, rounds)?;
+            }
+            if let Some(site) = off.ot_trunc.remove(&i) {
+                self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                ot_relu::client_online(&mut self.ch, site)?;
                 continue;
             }
             let Some((lab_c, tables, gate0)) = off.sites.remove(&i) else {

@@ -7,7 +7,8 @@
 //! is a *measurement mode* only, requested explicitly and labelled `dealer` in every output.
 
 use super::policy::Options;
-use crate::error::Result;
+use crate::error::{MpcError, Result};
+use crate::he::HeParams;
 use crate::linalg;
 use crate::model::{Arch, QuantModel};
 use crate::net::{Channel, Expect};
@@ -15,6 +16,69 @@ use crate::ring::Ring;
 use crate::wire::{ring_vec_bytes, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
+
+/// How the weight layers' offline correlations are produced.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineMode {
+    /// Homomorphic encryption ([`super::homomorphic`]): the default, and the only private mode.
+    He(HeParams),
+    /// The insecure dealer ([`Dealer`]): a measurement mode, labelled as such.
+    Dealer,
+}
+
+impl Default for OfflineMode {
+    fn default() -> Self {
+        OfflineMode::He(HeParams::default())
+    }
+}
+
+impl OfflineMode {
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "he" => Ok(OfflineMode::default()),
+            "dealer" => Ok(OfflineMode::Dealer),
+            other => Err(MpcError::Params(format!(
+                "unknown offline mode `{other}` (he, dealer)"
+            ))),
+        }
+    }
+
+    /// [`OfflineMode::by_name`] with the public HE weight bound `|w| < 2^he_weight_bits` (the
+    /// one HE parameter the CLI and `[pi]` expose).
+    pub fn named(name: &str, he_weight_bits: u32) -> Result<Self> {
+        Ok(match Self::by_name(name)? {
+            OfflineMode::He(p) => OfflineMode::He(HeParams {
+                weight_bits: he_weight_bits,
+                ..p
+            }),
+            d => d,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OfflineMode::He(_) => "he",
+            OfflineMode::Dealer => "dealer",
+        }
+    }
+
+    /// A fresh backend for one session.
+    pub fn backend(&self) -> Box<dyn LinearOffline> {
+        match self {
+            OfflineMode::He(p) => Box::new(super::homomorphic::HeOffline::new(*p)),
+            OfflineMode::Dealer => Box::new(Dealer),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            OfflineMode::He(p) => p.label(),
+            OfflineMode::Dealer => DEALER_LABEL.into(),
+        }
+    }
+}
 
 pub trait LinearOffline: Send {
     /// Shown in every report next to offline figures; the hello announces it and a client must

@@ -31,7 +31,8 @@ pub mod server;
 pub mod service;
 
 pub use client::{Client, Inference};
-pub use policy::{Limits, OfflineMode, Options, OutputMode, Randomness};
+pub use linear::OfflineMode;
+pub use policy::{Limits, Options, OutputMode, Randomness, Truncation};
 pub use server::{Request, Server};
 
 use crate::error::{MpcError, Result};
@@ -40,7 +41,7 @@ use crate::nonlinear::Nonlinear;
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
 
-const MAGIC: &[u8] = b"privlin-pi/3";
+const MAGIC: &[u8] = b"privlin-pi/4";
 /// What a server at its session limit sends instead of a hello, followed by its reason.
 const BUSY: &[u8] = b"privlin-pi/busy";
 /// Client commands.
@@ -57,6 +58,10 @@ pub struct Hello {
     pub offline: String,
     pub output: OutputMode,
     pub nonlinear: Nonlinear,
+    /// Precomputed offline phases the server keeps for the session (its `max_pool`, lowered to
+    /// its memory budget): a client asks for no more.
+    pub max_pool: u32,
+    pub truncation: Truncation,
     pub arch: Arch,
 }
 
@@ -70,6 +75,8 @@ impl Hello {
             .bytes(self.offline.as_bytes())
             .u8(self.output.code())
             .u8(self.nonlinear.code())
+            .u32(self.max_pool)
+            .u8(self.truncation.code())
             .bytes(&self.arch.to_bytes());
         w.finish()
     }
@@ -85,7 +92,7 @@ impl Hello {
             )));
         }
         if magic != MAGIC {
-            return Err(MpcError::malformed(what, "not a privlin-pi/3 server"));
+            return Err(MpcError::malformed(what, "not a privlin-pi/4 server"));
         }
         let ring = Ring {
             bits: r.u32()?,
@@ -102,6 +109,10 @@ impl Hello {
         let code = r.u8()?;
         let nonlinear = Nonlinear::from_code(code)
             .ok_or_else(|| MpcError::malformed(what, format!("unknown nonlinear family {code}")))?;
+        let max_pool = r.u32()?;
+        let code = r.u8()?;
+        let truncation = Truncation::from_code(code)
+            .ok_or_else(|| MpcError::malformed(what, format!("unknown truncation {code}")))?;
         let arch = Arch::from_bytes(r.bytes()?)?;
         r.end()?;
         Ok(Hello {
@@ -109,6 +120,8 @@ impl Hello {
             offline,
             output,
             nonlinear,
+            max_pool,
+            truncation,
             arch,
         })
     }
@@ -245,6 +258,54 @@ pub fn ot_rounds(
             "nonlinear family `auto` must be resolved (cost::choose_nonlinear) before a session or a prediction".into(),
         )),
         _ => Ok(None),
+    }
+}
+
+/// The identity positions of site `i` (its positions that are not active), in order.
+pub fn identity_positions(arch: &Arch, i: usize) -> Vec<u32> {
+    let active = &arch.active[&i];
+    let mut next = active.iter().peekable();
+    (0..arch.numel(i + 1) as u32)
+        .filter(|p| {
+            if next.peek() == Some(&p) {
+                next.next();
+                false
+            } else {
+                true
+            }
+        })
+        .collect()
+}
+
+/// The faithful truncation of site `i`'s identity positions ([`Truncation::Faithful`]): one OT
+/// site of the truncation gadget over them (`None` under local truncation, for other ops, a
+/// site that truncates nothing, or one without identity positions). Refused outside the OT
+/// family.
+pub fn ot_truncation(
+    arch: &Arch,
+    scales: &[u32],
+    ring: &Ring,
+    nonlinear: Nonlinear,
+    truncation: Truncation,
+    i: usize,
+) -> Result<Option<crate::nonlinear::ot_relu::Shape>> {
+    let Op::Relu { input, .. } = &arch.ops()[i] else {
+        return Ok(None);
+    };
+    match (truncation, nonlinear) {
+        (Truncation::Local, _) => Ok(None),
+        (Truncation::Faithful, Nonlinear::Ot { digit_bits }) => {
+            let shift = scales[*input] - ring.frac;
+            let n = arch.numel(i + 1) - arch.active[&i].len();
+            if shift == 0 || n == 0 {
+                return Ok(None);
+            }
+            crate::nonlinear::ot_relu::Shape::truncation(ring, shift, digit_bits, n).map(Some)
+        }
+        (Truncation::Faithful, other) => Err(MpcError::Params(format!(
+            "faithful truncation runs on the OT comparison (--nonlinear ot), not `{}`",
+            other.name()
+        ))),
     }
 }
 

@@ -2,8 +2,8 @@
 //! how much a peer's announced architecture may make this party allocate, and how likely a local
 //! truncation may fail (docs/private-inference.md, "Security argument").
 
+use super::linear::OfflineMode;
 use crate::error::{MpcError, Result};
-use crate::he::HeParams;
 use crate::model::{value_scales, Arch, Op};
 use crate::ring::Ring;
 use rand::SeedableRng;
@@ -130,6 +130,56 @@ impl OutputMode {
 /// The largest hello a client reads (the architecture JSON and the active indices).
 pub const MAX_HELLO_BYTES: u64 = 16 << 20;
 
+/// How the identity positions of sites are truncated back to scale `f`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncation {
+    /// Each party truncates its own share (SecureML, Mohassel-Zhang 2017, Thm. 1): free; off by
+    /// one unit at most, and wrong with the probability [`wrap_failure_log2`] bounds, which also
+    /// tells the client about `|y|` (docs/private-inference.md, "Security argument").
+    #[default]
+    Local,
+    /// Identity positions on the OT comparison (SIRNN's faithful truncation with the carry and
+    /// the sign from the millionaires' tree, [`crate::nonlinear::ot_relu::SiteGadget::Truncate`]):
+    /// exact, no wrap failure and no carry leak, at one comparison per identity position. Runs on
+    /// the OT family only; a channel affine's input is still truncated locally.
+    Faithful,
+}
+
+impl Truncation {
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "local" => Ok(Truncation::Local),
+            "faithful" => Ok(Truncation::Faithful),
+            other => Err(MpcError::Params(format!(
+                "unknown truncation `{other}` (local, faithful)"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Truncation::Local => "local",
+            Truncation::Faithful => "faithful",
+        }
+    }
+
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            Truncation::Local => 1,
+            Truncation::Faithful => 2,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(Truncation::Local),
+            2 => Some(Truncation::Faithful),
+            _ => None,
+        }
+    }
+}
+
 /// Bounds on what a peer's architecture may make this party allocate or compute, checked on the
 /// hello before any buffer is sized from it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -139,7 +189,8 @@ pub struct Limits {
     /// Active ReLUs of the model.
     pub max_active: u64,
     /// Bytes of offline material the client holds per inference (its input labels and the
-    /// garbled tables of every active ReLU).
+    /// garbled tables of every active ReLU), and bytes the server's offline phase may send it
+    /// per inference (HE answers included, from the cost model's message sizes).
     pub max_offline_bytes: u64,
     /// Multiply-accumulates of the weight layers.
     pub max_macs: u64,
@@ -152,6 +203,12 @@ pub struct Limits {
     /// the rest are encoded at every inference. 0 turns the cache off.
     #[serde(default = "default_he_cache_bytes")]
     pub he_cache_bytes: u64,
+    /// Bytes a server may hold for its sessions (the HE weight cache, the model, and per
+    /// concurrent session the offline phase in flight plus `max_pool` precomputed ones,
+    /// [`MemoryPlan`]); 0: no budget. Checked at start-up: `max_pool` is lowered to fit, and a
+    /// budget that does not hold even without pools is refused.
+    #[serde(default)]
+    pub max_memory_bytes: u64,
 }
 
 fn default_max_pool() -> usize {
@@ -164,16 +221,19 @@ fn default_he_cache_bytes() -> u64 {
 }
 
 impl Default for Limits {
-    /// Room for a full-width ResNet-50 on 224 x 224 images with every ReLU active (about 10 M
-    /// ReLUs, 4 G MACs) on a machine with tens of GiB.
+    /// Room for an ordinary machine: 16 GiB of offline material per inference (a full-width
+    /// ResNet-18 with every ReLU in garbled circuits needs 4.2 GB), 2^28 values, 16 M active
+    /// ReLUs, 2^36 MACs. Larger models (a full ResNet-50 on 224 x 224 images with every ReLU
+    /// garbled needs about 67 GB) raise the limits explicitly.
     fn default() -> Self {
         Limits {
             max_elements: 1 << 28,
             max_active: 1 << 24,
-            max_offline_bytes: 64 << 30,
+            max_offline_bytes: 16 << 30,
             max_macs: 1 << 36,
             max_pool: default_max_pool(),
             he_cache_bytes: default_he_cache_bytes(),
+            max_memory_bytes: 0,
         }
     }
 }
@@ -198,7 +258,7 @@ impl Footprint {
         };
         for (i, op) in arch.ops().iter().enumerate() {
             f.elements = f.elements.saturating_add(arch.numel(i + 1) as u64);
-            f.macs = f.macs.saturating_add(crate::cost::macs(arch, i));
+            f.macs = f.macs.saturating_add(crate::model::macs(arch, i));
             if let Some(d) = super::SiteDims::of(arch, &scales, ring, i) {
                 if let Op::Relu { .. } = op {
                     f.active += d.n as u64;
@@ -230,6 +290,96 @@ impl Footprint {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Bytes of the server's half of one offline phase (its state between the offline and the
+/// online phase of an inference): the weight layers' masks `s`, per garbled op its input
+/// zero-labels and decoding bits, per OT round [`crate::nonlinear::ot_relu::Shape::
+/// server_state_bytes`], and the class output's. `nonlinear` must be resolved (not `auto`).
+pub fn server_phase_bytes(
+    arch: &Arch,
+    ring: &Ring,
+    nonlinear: crate::nonlinear::Nonlinear,
+    output: OutputMode,
+    truncation: Truncation,
+) -> Result<u64> {
+    let scales = value_scales(arch, ring)?;
+    let mut bytes = 0u64;
+    for (i, op) in arch.ops().iter().enumerate() {
+        if let Some(t) = super::ot_truncation(arch, &scales, ring, nonlinear, truncation, i)? {
+            bytes += t.server_state_bytes();
+        }
+        if op.is_weight_layer() {
+            bytes += 8 * arch.numel(i + 1) as u64;
+        } else if let Some(rounds) = super::ot_rounds(arch, &scales, ring, nonlinear, i)? {
+            bytes += rounds.iter().map(|r| r.server_state_bytes()).sum::<u64>();
+        } else if let Some(d) = super::garbled_site(arch, &scales, ring, nonlinear, i) {
+            bytes += d.n as u64 * (16 * d.server_bits() as u64 + d.l.div_ceil(8) as u64);
+        }
+    }
+    if let Some(rounds) = super::ot_argmax(arch, ring, nonlinear, output)? {
+        bytes += rounds.iter().map(|r| r.server_state_bytes()).sum::<u64>();
+    } else if output == OutputMode::Class {
+        if let Some(d) = super::argmax::ArgmaxDims::new(arch.json.classes, ring) {
+            bytes += 16 * d.input_bits() as u64;
+        }
+    }
+    Ok(bytes)
+}
+
+/// A server's memory under [`Limits::max_memory_bytes`]: what it holds once (the HE weight
+/// cache, the model shared by every session) and per concurrent session (the offline phase in
+/// flight and up to `max_pool` precomputed ones).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryPlan {
+    pub shared_bytes: u64,
+    pub phase_bytes: u64,
+    pub sessions: usize,
+    /// The pool each session may keep: the configured one, lowered to fit the budget.
+    pub max_pool: usize,
+    /// Estimated peak with every session holding a full pool and one phase in flight.
+    pub peak_bytes: u64,
+}
+
+impl MemoryPlan {
+    /// Fits `max_pool` to `budget` (0: none); refuses a budget that the shared state and one
+    /// phase in flight per session already exceed.
+    pub fn fit(
+        shared_bytes: u64,
+        phase_bytes: u64,
+        sessions: usize,
+        max_pool: usize,
+        budget: u64,
+    ) -> Result<Self> {
+        let peak = |pool: usize| {
+            shared_bytes.saturating_add(
+                (sessions as u64)
+                    .saturating_mul(pool as u64 + 1)
+                    .saturating_mul(phase_bytes),
+            )
+        };
+        let mut pool = max_pool;
+        if budget > 0 {
+            if peak(0) > budget {
+                return Err(MpcError::Params(format!(
+                    "a memory budget of {:.1} MB does not hold {sessions} concurrent sessions of this                      model: {:.1} MB shared (HE weight cache, model) and {:.1} MB per session for                      one offline phase in flight; raise --max-memory or lower --max-sessions",
+                    budget as f64 / 1e6,
+                    shared_bytes as f64 / 1e6,
+                    phase_bytes as f64 / 1e6
+                )));
+            }
+            while pool > 0 && peak(pool) > budget {
+                pool -= 1;
+            }
+        }
+        Ok(MemoryPlan {
+            shared_bytes,
+            phase_bytes,
+            sessions,
+            max_pool: pool,
+            peak_bytes: peak(pool),
+        })
     }
 }
 
@@ -278,68 +428,6 @@ pub fn check_wrap(arch: &Arch, ring: &Ring, max_log2: f64) -> Result<()> {
     Ok(())
 }
 
-/// How the weight layers' offline correlations are produced.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OfflineMode {
-    /// Homomorphic encryption ([`super::homomorphic`]): the default, and the only private mode.
-    He(HeParams),
-    /// The insecure dealer ([`super::linear::Dealer`]): a measurement mode, labelled as such.
-    Dealer,
-}
-
-impl Default for OfflineMode {
-    fn default() -> Self {
-        OfflineMode::He(HeParams::default())
-    }
-}
-
-impl OfflineMode {
-    pub fn by_name(name: &str) -> Result<Self> {
-        match name {
-            "he" => Ok(OfflineMode::default()),
-            "dealer" => Ok(OfflineMode::Dealer),
-            other => Err(MpcError::Params(format!(
-                "unknown offline mode `{other}` (he, dealer)"
-            ))),
-        }
-    }
-
-    /// [`OfflineMode::by_name`] with the public HE weight bound `|w| < 2^he_weight_bits` (the
-    /// one HE parameter the CLI and `[pi]` expose).
-    pub fn named(name: &str, he_weight_bits: u32) -> Result<Self> {
-        Ok(match Self::by_name(name)? {
-            OfflineMode::He(p) => OfflineMode::He(HeParams {
-                weight_bits: he_weight_bits,
-                ..p
-            }),
-            d => d,
-        })
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            OfflineMode::He(_) => "he",
-            OfflineMode::Dealer => "dealer",
-        }
-    }
-
-    /// A fresh backend for one session.
-    pub fn backend(&self) -> Box<dyn super::linear::LinearOffline> {
-        match self {
-            OfflineMode::He(p) => Box::new(super::homomorphic::HeOffline::new(*p)),
-            OfflineMode::Dealer => Box::new(super::linear::Dealer),
-        }
-    }
-
-    pub fn label(&self) -> String {
-        match self {
-            OfflineMode::He(p) => p.label(),
-            OfflineMode::Dealer => super::linear::DEALER_LABEL.into(),
-        }
-    }
-}
-
 /// A party's settings for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Options {
@@ -352,6 +440,9 @@ pub struct Options {
     /// How active ReLUs are computed (both parties must choose the same).
     #[serde(default)]
     pub nonlinear: crate::nonlinear::Nonlinear,
+    /// How identity positions are truncated (the server's choice; the hello announces it).
+    #[serde(default)]
+    pub truncation: Truncation,
     pub limits: Limits,
     /// Largest accepted `log2` of [`wrap_failure_log2`].
     pub max_wrap_log2: f64,
@@ -364,6 +455,7 @@ impl Default for Options {
             offline: OfflineMode::default(),
             output: OutputMode::Class,
             nonlinear: Default::default(),
+            truncation: Truncation::Local,
             limits: Limits::default(),
             max_wrap_log2: DEFAULT_MAX_WRAP_LOG2,
         }
@@ -377,6 +469,11 @@ impl Options {
             randomness: Randomness::InsecureSeeded(seed),
             ..Default::default()
         }
+    }
+
+    pub fn with_truncation(mut self, truncation: Truncation) -> Self {
+        self.truncation = truncation;
+        self
     }
 
     pub fn with_output(mut self, output: OutputMode) -> Self {

@@ -13,7 +13,7 @@ use crate::linalg;
 use crate::model::{input_shift, Op, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::nonlinear::{ot_relu, Nonlinear};
-use crate::ot::iknp;
+use crate::ot::{iknp, silent};
 use crate::wire::{bits_bytes, ring_vec_bytes, Block, Reader, Writer};
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
@@ -25,14 +25,41 @@ struct Offline {
     /// `s` per weight layer.
     s: HashMap<usize, Vec<u64>>,
     /// Per garbled layer (site or max-pool): zero-labels of the server's input bits and
-    /// decoding bits.
-    sites: HashMap<usize, (Vec<Block>, Vec<bool>)>,
+    /// decoding bits (packed, eight to a byte: they wait in the pool).
+    sites: HashMap<usize, (Vec<Block>, PackedBits)>,
     /// Class output: zero-labels of the server's logit-share bits.
     argmax: Option<Vec<Block>>,
     /// Per site or max-pool on OT ([`ot_rounds`]): one offline state per round.
     ot: HashMap<usize, Vec<ot_relu::ServerSite>>,
     /// The class output on OT: one site per round of its tree.
     ot_argmax: Option<Vec<ot_relu::ServerSite>>,
+    /// Per site under faithful truncation: the truncation of its identity positions.
+    ot_trunc: HashMap<usize, ot_relu::ServerSite>,
+}
+
+/// Bits kept eight to a byte.
+struct PackedBits {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl PackedBits {
+    fn pack(bits: &[bool]) -> Self {
+        let mut bytes = vec![0u8; bits.len().div_ceil(8)];
+        for (j, &b) in bits.iter().enumerate() {
+            bytes[j / 8] |= (b as u8) << (j % 8);
+        }
+        PackedBits {
+            bytes,
+            len: bits.len(),
+        }
+    }
+
+    fn unpack(&self) -> Vec<bool> {
+        (0..self.len)
+            .map(|j| self.bytes[j / 8] >> (j % 8) & 1 == 1)
+            .collect()
+    }
 }
 
 /// What one request of a session did (for the service's log line).
@@ -51,13 +78,15 @@ pub enum Request {
 }
 
 pub struct Server {
-    model: QuantModel,
+    /// Shared by every session of a service ([`super::service`]), not copied per session.
+    model: std::sync::Arc<QuantModel>,
     ch: Channel,
     rng: ChaCha12Rng,
     ot: iknp::Sender,
-    /// The reverse direction's receiver (sites on OT only).
-    ot_rx: Option<iknp::Receiver>,
+    /// Sites on OT: the silent OT extension's sender (to the client) and receiver (from it).
+    silent: Option<(silent::Sender, silent::Receiver)>,
     nonlinear: Nonlinear,
+    truncation: super::Truncation,
     linear: Box<dyn LinearOffline>,
     delta: Block,
     hash: FixedKeyHash,
@@ -73,18 +102,23 @@ impl Server {
     /// the offline backend's setup; weight layers' offline correlations from `opts.offline` (HE
     /// by default). Refuses a ring at which local truncation fails too often for the model
     /// ([`check_wrap`]) and HE parameters that do not hold for it before anything is sent.
-    pub fn start(model: QuantModel, ch: Channel, opts: &Options) -> Result<Self> {
+    pub fn start(
+        model: impl Into<std::sync::Arc<QuantModel>>,
+        ch: Channel,
+        opts: &Options,
+    ) -> Result<Self> {
         Self::start_with(model, ch, opts, opts.offline.backend())
     }
 
     /// [`Server::start`] with another offline backend for the weight layers (e.g. homomorphic
     /// encryption); its label is announced in the hello, and the client must run the same one.
     pub fn start_with(
-        model: QuantModel,
+        model: impl Into<std::sync::Arc<QuantModel>>,
         mut ch: Channel,
         opts: &Options,
         mut linear: Box<dyn LinearOffline>,
     ) -> Result<Self> {
+        let model: std::sync::Arc<QuantModel> = model.into();
         check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
         // `auto`: the family the cost model prefers for this model under the wan profile.
         let opts = &opts.with_nonlinear(crate::cost::resolve_nonlinear(
@@ -92,6 +126,14 @@ impl Server {
             &model.ring,
             opts,
         )?);
+        if opts.truncation == super::Truncation::Faithful
+            && !matches!(opts.nonlinear, Nonlinear::Ot { .. })
+        {
+            return Err(MpcError::Params(format!(
+                "faithful truncation runs on the OT comparison (--nonlinear ot), not `{}`",
+                opts.nonlinear.name()
+            )));
+        }
         linear.prepare_server(&model, opts)?;
         let mut rng = opts.randomness.rng(Party::Server);
         ch.phase("setup");
@@ -100,13 +142,18 @@ impl Server {
             offline: linear.label(),
             output: opts.output,
             nonlinear: opts.nonlinear,
+            max_pool: opts.limits.max_pool.min(u32::MAX as usize) as u32,
+            truncation: opts.truncation,
             arch: model.arch.clone(),
         };
         ch.send(hello.encode())?;
         let ot = iknp::Sender::setup(&mut ch, &mut rng)?;
         linear.setup_server(&mut ch)?;
-        let ot_rx = match opts.nonlinear {
-            Nonlinear::Ot { .. } => Some(iknp::Receiver::setup(&mut ch, &mut rng)?),
+        let silent = match opts.nonlinear {
+            Nonlinear::Ot { .. } => Some((
+                silent::Sender::setup(&mut ch, &mut rng)?,
+                silent::Receiver::setup(&mut ch, &mut rng)?,
+            )),
             _ => None,
         };
         let delta = rng.gen::<u128>() | 1;
@@ -115,8 +162,9 @@ impl Server {
             ch,
             rng,
             ot,
-            ot_rx,
+            silent,
             nonlinear: opts.nonlinear,
+            truncation: opts.truncation,
             linear,
             delta,
             hash: FixedKeyHash::new(0),
@@ -205,6 +253,7 @@ impl Server {
             argmax: None,
             ot: HashMap::new(),
             ot_argmax: None,
+            ot_trunc: HashMap::new(),
         };
         for (i, op) in arch.ops().iter().enumerate() {
             match op {
@@ -217,12 +266,27 @@ impl Server {
                 }
                 Op::Relu { .. } | Op::MaxPool { .. } => {
                     let scales = &self.model.scales;
+                    // Faithful truncation: the identity positions' site first.
+                    if let Some(shape) = super::ot_truncation(
+                        &arch,
+                        scales,
+                        &ring,
+                        self.nonlinear,
+                        self.truncation,
+                        i,
+                    )? {
+                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
+                        let (tx, rx) = self.silent.as_mut().expect("set up for OT sites");
+                        let site =
+                            ot_relu::server_offline(&mut self.ch, tx, rx, &mut self.rng, shape)?;
+                        off.ot_trunc.insert(i, site);
+                    }
                     if let Some(rounds) = ot_rounds(&arch, scales, &ring, self.nonlinear, i)? {
                         self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                        let rx = self.ot_rx.as_mut().expect("set up for OT sites");
+                        let (tx, rx) = self.silent.as_mut().expect("set up for OT sites");
                         let sites = crate::nonlinear::ot_pool::server_offline(
                             &mut self.ch,
-                            &mut self.ot,
+                            tx,
                             rx,
                             &mut self.rng,
                             rounds,
@@ -246,17 +310,17 @@ impl Server {
                     let mut w = Writer::with_capacity(tables.len() * 16 + 16);
                     w.blocks(&tables);
                     self.ch.send(w.finish())?;
-                    off.sites.insert(i, (zero_s, decode));
+                    off.sites.insert(i, (zero_s, PackedBits::pack(&decode)));
                 }
                 _ => {}
             }
         }
         if let Some(shapes) = super::ot_argmax(&arch, &ring, self.nonlinear, self.output)? {
             self.ch.phase("offline/argmax");
-            let rx = self.ot_rx.as_mut().expect("set up for OT sites");
+            let (tx, rx) = self.silent.as_mut().expect("set up for OT sites");
             off.ot_argmax = Some(crate::nonlinear::ot_pool::server_offline(
                 &mut self.ch,
-                &mut self.ot,
+                tx,
                 rx,
                 &mut self.rng,
                 shapes,
@@ -271,6 +335,11 @@ impl Server {
                 self.ch.send(t.encode())?;
                 off.argmax = Some(zero_s);
             }
+        }
+        // Every offline phase starts from empty silent-OT pools (its traffic is public).
+        if let Some((tx, rx)) = self.silent.as_mut() {
+            tx.discard();
+            rx.discard();
         }
         Ok(off)
     }
@@ -292,7 +361,7 @@ impl Server {
         let mut r = Reader::new(&msg, "circuit outputs");
         let bits = r.bits_n(d.n * d.l, "output bits")?;
         r.end()?;
-        Ok(garbled::decode(&bits, &decode, d.l))
+        Ok(garbled::decode(&bits, &decode.unpack(), d.l))
     }
 
     fn online(&mut self, mut off: Offline) -> Result<()> {
@@ -393,6 +462,15 @@ impl Server {
                     };
                     for (&p, v) in arch.active[&i].iter().zip(z.into_iter().flatten()) {
                         out[p as usize] = v;
+                    }
+                    if let Some(site) = off.ot_trunc.remove(&i) {
+                        self.ch.phase(format!("online/{}", op_label(&arch, i)));
+                        let ids = super::identity_positions(&arch, i);
+                        let x: Vec<u64> = ids.iter().map(|&p| y[p as usize]).collect();
+                        let t = ot_relu::server_online(&mut self.ch, site, &x)?;
+                        for (&p, v) in ids.iter().zip(t) {
+                            out[p as usize] = v;
+                        }
                     }
                     out
                 }

@@ -38,6 +38,12 @@ pub struct ServeConfig {
     /// Wall-clock bound of a session's set-up (hello, base OTs, HE key): a connection that
     /// sends nothing is dropped after it, not after the session deadline.
     pub setup_deadline: Duration,
+    /// Threads of each session's own work pool (HE, garbling, OT extension); 0: every session
+    /// shares the process-wide pool. With a pool per session the operating system divides the
+    /// CPU between sessions' threads, so a client that keeps its session busy (back-to-back
+    /// inline inferences, precomputation) takes its share, not the machine: on the shared
+    /// pool its parallel jobs queue ahead of every other session's.
+    pub session_threads: usize,
 }
 
 impl Default for ServeConfig {
@@ -52,6 +58,7 @@ impl Default for ServeConfig {
             profile: None,
             max_per_peer: 2,
             setup_deadline: Duration::from_secs(30),
+            session_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -104,6 +111,9 @@ pub enum Event {
     Ready {
         he_cache_bytes: u64,
         he_cache_layers: usize,
+        /// The memory plan: each session's pool (lowered to fit `--max-memory`) and the
+        /// estimated peak.
+        memory: super::policy::MemoryPlan,
     },
     /// `accept` failed transiently (an aborted connection, out of file descriptors, ...): the
     /// service backs off for `backoff_s` and goes on.
@@ -156,6 +166,15 @@ fn guarded(f: impl FnOnce() -> Result<usize>) -> Result<usize> {
     })
 }
 
+/// A session's own work pool of `threads` threads ([`ServeConfig::session_threads`]).
+fn session_pool(threads: usize, id: u64) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |k| format!("session-{id}-{k}"))
+        .build()
+        .map_err(|e| crate::MpcError::Protocol(format!("a session's thread pool: {e}")))
+}
+
 /// Slots of concurrent sessions and the queue in front of them.
 struct Slots {
     state: Mutex<(usize, usize)>, // (running, waiting)
@@ -187,11 +206,37 @@ pub fn serve_sessions(
         )),
         super::OfflineMode::Dealer => None,
     };
+    // The memory budget: the pool each session may keep, lowered to fit (or refused).
+    let nonlinear = crate::cost::resolve_nonlinear(&model.arch, &model.ring, opts)?;
+    let he_cache_bytes = cache.as_ref().map_or(0, |c| c.bytes());
+    let memory = super::policy::MemoryPlan::fit(
+        he_cache_bytes + model.weight_bytes(),
+        super::policy::server_phase_bytes(
+            &model.arch,
+            &model.ring,
+            nonlinear,
+            opts.output,
+            opts.truncation,
+        )?,
+        cfg.max_concurrent,
+        opts.limits.max_pool,
+        opts.limits.max_memory_bytes,
+    )?;
+    let opts = &Options {
+        limits: super::Limits {
+            max_pool: memory.max_pool,
+            ..opts.limits
+        },
+        ..*opts
+    };
     on_event(Event::Ready {
-        he_cache_bytes: cache.as_ref().map_or(0, |c| c.bytes()),
+        he_cache_bytes,
         he_cache_layers: cache.as_ref().map_or(0, |c| c.layers()),
+        memory,
     });
     let cache = &cache;
+    // One copy of the model for every session.
+    let model = &std::sync::Arc::new(model.clone());
     listener.set_nonblocking(true)?;
     let slots = Slots {
         state: Mutex::new((0, 0)),
@@ -282,22 +327,28 @@ pub fn serve_sessions(
                     waited_s: t0.elapsed().as_secs_f64(),
                 });
                 let result = guarded(|| {
-                    session(
-                        stream,
-                        model,
-                        opts,
-                        cache,
-                        cfg,
-                        stop,
-                        &mut |request, pooled| {
-                            on_event(Event::Request {
-                                session: id,
-                                peer,
-                                request,
-                                pooled,
-                            })
-                        },
-                    )
+                    let run = || {
+                        session(
+                            stream,
+                            model,
+                            opts,
+                            cache,
+                            cfg,
+                            stop,
+                            &mut |request, pooled| {
+                                on_event(Event::Request {
+                                    session: id,
+                                    peer,
+                                    request,
+                                    pooled,
+                                })
+                            },
+                        )
+                    };
+                    match cfg.session_threads {
+                        0 => run(),
+                        n => session_pool(n, id)?.install(run),
+                    }
                 });
                 on_event(Event::Ended {
                     session: id,
@@ -321,7 +372,7 @@ fn refuse(stream: TcpStream, why: &str, timeout: Duration) {
 /// timeout passes, or `stop` is set between two requests.
 fn session(
     stream: TcpStream,
-    model: &QuantModel,
+    model: &std::sync::Arc<QuantModel>,
     opts: &Options,
     cache: &Option<std::sync::Arc<super::homomorphic::WeightCache>>,
     cfg: &ServeConfig,
@@ -340,7 +391,7 @@ fn session(
         }
         _ => opts.offline.backend(),
     };
-    let mut server = Server::start_with(model.clone(), ch, opts, backend)?;
+    let mut server = Server::start_with(std::sync::Arc::clone(model), ch, opts, backend)?;
     server.channel().set_deadline(t0 + cfg.session_deadline);
     let mut served = 0;
     loop {

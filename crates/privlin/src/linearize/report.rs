@@ -260,6 +260,19 @@ pub fn private_inference(s: &mut String, p: &PiReport) {
          {} active pre-activations outside the circuit width); private class = label on {}/{}.\n",
         p.agree_float, p.images, p.agree_fixed_point, p.images, p.gc_overflows, p.correct, p.images
     );
+    if p.max_identity_abs > 0 {
+        let _ = writeln!(
+            s,
+            "Largest |pre-activation| at an identity position: 2^{:.1} at scale 2f (the wrap-failure bound assumes below 2^{}){}.\n",
+            (p.max_identity_abs as f64).log2(),
+            p.ring.gc_bits - 1,
+            if p.identity_over_bound {
+                ": **over the bound**, local truncation may fail more often than stated; use a wider circuit width or `--truncation faithful`"
+            } else {
+                ""
+            }
+        );
+    }
     if !p.by_family.is_empty() {
         let _ = writeln!(
             s,

@@ -193,6 +193,12 @@ pub struct PiReport {
     pub agree_fixed_point: usize,
     /// Active pre-activations outside the circuit width `w`, over all images.
     pub gc_overflows: usize,
+    /// The largest `|y|` at an identity position over all images (plaintext fixed point), and
+    /// whether it reached `2^(w - 1)`, beyond which the wrap-failure bound does not hold.
+    #[serde(default)]
+    pub max_identity_abs: u64,
+    #[serde(default)]
+    pub identity_over_bound: bool,
     /// Mean measured seconds of one inference (the client's clock).
     pub online_s: f64,
     pub offline_s: f64,
@@ -334,11 +340,13 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         .map(|x| QuantModel::encode_input(&qm.arch, &ring, x))
         .collect::<Result<Vec<_>, _>>()?;
     let mut gc_overflows = 0;
+    let mut max_identity_abs = 0u64;
     let fixed: Vec<usize> = enc
         .iter()
         .map(|x| {
             let r = plain::forward(&qm, x);
             gc_overflows += r.gc_overflows;
+            max_identity_abs = max_identity_abs.max(r.max_identity_abs);
             plain::decode_logits(&qm, &r.logits).1
         })
         .collect();
@@ -411,6 +419,8 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
             .count(),
         agree_fixed_point: fixed.iter().zip(&float).filter(|(a, b)| a == b).count(),
         gc_overflows,
+        max_identity_abs,
+        identity_over_bound: max_identity_abs >= 1u64 << (ring.gc_bits - 1),
         online_s: infs.iter().map(|i| i.online_s).sum::<f64>() / n as f64,
         offline_s: infs.iter().map(|i| i.offline_s).sum::<f64>() / n as f64,
         partial: ran.partial,
