@@ -332,14 +332,10 @@ fn lpn_encode(
     }
 }
 
-/// The sender of a direction (holds `delta`).
-pub struct Sender {
+/// What both ends of a direction hold alike: the parameters, the tree PRG, the hashes and
+/// their tweak counters (equal on both sides at every step).
+struct Common {
     params: LpnParams,
-    delta: Block,
-    bases: Vec<Block>,
-    pool: Vec<Block>,
-    next: usize,
-    rng: ChaCha12Rng,
     ggm: Ggm,
     spcot_hash: FixedKeyHash,
     ot_hash: FixedKeyHash,
@@ -347,19 +343,37 @@ pub struct Sender {
     ot_tweak: u128,
 }
 
+impl Common {
+    fn new(params: LpnParams) -> Self {
+        Common {
+            params,
+            ggm: Ggm::new(),
+            spcot_hash: FixedKeyHash::new(SPCOT_DOMAIN),
+            ot_hash: FixedKeyHash::new(OT_DOMAIN),
+            spcot_tweak: 0,
+            ot_tweak: 0,
+        }
+    }
+}
+
+/// The sender of a direction (holds `delta`).
+pub struct Sender {
+    c: Common,
+    delta: Block,
+    bases: Vec<Block>,
+    pool: Vec<Block>,
+    next: usize,
+    rng: ChaCha12Rng,
+}
+
 /// The receiver of a direction.
 pub struct Receiver {
-    params: LpnParams,
+    c: Common,
     bases: Vec<Block>,
     base_bits: Vec<bool>,
     pool: Vec<Block>,
     pool_bits: Vec<bool>,
     next: usize,
-    ggm: Ggm,
-    spcot_hash: FixedKeyHash,
-    ot_hash: FixedKeyHash,
-    spcot_tweak: u128,
-    ot_tweak: u128,
 }
 
 impl Sender {
@@ -377,22 +391,17 @@ impl Sender {
         let mut ext = iknp::Sender::setup(ch, rng)?;
         let (bases, delta) = ext.correlated_raw(ch, params.bases())?;
         Ok(Sender {
-            params,
+            c: Common::new(params),
             delta,
             bases,
             pool: Vec::new(),
             next: 0,
             rng: ChaCha12Rng::from_seed(rng.gen()),
-            ggm: Ggm::new(),
-            spcot_hash: FixedKeyHash::new(SPCOT_DOMAIN),
-            ot_hash: FixedKeyHash::new(OT_DOMAIN),
-            spcot_tweak: 0,
-            ot_tweak: 0,
         })
     }
 
     pub fn params(&self) -> LpnParams {
-        self.params
+        self.c.params
     }
 
     /// OTs in the pool.
@@ -409,13 +418,13 @@ impl Sender {
     /// Makes sure the pool holds `m` OTs: runs the rounds they need ([`LpnParams::rounds_for`])
     /// and sends their messages in one (nothing when the pool suffices).
     pub fn reserve(&mut self, ch: &mut Channel, m: usize) -> Result<()> {
-        let (rounds, _) = self.params.rounds_for(self.available(), m);
+        let (rounds, _) = self.c.params.rounds_for(self.available(), m);
         if rounds == 0 {
             return Ok(());
         }
         self.pool.drain(..self.next);
         self.next = 0;
-        let mut msg = Vec::with_capacity(rounds * self.params.round_blocks());
+        let mut msg = Vec::with_capacity(rounds * self.c.params.round_blocks());
         for _ in 0..rounds {
             self.round(&mut msg);
         }
@@ -426,14 +435,19 @@ impl Sender {
 
     /// One round: appends its message to `msg` and its new COTs to the pool.
     fn round(&mut self, msg: &mut Vec<Block>) {
-        let p = self.params;
+        let p = self.c.params;
         let h = p.depth as usize;
         let seed: Block = self.rng.gen();
         let roots: Vec<Block> = (0..p.t).map(|_| self.rng.gen()).collect();
         let (secret, tree_bases) = self.bases.split_at(p.k());
         let mut leaves = vec![0u128; p.n()];
         let mut trees = vec![0u128; p.t * (2 * h + 1)];
-        let (ggm, hash, delta, tw0) = (&self.ggm, &self.spcot_hash, self.delta, self.spcot_tweak);
+        let (ggm, hash, delta, tw0) = (
+            &self.c.ggm,
+            &self.c.spcot_hash,
+            self.delta,
+            self.c.spcot_tweak,
+        );
         leaves
             .par_chunks_mut(1 << h)
             .zip(trees.par_chunks_mut(2 * h + 1))
@@ -449,7 +463,7 @@ impl Sender {
                 }
                 m[2 * h] = lv.iter().fold(delta, |a, &v| a ^ v);
             });
-        self.spcot_tweak += (p.t * h) as u128;
+        self.c.spcot_tweak += (p.t * h) as u128;
         lpn_encode(&LpnMatrix::new(seed, &p), secret, None, &mut leaves, None);
         msg.push(seed);
         msg.extend_from_slice(&trees);
@@ -472,8 +486,8 @@ impl Sender {
         let d = decode_corrections(&msg, m)?;
         let q = &self.pool[self.next..self.next + m];
         self.next += m;
-        let (delta, hash, tw0) = (self.delta, &self.ot_hash, self.ot_tweak);
-        self.ot_tweak += m as u128;
+        let (delta, hash, tw0) = (self.delta, &self.c.ot_hash, self.c.ot_tweak);
+        self.c.ot_tweak += m as u128;
         let mut out = vec![[0u128; 2]; m];
         out.par_chunks_mut(1024)
             .zip(q.par_chunks(1024).zip(d.par_chunks(1024)))
@@ -521,22 +535,17 @@ impl Receiver {
         let base_bits: Vec<bool> = (0..params.bases()).map(|_| rng.gen()).collect();
         let bases = ext.correlated_raw(ch, &base_bits)?;
         Ok(Receiver {
-            params,
+            c: Common::new(params),
             bases,
             base_bits,
             pool: Vec::new(),
             pool_bits: Vec::new(),
             next: 0,
-            ggm: Ggm::new(),
-            spcot_hash: FixedKeyHash::new(SPCOT_DOMAIN),
-            ot_hash: FixedKeyHash::new(OT_DOMAIN),
-            spcot_tweak: 0,
-            ot_tweak: 0,
         })
     }
 
     pub fn params(&self) -> LpnParams {
-        self.params
+        self.c.params
     }
 
     /// OTs in the pool.
@@ -553,16 +562,16 @@ impl Receiver {
 
     /// The receiver's side of [`Sender::reserve`]: receives and runs the rounds.
     pub fn reserve(&mut self, ch: &mut Channel, m: usize) -> Result<()> {
-        let (rounds, _) = self.params.rounds_for(self.available(), m);
+        let (rounds, _) = self.c.params.rounds_for(self.available(), m);
         if rounds == 0 {
             return Ok(());
         }
-        let rb = self.params.round_blocks();
+        let rb = self.c.params.round_blocks();
         let msg = ch.recv(
             "silent OT: rounds",
-            Expect::Exact(self.params.message_bytes(rounds)),
+            Expect::Exact(self.c.params.message_bytes(rounds)),
         )?;
-        let blocks = decode_rounds(&msg, &self.params, rounds)?;
+        let blocks = decode_rounds(&msg, &self.c.params, rounds)?;
         self.pool.drain(..self.next);
         self.pool_bits.drain(..self.next);
         self.next = 0;
@@ -574,14 +583,14 @@ impl Receiver {
 
     /// One round from its message.
     fn round(&mut self, msg: &[Block]) {
-        let p = self.params;
+        let p = self.c.params;
         let h = p.depth as usize;
         let (seed, trees) = (msg[0], &msg[1..]);
         let (secret, tree_bases) = self.bases.split_at(p.k());
         let (secret_bits, tree_bits) = self.base_bits.split_at(p.k());
         let mut leaves = vec![0u128; p.n()];
         let mut noise = vec![false; p.n()];
-        let (ggm, hash, tw0) = (&self.ggm, &self.spcot_hash, self.spcot_tweak);
+        let (ggm, hash, tw0) = (&self.c.ggm, &self.c.spcot_hash, self.c.spcot_tweak);
         leaves
             .par_chunks_mut(1 << h)
             .zip(noise.par_chunks_mut(1 << h))
@@ -602,7 +611,7 @@ impl Receiver {
                 lv[a] = lv.iter().fold(m[2 * h], |acc, &v| acc ^ v);
                 e[a] = true;
             });
-        self.spcot_tweak += (p.t * h) as u128;
+        self.c.spcot_tweak += (p.t * h) as u128;
         lpn_encode(
             &LpnMatrix::new(seed, &p),
             secret,
@@ -636,8 +645,8 @@ impl Receiver {
         ch.send(w.finish())?;
         let mut out = t.to_vec();
         self.next += m;
-        let (hash, tw0) = (&self.ot_hash, self.ot_tweak);
-        self.ot_tweak += m as u128;
+        let (hash, tw0) = (&self.c.ot_hash, self.c.ot_tweak);
+        self.c.ot_tweak += m as u128;
         out.par_chunks_mut(1024)
             .enumerate()
             .for_each(|(c, o)| hash.hash_slice(o, tw0 + (c * 1024) as u128));
