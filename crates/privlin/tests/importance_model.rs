@@ -106,6 +106,33 @@ fn senet_and_taylor_scores_are_finite_and_informative() {
     assert_eq!(s.len(), 16);
     assert!(s.iter().all(|v| (0.0..=1.0).contains(v)));
     assert!(s.iter().any(|&v| v > 0.0 && v < 1.0), "{s:?}");
+    // SENet eq. 1 recomputed here by hand: prune every convolution's weights globally by
+    // magnitude to density 0.1 (the keep-th largest |w| stays), then each site's sensitivity is
+    // one minus the surviving fraction of the weight layer before it (0 without one).
+    let vars = m.vs.variables();
+    let abs_weights = |name: &str| -> Vec<f32> {
+        Vec::<f32>::try_from(vars[&format!("{name}.weight")].abs().flatten(0, -1)).unwrap()
+    };
+    let mut all: Vec<f32> = m
+        .layers()
+        .iter()
+        .filter(|l| l.kind == privlin::nn::LayerKind::Conv)
+        .flat_map(|l| abs_weights(&l.name))
+        .collect();
+    all.sort_by(|a, b| b.total_cmp(a));
+    let keep = ((all.len() as f64) * 0.1).round().max(1.0) as usize;
+    let threshold = all[keep - 1];
+    for (k, p) in ps.iter().enumerate() {
+        assert_eq!(p.sites.len(), 1);
+        let want = match m.preceding_layer(p.sites[0]) {
+            Some(l) => {
+                let w = abs_weights(&l.name);
+                1.0 - w.iter().filter(|&&x| x >= threshold).count() as f64 / w.len() as f64
+            }
+            None => 0.0,
+        };
+        assert!((s[k] - want).abs() < 1e-6, "site {k}: {} vs {want}", s[k]);
+    }
     let t = taylor_layer::layer_importance(&m, &ps, &l, 2).unwrap();
     assert!(t.iter().all(|v| v.is_finite() && *v > 0.0), "{t:?}");
     assert!(senet::sensitivity(&m, &ps, 1.5).is_err());

@@ -363,8 +363,13 @@ fn resumed_linearization_equals_an_uninterrupted_one() {
         let first = metrics(&split).lines().next().unwrap().to_string();
         if method == "taylor" {
             // Taylor's schedule spans the whole run: a one-epoch run is not the first half of a
-            // two-epoch one, so only check that resuming continues without error.
-            linearize_within(&ar, &bpath, &two, &split, true);
+            // two-epoch one, so the resumed run is not compared with the straight one; it must
+            // still continue from the saved epoch (its first metrics line kept, one line added)
+            // and end at the budget.
+            let r = linearize_within(&ar, &bpath, &two, &split, true);
+            assert_eq!(metrics(&split).lines().next().unwrap(), first, "{method}");
+            assert_eq!(metrics(&split).lines().count(), 2, "{method}");
+            assert_eq!(r.relus, allocation(&m, "4%").budget, "{method}");
             continue;
         }
         linearize_within(&ar, &bpath, &two, &split, true);

@@ -136,7 +136,16 @@ fn tree_trimming_with_alpha_zero_is_exact_and_trimming_saves_evaluations() {
         },
         &mut g,
     );
-    assert!(evals <= 163, "trimming visited {evals} of 256 coalitions");
+    // Which coalitions trimming must visit: U depends on the size k (and player 0 adds 1), and
+    // U >= 15 exactly when k >= 6 (k = 5 gives at most 14.8). For player i a node S is expanded
+    // when U(S u {i}) >= 15, i.e. |S| >= 5, so the visited S are those of 4..7 players and the
+    // utilities asked for are U(S) and U(S u {i}): every coalition of 4 or more players,
+    // sum_{k=4..8} C(8, k) = 163 of 256.
+    let want: usize = (4..=8u64)
+        .map(|k| (0..k).fold(1u64, |c, j| c * (8 - j) / (j + 1)) as usize)
+        .sum();
+    assert_eq!(want, 163);
+    assert_eq!(evals, want, "trimming visited {evals} of 256 coalitions");
     // PrivShap eq. 2: the trimmed subtrees change each value by little.
     close(&tree, &exact, 0.6);
 }

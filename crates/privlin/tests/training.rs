@@ -212,11 +212,24 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("loss is NaN at epoch 2, step 2"), "{e}");
-    // Epoch 1 was checkpointed and is intact.
+    // Epoch 1 was checkpointed and is intact: the saved weights give the test accuracy recorded
+    // for epoch 1, and no later epoch was recorded.
     let mut again = tiny_model(5);
     again
         .load_weights(&d.path().join("model.safetensors"))
         .unwrap();
+    let lines = std::fs::read_to_string(d.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    let epoch1: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(epoch1["epoch"], 1);
+    let s = data();
+    let ev = Loader::eval(s.test.clone(), s.norm, 64, Device::Cpu);
+    let acc = privlin::train::evaluate(&again, &ev, None).accuracy;
+    assert!(
+        (acc - epoch1["test_acc"].as_f64().unwrap()).abs() < 1e-9,
+        "checkpoint gives {acc}, epoch 1 recorded {}",
+        epoch1["test_acc"]
+    );
 }
 
 #[test]

@@ -222,7 +222,10 @@ mod tests {
         // Everything else is the command line's default.
         let flags = ImportanceConfig::default();
         assert_eq!(imp.batch_size, flags.batch_size);
-        assert_eq!(flags.utility_size, 2000);
+        assert_eq!(imp.threshold, flags.threshold);
+        // The table's values are not the defaults, so the two checks above could fail.
+        assert_ne!(flags.utility_size, 300);
+        assert_ne!(flags.max_evaluations, 99);
         assert_eq!(cfg.importance_config("senet").unwrap().players, "sites");
         let err = PipelineConfig::parse("[importance]\ntreshold = 3\n", "test", &[]).unwrap_err();
         let chain = format!("{err:#}");
