@@ -8,7 +8,7 @@ mod importance;
 mod info;
 mod linearize;
 mod pi;
-mod pi_families;
+
 mod pipeline;
 mod reshape;
 mod train;
