@@ -930,6 +930,21 @@ mod tests {
             .collect()
     }
 
+    /// Random shares `(y_S, y_C)` of `vals`, the first three with a zero side and at the ring's
+    /// edges.
+    fn edge_shares(ring: &Ring, vals: &[u64], rng: &mut ChaCha12Rng) -> (Vec<u64>, Vec<u64>) {
+        let mut ys: Vec<u64> = vals.iter().map(|_| ring.reduce(rng.gen())).collect();
+        ys[0] = 0;
+        ys[1] = ring.mask();
+        ys[2] = ring.from_signed(i64::MIN >> (64 - ring.bits));
+        let yc = vals
+            .iter()
+            .zip(&ys)
+            .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
+            .collect();
+        (ys, yc)
+    }
+
     /// Two-party ReLU-and-truncate equals `Ring::relu_trunc` bit for bit: random values, zero,
     /// the largest and smallest w-bit values, values beyond the w-bit range (where both this and
     /// the circuit read the low w bits), truncation boundaries, shares that wrap the ring, for
@@ -962,16 +977,7 @@ mod tests {
                     ];
                     vals.extend((0..40).map(|_| ring.from_signed(rng.gen_range(-half..half))));
                     vals.extend((0..8).map(|_| ring.reduce(rng.gen())));
-                    let mut ys: Vec<u64> = vals.iter().map(|_| ring.reduce(rng.gen())).collect();
-                    // Shares with a zero side, and at the ring's edges.
-                    ys[0] = 0;
-                    ys[1] = ring.mask();
-                    ys[2] = ring.from_signed(i64::MIN >> (64 - ring.bits));
-                    let yc: Vec<u64> = vals
-                        .iter()
-                        .zip(&ys)
-                        .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
-                        .collect();
+                    let (ys, yc) = edge_shares(&ring, &vals, &mut rng);
                     let got = run_site(ring, shift, m, ys.clone(), yc.clone());
                     for (k, (&v, &g)) in vals.iter().zip(&got).enumerate() {
                         let y = ring.reduce(ys[k].wrapping_add(yc[k]));
@@ -1019,15 +1025,7 @@ mod tests {
                 ];
                 vals.extend((0..40).map(|_| rng.gen_range(-half..half)));
                 let vals: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
-                let mut ys: Vec<u64> = vals.iter().map(|_| ring.reduce(rng.gen())).collect();
-                ys[0] = 0;
-                ys[1] = ring.mask();
-                ys[2] = ring.from_signed(i64::MIN >> (64 - ring.bits));
-                let yc: Vec<u64> = vals
-                    .iter()
-                    .zip(&ys)
-                    .map(|(&v, &s)| ring.reduce(v.wrapping_sub(s)))
-                    .collect();
+                let (ys, yc) = edge_shares(&ring, &vals, &mut rng);
                 let shape = Shape::truncation(&ring, shift, m, vals.len()).unwrap();
                 let got = run_shape(shape, ys, yc);
                 for (&v, &g) in vals.iter().zip(&got) {

@@ -297,6 +297,20 @@ impl Client {
         Ok(Some(masks))
     }
 
+    /// The client's offline phase of one OT site of op `i` (active ReLUs, or the identity
+    /// positions under faithful truncation) on its shares `x`.
+    fn ot_site_offline(
+        &mut self,
+        arch: &crate::model::Arch,
+        i: usize,
+        shape: ot_relu::Shape,
+        x: &[u64],
+    ) -> Result<ot_relu::ClientSite> {
+        self.ch.phase(format!("offline/{}", op_label(arch, i)));
+        let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
+        ot_relu::client_offline(&mut self.ch, rx, tx, &mut self.rng, shape, x)
+    }
+
     fn offline(&mut self) -> Result<(Offline, HashMap<usize, Vec<u64>>)> {
         let arch = self.hello.arch.clone();
         let ring = self.ring();
@@ -383,18 +397,9 @@ impl Client {
                     if let Some(shape) =
                         super::ot_truncation(&arch, &self.scales, &ring, nl, tr, i)?
                     {
-                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
                         let ids = super::identity_positions(&arch, i);
                         let xi: Vec<u64> = ids.iter().map(|&p| y[p as usize]).collect();
-                        let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
-                        let site = ot_relu::client_offline(
-                            &mut self.ch,
-                            rx,
-                            tx,
-                            &mut self.rng,
-                            shape,
-                            &xi,
-                        )?;
+                        let site = self.ot_site_offline(&arch, i, shape, &xi)?;
                         for (&p, &v) in ids.iter().zip(&site.out) {
                             out[p as usize] = v;
                         }
@@ -403,16 +408,7 @@ impl Client {
                     let x = circuit_inputs(&arch, i, y);
                     let rounds = ot_rounds(&arch, &self.scales, &ring, nl, i)?;
                     let masks = if let Some(shape) = rounds.and_then(|mut r| r.pop()) {
-                        self.ch.phase(format!("offline/{}", op_label(&arch, i)));
-                        let (rx, tx) = self.silent.as_mut().expect("set up for OT sites");
-                        let site = ot_relu::client_offline(
-                            &mut self.ch,
-                            rx,
-                            tx,
-                            &mut self.rng,
-                            shape,
-                            &x,
-                        )?;
+                        let site = self.ot_site_offline(&arch, i, shape, &x)?;
                         let r = site.out.clone();
                         ot.insert(i, vec![site]);
                         Some(r)
