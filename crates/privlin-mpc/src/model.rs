@@ -560,14 +560,25 @@ impl ModelFile {
     }
 }
 
-/// Writes `path` through a temporary file in the same directory and a rename.
+/// Writes `path` through a temporary file in the same directory and a rename; on failure the
+/// temporary file is removed and `path` is left as it was. The project's one atomic writer of
+/// bytes (`privlin::io::atomic_write_bytes` calls it).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| MpcError::file(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| MpcError::file(path, e))
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| MpcError::file(dir, e))?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = std::fs::write(&tmp, bytes)
+        .map_err(|e| MpcError::file(&tmp, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| MpcError::file(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// A weight layer in fixed point, on the server.

@@ -29,8 +29,11 @@ pub fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// `bytes` to `path` atomically: the engine's writer ([`privlin_mpc::model::write_atomic`]), the
+/// one implementation for bytes (the same temporary name and clean-up as [`atomic_write_with`]).
 pub fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
-    atomic_write_with(path, |tmp| std::fs::write(tmp, bytes).map_err(Into::into))
+    privlin_mpc::model::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn atomic_write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -43,4 +46,31 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails (here: the target is a directory, so the rename is refused) leaves the
+    /// target as it was and no temporary file behind; a good write replaces the file whole.
+    #[test]
+    fn failed_writes_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("artifact.json");
+        std::fs::create_dir(&blocked).unwrap();
+        let err = atomic_write_bytes(&blocked, b"new").unwrap_err();
+        assert!(format!("{err:#}").contains("artifact.json"), "{err:#}");
+        assert!(blocked.is_dir());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("artifact.json")]);
+        let ok = dir.path().join("sub/ok.json");
+        atomic_write_json(&ok, &vec![1, 2]).unwrap();
+        atomic_write_bytes(&ok, b"[3]\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&ok).unwrap(), "[3]\n");
+        assert_eq!(std::fs::read_dir(ok.parent().unwrap()).unwrap().count(), 1);
+    }
 }

@@ -296,8 +296,9 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "papers' estimate for {} ReLUs at 0.021 s per 1,000: {:.3} s online",
+        "papers' estimate for {} ReLUs at {} s per 1,000: {:.3} s online",
         file.arch.active_total(),
+        cost::PAPER_SECONDS_PER_KRELU,
         file.arch.active_total() as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );
     if let Some(p) = &a.json {

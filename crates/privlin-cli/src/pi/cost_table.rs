@@ -161,7 +161,10 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
     }
     println!(
         "{:<50} {:>12.3}",
-        "papers' figure: 0.021 s per 1,000 ReLUs",
+        format!(
+            "papers' figure: {} s per 1,000 ReLUs",
+            cost::PAPER_SECONDS_PER_KRELU
+        ),
         active as f64 / 1000.0 * cost::PAPER_SECONDS_PER_KRELU
     );
     // Both nonlinear families side by side (the weight layers' part is the same in both).

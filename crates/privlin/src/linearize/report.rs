@@ -9,9 +9,9 @@ use crate::nn::Model;
 use crate::pi::PiReport;
 use std::fmt::Write;
 
-/// DELPHI's online cost per ReLU as the papers quote it (PrivShap section 4, ReLUPruner Table 1):
-/// 0.021 s per 1,000 ReLUs. An estimate copied from the papers, labelled as such wherever shown.
-pub const DELPHI_SECONDS_PER_KRELU: f64 = 0.021;
+/// DELPHI's online cost per ReLU as the papers quote it (PrivShap section 4, ReLUPruner Table 1),
+/// one constant for the whole project: [`privlin_mpc::cost::PAPER_SECONDS_PER_KRELU`].
+pub use privlin_mpc::cost::PAPER_SECONDS_PER_KRELU as DELPHI_SECONDS_PER_KRELU;
 
 /// Everything a report can show; absent stages are left out.
 pub struct ReportInputs<'a> {
@@ -250,7 +250,7 @@ pub fn private_inference(s: &mut String, p: &PiReport) {
     }
     let _ = writeln!(
         s,
-        "| papers' estimate (0.021 s per 1,000 ReLUs online) | {:.3} s | {:.3} s |",
+        "| papers' estimate ({DELPHI_SECONDS_PER_KRELU} s per 1,000 ReLUs online) | {:.3} s | {:.3} s |",
         a.active_relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
         m.active_relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU
     );
