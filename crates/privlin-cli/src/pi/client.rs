@@ -103,13 +103,7 @@ pub(super) fn client(a: ClientArgs) -> Result<()> {
             .map(|p| p.describe())
             .unwrap_or_else(|| "unshaped TCP".into())
     );
-    let norm = match &arch.json.normalize {
-        Some(n) => pi::images::normalization(n)?,
-        None => Normalization {
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        },
-    };
+    let norm = pi::images::normalization_or_default(&arch.json.normalize)?;
     let check = match &a.check {
         Some(p) => Some(privlin::linearize::run::load_with_masks(
             p,

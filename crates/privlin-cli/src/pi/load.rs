@@ -97,13 +97,7 @@ pub(super) fn load_cmd(a: LoadArgs) -> Result<()> {
         let file = load_export(path)?;
         let model = QuantModel::new(&file, ring)?;
         let imgs = inputs(&model.arch, &a.data, a.images)?;
-        let norm = match &file.arch.json.normalize {
-            Some(n) => pi::images::normalization(n)?,
-            None => Normalization {
-                mean: [0.5; 3],
-                std: [0.25; 3],
-            },
-        };
+        let norm = pi::images::normalization_or_default(&file.arch.json.normalize)?;
         let mut xs = Vec::new();
         let mut classes = Vec::new();
         for (_, px) in &imgs {

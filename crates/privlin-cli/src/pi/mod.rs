@@ -18,7 +18,7 @@ pub use serve::ServeArgs;
 use crate::common::runtime;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use privlin::data::{DataConfig, Normalization};
+use privlin::data::DataConfig;
 use privlin::pi;
 use privlin_mpc::bench;
 use privlin_mpc::cost::{self, Calibration};

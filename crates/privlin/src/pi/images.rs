@@ -67,6 +67,20 @@ pub fn float_classes(
         .collect()
 }
 
+/// The input normalization of an export: the one its `model.json` names, or, for an export
+/// without one (the engine's synthetic models), mean 0.5 and standard deviation 0.25 per channel.
+pub fn normalization_or_default(
+    n: &Option<privlin_mpc::model::Normalize>,
+) -> Result<Normalization> {
+    match n {
+        Some(n) => normalization(n),
+        None => Ok(Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        }),
+    }
+}
+
 /// The input normalization an export's `model.json` names (three channels).
 pub fn normalization(n: &privlin_mpc::model::Normalize) -> Result<Normalization> {
     let three = |v: &[f32], what: &str| -> Result<[f32; 3]> {
