@@ -190,8 +190,16 @@ pub fn run(
     let t0 = Mutex::new(None::<Instant>);
     let client_opts = server_opts;
     let (results, elapsed, greedy) = std::thread::scope(|scope| {
-        let server =
-            scope.spawn(|| serve_sessions(&listener, model, &server_opts, &scfg, &stop, &on_event));
+        let server = scope.spawn(|| {
+            serve_sessions(
+                &listener,
+                model.clone(),
+                &server_opts,
+                &scfg,
+                &stop,
+                &on_event,
+            )
+        });
         let handles: Vec<_> = arrivals
             .iter()
             .enumerate()
@@ -291,7 +299,8 @@ pub fn single_request(model: &QuantModel, input: &[u64], opts: &Options) -> Resu
     };
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let server = scope.spawn(|| serve_sessions(&listener, model, opts, &scfg, &stop, &|_| {}));
+        let server =
+            scope.spawn(|| serve_sessions(&listener, model.clone(), opts, &scfg, &stop, &|_| {}));
         let res = (|| -> Result<(f64, f64)> {
             let stream = TcpStream::connect(addr)?;
             let ch = Channel::new(Box::new(TcpTransport::new(

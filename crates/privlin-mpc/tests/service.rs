@@ -82,7 +82,7 @@ fn with_service_opts<T>(
     let events = Mutex::new(Vec::new());
     let out = std::thread::scope(|s| {
         let server = s.spawn(|| {
-            serve_sessions(&listener, &m, &opts, &cfg, &stop, &|e| {
+            serve_sessions(&listener, m.clone(), &opts, &cfg, &stop, &|e| {
                 events.lock().unwrap().push(e)
             })
         });
@@ -413,7 +413,7 @@ fn memory_budget_lowers_the_pool_and_the_client_follows() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let err = serve_sessions(
         &listener,
-        &model(),
+        model(),
         &opts,
         &cfg,
         &AtomicBool::new(false),

@@ -109,7 +109,7 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
     })
     .context("installing the Ctrl-C handler")?;
     let name = a.model.display().to_string();
-    service::serve_sessions(&listener, &model, &opts, &cfg, &stop, &|e| {
+    service::serve_sessions(&listener, model, &opts, &cfg, &stop, &|e| {
         eprintln!("{}", service_log_line(&name, &e))
     })?;
     Ok(())

@@ -655,14 +655,14 @@ pub fn server_online(ch: &mut Channel, site: ServerSite, y: &[u64]) -> Result<Ve
         }
     }
     let last = &shares[p.levels.len() - 1];
+    if shape.gadget == SiteGadget::Truncate {
+        return server_truncate(ch, &site, &sp, last);
+    }
     let hash = FixedKeyHash::new(KEY_DOMAIN);
     let ka = p.final_choices();
     // The final OT's messages are the last of the client's per-ReLU block.
-    let foff = cper - shape.final_choices();
+    let foff = cper - ka;
     let ws = p.w - p.shift;
-    if shape.gadget == SiteGadget::Truncate {
-        return server_truncate(ch, &site, &sp, last, foff);
-    }
     // The final table: for each client choice (u_C = carry_C ^ msb_C, clow_C), the term
     // b (h_S + clow - msb_S 2^(w - shift)) - r_S, masked (b = 1 ^ msb_S ^ carry_S ^ u_C).
     let entries: Vec<u64> = (0..n)
@@ -725,12 +725,13 @@ fn server_truncate(
     site: &ServerSite,
     sp: &[Parts],
     last: &[u128],
-    foff: usize,
 ) -> Result<Vec<u64>> {
     let shape = &site.shape;
     let (n, p, ring) = (shape.n, &shape.plan, shape.ring);
     let (ka, kt) = (p.final_choices(), shape.final_choices());
     let (cper, ws) = (shape.client_ots, p.w - p.shift);
+    // The final OT's messages are the last of the client's per-ReLU block.
+    let foff = cper - kt;
     let hash = FixedKeyHash::new(KEY_DOMAIN);
     let entries: Vec<u64> = (0..n)
         .into_par_iter()

@@ -189,12 +189,15 @@ const POLL: Duration = Duration::from_millis(50);
 /// boundary). `on_event` hears every request and session end, from the sessions' threads.
 pub fn serve_sessions(
     listener: &TcpListener,
-    model: &QuantModel,
+    model: impl Into<std::sync::Arc<QuantModel>>,
     opts: &Options,
     cfg: &ServeConfig,
     stop: &AtomicBool,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<()> {
+    // One copy of the model for every session (the caller hands it over; no copy is made here).
+    let model: std::sync::Arc<QuantModel> = model.into();
+    let model = &model;
     super::policy::check_wrap(&model.arch, &model.ring, opts.max_wrap_log2)?;
     // Once, before any client: a model the HE offline phase cannot serve is refused here, and
     // the model's weight polynomials are made once for every session.
@@ -202,7 +205,7 @@ pub fn serve_sessions(
         // Building the cache runs the checks: every layer's layout and noise bound, the
         // public weight bound.
         super::OfflineMode::He(p) => Some(std::sync::Arc::new(
-            super::homomorphic::WeightCache::build(model, p, opts.limits.he_cache_bytes)?,
+            super::homomorphic::WeightCache::build(model.as_ref(), p, opts.limits.he_cache_bytes)?,
         )),
         super::OfflineMode::Dealer => None,
     };
@@ -235,8 +238,6 @@ pub fn serve_sessions(
         memory,
     });
     let cache = &cache;
-    // One copy of the model for every session.
-    let model = &std::sync::Arc::new(model.clone());
     listener.set_nonblocking(true)?;
     let slots = Slots {
         state: Mutex::new((0, 0)),
