@@ -228,7 +228,9 @@ fn traffic(
                 match he {
                     Some((ctx, plan)) => {
                         let (up, down) = homomorphic::message_sizes(ctx, &plan[&i]);
-                        s.msg(&label, true, up);
+                        if let Some(up) = up {
+                            s.msg(&label, true, up);
+                        }
                         s.msg(&label, false, down);
                     }
                     None => {

@@ -102,12 +102,18 @@ pub fn cost_cmd(a: CostArgs) -> Result<()> {
         let mut ops: Vec<_> = plan.iter().collect();
         ops.sort_by_key(|(i, _)| **i);
         for (&i, l) in ops {
+            let shared = l.host.map_or(String::new(), |h| {
+                format!(
+                    "  (reads the ciphertexts of {})",
+                    privlin_mpc::protocol::op_label(arch, h)
+                )
+            });
             println!(
-                "  {:<26} {:>4} x {:<4} {:>5} / {:<5} {:>5.1} bits",
+                "  {:<26} {:>4} x {:<4} {:>5} / {:<5} {:>5.1} bits{shared}",
                 privlin_mpc::protocol::op_label(arch, i),
                 l.cb,
                 l.m,
-                l.inputs(),
+                l.queries(),
                 l.answers(),
                 l.noise.margin_bits
             );

@@ -158,6 +158,9 @@ pub struct Layout {
     pub groups: usize,
     pub offset: usize,
     pub noise: Noise,
+    /// The weight layer whose input ciphertexts this layer multiplies instead of a query of its
+    /// own ([`Layout::sharing`]): the client encrypts the tensor they both read once.
+    pub host: Option<usize>,
 }
 
 /// Work units of the cost model that picks `(cb, m)`: milliseconds on one core of the reference
@@ -259,9 +262,78 @@ impl Layout {
                 kept_log2: 0.0,
                 margin_bits: 0.0,
             },
+            host: None,
         };
         l.noise = l.noise_bound(ctx);
         l
+    }
+
+    /// The layout of an unpadded `1 x 1` convolution `own` that reads the same tensor as the
+    /// layer laid out as `host` (op `host_op`; a ResNet's projection shortcut beside its block's
+    /// first convolution): its kernel sits at the centre `(p, p)` of the host's `k x k` window
+    /// (the host's padding `p`), so each output reads the same input pixel as before, and its
+    /// answers multiply the host's input ciphertexts: the client encrypts the tensor once
+    /// (issue 37). The input encoding (tiles, plane, channels per polynomial) is the host's; the
+    /// output channels per product are the most whose noise fits (the noise is bounded over
+    /// the whole window, an over-estimate by `k^2` in the product term). `None` when the
+    /// geometry does not embed or the noise does not fit.
+    pub fn sharing(
+        host: &Layout,
+        host_op: usize,
+        own: Geometry,
+        ctx: &HeContext,
+    ) -> Option<Layout> {
+        let h = host.geom;
+        let embeds = !own.depthwise
+            && !h.depthwise
+            && host.host.is_none()
+            && own.k == 1
+            && own.pad == 0
+            && (own.c, own.h, own.w, own.stride) == (h.c, h.h, h.w, h.stride)
+            && h.pad < h.k
+            && own.out_hw() == h.out_hw();
+        if !embeds {
+            return None;
+        }
+        let geom = Geometry { o: own.o, ..h };
+        let most = own.o.min(host.n / host.plane / host.cb);
+        (1..=most).rev().find_map(|m| {
+            let mut l = Layout::with(
+                geom,
+                ctx,
+                host.tiles,
+                host.tile_rows,
+                host.plane,
+                host.cb,
+                m,
+            );
+            l.host = Some(host_op);
+            (l.noise.margin_bits >= 1.0 && l.noise.flood_log2 <= 125.0).then_some(l)
+        })
+    }
+
+    /// Flat `(O, C, k, k)` weights of this layout from a layer's own `(O, C, k0, k0)` weights:
+    /// the same, or for a layer laid out by [`Layout::sharing`] (`k0 = 1`) each weight at the
+    /// centre `(pad, pad)` of a zero `k x k` kernel.
+    pub fn embed_weights(&self, w: &[i64]) -> Vec<i64> {
+        if self.host.is_none() {
+            return w.to_vec();
+        }
+        let (k, p) = (self.geom.k, self.geom.pad);
+        let mut out = vec![0i64; w.len() * k * k];
+        for (oc, &v) in w.iter().enumerate() {
+            out[(oc * k + p) * k + p] = v;
+        }
+        out
+    }
+
+    /// Input polynomials the client sends for this layer: none when it reads a host's.
+    pub fn queries(&self) -> usize {
+        if self.host.is_some() {
+            0
+        } else {
+            self.inputs()
+        }
     }
 
     /// Worst-case noise of an answer (all bounds deterministic):

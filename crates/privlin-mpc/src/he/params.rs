@@ -266,12 +266,13 @@ impl HeContext {
     /// `Delta(m) = round(Q m / t) mod q_i` for `m` in `Z_t` (the encoding without a
     /// `t`-dependent noise term): with `r = Q m mod t`, `round(Q m / t) = (Q m - r) / t +
     /// [r >= t/2]`, and `Q m = 0 mod q_i`.
+    /// Barrett arithmetic (constant time) modulo each prime.
     pub fn delta(&self, m: u64, i: usize) -> u64 {
-        let q = self.moduli[i];
+        let q = &self.full.moduli_operators()[i];
         let r = self.q_mod_t.wrapping_mul(m) & self.ring.mask();
-        let neg = mul_mod(r % q, self.t_inv[i], q);
+        let neg = q.mul(q.reduce(r), self.t_inv[i]);
         let up = (r >> (self.ring.bits - 1)) & 1;
-        ((q - neg) % q + up) % q
+        q.add(q.neg(neg), up)
     }
 
     /// Decodes one coefficient at the kept modulus: `round(t v / q') mod t` from its residues.
@@ -283,16 +284,23 @@ impl HeContext {
         } else {
             residues[0] as u128
         };
-        // Long division of v * 2^l by q', one quotient bit at a time (v < q' < 2^124).
+        // Long division of v * 2^l by q' (v < q' < 2^124), as many quotient bits per step as
+        // keep the shifted remainder within 128 bits (40 at the default 88-bit q').
+        let chunk = self.qk.leading_zeros();
         let mut rem = v;
         let mut quo = 0u64;
-        for _ in 0..self.ring.bits {
-            rem <<= 1;
-            quo <<= 1;
-            if rem >= self.qk {
-                rem -= self.qk;
-                quo |= 1;
-            }
+        let mut left = self.ring.bits;
+        while left > 0 {
+            let c = chunk.min(left);
+            rem <<= c;
+            let d = rem / self.qk;
+            rem -= d * self.qk;
+            quo = if c >= 64 {
+                d as u64
+            } else {
+                (quo << c) | d as u64
+            };
+            left -= c;
         }
         let round = (2 * rem >= self.qk) as u64;
         quo.wrapping_add(round) & self.ring.mask()
@@ -389,6 +397,52 @@ mod tests {
                     .map(|&q| u64::try_from(&delta_k % q).unwrap())
                     .collect();
                 assert_eq!(c.decode(&residues), m, "m {m}");
+            }
+        }
+    }
+
+    /// `decode` is `round(t v / q') mod t` for any residues, not only exact encodings: random
+    /// values and the rounding boundaries, one and two kept primes, against big integers.
+    #[test]
+    fn decode_rounds_every_value_against_big_integers() {
+        use num_bigint::BigUint;
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(5);
+        let one = HeParams {
+            kept: 1,
+            kept_bits: 60,
+            extra: 2,
+            extra_bits: 50,
+            ..HeParams::default()
+        };
+        for (params, ring) in [
+            (HeParams::default(), Ring::default()),
+            (HeParams::default(), Ring::new(37, 12, 26).unwrap()),
+            (one, Ring::default()),
+        ] {
+            let c = HeContext::new(params, &ring).unwrap();
+            let k = c.params.kept as usize;
+            let qk = BigUint::from(c.qk);
+            let t = BigUint::from(1u8) << ring.bits;
+            let mut values: Vec<u128> = (0..2000).map(|_| rng.gen::<u128>() % c.qk).collect();
+            // Values next to a rounding boundary: v with t v = (j + 1/2) q' +- small.
+            for j in [0u64, 1, 12345, ring.mask() - 1] {
+                let mid = ((BigUint::from(j) * 2u8 + 1u8) * &qk) / (BigUint::from(2u8) * &t);
+                let mid = u128::try_from(mid).unwrap();
+                values.extend([mid.saturating_sub(1), mid, mid + 1, mid + 2]);
+            }
+            values.extend([0, c.qk - 1]);
+            for v in values {
+                let want = ((BigUint::from(v) * &t * 2u8 + &qk) / (BigUint::from(2u8) * &qk)) % &t;
+                let residues: Vec<u64> = c.moduli[..k]
+                    .iter()
+                    .map(|&q| (v % q as u128) as u64)
+                    .collect();
+                assert_eq!(
+                    BigUint::from(c.decode(&residues)),
+                    want,
+                    "v {v} with {k} kept primes"
+                );
             }
         }
     }

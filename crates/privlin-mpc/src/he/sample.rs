@@ -35,6 +35,12 @@ pub fn cbd(rng: &mut ChaCha12Rng, n: usize) -> Vec<i64> {
 
 /// A uniform integer in `[-bound, bound]` (`bound < 2^126`) by rejection: the flooding noise.
 pub fn flood(rng: &mut ChaCha12Rng, bound: u128) -> i128 {
+    flood_offset(rng, bound) as i128 - bound as i128
+}
+
+/// The flooding noise plus `bound`: a uniform integer in `[0, 2 bound]`, by rejection (the
+/// answer reduces it modulo each prime without a sign).
+pub fn flood_offset(rng: &mut ChaCha12Rng, bound: u128) -> u128 {
     let span = 2 * bound + 1;
     let bits = 128 - span.leading_zeros();
     let mask = if bits == 128 {
@@ -45,7 +51,7 @@ pub fn flood(rng: &mut ChaCha12Rng, bound: u128) -> i128 {
     loop {
         let v = rng.gen::<u128>() & mask;
         if v < span {
-            return v as i128 - bound as i128;
+            return v;
         }
     }
 }

@@ -147,14 +147,14 @@ impl SecretKey {
         c1 *= &self.kept;
         c1.change_representation(Representation::PowerBasis);
         let cs = c1.coefficients();
+        let ops = he.kept.moduli_operators();
         let mut r = vec![0u64; k];
         Ok(at
             .iter()
             .enumerate()
             .map(|(j, &coef)| {
                 for (i, ri) in r.iter_mut().enumerate() {
-                    let q = he.moduli[i];
-                    *ri = (c0[i * at.len() + j] + cs[[i, coef]]) % q;
+                    *ri = ops[i].add(c0[i * at.len() + j], cs[[i, coef]]);
                 }
                 he.decode(&r)
             })
@@ -240,19 +240,22 @@ pub fn answer(
     c1.change_representation(Representation::PowerBasis);
     c0 += &small(&he.full, &sample::cbd(rng, n))?;
     c1 += &small(&he.full, &sample::cbd(rng, n))?;
-    let limbs = he.moduli.len();
+    let ops = he.full.moduli_operators();
+    let limbs = ops.len();
+    // The flood `f = v - flood` with `v` uniform in `[0, 2 flood]`, reduced by Barrett
+    // (constant time, no 128-bit division).
+    let offset: Vec<u64> = ops.iter().map(|q| q.reduce_u128(flood)).collect();
     let mut fix = vec![0u64; limbs * n];
     for (&coef, &s) in reads.iter().zip(mask) {
-        let f = sample::flood(rng, flood);
-        for i in 0..limbs {
-            let q = he.moduli[i];
-            let fq = f.rem_euclid(q as i128) as u64;
-            fix[i * n + coef] = (fq + q - he.delta(s, i)) % q;
+        let v = sample::flood_offset(rng, flood);
+        for (i, q) in ops.iter().enumerate() {
+            let fq = q.sub(q.reduce_u128(v), offset[i]);
+            fix[i * n + coef] = q.sub(fq, he.delta(s, i));
         }
     }
     c0 += &residues(&he.full, fix)?;
-    c0.switch_down_to(&he.kept).map_err(internal)?;
-    c1.switch_down_to(&he.kept).map_err(internal)?;
+    switch_down(he, &mut c0)?;
+    switch_down(he, &mut c1)?;
     let k = he.params.kept as usize;
     pack(he, k, n, &rns(&c1), out);
     let c0v = c0.coefficients();
@@ -261,6 +264,16 @@ pub fn answer(
         sel.extend(reads.iter().map(|&coef| c0v[[i, coef]]));
     }
     pack(he, k, reads.len(), &sel, out);
+    Ok(())
+}
+
+/// Switches a full-modulus power-basis polynomial down to the kept primes, one prime at a time
+/// (`Poly::switch_down`; `switch_down_to` would clone and compare whole contexts on every call).
+fn switch_down(he: &HeContext, p: &mut Poly) -> Result<()> {
+    for _ in 0..he.params.extra {
+        p.switch_down().map_err(internal)?;
+    }
+    debug_assert!(Arc::ptr_eq(p.ctx(), &he.kept) || **p.ctx() == *he.kept);
     Ok(())
 }
 

@@ -18,8 +18,13 @@ pub struct HeSpeeds {
     pub query_s: f64,
     /// One weight polynomial: encoding, NTT and the two products.
     pub product_s: f64,
-    /// One answer: re-randomization, flooding, modulus switch, packing, the client's decryption.
+    /// One answer: re-randomization, modulus switch, packing of `c1`, the client's decryption of
+    /// `c1 s`; with [`HeSpeeds::answer_per_read_s`] for each coefficient the client reads.
     pub answer_s: f64,
+    /// Each coefficient an answer carries: its flood and mask, its packed `c0`, its decoding.
+    /// Zero when not measured (older calibrations, whose `answer_s` was taken at `N / 4`).
+    #[serde(default)]
+    pub answer_per_read_s: f64,
     /// One weight polynomial already in NTT form (the server's cache): the two products alone.
     /// Zero when not measured (older calibrations): then every layer is priced uncached.
     #[serde(default)]
@@ -41,9 +46,12 @@ impl HeSpeeds {
         let pk = scheme::PublicKey::decode(&ctx, &pk_msg)?;
         let m: Vec<u64> = (0..n).map(|_| ring.reduce(rng.gen())).collect();
         let w: Vec<i64> = (0..n).map(|_| rng.gen_range(-4096..4096)).collect();
-        let reads: Vec<usize> = (0..n).step_by(4).collect();
-        let mask: Vec<u64> = reads.iter().map(|_| ring.reduce(rng.gen())).collect();
+        // Answers at two read counts: the cost of one answer is affine in what it carries.
+        let few: Vec<usize> = (0..n).step_by(16).collect();
+        let all: Vec<usize> = (0..n).collect();
+        let mask: Vec<u64> = all.iter().map(|_| ring.reduce(rng.gen())).collect();
         let (mut q, mut p, mut a, mut pc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut a_all = Vec::new();
         let mut ct = None;
         for i in 0..5 {
             let t = Instant::now();
@@ -71,34 +79,39 @@ impl HeSpeeds {
             std::hint::black_box(fhe_math::rq::dot_product(ds.into_iter(), ws.iter()).ok());
             pc.push(t.elapsed().as_secs_f64() / 8.0);
             let wp = ws.into_iter().next().unwrap();
-            let t = Instant::now();
-            let mut out = Vec::new();
-            scheme::answer(
-                &ctx,
-                &pk,
-                &[c],
-                &[&wp],
-                &reads,
-                &mask,
-                1 << 80,
-                &mut rng,
-                &mut out,
-            )?;
-            let c1 = super::codec::packed_len(&ctx, ctx.params.kept as usize, n);
-            std::hint::black_box(sk.decrypt(
-                &ctx,
-                &out[..c1],
-                &out[c1..],
-                &reads,
-                "calibration",
-            )?);
-            a.push(t.elapsed().as_secs_f64());
+            for (reads, into) in [(&few, &mut a), (&all, &mut a_all)] {
+                let t = Instant::now();
+                let mut out = Vec::new();
+                scheme::answer(
+                    &ctx,
+                    &pk,
+                    &[c],
+                    &[&wp],
+                    reads,
+                    &mask[..reads.len()],
+                    1 << 80,
+                    &mut rng,
+                    &mut out,
+                )?;
+                let c1 = super::codec::packed_len(&ctx, ctx.params.kept as usize, n);
+                std::hint::black_box(sk.decrypt(
+                    &ctx,
+                    &out[..c1],
+                    &out[c1..],
+                    reads,
+                    "calibration",
+                )?);
+                into.push(t.elapsed().as_secs_f64());
+            }
         }
         drop(ct);
+        let (a_few, a_all) = (median(a), median(a_all));
+        let per_read = ((a_all - a_few) / (n - few.len()) as f64).max(0.0);
         Ok(HeSpeeds {
             query_s: median(q),
             product_s: median(p),
-            answer_s: median(a),
+            answer_s: (a_few - per_read * few.len() as f64).max(0.0),
+            answer_per_read_s: per_read,
             product_cached_s: median(pc),
         })
     }
@@ -114,7 +127,13 @@ impl HeSpeeds {
         } else {
             self.product_s
         };
-        par(l.inputs()) * self.query_s
-            + par(l.answers()) * (self.answer_s + l.products_per_answer() as f64 * product)
+        // The coefficients an answer carries, on average over the layer's answers.
+        let (ho, wo) = l.geom.out_hw();
+        let reads = (l.geom.o * ho * wo) as f64 / l.answers().max(1) as f64;
+        par(l.queries()) * self.query_s
+            + par(l.answers())
+                * (self.answer_s
+                    + reads * self.answer_per_read_s
+                    + l.products_per_answer() as f64 * product)
     }
 }

@@ -15,7 +15,7 @@ use super::policy::{Options, Party};
 use crate::error::{MpcError, Result};
 use crate::he::scheme::{self, Ciphertext, PublicKey, SecretKey};
 use crate::he::{codec, Geometry, HeContext, HeParams, Layout};
-use crate::model::{Arch, QuantModel};
+use crate::model::{Arch, Op, QuantModel};
 use crate::net::{Channel, Expect};
 use crate::ring::Ring;
 use crate::wire::{Reader, Writer};
@@ -38,6 +38,13 @@ pub struct HeOffline {
     cache: std::sync::Arc<WeightCache>,
     /// The cache came from outside (the service's), not built by this session.
     shared: bool,
+    /// Server: how many later layers read each host layer's input ciphertexts, and those
+    /// ciphertexts until the last of them has answered (within one offline phase).
+    readers: HashMap<usize, usize>,
+    held: HashMap<usize, (usize, std::sync::Arc<Vec<Ciphertext>>)>,
+    /// Client: the fingerprint of the share each host layer encrypted, so that a layer reading
+    /// its ciphertexts is given the same share (or refused).
+    sent: HashMap<usize, u64>,
 }
 
 /// One model's weight polynomials in NTT form per `(op, group, block)` for the layers of
@@ -69,13 +76,9 @@ impl WeightCache {
                 (0..l.groups).flat_map(move |g| l.blocks_of(g).map(move |b| (op, g, b)))
             })
             .collect();
-        let ring = model.ring;
         let signed: HashMap<usize, Vec<i64>> = keep
             .iter()
-            .map(|&op| {
-                let w = model.layers[&op].weight.iter().map(|&v| ring.signed(v));
-                (op, w.collect())
-            })
+            .map(|&op| (op, layer_weights(model, op, &layouts[&op])))
             .collect();
         let polys = jobs
             .into_par_iter()
@@ -178,22 +181,60 @@ pub fn cache_bytes(plan: &HashMap<usize, Layout>, ctx: &HeContext, budget: u64) 
 
 /// Layouts (and with them the noise bounds) of every weight layer of `arch`, refusing the first
 /// whose noise cannot hold.
+/// A convolution whose input tensor an earlier convolution of the plan also reads reuses that
+/// layer's input ciphertexts where its geometry embeds ([`Layout::sharing`]).
 pub fn plan(arch: &Arch, ctx: &HeContext) -> Result<Vec<(usize, Layout)>> {
-    let mut out = Vec::new();
+    let mut out: Vec<(usize, Layout)> = Vec::new();
     for (i, op) in arch.ops().iter().enumerate() {
         if op.is_weight_layer() {
-            let l = Geometry::of(arch, i)
-                .and_then(|g| Layout::choose(g, ctx))
-                .map_err(|e| match e {
-                    MpcError::Params(m) => {
-                        MpcError::Params(format!("weight layer `{}`: {m}", op_label(arch, i)))
-                    }
-                    other => other,
-                })?;
+            let named = |e| match e {
+                MpcError::Params(m) => {
+                    MpcError::Params(format!("weight layer `{}`: {m}", op_label(arch, i)))
+                }
+                other => other,
+            };
+            let geom = Geometry::of(arch, i).map_err(named)?;
+            let shared = match op {
+                Op::Conv { input, .. } => {
+                    out.iter().find_map(|&(h, ref hl)| match &arch.ops()[h] {
+                        Op::Conv { input: hi, .. } if hi == input => {
+                            Layout::sharing(hl, h, geom, ctx)
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            };
+            let l = match shared {
+                Some(l) => l,
+                None => Layout::choose(geom, ctx).map_err(named)?,
+            };
             out.push((i, l));
         }
     }
     Ok(out)
+}
+
+/// The layers whose input ciphertexts a later layer reads, with how many read them.
+fn hosts(layouts: &HashMap<usize, Layout>) -> HashMap<usize, usize> {
+    let mut out = HashMap::new();
+    for l in layouts.values() {
+        if let Some(h) = l.host {
+            *out.entry(h).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// A layer's signed fixed-point weights in its layout's kernel ([`Layout::embed_weights`]).
+fn layer_weights(model: &QuantModel, op: usize, l: &Layout) -> Vec<i64> {
+    let ring = model.ring;
+    let w: Vec<i64> = model.layers[&op]
+        .weight
+        .iter()
+        .map(|&v| ring.signed(v))
+        .collect();
+    l.embed_weights(&w)
 }
 
 /// Refuses a model with a fixed-point weight at or above the public HE bound `2^weight_bits` in
@@ -237,6 +278,9 @@ impl HeOffline {
             pk: None,
             cache: Default::default(),
             shared: false,
+            readers: HashMap::new(),
+            held: HashMap::new(),
+            sent: HashMap::new(),
         }
     }
 
@@ -263,6 +307,9 @@ impl HeOffline {
     fn prepare(&mut self, arch: &Arch, ring: &Ring, opts: &Options, party: Party) -> Result<()> {
         let ctx = HeContext::new(self.params, ring)?;
         self.layouts = plan(arch, &ctx)?.into_iter().collect();
+        self.readers = hosts(&self.layouts);
+        self.held.clear();
+        self.sent.clear();
         self.ctx = Some(ctx);
         self.rng = Some(opts.randomness.rng_for(party, b"he"));
         Ok(())
@@ -285,9 +332,11 @@ fn query_len(ctx: &HeContext, l: &Layout) -> u64 {
     (8 + 32 + 8 + l.inputs() * codec::packed_len(ctx, ctx.moduli.len(), ctx.degree())) as u64
 }
 
-/// Payload bytes of a layer's two messages: the client's query and the server's answers.
-pub fn message_sizes(ctx: &HeContext, l: &Layout) -> (u64, u64) {
-    (query_len(ctx, l), 8 + answer_reads(ctx, l).1 as u64)
+/// Payload bytes of a layer's messages: the client's query (none for a layer that reads its
+/// host's ciphertexts) and the server's answers.
+pub fn message_sizes(ctx: &HeContext, l: &Layout) -> (Option<u64>, u64) {
+    let query = l.host.is_none().then(|| query_len(ctx, l));
+    (query, 8 + answer_reads(ctx, l).1 as u64)
 }
 
 /// The coefficients each answer carries, and the answers' total bytes.
@@ -358,24 +407,44 @@ impl LinearOffline for HeOffline {
         op: usize,
         v_c: &[u64],
     ) -> Result<Vec<u64>> {
+        let host = self.layouts.get(&op).and_then(|l| l.host);
+        match host {
+            Some(h) if self.sent.get(&h) != Some(&fingerprint(v_c)) => {
+                return Err(MpcError::Protocol(format!(
+                    "weight layer `{}` multiplies the ciphertexts of `{}` but was given another \
+                     input share",
+                    op_label(arch, op),
+                    op_label(arch, h)
+                )))
+            }
+            Some(_) => {}
+            None if self.readers.contains_key(&op) => {
+                self.sent.insert(op, fingerprint(v_c));
+            }
+            None => {}
+        }
         let sk = self.sk.take().ok_or_else(not_ready)?;
         let res = (|| {
             let (ctx, l, rng) = self.parts(op)?;
-            let seed: [u8; 32] = rng.gen();
-            let seeds: Vec<[u8; 32]> = (0..l.inputs()).map(|_| rng.gen()).collect();
-            let cts = (0..l.inputs())
-                .into_par_iter()
-                .map(|i| {
-                    let m = l.encode_input(v_c, i / l.blocks, i % l.blocks);
-                    let mut r = ChaCha12Rng::from_seed(seeds[i]);
-                    let mut out = Vec::new();
-                    sk.encrypt(ctx, &m, scheme::seed_of(&seed, i), &mut r, &mut out)?;
-                    Ok(out)
-                })
-                .collect::<Result<Vec<Vec<u8>>>>()?;
-            let mut w = Writer::with_capacity(query_len(ctx, &l) as usize);
-            w.bytes(&seed).bytes(&cts.concat());
-            ch.send(w.finish())?;
+            // A layer laid out on its host's input encoding sends nothing: the server multiplies
+            // the ciphertexts of the host's query (the same tensor, the same share).
+            if l.host.is_none() {
+                let seed: [u8; 32] = rng.gen();
+                let seeds: Vec<[u8; 32]> = (0..l.inputs()).map(|_| rng.gen()).collect();
+                let cts = (0..l.inputs())
+                    .into_par_iter()
+                    .map(|i| {
+                        let m = l.encode_input(v_c, i / l.blocks, i % l.blocks);
+                        let mut r = ChaCha12Rng::from_seed(seeds[i]);
+                        let mut out = Vec::new();
+                        sk.encrypt(ctx, &m, scheme::seed_of(&seed, i), &mut r, &mut out)?;
+                        Ok(out)
+                    })
+                    .collect::<Result<Vec<Vec<u8>>>>()?;
+                let mut w = Writer::with_capacity(query_len(ctx, &l) as usize);
+                w.bytes(&seed).bytes(&cts.concat());
+                ch.send(w.finish())?;
+            }
 
             let what = "HE answers";
             let (reads, total) = answer_reads(ctx, &l);
@@ -418,7 +487,6 @@ impl LinearOffline for HeOffline {
         op: usize,
         rng: &mut ChaCha12Rng,
     ) -> Result<Vec<u64>> {
-        let ring = &model.ring;
         if let Some(&f) = self.cache.of.get(&op) {
             if fingerprint(&model.layers[&op].weight) != f {
                 self.cache.check(model)?;
@@ -427,40 +495,34 @@ impl LinearOffline for HeOffline {
         let s = draw_masks(model, op, rng);
         let pk = self.pk.take().ok_or_else(not_ready)?;
         let cache = self.cache.clone();
-        let res = (|| {
-            let (ctx, l, he_rng) = self.parts(op)?;
-            let what = "HE ciphertexts";
-            let msg = ch.recv(what, Expect::Exact(query_len(ctx, &l)))?;
-            let mut r = Reader::new(&msg, what);
-            let seed: [u8; 32] = r
-                .bytes()?
-                .try_into()
-                .map_err(|_| MpcError::malformed(what, "the seed is not 32 bytes"))?;
-            let blob = r.bytes()?;
-            r.end()?;
-            let len = codec::packed_len(ctx, ctx.moduli.len(), ctx.degree());
-            if blob.len() != l.inputs() * len {
-                return Err(MpcError::malformed(
-                    what,
-                    format!(
-                        "{} bytes of ciphertexts, expected {}",
-                        blob.len(),
-                        l.inputs() * len
-                    ),
-                ));
+        let readers = self.readers.get(&op).copied().unwrap_or(0);
+        let host = self.layouts.get(&op).and_then(|l| l.host);
+        // The host's ciphertexts, released with their last reader.
+        let hosted = match host {
+            Some(h) => {
+                let Some((left, cts)) = self.held.remove(&h) else {
+                    self.pk = Some(pk);
+                    return Err(MpcError::Protocol(format!(
+                        "weight layer `{}` reads the input ciphertexts of `{}`, which this \
+                         offline phase has not received",
+                        op_label(&model.arch, op),
+                        op_label(&model.arch, h)
+                    )));
+                };
+                if left > 1 {
+                    self.held.insert(h, (left - 1, cts.clone()));
+                }
+                Some(cts)
             }
-            let cts = (0..l.inputs())
-                .into_par_iter()
-                .map(|i| {
-                    let c0 = &blob[i * len..(i + 1) * len];
-                    Ciphertext::decode(ctx, c0, scheme::seed_of(&seed, i), what)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let weights: Vec<i64> = model.layers[&op]
-                .weight
-                .iter()
-                .map(|&w| ring.signed(w))
-                .collect();
+            None => None,
+        };
+        let res: Result<std::sync::Arc<Vec<Ciphertext>>> = (|| {
+            let (ctx, l, he_rng) = self.parts(op)?;
+            let cts = match hosted {
+                Some(cts) => cts,
+                None => std::sync::Arc::new(receive_query(ch, ctx, &l)?),
+            };
+            let weights = layer_weights(model, op, &l);
             let flood = 2f64.powf(l.noise.flood_log2).ceil() as u128;
             let seeds: Vec<[u8; 32]> = (0..l.answers()).map(|_| he_rng.gen()).collect();
             let answers = (0..l.answers())
@@ -496,9 +558,46 @@ impl LinearOffline for HeOffline {
                 .collect::<Result<Vec<_>>>()?;
             let mut w = Writer::new();
             w.bytes(&answers.concat());
-            ch.send(w.finish())
+            ch.send(w.finish())?;
+            Ok(cts)
         })();
         self.pk = Some(pk);
-        res.map(|()| s)
+        let cts = res?;
+        if readers > 0 {
+            self.held.insert(op, (readers, cts));
+        }
+        Ok(s)
     }
+}
+
+/// The server's side of a layer's query: the seed and `c0` of every input polynomial, each
+/// checked and decoded into a ciphertext in NTT form.
+fn receive_query(ch: &mut Channel, ctx: &HeContext, l: &Layout) -> Result<Vec<Ciphertext>> {
+    let what = "HE ciphertexts";
+    let msg = ch.recv(what, Expect::Exact(query_len(ctx, l)))?;
+    let mut r = Reader::new(&msg, what);
+    let seed: [u8; 32] = r
+        .bytes()?
+        .try_into()
+        .map_err(|_| MpcError::malformed(what, "the seed is not 32 bytes"))?;
+    let blob = r.bytes()?;
+    r.end()?;
+    let len = codec::packed_len(ctx, ctx.moduli.len(), ctx.degree());
+    if blob.len() != l.inputs() * len {
+        return Err(MpcError::malformed(
+            what,
+            format!(
+                "{} bytes of ciphertexts, expected {}",
+                blob.len(),
+                l.inputs() * len
+            ),
+        ));
+    }
+    (0..l.inputs())
+        .into_par_iter()
+        .map(|i| {
+            let c0 = &blob[i * len..(i + 1) * len];
+            Ciphertext::decode(ctx, c0, scheme::seed_of(&seed, i), what)
+        })
+        .collect()
 }
