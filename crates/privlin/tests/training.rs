@@ -2,7 +2,7 @@
 use anyhow::Result;
 use privlin::data::{Batch, DataConfig, Loader, Splits};
 use privlin::nn::{with_torch_seed, Model, ModelSpec};
-use privlin::train::losses::{cross_entropy, distillation};
+use privlin::train::losses::{cross_entropy, distillation, kl_divergence};
 use privlin::train::schedule::ScheduleConfig;
 use privlin::train::{fit, CrossEntropy, EpochMetrics, FitOptions, Objective, TrainConfig};
 use std::path::Path;
@@ -335,6 +335,9 @@ fn distillation_matches_its_definition() {
         "{got} vs {}",
         temp * temp * kl
     );
+    // SENet eq. 2's KL term, without the T^2 factor (issue 39).
+    let plain = kl_divergence(&s, &t, temp).double_value(&[]);
+    assert!((plain - kl).abs() < 1e-5, "{plain} vs {kl}");
 }
 
 #[test]

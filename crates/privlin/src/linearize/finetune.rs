@@ -26,7 +26,7 @@ use super::config::FinetuneConfig;
 use super::teacher::Teacher;
 use crate::data::Batch;
 use crate::nn::{MaskSet, Model};
-use crate::train::losses::{cross_entropy, distillation};
+use crate::train::losses::{cross_entropy, distillation, kl_divergence};
 use crate::train::Objective;
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -96,9 +96,14 @@ impl Finetune {
         self
     }
 
-    /// `lambda KL + (1 - lambda) CE` (or the SNL authors' `KL + CE`) of logits `s`.
+    /// `lambda KL + (1 - lambda) CE` (SENet eq. 2; or the SNL authors' `KL + CE`) of logits `s`,
+    /// the KL term times `T^2` only where `kl_t2` asks for it.
     fn kd_ce(&self, s: &Tensor, t_logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor, Tensor) {
-        let kl = distillation(s, t_logits, self.cfg.temperature);
+        let kl = if self.cfg.kl_t2 {
+            distillation(s, t_logits, self.cfg.temperature)
+        } else {
+            kl_divergence(s, t_logits, self.cfg.temperature)
+        };
         let ce = cross_entropy(s, labels, 0.0);
         let loss = if self.cfg.loss == "snl" {
             &kl + &ce

@@ -143,7 +143,14 @@ impl PipelineConfig {
         cfg.pi
             .validate()
             .with_context(|| format!("config {origin}: [pi]"))?;
-        let (imp, _) = cfg.methods().with_context(|| format!("config {origin}"))?;
+        let (imp, lin) = cfg.methods().with_context(|| format!("config {origin}"))?;
+        if lin == Method::Snl {
+            // SNL's one optimizer, checked before any stage runs.
+            let mut l = cfg.linearize.clone();
+            l.method = Some(lin.name().into());
+            l.validate()
+                .with_context(|| format!("config {origin}: [linearize]"))?;
+        }
         cfg.importance_config(imp.as_deref().unwrap_or("uniform"))
             .with_context(|| format!("config {origin}: [importance]"))?;
         Ok(cfg)
@@ -256,5 +263,47 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("criticality"), "{err:#}");
+    }
+
+    /// SNL's one optimizer (issue 39): a weights' optimizer other than Adam at a constant rate
+    /// without weight decay is refused at parse time, naming the field; the default passes.
+    #[test]
+    fn snl_refuses_another_weights_optimizer() {
+        PipelineConfig::parse("preset = \"snl\"\n", "test", &[]).unwrap();
+        // A partial [linearize.train.optimizer] table starts from the optimizer's own defaults
+        // (SGD), so each case spells out Adam and changes one thing.
+        let adam = [
+            "linearize.train.optimizer.kind=\"adam\"",
+            "linearize.train.optimizer.lr=0.001",
+            "linearize.train.optimizer.weight_decay=0.0",
+        ];
+        let sets = |change: &str| -> Vec<String> {
+            let mut v: Vec<String> = adam.iter().map(|s| s.to_string()).collect();
+            v.push(change.to_string());
+            v
+        };
+        PipelineConfig::parse(
+            "preset = \"snl\"\n",
+            "test",
+            &sets("linearize.train.schedule.kind=\"constant\""),
+        )
+        .unwrap();
+        for (set, field) in [
+            ("linearize.train.schedule.kind=\"cosine\"", "schedule.kind"),
+            (
+                "linearize.train.optimizer.weight_decay=0.0005",
+                "weight_decay",
+            ),
+            ("linearize.train.optimizer.kind=\"sgd\"", "optimizer.kind"),
+        ] {
+            let err = PipelineConfig::parse("preset = \"snl\"\n", "test", &sets(set)).unwrap_err();
+            let chain = format!("{err:#}");
+            assert!(
+                chain.contains(field) && chain.contains("one Adam"),
+                "{set}: {chain}"
+            );
+            // Another learner may use any optimizer.
+            PipelineConfig::parse("preset = \"privshap\"\n", "test", &sets(set)).unwrap();
+        }
     }
 }

@@ -12,6 +12,7 @@ use super::stages::report::Report;
 use super::stages::reshape::Reshape;
 use super::stages::train::Train;
 use super::stages::StageSpec;
+use crate::linearize::config::{LinearizeConfig, TaylorConfig};
 use crate::linearize::{FinetuneConfig, Method as LearnerMethod};
 use crate::train::RunConfig;
 use anyhow::{bail, Context, Result};
@@ -298,6 +299,13 @@ impl Plan {
         };
         let mut lin_cfg = cfg.linearize.clone();
         lin_cfg.method = Some(learner.name().into());
+        // The relupruner preset trains by its paper's optimizer unless [linearize.train] says
+        // otherwise (TaylorConfig::paper_optimizer).
+        if learner == LearnerMethod::Taylor
+            && cfg.linearize.train == LinearizeConfig::default().train
+        {
+            lin_cfg.train.optimizer = TaylorConfig::paper_optimizer();
+        }
         let mut lin_deps = lin_deps;
         lin_deps.extend(path.map(|(id, _)| id.clone()));
         let lin = self.add(

@@ -54,8 +54,10 @@ impl ShapleyEstimator for Antithetic {
         let (mut sum, mut sumsq) = (vec![0.0; n], vec![0.0; n]);
         let mut t = 0usize;
         let mut se = vec![f64::INFINITY; n];
+        // The round shrinks to one pair when a full one would pass --max-evaluations (issue 39).
+        let mut round = self.round.max(1);
         while t < self.max_pairs {
-            let r = self.round.max(1).min(self.max_pairs - t);
+            let r = round.min(self.max_pairs - t);
             let perms: Vec<Vec<usize>> = (0..r)
                 .flat_map(|_| {
                     let mut p: Vec<usize> = (0..n).collect();
@@ -67,6 +69,10 @@ impl ShapleyEstimator for Antithetic {
             let coals: Vec<Vec<Coalition>> = perms.iter().map(|p| prefixes(p)).collect();
             let flat: Vec<Coalition> = coals.iter().flatten().copied().collect();
             if !game.fits(&flat) {
+                if r > 1 {
+                    round = 1;
+                    continue;
+                }
                 if t == 0 {
                     bail!(
                         "--max-evaluations leaves no room for one antithetic pair of {n} players"

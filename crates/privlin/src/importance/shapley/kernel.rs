@@ -135,11 +135,13 @@ impl ShapleyEstimator for KernelShap {
         let per = if self.paired { 2 } else { 1 };
         // Draws: one coalition, or a coalition and its complement (one bootstrap unit each).
         let mut units: Vec<Vec<(Coalition, f64, f64)>> = Vec::new();
+        // Under --max-evaluations the rounds shrink to one draw when a full one would pass the
+        // cap, and a last draw goes in without its complement when only one distinct coalition
+        // is left: the cap is spent exactly (issue 39; draws repeat coalitions, so the sampler
+        // keeps drawing until the distinct ones reach it).
+        let mut round = self.round.max(1);
         while units.len() * per < self.samples {
-            let r = self
-                .round
-                .max(1)
-                .min((self.samples - units.len() * per).div_ceil(per));
+            let r = round.min((self.samples - units.len() * per).div_ceil(per));
             let draws: Vec<(Coalition, f64)> = (0..r)
                 .map(|_| {
                     let (k, w) = self.draw_size(&mut rng, n, &cdf);
@@ -151,7 +153,16 @@ impl ShapleyEstimator for KernelShap {
                 coalitions.extend(draws.iter().map(|d| full(n) & !d.0));
             }
             if !game.fits(&coalitions) {
-                break; // --max-evaluations: stop before the round that would pass it
+                if r > 1 {
+                    round = 1;
+                    continue;
+                }
+                if self.paired && game.fits(&coalitions[..1]) {
+                    let (c, w) = draws[0];
+                    let u = game.utilities(&[c])?;
+                    units.push(vec![(c, w, u[0])]);
+                }
+                break;
             }
             let u = game.utilities(&coalitions)?;
             for (j, &(c, w)) in draws.iter().enumerate() {

@@ -58,8 +58,11 @@ impl ShapleyEstimator for MonteCarlo {
         let (mut sum, mut sumsq) = (vec![0.0; n], vec![0.0; n]);
         let mut t = 0usize;
         let mut se = vec![f64::INFINITY; n];
+        // The round shrinks to one permutation when a full one would pass --max-evaluations, so
+        // the cap is spent to within one permutation's prefixes (issue 39).
+        let mut round = self.round.max(1);
         while t < self.max_permutations {
-            let r = self.round.max(1).min(self.max_permutations - t);
+            let r = round.min(self.max_permutations - t);
             let perms: Vec<Vec<usize>> = (0..r)
                 .map(|_| {
                     let mut p: Vec<usize> = (0..n).collect();
@@ -70,6 +73,10 @@ impl ShapleyEstimator for MonteCarlo {
             // --max-evaluations: stop before a round whose prefixes could pass it.
             let all: Vec<u64> = perms.iter().flat_map(|p| prefixes(p)).collect();
             if !game.fits(&all) {
+                if r > 1 {
+                    round = 1;
+                    continue;
+                }
                 if t == 0 {
                     anyhow::bail!("--max-evaluations leaves no room for one round of permutations");
                 }
