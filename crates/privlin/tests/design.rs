@@ -1,7 +1,7 @@
 //! Network design (issue 18): HybReNet and DeepReDuce ReLU/MAC counts against hand-computed
 //! values, culled and thinned sites as the identity, ReLU equalization, DeepReDuce's cull/thin
 //! plan for a budget, and bad input refused with the value named.
-use privlin::design::cull::plan;
+use privlin::design::cull::{plan, CullRule};
 use privlin::design::equalize::{equalize, parse_order, EqualizeConfig};
 use privlin::design::stage_costs;
 use privlin::info::ModelInfo;
@@ -227,7 +227,9 @@ fn deepreduce_plan_takes_the_largest_configuration_within_the_budget() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    // 10 % of 557,056: layer3 + layer4 thinned (32,768 + 16,384) fits, layer3 alone does not.
+    // The `search` variant. 10 % of 557,056: layer3 + layer4 thinned (32,768 + 16,384) fits,
+    // layer3 alone does not.
+    let plan = |m: &Model, order: &[String], budget| plan(m, order, budget, CullRule::Search);
     let p = plan(&m, &order, 55_705).unwrap();
     assert!(p.reached);
     assert_eq!(p.relus, 49_152);
@@ -244,6 +246,40 @@ fn deepreduce_plan_takes_the_largest_configuration_within_the_budget() {
     // An order that misses a stage is refused with the stage named.
     let err = plan(&m, &order[..4], 50_000).unwrap_err().to_string();
     assert!(err.contains("`stem`"), "{err}");
+}
+
+/// DeepReDuce's order (the default rule): the least critical stages go first and the kept ones
+/// are thinned before the next cull, so only the most critical stages are kept, whatever the
+/// search would gain by keeping a less critical one (issue 39).
+#[test]
+fn deepreduce_order_culls_the_least_critical_stages_first() {
+    let m = Model::new(spec("resnet18", 1.0), Device::Cpu).unwrap();
+    let order: Vec<String> = ["layer3", "layer2", "layer4", "layer1", "stem"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rule = CullRule::Deepreduce;
+    // 10 %: layer3 + layer2 (196,608) thinned is 98,304, over; layer3 alone (65,536) over;
+    // layer3 thinned (32,768) fits. The search keeps layer3 + layer4 thinned (49,152) instead,
+    // culling the second most critical stage.
+    let p = plan(&m, &order, 55_705, rule).unwrap();
+    assert!(p.reached);
+    assert_eq!((p.relus, p.thin), (32_768, Some(Thin::Second)));
+    assert_eq!(p.kept, vec!["layer3".to_string()]);
+    assert_eq!(p.culled, ["layer2", "layer4", "layer1", "stem"]);
+    let s = plan(&m, &order, 55_705, CullRule::Search).unwrap();
+    assert_eq!(s.relus, 49_152);
+    // Every budget keeps a prefix of the order: the most critical stages.
+    for budget in [600_000, 300_000, 200_000, 150_000, 100_000, 70_000, 40_000] {
+        let p = plan(&m, &order, budget, rule).unwrap();
+        assert!(p.reached && p.relus <= budget, "{budget}: {p:?}");
+        assert_eq!(p.kept[..], order[..p.kept.len()], "{budget}");
+    }
+    // No cull when the whole network fits; below the smallest (layer3 thinned), not reached.
+    assert_eq!(plan(&m, &order, 557_056, rule).unwrap().culled.len(), 0);
+    let p = plan(&m, &order, 5_000, rule).unwrap();
+    assert!(!p.reached);
+    assert_eq!((p.relus, &p.kept[..]), (32_768, &order[..1]));
 }
 
 #[test]

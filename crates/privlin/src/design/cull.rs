@@ -1,13 +1,19 @@
-//! DeepReDuce's coarse operations chosen for a ReLU budget (Jha et al., ICML 2021, Sec. 3):
-//! cull whole stages, least critical first, and thin (every second ReLU layer of a stage) the
-//! ones that stay, so that the ReLUs left come as close to the budget as whole layers allow.
+//! DeepReDuce's coarse operations chosen for a ReLU budget (Jha et al., ICML 2021, Sec. 3).
 //!
-//! DeepReDuce hand-picks its configurations per target; to serve any budget, privlin searches
-//! every set of kept stages with and without thinning and takes the largest ReLU count at or
-//! below the budget; among equal counts, the set that keeps the more critical stages. When even
-//! the smallest configuration is over the budget, it is returned marked as not reaching it:
-//! DeepReDuce would then narrow the channels (`--width`) or the resolution (`stem_stride`),
-//! which changes the architecture and is priced with `privlin info`.
+//! Two rules ([`CullRule`]):
+//! - `deepreduce` (the default, DeepReDuce's order): cull whole stages least critical first and,
+//!   at each number of kept stages, thin them (every second ReLU layer of a stage) before culling
+//!   the next; the first configuration at or below the budget is taken. So the kept stages are
+//!   always the most critical ones.
+//! - `search` (a privlin variant): every set of kept stages with and without thinning, the
+//!   largest ReLU count at or below the budget, criticality only breaking ties. It may keep a
+//!   less critical stage in place of a more critical one to use more of the budget (at 10 % of the
+//!   full ResNet-18 with layer3 > layer2 > layer4 > ... it keeps layer3 + layer4 thinned where
+//!   DeepReDuce's order keeps layer3 thinned).
+//!
+//! When even the smallest configuration is over the budget, it is returned marked as not
+//! reaching it: DeepReDuce would then narrow the channels (`--width`) or the resolution
+//! (`stem_stride`), which changes the architecture and is priced with `privlin info`.
 
 use crate::nn::removal::{stage_of, thin_drops};
 use crate::nn::{Model, Thin};
@@ -59,9 +65,28 @@ pub fn keep_flags(model: &Model, kept: &[String], thin: Option<Thin>) -> Vec<boo
     keep
 }
 
+/// How a budget picks the stages to cull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CullRule {
+    /// Least critical stages first, thinning before the next cull (DeepReDuce's order).
+    #[default]
+    Deepreduce,
+    /// The largest count within the budget over every set of stages (privlin's variant).
+    Search,
+}
+
 /// The configuration for `budget` counted ReLUs, given the stages most critical first (every
-/// stage with counted ReLUs must appear).
-pub fn plan(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
+/// stage with counted ReLUs must appear), by `rule`.
+pub fn plan(model: &Model, order: &[String], budget: i64, rule: CullRule) -> Result<CullPlan> {
+    match rule {
+        CullRule::Deepreduce => plan_in_order(model, order, budget),
+        CullRule::Search => plan_search(model, order, budget),
+    }
+}
+
+/// The ranked stages of `order` that hold counted ReLUs, refusing an order that misses one.
+fn ranked<'a>(model: &Model, order: &'a [String]) -> Result<Vec<&'a String>> {
     let units = counted_stages(model);
     for u in &units {
         if !order.contains(u) {
@@ -71,11 +96,55 @@ pub fn plan(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
             );
         }
     }
-    let ranked: Vec<&String> = order.iter().filter(|s| units.contains(s)).collect();
+    Ok(order.iter().filter(|s| units.contains(s)).collect())
+}
+
+/// Counted ReLUs that keep their nonlinearity under `keep`.
+fn kept_relus(model: &Model, keep: &[bool]) -> i64 {
+    let sites = model.sites();
+    (0..sites.len())
+        .filter(|&i| model.counted(i) && keep[i])
+        .map(|i| sites[i].count())
+        .sum()
+}
+
+/// DeepReDuce's order: keep the `k` most critical stages for `k` from all down to one, each
+/// whole and then thinned; the first configuration within the budget, or the smallest (the most
+/// critical stage thinned) marked as not reaching it.
+fn plan_in_order(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
+    let ranked = ranked(model, order)?;
+    let mut last = None;
+    for k in (1..=ranked.len()).rev() {
+        let kept: Vec<String> = ranked[..k].iter().map(|s| s.to_string()).collect();
+        for thin in [None, Some(Thin::Second)] {
+            let keep = keep_flags(model, &kept, thin);
+            let relus = kept_relus(model, &keep);
+            if relus == 0 {
+                continue;
+            }
+            let p = CullPlan {
+                culled: ranked[k..].iter().map(|s| s.to_string()).collect(),
+                kept: kept.clone(),
+                thin,
+                relus,
+                reached: relus <= budget,
+                keep,
+            };
+            if p.reached {
+                return Ok(p);
+            }
+            last = Some(p);
+        }
+    }
+    Ok(last.expect("at least one stage has counted ReLUs"))
+}
+
+/// The `search` rule: every subset of stages, with and without thinning.
+fn plan_search(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
+    let ranked = ranked(model, order)?;
     if ranked.len() > 16 {
         bail!("{} stages: too many to search every subset", ranked.len());
     }
-    let counts = model.sites();
     let mut best: Option<(i64, Vec<bool>, CullPlan)> = None;
     let mut smallest: Option<CullPlan> = None;
     for subset in 1u32..(1 << ranked.len()) {
@@ -85,10 +154,7 @@ pub fn plan(model: &Model, order: &[String], budget: i64) -> Result<CullPlan> {
             .collect();
         for thin in [None, Some(Thin::Second)] {
             let keep = keep_flags(model, &kept, thin);
-            let relus: i64 = (0..counts.len())
-                .filter(|&i| model.counted(i) && keep[i])
-                .map(|i| counts[i].count())
-                .sum();
+            let relus = kept_relus(model, &keep);
             if relus == 0 {
                 continue;
             }

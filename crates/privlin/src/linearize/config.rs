@@ -208,6 +208,10 @@ pub struct DeepReduceConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
     pub criticality_epochs: usize,
+    /// `deepreduce` (default: least critical stages culled first, thinning before the next cull)
+    /// or `search` (privlin's variant: the largest count within the budget over every set of
+    /// stages); [`crate::design::cull::CullRule`].
+    pub cull: crate::design::cull::CullRule,
 }
 
 impl Default for LinearizeConfig {

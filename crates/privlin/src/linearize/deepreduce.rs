@@ -9,7 +9,7 @@ use super::config::DistillConfig;
 use super::teacher::{Distill, Teacher};
 use super::{BudgetOutcome, MaskLearner};
 use crate::data::Batch;
-use crate::design::cull::{plan, CullPlan};
+use crate::design::cull::{plan, CullPlan, CullRule};
 use crate::nn::{MaskSet, Model};
 use crate::train::Objective;
 use anyhow::Result;
@@ -19,24 +19,26 @@ pub struct DeepReduce {
     /// Distillation with the plan's layer masks.
     kd: Distill,
     plan: CullPlan,
+    rule: CullRule,
 }
 
 impl DeepReduce {
-    /// `order`: the model's stages, most critical first.
+    /// `order`: the model's stages, most critical first; `rule`: how the budget picks them.
     pub fn new(
         model: &Model,
         teacher: Teacher,
         budget: i64,
         order: &[String],
+        rule: CullRule,
         distill: DistillConfig,
     ) -> Result<Self> {
-        let plan = plan(model, order, budget)?;
+        let plan = plan(model, order, budget, rule)?;
         let kd = Distill {
             teacher,
             cfg: distill,
             masks: Some(MaskSet::coalition(&plan.keep)),
         };
-        Ok(DeepReduce { kd, plan })
+        Ok(DeepReduce { kd, plan, rule })
     }
 }
 
@@ -66,7 +68,11 @@ impl MaskLearner for DeepReduce {
     fn finish(&mut self, _model: &Model) -> Result<(MaskSet, Vec<String>)> {
         let p = &self.plan;
         let mut notes = vec![format!(
-            "DeepReDuce: kept {} (most critical first), culled {}{}; {} ReLUs",
+            "DeepReDuce ({}): kept {} (most critical first), culled {}{}; {} ReLUs",
+            match self.rule {
+                CullRule::Deepreduce => "least critical stages culled first, then thinned",
+                CullRule::Search => "privlin's search over every set of stages",
+            },
             p.kept.join(", "),
             if p.culled.is_empty() {
                 "nothing".to_string()

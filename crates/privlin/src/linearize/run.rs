@@ -373,6 +373,7 @@ pub fn linearize_from(
                 teacher,
                 targets.total,
                 &order,
+                cfg.deepreduce.cull,
                 cfg.distill.clone(),
             )?)
         }
