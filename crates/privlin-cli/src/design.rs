@@ -104,14 +104,19 @@ fn criticality(a: CriticalityArgs) -> Result<()> {
             let spec = privlin::train::CheckpointSpec::load(&a.ckpt)?;
             let mut ft = FinetuneConfig::default();
             ft.train.batch_size = a.batch_size;
-            let (train, test) =
+            let (train, _) =
                 privlin::linearize::run::loaders(&spec, &ft.train, a.train_per_class, device)?;
+            // The holdout split where the checkpoint has one (the metric names the split).
+            let (select, split) =
+                privlin::linearize::run::selection_loader(&spec, &ft.train, device)?;
             let scratch = a
                 .out
                 .as_ref()
                 .and_then(|p| p.parent().map(|d| d.join("criticality-scratch")))
                 .unwrap_or_else(|| std::env::temp_dir().join("privlin-criticality"));
-            deepreduce(&a.ckpt, &train, &test, &ft, a.epochs, rank, &scratch)?
+            deepreduce(
+                &a.ckpt, &train, &select, split, &ft, a.epochs, rank, &scratch,
+            )?
         }
         "shapley" => {
             let path = a.importance.as_ref().context(

@@ -170,11 +170,13 @@ pub fn only_stage(model: &Model, stage: &str) -> MaskSet {
 
 /// DeepReDuce's criticality of every stage with counted ReLUs of the all-ReLU checkpoint `ar`:
 /// only that stage's ReLUs kept, `epochs` of distillation from the all-ReLU model (0: none),
-/// test accuracy.
+/// accuracy on `test` (the split named `split`: the pipeline passes the holdout split).
+#[allow(clippy::too_many_arguments)]
 pub fn deepreduce(
     ar: &Path,
     train: &Loader,
     test: &Loader,
+    split: &str,
     finetune: &FinetuneConfig,
     epochs: usize,
     rank: RankBy,
@@ -237,7 +239,7 @@ pub fn deepreduce(
     let mut c = Criticality::finish(
         "deepreduce".into(),
         &format!(
-            "test accuracy (%) with only the stage's ReLUs, after {epochs} epochs of distillation"
+            "{split} accuracy (%) with only the stage's ReLUs, after {epochs} epochs of distillation"
         ),
         rows,
         &body,

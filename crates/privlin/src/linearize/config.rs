@@ -200,7 +200,7 @@ pub struct LinearizeConfig {
 }
 
 /// `[linearize.deepreduce]`: where the stage criticality order comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeepReduceConfig {
     /// Stages most critical first (`layer3`, `s2`, `stem`, ...); empty: measured DeepReDuce's
@@ -212,6 +212,21 @@ pub struct DeepReduceConfig {
     /// or `search` (privlin's variant: the largest count within the budget over every set of
     /// stages); [`crate::design::cull::CullRule`].
     pub cull: crate::design::cull::CullRule,
+    /// How the measured criticality orders the stages: `per-relu` (default: accuracy above the
+    /// all-linear network per thousand of the stage's ReLUs, so a small stage that buys as much
+    /// as a large one ranks first) or `total` (the accuracy itself, DeepReDuce's criticality).
+    pub rank_by: crate::design::RankBy,
+}
+
+impl Default for DeepReduceConfig {
+    fn default() -> Self {
+        DeepReduceConfig {
+            order: Vec::new(),
+            criticality_epochs: 0,
+            cull: Default::default(),
+            rank_by: crate::design::RankBy::PerRelu,
+        }
+    }
 }
 
 impl Default for LinearizeConfig {

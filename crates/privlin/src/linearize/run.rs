@@ -121,6 +121,27 @@ pub fn loaders(
     Ok((train_loader, test_loader))
 }
 
+/// The split a stage ranks with, apart from the test split it reports on: the checkpoint's
+/// holdout split (`data.holdout`), or, when the checkpoint has none, the test split named as
+/// such (the caller says so).
+pub fn selection_loader(
+    spec: &CheckpointSpec,
+    cfg: &crate::train::TrainConfig,
+    device: Device,
+) -> Result<(Loader, &'static str)> {
+    let splits = spec
+        .data
+        .load()
+        .with_context(|| format!("loading the data from `{}`", spec.data.source))?;
+    let (set, name) = match &splits.holdout {
+        Some(h) => (h.clone(), "holdout"),
+        None => (splits.test.clone(), "test"),
+    };
+    let mut l = Loader::eval(set, spec.normalization, cfg.eval_batch_size, device);
+    l.channels_last = cfg.channels_last;
+    Ok((l, name))
+}
+
 pub(crate) fn site_counts(
     model: &Model,
     masks: &MaskSet,
@@ -235,13 +256,25 @@ fn deepreduce_order(
     }
     let mut ft = super::FinetuneConfig::default();
     ft.train.batch_size = cfg.train.batch_size;
+    // Ranked on the holdout split, so the stages the preset keeps are not chosen on the images
+    // it reports on (issue 39); the test split only where the checkpoint has no holdout.
+    let spec = crate::train::CheckpointSpec::load(ar)?;
+    let (select, split) = selection_loader(&spec, &cfg.train, test.device)?;
+    if split == "test" {
+        eprintln!(
+            "warning: {} has no holdout split (train with data.holdout > 0): stage criticality \
+             is measured on the test split the run reports on",
+            ar.display()
+        );
+    }
     let c = crate::design::criticality::deepreduce(
         ar,
         train,
-        test,
+        &select,
+        split,
         &ft,
         d.criticality_epochs,
-        crate::design::RankBy::PerRelu,
+        d.rank_by,
         &out.join("criticality-scratch"),
     )?;
     std::fs::create_dir_all(out)?;
