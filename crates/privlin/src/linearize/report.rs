@@ -95,12 +95,26 @@ pub fn markdown(r: &ReportInputs) -> String {
                 pct(ft.test_acc)
             );
         }
-        if r.linearize.and_then(|x| x.budget_outcome) == Some(BudgetOutcome::NotReached) {
+        if let Some(lin) = r
+            .linearize
+            .filter(|x| x.budget_outcome == Some(BudgetOutcome::NotReached))
+        {
+            // The learner's own reason (its note), not one learner's reason for all.
+            let why = lin
+                .notes
+                .iter()
+                .find(|n| n.starts_with("budget not reached"))
+                .map(|n| {
+                    n.trim_start_matches("budget not reached")
+                        .trim_start_matches(':')
+                })
+                .map(str::trim)
+                .unwrap_or("the learner did not get to the budget");
             let _ = writeln!(
                 s,
-                "\n**Budget not reached**: the learner's epoch cap came before its stopping rule; the \
-                 model keeps {} ReLUs, more than the budget of {} (see the notes).",
-                l.relus, l.budget
+                "\n**Budget not reached** ({}): the model keeps {} ReLUs, more than the budget of \
+                 {}. {why}.",
+                lin.method, l.relus, l.budget
             );
         }
         let _ = writeln!(

@@ -95,6 +95,21 @@ pub fn reshapes(preset: &str) -> bool {
 }
 
 /// Apply `key.path=value` overrides to a TOML table (the value parsed as TOML, else a string).
+/// `user` over `defaults`: tables merge key by key, anything else in `user` replaces. The
+/// `[importance]` table stays the user's own (its defaults are the flags', applied later).
+fn over_defaults(mut defaults: toml::Table, user: toml::Table) -> toml::Table {
+    for (k, v) in user {
+        let merged = match (defaults.remove(&k), v) {
+            (Some(toml::Value::Table(d)), toml::Value::Table(u)) if k != "importance" => {
+                toml::Value::Table(over_defaults(d, u))
+            }
+            (_, v) => v,
+        };
+        defaults.insert(k, merged);
+    }
+    defaults
+}
+
 pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<()> {
     for s in sets {
         let Some((key, value)) = s.split_once('=') else {
@@ -124,6 +139,14 @@ impl PipelineConfig {
         let mut table: toml::Table =
             toml::from_str(text).with_context(|| format!("config {origin}"))?;
         apply_sets(&mut table, sets)?;
+        // A partial section keeps its section's defaults for what it leaves out: `[linearize.
+        // train] epochs = 1` changes the epochs of the mask learners' Adam, not the optimizer
+        // (serde alone would fill the rest from `TrainConfig`'s defaults, SGD at 0.1).
+        let defaults = match toml::Value::try_from(PipelineConfig::default())? {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("a config serializes to a table"),
+        };
+        let table = over_defaults(defaults, table);
         let cfg: PipelineConfig = toml::Value::Table(table)
             .try_into()
             .with_context(|| format!("config {origin}"))?;
@@ -270,8 +293,7 @@ mod tests {
     #[test]
     fn snl_refuses_another_weights_optimizer() {
         PipelineConfig::parse("preset = \"snl\"\n", "test", &[]).unwrap();
-        // A partial [linearize.train.optimizer] table starts from the optimizer's own defaults
-        // (SGD), so each case spells out Adam and changes one thing.
+        // Each case spells out the default Adam and changes one thing.
         let adam = [
             "linearize.train.optimizer.kind=\"adam\"",
             "linearize.train.optimizer.lr=0.001",
@@ -305,5 +327,33 @@ mod tests {
             // Another learner may use any optimizer.
             PipelineConfig::parse("preset = \"privshap\"\n", "test", &sets(set)).unwrap();
         }
+    }
+
+    /// A partial section keeps its section's defaults: `[linearize.train] epochs = 1` leaves the
+    /// learners' Adam at 1e-3 without decay (serde alone would fill in `TrainConfig`'s SGD at
+    /// 0.1 with decay, which silently changed the optimizer), and the same for `[finetune.train]`.
+    #[test]
+    fn partial_sections_keep_their_section_defaults() {
+        let cfg = PipelineConfig::parse(
+            "[linearize.train]\nepochs = 1\n[finetune.train]\nbatch_size = 7\n",
+            "test",
+            &["linearize.train.optimizer.lr=0.002".to_string()],
+        )
+        .unwrap();
+        let lin = LinearizeConfig::default().train;
+        assert_eq!(cfg.linearize.train.epochs, 1);
+        assert_eq!(cfg.linearize.train.optimizer.kind, lin.optimizer.kind);
+        assert_eq!(cfg.linearize.train.optimizer.weight_decay, 0.0);
+        assert_eq!(cfg.linearize.train.optimizer.lr, 0.002);
+        assert_eq!(cfg.linearize.train.schedule, lin.schedule);
+        let ft = FinetuneConfig::default().train;
+        assert_eq!(cfg.finetune.train.batch_size, 7);
+        assert_eq!(cfg.finetune.train.optimizer, ft.optimizer);
+        assert_eq!(cfg.finetune.train.schedule, ft.schedule);
+        // The whole config equals its default when nothing is given.
+        assert_eq!(
+            PipelineConfig::parse("", "test", &[]).unwrap(),
+            PipelineConfig::default()
+        );
     }
 }

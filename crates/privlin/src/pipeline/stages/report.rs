@@ -48,6 +48,12 @@ impl Report {
             ft.relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
             DELPHI_SECONDS_PER_KRELU
         );
+        if lin.budget_outcome == Some(crate::linearize::BudgetOutcome::NotReached) {
+            s.push_str(&format!(
+                "\nbudget NOT REACHED by {}: {} ReLUs kept against a budget of {} (report.md says why)",
+                lin.method, ft.relus, lin.budget
+            ));
+        }
         if let Some(p) = &pi {
             let wan = p.partial.slowest().expect("profiles");
             s.push_str(&format!(
