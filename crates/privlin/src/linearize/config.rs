@@ -1,31 +1,12 @@
 //! `[linearize]` and `[finetune]` of a run config, with the papers' defaults.
 
 use crate::nn::Granularity;
+pub use crate::train::distill::DistillConfig;
 use crate::train::optim::{OptimizerConfig, OptimizerKind};
 use crate::train::schedule::ScheduleConfig;
 use crate::train::TrainConfig;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
-
-/// Distillation from the all-ReLU teacher while masks are learned: `ce * CE + kl * T^2 KL`
-/// (PrivShap "CE + KL"; ReLUPruner eq. 10 and Algorithm 1 line 6, `gamma CE + alpha KL`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DistillConfig {
-    pub ce: f64,
-    pub kl: f64,
-    pub temperature: f64,
-}
-
-impl Default for DistillConfig {
-    fn default() -> Self {
-        DistillConfig {
-            ce: 1.0,
-            kl: 1.0,
-            temperature: 4.0,
-        }
-    }
-}
 
 /// Gradient projection (PrivShap section 3.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

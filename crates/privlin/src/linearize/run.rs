@@ -13,6 +13,7 @@ use super::taylor::ProgressiveTaylor;
 use super::{BudgetOutcome, MaskLearner, Method, Targets, Teacher};
 use crate::data::Loader;
 use crate::nn::{Granularity, MaskSet, Model};
+pub use crate::train::data::{load_with_masks, loaders, selection_loader};
 use crate::train::{
     evaluate, fit, load_model, CheckpointSpec, EpochMetrics, FitOptions, MaskProgress,
 };
@@ -83,63 +84,6 @@ pub enum BudgetSource<'a> {
     Allocation(&'a Path),
     /// One total over the counted sites (global learners).
     Total(crate::budget::Budget),
-}
-
-/// Training and test loaders of a checkpoint's data (`per_class` limits the training split), in
-/// channels-last layout when `cfg.channels_last` (the models then go channels-last too:
-/// [`Model::use_channels_last`]).
-pub fn loaders(
-    spec: &CheckpointSpec,
-    cfg: &crate::train::TrainConfig,
-    per_class: Option<usize>,
-    device: Device,
-) -> Result<(Loader, Loader)> {
-    let splits = spec
-        .data
-        .load()
-        .with_context(|| format!("loading the training data from `{}`", spec.data.source))?;
-    let train = match per_class {
-        Some(k) => std::sync::Arc::new(splits.train.limit_per_class(k)),
-        None => splits.train.clone(),
-    };
-    let mut train_loader = Loader::train(
-        train,
-        spec.normalization,
-        cfg.batch_size,
-        cfg.seed,
-        spec.data.augment,
-        device,
-    );
-    let mut test_loader = Loader::eval(
-        splits.test.clone(),
-        spec.normalization,
-        cfg.eval_batch_size,
-        device,
-    );
-    train_loader.channels_last = cfg.channels_last;
-    test_loader.channels_last = cfg.channels_last;
-    Ok((train_loader, test_loader))
-}
-
-/// The split a stage ranks with, apart from the test split it reports on: the checkpoint's
-/// holdout split (`data.holdout`), or, when the checkpoint has none, the test split named as
-/// such (the caller says so).
-pub fn selection_loader(
-    spec: &CheckpointSpec,
-    cfg: &crate::train::TrainConfig,
-    device: Device,
-) -> Result<(Loader, &'static str)> {
-    let splits = spec
-        .data
-        .load()
-        .with_context(|| format!("loading the data from `{}`", spec.data.source))?;
-    let (set, name) = match &splits.holdout {
-        Some(h) => (h.clone(), "holdout"),
-        None => (splits.test.clone(), "test"),
-    };
-    let mut l = Loader::eval(set, spec.normalization, cfg.eval_batch_size, device);
-    l.channels_last = cfg.channels_last;
-    Ok((l, name))
 }
 
 pub(crate) fn site_counts(
@@ -220,19 +164,6 @@ pub(crate) fn save_pr(
         ..spec.clone()
     }
     .save(out)
-}
-
-/// Load a checkpoint and its masks (`spec.masks`), if it has any.
-pub fn load_with_masks(
-    dir: &Path,
-    device: Device,
-) -> Result<(Model, CheckpointSpec, Option<MaskSet>)> {
-    let (model, spec) = load_model(dir, device)?;
-    let masks = match &spec.masks {
-        Some(f) => Some(MaskSet::load(model.sites(), &dir.join(f), device)?),
-        None => None,
-    };
-    Ok((model, spec, masks))
 }
 
 /// DeepReDuce's stage order: the config's, or measured on the checkpoint (written to

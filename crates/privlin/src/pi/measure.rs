@@ -6,7 +6,7 @@
 //! network with every ReLU active (what the ReLU budget bought).
 
 use super::{export, float_classes, normalize_image, test_images};
-use crate::linearize::run::load_with_masks;
+use crate::train::data::load_with_masks;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use privlin_mpc::cost::{self, Calibration};

@@ -2,6 +2,8 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data;
+pub mod distill;
 pub mod evaluate;
 pub mod fit;
 pub mod losses;

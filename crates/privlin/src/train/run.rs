@@ -1,10 +1,10 @@
 //! Training the all-ReLU model a [`RunConfig`] describes (`privlin train` and the pipeline's
 //! first stage).
 
+use super::distill::{Distill, DistillConfig, Teacher};
 use super::{evaluate, fit, CheckpointSpec, CrossEntropy, FitOptions, RunConfig};
 use crate::data::Loader;
 use crate::info::ModelInfo;
-use crate::linearize::teacher::Distill;
 use crate::nn::Model;
 use anyhow::{bail, Context, Result};
 
@@ -129,8 +129,8 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
                 tspec.model.arch
             );
             Some(Distill {
-                teacher: crate::linearize::Teacher::new(teacher),
-                cfg: crate::linearize::DistillConfig::default(),
+                teacher: Teacher::new(teacher),
+                cfg: DistillConfig::default(),
                 masks: None,
             })
         }
