@@ -72,7 +72,7 @@ pub fn run(a: ReshapeArgs) -> Result<()> {
     };
     let (mut ft, mut rc) = (base.finetune, base.reshape);
     if let Some(v) = a.d_th {
-        rc.d_th = v;
+        rc.d_th = Some(v);
     }
     if let Some(v) = &a.aux {
         rc.aux = parse::<AuxMode>("aux", v, "none, train or serve")?;

@@ -383,7 +383,7 @@ fn bad_reshape_inputs_get_clear_errors() {
     };
     let e = run(
         ReshapeConfig {
-            d_th: 1.5,
+            d_th: Some(1.5),
             ..ReshapeConfig::default()
         },
         "a",
@@ -453,7 +453,7 @@ fn threshold_selecting_no_block_continues_without_gated_branching() {
     let dir = tempfile::tempdir().unwrap();
     let (ar, pr) = checkpoints(dir.path());
     let rc = ReshapeConfig {
-        d_th: 0.0,
+        d_th: Some(0.0),
         ..ReshapeConfig::default()
     };
     let r = reshape(

@@ -117,6 +117,9 @@ pub fn markdown(r: &ReportInputs) -> String {
                 lin.method, l.relus, l.budget
             );
         }
+        if let Some(w) = r.finetune.and_then(far_below_start) {
+            let _ = writeln!(s, "\n**Warning**: {w}.");
+        }
         let _ = writeln!(
             s,
             "\nTest set: {} images; training images per stage: {}.\n",
@@ -321,4 +324,25 @@ pub fn private_inference(s: &mut String, p: &PiReport) {
         }
         let _ = writeln!(s);
     }
+}
+
+/// Points of test accuracy a final stage may lose against the partial-ReLU model it started
+/// from before the report and the run's last line warn.
+pub const FAR_BELOW_START_POINTS: f64 = 10.0;
+
+/// The warning when a fine-tuning or reshape stage ends far below the model it started from
+/// (issue 39: the `shallow` preset at 2 % fell from 73.6 % to 28.8 % with nothing said).
+pub fn far_below_start(ft: &StageReport) -> Option<String> {
+    let start = ft.test_acc_start?;
+    let lost = 100.0 * (start - ft.test_acc);
+    (lost > FAR_BELOW_START_POINTS).then(|| {
+        format!(
+            "the `{}` stage ended at {:.2} % test accuracy, {lost:.1} points below the {:.2} % of \
+             the model it started from (for the shallow preset: fewer blocks, a lower \
+             reshape.d_th, or more epochs)",
+            ft.stage,
+            100.0 * ft.test_acc,
+            100.0 * start
+        )
+    })
 }

@@ -661,6 +661,30 @@ mod tests {
         ))
     }
 
+    /// A final stage far below its start is warned about, with the stage and both accuracies;
+    /// one within the margin, or without a start, is not (issue 39).
+    #[test]
+    fn a_stage_far_below_its_start_is_warned_about() {
+        let mut r = report("").unwrap();
+        r.stage = "reshape".into();
+        assert!(
+            super::super::report::far_below_start(&r).is_none(),
+            "no start"
+        );
+        r.test_acc_start = Some(0.736);
+        r.test_acc = 0.288;
+        let w = super::super::report::far_below_start(&r).expect("44.8 points below");
+        assert!(
+            w.contains("`reshape`") && w.contains("28.80 %") && w.contains("73.60 %"),
+            "{w}"
+        );
+        r.test_acc = 0.70;
+        assert!(
+            super::super::report::far_below_start(&r).is_none(),
+            "3.6 points"
+        );
+    }
+
     #[test]
     fn a_report_that_said_budget_reached_false_reads_as_not_reached() {
         let outcome = |extra: &str| report(extra).unwrap().budget_outcome;

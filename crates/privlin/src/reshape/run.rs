@@ -278,7 +278,29 @@ pub fn reshape(
     let (train, test) = loaders(&spec, &ft.train, ft.train_per_class, device)?;
     let t0 = Instant::now();
     let mut notes = Vec::new();
-    let blocks = block_sensitivity(&pr_model, &masks, rc.d_th)?;
+    // The threshold follows the share of ReLUs the model keeps unless the config fixes it.
+    let share = {
+        let counts = masks.counts(pr_model.sites())?;
+        let (mut kept, mut capacity) = (0i64, 0i64);
+        for (i, site) in pr_model.sites().iter().enumerate() {
+            if pr_model.counted(i) {
+                kept += counts[i];
+                capacity += site.count();
+            }
+        }
+        kept as f64 / capacity.max(1) as f64
+    };
+    let d_th = rc.d_th_for(share);
+    notes.push(format!(
+        "d_th = {d_th:.4} ({}; the model keeps {:.2} % of its ReLUs)",
+        if rc.d_th.is_some() {
+            "set in [reshape]"
+        } else {
+            "following the budget: 0.1 x min(1, share / 15 %)"
+        },
+        100.0 * share
+    ));
+    let blocks = block_sensitivity(&pr_model, &masks, d_th)?;
     let selected: Vec<String> = blocks
         .iter()
         .filter(|b| b.selected)
@@ -286,8 +308,8 @@ pub fn reshape(
         .collect();
     if selected.is_empty() {
         let msg = format!(
-            "no block has ReLU sensitivity below d_th = {} (lowest: {:.3}): continuing without gated branching",
-            rc.d_th,
+            "no block has ReLU sensitivity below d_th = {:.4} (lowest: {:.3}): continuing without gated branching",
+            d_th,
             blocks.iter().map(|b| b.d).fold(f64::INFINITY, f64::min)
         );
         eprintln!("reshape: {msg}");
@@ -475,7 +497,7 @@ pub fn reshape(
     let report = ReshapeReport {
         start: pr.display().to_string(),
         teacher: teacher_dir.display().to_string(),
-        d_th: rc.d_th,
+        d_th,
         blocks,
         branch_init,
         test_acc_gate1_random: acc_random,

@@ -48,6 +48,9 @@ impl Report {
             ft.relus as f64 / 1000.0 * DELPHI_SECONDS_PER_KRELU,
             DELPHI_SECONDS_PER_KRELU
         );
+        if let Some(w) = crate::linearize::report::far_below_start(&ft) {
+            s.push_str(&format!("\nwarning: {w}"));
+        }
         if lin.budget_outcome == Some(crate::linearize::BudgetOutcome::NotReached) {
             s.push_str(&format!(
                 "\nbudget NOT REACHED by {}: {} ReLUs kept against a budget of {} (report.md says why)",
