@@ -421,6 +421,12 @@ impl Plan {
         if budgets.is_empty() {
             bail!("a sweep needs at least one budget");
         }
+        // Every budget parsed before any stage runs (a typo is refused up front, not after the
+        // all-ReLU training and the importance stage).
+        for b in budgets {
+            b.parse::<crate::budget::Budget>()
+                .with_context(|| format!("--budgets: `{b}`"))?;
+        }
         let mut plan = Plan::empty(base);
         let variants: Vec<Option<(String, PipelineConfig)>> = if models.is_empty() {
             vec![None]
@@ -468,6 +474,13 @@ impl Plan {
                     let (imp_method, learner) = cfg
                         .methods()
                         .with_context(|| format!("sweep point `{tag}` at {b}"))?;
+                    if learner == LearnerMethod::Snl {
+                        // SNL's one optimizer, as `PipelineConfig::parse` checks for the base.
+                        let mut l = cfg.linearize.clone();
+                        l.method = Some(learner.name().into());
+                        l.validate()
+                            .with_context(|| format!("sweep point `{tag}` at {b}: [linearize]"))?;
+                    }
                     points.push((b, cfg, imp_method, learner));
                 }
                 // SNL's path is the same for every budget until it stops: its points run from
@@ -603,6 +616,25 @@ mod tests {
             vec![(1, None), (3, None), (2, None), (0, Some(2))]
         );
         assert!(snl_path_order(&["3 pct".into()]).is_err());
+    }
+
+    /// A sweep's budgets and its SNL points' optimizer are checked when the plan is made, before
+    /// any stage runs (issue 40: `--budgets 3%,lots` used to fail after training and importance).
+    #[test]
+    fn a_sweep_refuses_a_bad_budget_and_snl_optimizer_up_front() {
+        let base = PipelineConfig::parse("preset = \"uniform\"", "test", &[]).unwrap();
+        let budgets = |b: &[&str]| b.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let err = Plan::sweep(&base, &budgets(&["3%", "lots"]), &[], None, &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("`lots`"), "{err:#}");
+        let sgd = PipelineConfig::parse(
+            "preset = \"uniform\"",
+            "test",
+            &["linearize.train.optimizer.kind=\"sgd\"".to_string()],
+        )
+        .unwrap();
+        let err = Plan::sweep(&sgd, &budgets(&["3%"]), &["snl".into()], None, &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("one Adam"), "{err:#}");
+        Plan::sweep(&sgd, &budgets(&["3%"]), &["uniform".into()], None, &[]).unwrap();
     }
 
     #[test]
