@@ -23,7 +23,7 @@ pub struct ImportanceArgs {
     #[arg(long)]
     plot: Option<PathBuf>,
     #[command(flatten)]
-    cfg: ImportanceConfig,
+    flags: crate::importance_flags::ImportanceFlags,
     #[command(flatten)]
     workers: WorkerArgs,
     #[command(flatten)]
@@ -31,11 +31,12 @@ pub struct ImportanceArgs {
 }
 
 pub fn run_importance(a: ImportanceArgs) -> Result<()> {
-    if a.cfg.method.is_empty() {
+    let cfg: ImportanceConfig = a.flags.clone().into();
+    if cfg.method.is_empty() {
         bail!("--method is required ({})", Method::NAMES);
     }
     let imp = match &a.utility_table {
-        Some(t) => compute::from_table(&a.cfg, t)?,
+        Some(t) => compute::from_table(&cfg, t)?,
         None => {
             let device = a.rt.device.clone().unwrap_or_else(|| "auto".into());
             let threads = a.rt.threads.unwrap_or(0);
@@ -45,7 +46,7 @@ pub fn run_importance(a: ImportanceArgs) -> Result<()> {
                 .ckpt
                 .clone()
                 .expect("clap requires --ckpt without --utility-table");
-            compute::compute(&a.cfg, &ckpt, dev, Some(&spec))?
+            compute::compute(&cfg, &ckpt, dev, Some(&spec))?
         }
     };
     privlin::io::atomic_write_json(&a.out, &imp)?;

@@ -5,6 +5,7 @@ mod common;
 mod design;
 mod eval;
 mod importance;
+mod importance_flags;
 mod info;
 mod linearize;
 mod pi;

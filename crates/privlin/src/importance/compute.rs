@@ -24,113 +24,83 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Everything an importance method needs besides the model: `privlin importance`'s flags and
-/// the pipeline's `[importance]` table (same names, `-` in flags, `_` in TOML).
-#[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// the pipeline's `[importance]` table (same names, `-` in flags, `_` in TOML). The defaults are
+/// [`ImportanceConfig::default`]'s; the CLI's flags wrap this struct (`privlin-cli`'s
+/// `ImportanceArgs`), so the library does not depend on `clap` (issue 40).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImportanceConfig {
     /// shapley-exact, shapley-tree, shapley-mc, shapley-bandit, shapley-kernel, shapley-leverage,
     /// shapley-antithetic, shapley-stratified, senet, senet-sparse, taylor-layer, uniform,
     /// proportional.
-    #[arg(long, default_value = "")]
     pub method: String,
     /// Players: sites, blocks (residual blocks) or stages.
-    #[arg(long, default_value = "sites")]
     pub players: String,
     /// Utility set: holdout (the checkpoint's held-out split; default when it has one), train (a
     /// subset of the training images) or test (only on request; the output says so).
-    #[arg(long)]
     pub utility_split: Option<String>,
     /// Images in the utility set (stratified subset; 0: all).
-    #[arg(long, default_value_t = 2000)]
     pub utility_size: usize,
     /// Utility of a coalition: accuracy (percent, PrivShap), ce (-cross-entropy, nats) or kl
     /// (-KL to the all-ReLU model, nats).
-    #[arg(long, default_value = "accuracy")]
     pub utility: String,
     /// Adaptive image count: a coalition takes batches of the utility set until the standard
     /// error of its utility is at most this (0: every image).
-    #[arg(long, default_value_t = 0.0)]
     pub utility_stderr: f64,
     /// Load utilities cached by earlier runs from this file and save the cache back to it.
-    #[arg(long)]
     pub utility_cache: Option<PathBuf>,
     /// Utility workers: processes (or Ray actors, see `privlin importance --help`) that each
     /// load the model once and evaluate a share of every batch of coalitions (1: in this process).
-    #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
     /// Batched evaluation: coalitions stacked into one forward pass past their shared prefix
     /// (1: one at a time, fastest on a CPU; larger where a device wants larger kernels).
-    #[arg(long, default_value_t = 1)]
     #[serde(skip_serializing_if = "is_one")]
     pub coalitions_per_pass: usize,
     /// Tree-trimming threshold alpha, in utility units (default: 5 accuracy points above chance
     /// for a model, since PrivShap's 5 % is for 100 classes; 5 for a table game).
-    #[arg(long)]
     pub threshold: Option<f64>,
     /// Tree-trimming: test U(S) (section 3.1 text) instead of U(S u i) (Algorithm 1).
-    #[arg(long)]
     pub trim_on_coalition: bool,
     /// Cap on the distinct coalitions any Shapley estimator asks for: sampling estimators stop
     /// before passing it, exact and tree-trimming give up with an explanation.
-    #[arg(long, default_value_t = 200_000)]
     pub max_evaluations: usize,
     /// Exact: refuse games with more players than this.
-    #[arg(long, default_value_t = 16)]
     pub max_exact: usize,
-    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Monte-Carlo: permutations at least / at most.
-    #[arg(long, default_value_t = 100)]
     pub min_permutations: usize,
-    #[arg(long, default_value_t = 2000)]
     pub max_permutations: usize,
     /// Monte-Carlo: stop when every standard error is at most this (utility units).
-    #[arg(long, default_value_t = 0.25)]
     pub target_stderr: f64,
     /// Monte-Carlo: truncation tolerance relative to U(N) (0: none).
-    #[arg(long, default_value_t = 0.01)]
     pub truncation: f64,
     /// Bandit: empirical-Bernstein half-width at which a player stops (utility units).
-    #[arg(long, default_value_t = 0.5)]
     pub tolerance: f64,
     /// Bandit: identify the top-k players instead (Neuron Shapley).
-    #[arg(long)]
     pub top_k: Option<usize>,
-    #[arg(long, default_value_t = 2000)]
     pub max_samples: usize,
     /// Kernel / leverage: coalitions to draw (a pair counts two; repeats are drawn but cost no
     /// evaluation: 4096 draws are about 2,300 distinct coalitions of a 17-player game).
-    #[arg(long, default_value_t = 4096)]
     pub samples: usize,
     /// Kernel / leverage: draw coalitions alone, not with their complements.
-    #[arg(long)]
     pub unpaired: bool,
     /// Kernel / leverage: bootstrap resamples for the standard errors.
-    #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
     /// Stratified: samples per (player, coalition size) stratum and round.
-    #[arg(long, default_value_t = 2)]
     pub per_stratum: usize,
     /// Stratified: rounds at most.
-    #[arg(long, default_value_t = 200)]
     pub max_rounds: usize,
     /// senet, senet-sparse: parameter density of the convolutions (one-shot global magnitude
     /// pruning, or the target of sparse training).
-    #[arg(long, default_value_t = 0.1)]
     pub density: f64,
     /// senet-sparse: epochs of sparse training (gradual magnitude pruning to `density`).
-    #[arg(long, default_value_t = 5)]
     pub sparse_epochs: usize,
     /// senet-sparse: SGD learning rate of sparse training (cosine to zero).
-    #[arg(long, default_value_t = 0.01)]
     pub sparse_lr: f64,
     /// senet-sparse: training batch size.
-    #[arg(long, default_value_t = 128)]
     pub sparse_batch_size: usize,
     /// taylor-layer: batches of the utility set used.
-    #[arg(long, default_value_t = 8)]
     pub batches: usize,
 }
 
@@ -139,14 +109,42 @@ fn is_one(v: &usize) -> bool {
 }
 
 impl Default for ImportanceConfig {
-    /// The flags' defaults (one source: the `#[arg]` attributes above).
+    /// The flags' defaults (one source: `privlin importance` takes its defaults from here).
     fn default() -> Self {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            c: ImportanceConfig,
+        ImportanceConfig {
+            method: "".into(),
+            players: "sites".into(),
+            utility_split: None,
+            utility_size: 2000,
+            utility: "accuracy".into(),
+            utility_stderr: 0.0,
+            utility_cache: None,
+            workers: 1,
+            batch_size: 500,
+            coalitions_per_pass: 1,
+            threshold: None,
+            trim_on_coalition: false,
+            max_evaluations: 200_000,
+            max_exact: 16,
+            seed: 0,
+            min_permutations: 100,
+            max_permutations: 2000,
+            target_stderr: 0.25,
+            truncation: 0.01,
+            tolerance: 0.5,
+            top_k: None,
+            max_samples: 2000,
+            samples: 4096,
+            unpaired: false,
+            bootstrap: 200,
+            per_stratum: 2,
+            max_rounds: 200,
+            density: 0.1,
+            sparse_epochs: 5,
+            sparse_lr: 0.01,
+            sparse_batch_size: 128,
+            batches: 8,
         }
-        <Wrapper as clap::Parser>::parse_from(["importance"]).c
     }
 }
 
