@@ -40,6 +40,7 @@ impl ExecArgs {
             device: plan.device.clone(),
             threads: plan.threads,
             utility_workers: None,
+            resume: false,
         };
         let program = std::env::current_exe()?;
         Ok(match self.executor.as_str() {
@@ -325,6 +326,7 @@ pub fn stage(c: StageCommandArgs) -> Result<()> {
         utility_workers: Some(crate::common::worker_spec(&a.workers, &device, threads)?),
         device,
         threads,
+        resume: false,
     };
     run_node(&plan, &a.id, &ctx)?;
     Ok(())

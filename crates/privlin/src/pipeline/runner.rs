@@ -244,7 +244,12 @@ pub fn run_node(plan: &Plan, id: &str, ctx: &Ctx) -> Result<Outcome> {
             .unwrap_or_default()
     ));
     let t0 = Instant::now();
-    let summary = stage.run(ctx).with_context(|| format!("stage `{id}`"))?;
+    // Resume is decided here, once: the stage continues its own partial state only then.
+    let ctx = Ctx {
+        resume: resuming,
+        ..ctx.clone()
+    };
+    let summary = stage.run(&ctx).with_context(|| format!("stage `{id}`"))?;
     let seconds = t0.elapsed().as_secs_f64();
     stamp.status = Status::Complete;
     stamp.seconds = Some(seconds);

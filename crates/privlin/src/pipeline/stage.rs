@@ -47,9 +47,19 @@ pub struct Ctx {
     pub threads: usize,
     /// How to start utility workers, for importance stages with `workers > 1`.
     pub utility_workers: Option<WorkerSpec>,
+    /// Set by the runner alone: this stage's stamp says it started under the current
+    /// fingerprint and did not finish, so a stage with partial state of its own continues from
+    /// it. A stage never decides this from its files (a resume file left beside a deleted or
+    /// changed stamp holds state whose config nobody checked).
+    pub resume: bool,
 }
 
 impl Ctx {
+    /// A stage's partial-state file, when the runner resumes the stage and the file is there.
+    pub fn resume_from(&self, file: &std::path::Path) -> bool {
+        self.resume && file.exists()
+    }
+
     pub fn device(&self) -> Result<tch::Device> {
         if self.threads > 0 {
             tch::set_num_threads(self.threads as i32);
@@ -88,5 +98,30 @@ pub trait Stage {
     /// finished point) run every time.
     fn always(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ctx;
+
+    /// A stage resumes from its partial state only when the runner says so: a resume file left
+    /// beside a deleted or changed stamp is not read (issue 40).
+    #[test]
+    fn only_the_runner_decides_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("resume.safetensors");
+        std::fs::write(&file, b"partial state").unwrap();
+        let fresh = Ctx::default();
+        assert!(
+            !fresh.resume_from(&file),
+            "file present, runner did not say resume"
+        );
+        let resumed = Ctx {
+            resume: true,
+            ..Ctx::default()
+        };
+        assert!(resumed.resume_from(&file));
+        assert!(!resumed.resume_from(&dir.path().join("missing")));
     }
 }

@@ -36,10 +36,7 @@ impl Stage for Finetune {
     }
 
     fn run(&self, ctx: &Ctx) -> Result<String> {
-        let resume = self
-            .out
-            .join(crate::train::checkpoint::RESUME_FILE)
-            .exists();
+        let resume = ctx.resume_from(&self.out.join(crate::train::checkpoint::RESUME_FILE));
         let r = finetune(
             &self.pr,
             Some(&self.ar),

@@ -59,10 +59,7 @@ impl Stage for Linearize {
             Source::Allocation(p) => BudgetSource::Allocation(p),
             Source::Total(b) => BudgetSource::Total(b.parse()?),
         };
-        let resume = self
-            .out
-            .join(crate::train::checkpoint::RESUME_FILE)
-            .exists();
+        let resume = ctx.resume_from(&self.out.join(crate::train::checkpoint::RESUME_FILE));
         let r = linearize_from(
             &self.ar,
             source,

@@ -39,11 +39,12 @@ impl Stage for Reshape {
     }
 
     fn run(&self, ctx: &Ctx) -> Result<String> {
-        let resume = self
-            .out
-            .join(crate::reshape::run::GATED_DIR)
-            .join(crate::train::checkpoint::RESUME_FILE)
-            .exists();
+        let resume = ctx.resume_from(
+            &self
+                .out
+                .join(crate::reshape::run::GATED_DIR)
+                .join(crate::train::checkpoint::RESUME_FILE),
+        );
         let r = reshape(
             &self.pr,
             Some(&self.ar),

@@ -39,7 +39,7 @@ impl Stage for Train {
         let mut cfg = self.run.clone();
         cfg.device = ctx.device.clone();
         cfg.threads = ctx.threads;
-        let resume = cfg.out.join(crate::train::checkpoint::RESUME_FILE).exists();
+        let resume = ctx.resume_from(&cfg.out.join(crate::train::checkpoint::RESUME_FILE));
         let o = crate::train::run::train(&cfg, resume)?;
         Ok(format!(
             "all-ReLU {} x{}: {} ReLUs, test accuracy {:.2} % after {} epochs ({:.2} % with every counted site linearized){}",
