@@ -217,7 +217,7 @@ impl Plan {
     /// an error.
     fn add(&mut self, id: String, deps: Vec<String>, spec: StageSpec) -> Result<String> {
         if let Some(n) = self.nodes.iter().find(|n| n.id == id) {
-            if n.spec != spec || n.deps != deps {
+            if n.spec != spec {
                 bail!(
                     "plan: two different stages would be `{id}` (give the variants different tags)"
                 );
@@ -229,12 +229,38 @@ impl Plan {
                 bail!("plan: `{id}` depends on `{d}`, which is not in the plan before it");
             }
         }
+        // The edges are what the stages declare (issue 40): a node depends on every earlier node
+        // that writes an artifact it reads (or a folder holding it). The plan builder's own list
+        // must be among them, so a stage whose reads() forgot an input is caught here.
+        let derived = self.writers_of(&spec.stage().reads());
+        if let Some(d) = deps.iter().find(|d| !derived.contains(d)) {
+            bail!(
+                "plan: `{id}` depends on `{d}`, but its stage does not declare reading anything \
+                 `{d}` writes (Stage::reads)"
+            );
+        }
         self.nodes.push(Node {
             id: id.clone(),
-            deps,
+            deps: derived,
             spec,
         });
         Ok(id)
+    }
+
+    /// The nodes so far that write one of `reads`: the artifact itself, a folder above it, or
+    /// (for a stage that reads a whole folder, like a sweep's collection) something inside it;
+    /// in plan order.
+    fn writers_of(&self, reads: &[PathBuf]) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                let writes = n.spec.stage().writes();
+                reads
+                    .iter()
+                    .any(|r| writes.iter().any(|w| r.starts_with(w) || w.starts_with(r)))
+            })
+            .map(|n| n.id.clone())
+            .collect()
     }
 
     /// The chain of one point; `prefix` names its nodes (empty for a single run). `path`: for
