@@ -75,15 +75,30 @@ pub enum OnChange {
     Redo,
 }
 
+/// A stage's config as JSON: every stage is plain serializable data, so this is one
+/// implementation for all of them.
+pub trait StageConfig {
+    fn config_json(&self) -> serde_json::Value;
+}
+
+impl<T: Serialize> StageConfig for T {
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a stage is plain data")
+    }
+}
+
 /// A pipeline stage.
-pub trait Stage {
+pub trait Stage: StageConfig {
     fn kind(&self) -> StageKind;
     /// Artifacts (files or directories) the stage reads.
     fn reads(&self) -> Vec<PathBuf>;
     /// Artifacts it writes; with the runner's stamp they mark the stage complete.
     fn writes(&self) -> Vec<PathBuf>;
-    /// The config that decides the artifacts (paths included; not the device or thread count).
-    fn fingerprint(&self) -> serde_json::Value;
+    /// The config that decides the artifacts (paths included; not the device or thread count):
+    /// the stage itself, unless it leaves out what does not change its artifacts.
+    fn fingerprint(&self) -> serde_json::Value {
+        self.config_json()
+    }
     /// Make the artifacts, resuming from a stage's own partial state where it has one; returns a
     /// one-line summary.
     fn run(&self, ctx: &Ctx) -> Result<String>;

@@ -62,10 +62,6 @@ impl Stage for Allocate {
         vec![self.out.clone(), self.out.with_extension("svg")]
     }
 
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain data")
-    }
-
     fn on_change(&self) -> OnChange {
         OnChange::Redo
     }

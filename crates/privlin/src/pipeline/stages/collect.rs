@@ -37,10 +37,6 @@ impl Stage for Collect {
         vec![self.out.join("sweep.csv"), self.out.join("pareto.svg")]
     }
 
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain data")
-    }
-
     fn always(&self) -> bool {
         true
     }

@@ -31,10 +31,6 @@ impl Stage for Finetune {
         vec![self.out.clone()]
     }
 
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain data")
-    }
-
     fn run(&self, ctx: &Ctx) -> Result<String> {
         let resume = ctx.resume_from(&self.out.join(crate::train::checkpoint::RESUME_FILE));
         let r = finetune(

@@ -50,10 +50,6 @@ impl Stage for Linearize {
         vec![self.out.clone()]
     }
 
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain data")
-    }
-
     fn run(&self, ctx: &Ctx) -> Result<String> {
         let source = match &self.source {
             Source::Allocation(p) => BudgetSource::Allocation(p),

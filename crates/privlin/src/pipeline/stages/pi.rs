@@ -30,10 +30,6 @@ impl Stage for Pi {
         vec![self.out.clone()]
     }
 
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain data")
-    }
-
     fn on_change(&self) -> OnChange {
         OnChange::Redo
     }

@@ -34,10 +34,6 @@ impl Stage for Reshape {
         vec![self.out.clone()]
     }
 
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain data")
-    }
-
     fn run(&self, ctx: &Ctx) -> Result<String> {
         let resume = ctx.resume_from(
             &self
