@@ -108,6 +108,31 @@ fn kept_relus(model: &Model, keep: &[bool]) -> i64 {
         .sum()
 }
 
+/// The configuration that keeps the stages `kept` (thinned or not) and culls the rest of
+/// `ranked`; `None` when it keeps no counted ReLU.
+fn configuration(
+    model: &Model,
+    ranked: &[&String],
+    kept: &[String],
+    thin: Option<Thin>,
+    budget: i64,
+) -> Option<CullPlan> {
+    let keep = keep_flags(model, kept, thin);
+    let relus = kept_relus(model, &keep);
+    (relus > 0).then(|| CullPlan {
+        culled: ranked
+            .iter()
+            .filter(|s| !kept.contains(s))
+            .map(|s| s.to_string())
+            .collect(),
+        kept: kept.to_vec(),
+        thin,
+        relus,
+        reached: relus <= budget,
+        keep,
+    })
+}
+
 /// DeepReDuce's order: keep the `k` most critical stages for `k` from all down to one, each
 /// whole and then thinned; the first configuration within the budget, or the smallest (the most
 /// critical stage thinned) marked as not reaching it.
@@ -117,18 +142,8 @@ fn plan_in_order(model: &Model, order: &[String], budget: i64) -> Result<CullPla
     for k in (1..=ranked.len()).rev() {
         let kept: Vec<String> = ranked[..k].iter().map(|s| s.to_string()).collect();
         for thin in [None, Some(Thin::Second)] {
-            let keep = keep_flags(model, &kept, thin);
-            let relus = kept_relus(model, &keep);
-            if relus == 0 {
+            let Some(p) = configuration(model, &ranked, &kept, thin, budget) else {
                 continue;
-            }
-            let p = CullPlan {
-                culled: ranked[k..].iter().map(|s| s.to_string()).collect(),
-                kept: kept.clone(),
-                thin,
-                relus,
-                reached: relus <= budget,
-                keep,
             };
             if p.reached {
                 return Ok(p);
@@ -153,23 +168,10 @@ fn plan_search(model: &Model, order: &[String], budget: i64) -> Result<CullPlan>
             .map(|k| ranked[k].clone())
             .collect();
         for thin in [None, Some(Thin::Second)] {
-            let keep = keep_flags(model, &kept, thin);
-            let relus = kept_relus(model, &keep);
-            if relus == 0 {
+            let Some(p) = configuration(model, &ranked, &kept, thin, budget) else {
                 continue;
-            }
-            let p = CullPlan {
-                culled: ranked
-                    .iter()
-                    .filter(|s| !kept.contains(s))
-                    .map(|s| s.to_string())
-                    .collect(),
-                kept: kept.clone(),
-                thin,
-                relus,
-                reached: relus <= budget,
-                keep,
             };
+            let relus = p.relus;
             if smallest.as_ref().is_none_or(|s| relus < s.relus) {
                 smallest = Some(p.clone());
             }
