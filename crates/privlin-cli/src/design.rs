@@ -104,18 +104,27 @@ fn criticality(a: CriticalityArgs) -> Result<()> {
             let spec = privlin::train::CheckpointSpec::load(&a.ckpt)?;
             let mut ft = FinetuneConfig::default();
             ft.train.batch_size = a.batch_size;
-            let (train, _) =
-                privlin::linearize::run::loaders(&spec, &ft.train, a.train_per_class, device)?;
-            // The holdout split where the checkpoint has one (the metric names the split).
-            let (select, split) =
-                privlin::linearize::run::selection_loader(&spec, &ft.train, device)?;
+            // Ranked on the holdout split where the checkpoint has one (the metric names it).
+            let data = privlin::linearize::run::checkpoint_loaders(
+                &spec,
+                &ft.train,
+                a.train_per_class,
+                device,
+            )?;
             let scratch = a
                 .out
                 .as_ref()
                 .and_then(|p| p.parent().map(|d| d.join("criticality-scratch")))
                 .unwrap_or_else(|| std::env::temp_dir().join("privlin-criticality"));
             deepreduce(
-                &a.ckpt, &train, &select, split, &ft, a.epochs, rank, &scratch,
+                &a.ckpt,
+                &data.train,
+                &data.select,
+                data.select_split,
+                &ft,
+                a.epochs,
+                rank,
+                &scratch,
             )?
         }
         "shapley" => {

@@ -205,8 +205,7 @@ impl Layout {
             };
             for m in ms.rev() {
                 let l = Layout::with(geom, ctx, tiles, tile_rows, plane, cb, m);
-                // The flood is sampled as a 128-bit integer.
-                if l.noise.margin_bits < 1.0 || l.noise.flood_log2 > 125.0 {
+                if !l.noise_fits() {
                     continue;
                 }
                 let cost = l.cost_ms(ctx);
@@ -308,7 +307,7 @@ impl Layout {
                 m,
             );
             l.host = Some(host_op);
-            (l.noise.margin_bits >= 1.0 && l.noise.flood_log2 <= 125.0).then_some(l)
+            l.noise_fits().then_some(l)
         })
     }
 
@@ -325,6 +324,11 @@ impl Layout {
             out[(oc * k + p) * k + p] = v;
         }
         out
+    }
+
+    /// At least one bit of noise margin, and a flood that can be sampled as a 128-bit integer.
+    fn noise_fits(&self) -> bool {
+        self.noise.margin_bits >= 1.0 && self.noise.flood_log2 <= 125.0
     }
 
     /// Input polynomials the client sends for this layer: none when it reads a host's.

@@ -33,13 +33,9 @@ pub fn cbd(rng: &mut ChaCha12Rng, n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// A uniform integer in `[-bound, bound]` (`bound < 2^126`) by rejection: the flooding noise.
-pub fn flood(rng: &mut ChaCha12Rng, bound: u128) -> i128 {
-    flood_offset(rng, bound) as i128 - bound as i128
-}
-
-/// The flooding noise plus `bound`: a uniform integer in `[0, 2 bound]`, by rejection (the
-/// answer reduces it modulo each prime without a sign).
+/// The flooding noise, a uniform integer in `[-bound, bound]` (`bound < 2^126`), plus `bound`:
+/// uniform in `[0, 2 bound]`, by rejection (the answer reduces it modulo each prime without a
+/// sign and subtracts `bound` there).
 pub fn flood_offset(rng: &mut ChaCha12Rng, bound: u128) -> u128 {
     let span = 2 * bound + 1;
     let bits = 128 - span.leading_zeros();
@@ -72,7 +68,9 @@ mod tests {
         assert!(e.iter().all(|v| v.abs() <= ETA as i64));
         assert!((var - ETA as f64 / 2.0).abs() < 0.5, "variance {var}");
         let b = (1u128 << 90) + 12345;
-        let f: Vec<i128> = (0..2000).map(|_| flood(&mut rng, b)).collect();
+        let f: Vec<i128> = (0..2000)
+            .map(|_| flood_offset(&mut rng, b) as i128 - b as i128)
+            .collect();
         assert!(f.iter().all(|v| v.unsigned_abs() <= b));
         assert!(f.iter().any(|&v| v < -(1i128 << 88)) && f.iter().any(|&v| v > 1i128 << 88));
     }

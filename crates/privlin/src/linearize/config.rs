@@ -287,7 +287,17 @@ impl LinearizeConfig {
             self.distill.temperature > 0.0,
             "linearize.distill.temperature must be positive"
         );
-        if self.method.as_deref() == Some("snl") {
+        if self.method.as_deref() == Some(super::Method::Snl.name()) {
+            self.check_snl_optimizer()?;
+        }
+        Ok(())
+    }
+
+    /// [`LinearizeConfig::validate`] for the section as `learner` will run it (a preset or a
+    /// sweep fills in the method later): the pipeline's check before any stage runs.
+    pub fn validate_for(&self, learner: super::Method) -> Result<()> {
+        self.validate()?;
+        if learner == super::Method::Snl {
             self.check_snl_optimizer()?;
         }
         Ok(())

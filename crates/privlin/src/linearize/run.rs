@@ -11,9 +11,8 @@ use super::senet::SenetMasks;
 use super::snl::{Schedule, Snl};
 use super::taylor::ProgressiveTaylor;
 use super::{BudgetOutcome, MaskLearner, Method, Targets, Teacher};
-use crate::data::Loader;
 use crate::nn::{Granularity, MaskSet, Model};
-pub use crate::train::data::{load_with_masks, loaders, selection_loader};
+pub use crate::train::data::{checkpoint_loaders, load_with_masks, loaders, CheckpointLoaders};
 use crate::train::{
     evaluate, fit, load_model, CheckpointSpec, EpochMetrics, FitOptions, MaskProgress,
 };
@@ -172,8 +171,7 @@ fn deepreduce_order(
     ar: &Path,
     model: &Model,
     cfg: &LinearizeConfig,
-    train: &Loader,
-    test: &Loader,
+    data: &CheckpointLoaders,
     out: &Path,
 ) -> Result<Vec<String>> {
     let d = &cfg.deepreduce;
@@ -189,9 +187,7 @@ fn deepreduce_order(
     ft.train.batch_size = cfg.train.batch_size;
     // Ranked on the holdout split, so the stages the preset keeps are not chosen on the images
     // it reports on (issue 39); the test split only where the checkpoint has no holdout.
-    let spec = crate::train::CheckpointSpec::load(ar)?;
-    let (select, split) = selection_loader(&spec, &cfg.train, test.device)?;
-    if split == "test" {
+    if data.select_split == "test" {
         eprintln!(
             "warning: {} has no holdout split (train with data.holdout > 0): stage criticality \
              is measured on the test split the run reports on",
@@ -200,9 +196,9 @@ fn deepreduce_order(
     }
     let c = crate::design::criticality::deepreduce(
         ar,
-        train,
-        &select,
-        split,
+        &data.train,
+        &data.select,
+        data.select_split,
         &ft,
         d.criticality_epochs,
         d.rank_by,
@@ -286,7 +282,8 @@ pub fn linearize_from(
         path_note = Some(seed_from_path(from, ar, cfg, targets.total, out)?);
         resume = true;
     }
-    let (train, test) = loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
+    let data = checkpoint_loaders(&spec, &cfg.train, cfg.train_per_class, device)?;
+    let (train, test) = (&data.train, &data.test);
     let total_steps = cfg.train.epochs * train.batches_per_epoch();
     let g = cfg.granularity;
     let mut learner: Box<dyn MaskLearner> = match method {
@@ -331,7 +328,7 @@ pub fn linearize_from(
             cfg.senet.clone(),
         )?),
         Method::DeepReduce => {
-            let order = deepreduce_order(ar, &model, cfg, &train, &test, out)?;
+            let order = deepreduce_order(ar, &model, cfg, &data, out)?;
             Box::new(DeepReduce::new(
                 &model,
                 teacher,
@@ -342,17 +339,17 @@ pub fn linearize_from(
             )?)
         }
     };
-    let ar_acc = evaluate(&model, &test, None).accuracy;
+    let ar_acc = evaluate(&model, test, None).accuracy;
     let t0 = Instant::now();
     let history = fit(
         &mut model,
-        &train,
+        train,
         learner.as_mut(),
         FitOptions {
             cfg: &cfg.train,
             out,
             resume,
-            eval: Some(&test),
+            eval: Some(test),
             eval_masks: None,
             label: &format!("linearize[{}]", method.name()),
             verbose: true,
@@ -364,7 +361,7 @@ pub fn linearize_from(
     let outcome = learner.outcome();
     let sites = site_counts(&model, &masks, Some(&targets))?;
     check_budget(&model, &sites, &targets, g, outcome)?;
-    let acc = evaluate(&model, &test, Some(&masks)).accuracy;
+    let acc = evaluate(&model, test, Some(&masks)).accuracy;
     model.save_weights(&out.join(crate::train::checkpoint::WEIGHTS_FILE))?;
     save_pr(out, &spec, &model, &masks)?;
     let report = StageReport {

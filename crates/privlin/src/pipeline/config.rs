@@ -154,9 +154,7 @@ impl PipelineConfig {
         cfg.budget
             .parse::<Budget>()
             .with_context(|| format!("config {origin}: budget"))?;
-        cfg.linearize
-            .validate()
-            .with_context(|| format!("config {origin}: [linearize]"))?;
+
         cfg.finetune
             .validate()
             .with_context(|| format!("config {origin}: [finetune]"))?;
@@ -167,13 +165,9 @@ impl PipelineConfig {
             .validate()
             .with_context(|| format!("config {origin}: [pi]"))?;
         let (imp, lin) = cfg.methods().with_context(|| format!("config {origin}"))?;
-        if lin == Method::Snl {
-            // SNL's one optimizer, checked before any stage runs.
-            let mut l = cfg.linearize.clone();
-            l.method = Some(lin.name().into());
-            l.validate()
-                .with_context(|| format!("config {origin}: [linearize]"))?;
-        }
+        cfg.linearize
+            .validate_for(lin)
+            .with_context(|| format!("config {origin}: [linearize]"))?;
         cfg.importance_config(imp.as_deref().unwrap_or("uniform"))
             .with_context(|| format!("config {origin}: [importance]"))?;
         Ok(cfg)

@@ -500,13 +500,10 @@ impl Plan {
                     let (imp_method, learner) = cfg
                         .methods()
                         .with_context(|| format!("sweep point `{tag}` at {b}"))?;
-                    if learner == LearnerMethod::Snl {
-                        // SNL's one optimizer, as `PipelineConfig::parse` checks for the base.
-                        let mut l = cfg.linearize.clone();
-                        l.method = Some(learner.name().into());
-                        l.validate()
-                            .with_context(|| format!("sweep point `{tag}` at {b}: [linearize]"))?;
-                    }
+                    // The section as this point's learner runs it (SNL's one optimizer).
+                    cfg.linearize
+                        .validate_for(learner)
+                        .with_context(|| format!("sweep point `{tag}` at {b}: [linearize]"))?;
                     points.push((b, cfg, imp_method, learner));
                 }
                 // SNL's path is the same for every budget until it stops: its points run from

@@ -279,17 +279,7 @@ pub fn reshape(
     let t0 = Instant::now();
     let mut notes = Vec::new();
     // The threshold follows the share of ReLUs the model keeps unless the config fixes it.
-    let share = {
-        let counts = masks.counts(pr_model.sites())?;
-        let (mut kept, mut capacity) = (0i64, 0i64);
-        for (i, site) in pr_model.sites().iter().enumerate() {
-            if pr_model.counted(i) {
-                kept += counts[i];
-                capacity += site.count();
-            }
-        }
-        kept as f64 / capacity.max(1) as f64
-    };
+    let share = kept_relus(&pr_model, &masks)? as f64 / pr_model.relu_count().max(1) as f64;
     let d_th = rc.d_th_for(share);
     notes.push(format!(
         "d_th = {d_th:.4} ({}; the model keeps {:.2} % of its ReLUs)",

@@ -9,15 +9,26 @@ use anyhow::{Context, Result};
 use std::path::Path;
 use tch::Device;
 
-/// Training and test loaders of a checkpoint's data (`per_class` limits the training split), in
-/// channels-last layout when `cfg.channels_last` (the models then go channels-last too:
-/// [`Model::use_channels_last`]).
-pub fn loaders(
+/// A checkpoint's data as loaders, from one load of its splits: training (`per_class` limits
+/// it), test, and the split a stage ranks with apart from the test split it reports on (the
+/// checkpoint's holdout split, `data.holdout`, or, when it has none, the test split, named as
+/// such so the caller can say so). Channels-last when `cfg.channels_last` (the models then go
+/// channels-last too: [`Model::use_channels_last`]).
+pub struct CheckpointLoaders {
+    pub train: Loader,
+    pub test: Loader,
+    pub select: Loader,
+    /// `holdout` or `test`.
+    pub select_split: &'static str,
+}
+
+/// [`CheckpointLoaders`] of `spec`'s data.
+pub fn checkpoint_loaders(
     spec: &CheckpointSpec,
     cfg: &crate::train::TrainConfig,
     per_class: Option<usize>,
     device: Device,
-) -> Result<(Loader, Loader)> {
+) -> Result<CheckpointLoaders> {
     let splits = spec
         .data
         .load()
@@ -26,7 +37,7 @@ pub fn loaders(
         Some(k) => std::sync::Arc::new(splits.train.limit_per_class(k)),
         None => splits.train.clone(),
     };
-    let mut train_loader = Loader::train(
+    let mut train = Loader::train(
         train,
         spec.normalization,
         cfg.batch_size,
@@ -34,36 +45,33 @@ pub fn loaders(
         spec.data.augment,
         device,
     );
-    let mut test_loader = Loader::eval(
-        splits.test.clone(),
-        spec.normalization,
-        cfg.eval_batch_size,
-        device,
-    );
-    train_loader.channels_last = cfg.channels_last;
-    test_loader.channels_last = cfg.channels_last;
-    Ok((train_loader, test_loader))
+    let eval = |set| {
+        let mut l = Loader::eval(set, spec.normalization, cfg.eval_batch_size, device);
+        l.channels_last = cfg.channels_last;
+        l
+    };
+    let (select, select_split) = match &splits.holdout {
+        Some(h) => (eval(h.clone()), "holdout"),
+        None => (eval(splits.test.clone()), "test"),
+    };
+    train.channels_last = cfg.channels_last;
+    Ok(CheckpointLoaders {
+        train,
+        test: eval(splits.test.clone()),
+        select,
+        select_split,
+    })
 }
 
-/// The split a stage ranks with, apart from the test split it reports on: the checkpoint's
-/// holdout split (`data.holdout`), or, when the checkpoint has none, the test split named as
-/// such (the caller says so).
-pub fn selection_loader(
+/// Training and test loaders of a checkpoint's data ([`checkpoint_loaders`]).
+pub fn loaders(
     spec: &CheckpointSpec,
     cfg: &crate::train::TrainConfig,
+    per_class: Option<usize>,
     device: Device,
-) -> Result<(Loader, &'static str)> {
-    let splits = spec
-        .data
-        .load()
-        .with_context(|| format!("loading the data from `{}`", spec.data.source))?;
-    let (set, name) = match &splits.holdout {
-        Some(h) => (h.clone(), "holdout"),
-        None => (splits.test.clone(), "test"),
-    };
-    let mut l = Loader::eval(set, spec.normalization, cfg.eval_batch_size, device);
-    l.channels_last = cfg.channels_last;
-    Ok((l, name))
+) -> Result<(Loader, Loader)> {
+    let l = checkpoint_loaders(spec, cfg, per_class, device)?;
+    Ok((l.train, l.test))
 }
 
 /// Load a checkpoint and its masks (`spec.masks`), if it has any.
