@@ -174,6 +174,7 @@ fn equalize_cmd(a: EqualizeArgs) -> Result<()> {
         shallow: Vec::new(),
         shallow_kernel: 3,
         aux: None,
+        graph: None,
     };
     base.validate()?;
     let cands = equalize(&EqualizeConfig {

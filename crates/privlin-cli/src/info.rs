@@ -66,6 +66,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
             shallow: Vec::new(),
             shallow_kernel: 3,
             aux: None,
+            graph: None,
         },
     };
     crate::common::runtime("cpu", a.rt.threads.unwrap_or(0))?;

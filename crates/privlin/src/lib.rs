@@ -13,6 +13,7 @@ pub mod info;
 pub mod io;
 pub mod linearize;
 pub mod nn;
+pub mod onnx;
 pub mod pi;
 pub mod pipeline;
 pub mod plot;

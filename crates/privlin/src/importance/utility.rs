@@ -209,6 +209,7 @@ fn stack_state(s: &State, k: usize) -> State {
         x: rep(&s.x),
         skip: s.skip.as_ref().map(rep),
         aux: s.aux.as_ref().map(rep),
+        live: s.live.iter().map(|(v, t)| (*v, rep(t))).collect(),
     }
 }
 

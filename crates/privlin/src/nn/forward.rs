@@ -178,6 +178,12 @@ impl<'a> Forward<'a> {
 
     /// The activation site `name`: `m * act(x) + (1 - m) * x` with this pass's mask for it.
     pub fn site(&mut self, name: &str, kind: SiteKind, x: &Tensor) -> Tensor {
+        self.site_as(name, kind, self.act, x)
+    }
+
+    /// [`Forward::site`] with the site's own activation `act` instead of the model's (an
+    /// imported `Clip(0, 6)` is a ReLU6 site in a ReLU model).
+    pub fn site_as(&mut self, name: &str, kind: SiteKind, act: Activation, x: &Tensor) -> Tensor {
         let idx = self.next_site;
         self.next_site += 1;
         if let Some(trace) = self.trace.as_mut() {
@@ -200,9 +206,9 @@ impl<'a> Forward<'a> {
             self.masks.map(|m| m.get(idx)).unwrap_or(&SiteMask::Keep)
         };
         let mut out = match mask {
-            SiteMask::Keep => self.act.apply(x),
+            SiteMask::Keep => act.apply(x),
             SiteMask::Identity => x.shallow_clone(),
-            SiteMask::Tensor(m) => apply_mask(self.act, x, m),
+            SiteMask::Tensor(m) => apply_mask(act, x, m),
         };
         if let Some(taps) = self.taps.as_mut() {
             let probe = self.probes.then(|| {

@@ -2,6 +2,7 @@
 
 pub mod auxiliary;
 pub mod forward;
+pub mod graph;
 pub mod layers;
 pub mod mask;
 pub mod model;
@@ -27,6 +28,9 @@ pub struct State {
     pub skip: Option<tch::Tensor>,
     /// The input of a trained (not served) auxiliary classifier, then its activated features.
     pub aux: Option<tch::Tensor>,
+    /// Values of an imported graph that later segments still read ([`graph::GraphNet`]),
+    /// by value index.
+    pub live: Vec<(usize, tch::Tensor)>,
 }
 
 impl State {
@@ -35,6 +39,7 @@ impl State {
             x: x.shallow_clone(),
             skip: None,
             aux: None,
+            live: Vec::new(),
         }
     }
 
@@ -43,6 +48,11 @@ impl State {
             x: self.x.shallow_clone(),
             skip: self.skip.as_ref().map(|t| t.shallow_clone()),
             aux: self.aux.as_ref().map(|t| t.shallow_clone()),
+            live: self
+                .live
+                .iter()
+                .map(|(v, t)| (*v, t.shallow_clone()))
+                .collect(),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::forward::{Forward, LayerInfo, Trace};
 use super::mask::MaskSet;
 use super::site::SiteInfo;
 use super::spec::{Arch, ModelSpec};
-use super::{resnet, resnet9, vgg, wrn, Net, State};
+use super::{graph, resnet, resnet9, vgg, wrn, Net, State};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,6 +80,10 @@ impl Model {
             }
             Arch::Vgg11 | Arch::Vgg16 => Box::new(vgg::Vgg::new(&root, &spec)),
             Arch::Wrn { .. } => Box::new(wrn::Wrn::new(&root, &spec)),
+            Arch::Graph => Box::new(graph::GraphNet::new(
+                &root,
+                spec.graph.as_deref().expect("checked by validate"),
+            )),
         };
         let mut model = Model {
             spec,

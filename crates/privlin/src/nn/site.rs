@@ -17,6 +17,8 @@ pub enum Activation {
     #[default]
     Relu,
     Silu,
+    /// `min(max(x, 0), 6)` (MobileNet's; an imported `Clip(0, 6)`).
+    Relu6,
 }
 
 impl Activation {
@@ -24,6 +26,7 @@ impl Activation {
         match self {
             Activation::Relu => x.relu(),
             Activation::Silu => x.silu(),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
         }
     }
 }
@@ -34,7 +37,8 @@ impl std::str::FromStr for Activation {
         match s.to_ascii_lowercase().as_str() {
             "relu" => Ok(Activation::Relu),
             "silu" | "swish" => Ok(Activation::Silu),
-            other => anyhow::bail!("unknown activation `{other}` (expected relu or silu)"),
+            "relu6" => Ok(Activation::Relu6),
+            other => anyhow::bail!("unknown activation `{other}` (expected relu, relu6 or silu)"),
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum Arch {
         beta: i64,
         gamma: i64,
     },
+    /// A network imported from ONNX (`privlin import`): its graph is the spec's `graph`.
+    Graph,
 }
 
 impl Arch {
@@ -105,6 +107,7 @@ impl fmt::Display for Arch {
             Arch::Vgg16 => f.write_str("vgg16"),
             Arch::Wrn { depth, k } => write!(f, "wrn-{depth}-{k}"),
             Arch::Hrn { alpha, beta, gamma } => write!(f, "hrn-{alpha}x{beta}x{gamma}x"),
+            Arch::Graph => f.write_str("graph"),
         }
     }
 }
@@ -120,6 +123,7 @@ impl FromStr for Arch {
             "resnet50" | "resnet-50" => Arch::Resnet50,
             "vgg11" | "vgg-11" | "vgg11-bn" | "vgg11bn" => Arch::Vgg11,
             "vgg16" | "vgg-16" | "vgg16-bn" | "vgg16bn" => Arch::Vgg16,
+            "graph" => Arch::Graph,
             _ if l.starts_with("hrn") => return parse_hrn(&l[3..], s.trim()),
             _ => {
                 let rest = l.strip_prefix("wrn").map(|r| r.trim_start_matches('-'));
@@ -330,6 +334,10 @@ pub struct ModelSpec {
     /// The auxiliary classifier, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aux: Option<AuxHead>,
+    /// The imported network of `arch = "graph"` (`privlin import`): operations, shapes and
+    /// parameter names; the weights are the checkpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<Box<privlin_onnx::Graph>>,
 }
 
 fn three() -> i64 {
@@ -369,7 +377,72 @@ impl ModelSpec {
             shallow: Vec::new(),
             shallow_kernel: 3,
             aux: None,
+            graph: None,
         }
+    }
+
+    /// The spec of an imported graph: input size and classes from the graph.
+    pub fn imported(graph: privlin_onnx::Graph) -> Self {
+        let mut s = ModelSpec::new(Arch::Graph);
+        s.input_size = graph.input_shape.get(1).copied().unwrap_or(0);
+        s.classes = graph.classes();
+        s.graph = Some(Box::new(graph));
+        s
+    }
+
+    /// An imported graph's own checks: the graph is consistent, reads square RGB images of the
+    /// spec's size, gives the spec's classes, and no zoo-only option is set.
+    fn validate_graph(&self) -> Result<()> {
+        let Some(g) = &self.graph else {
+            bail!("arch `graph` without a graph: imported models come from `privlin import MODEL.onnx --out DIR`");
+        };
+        g.check()?;
+        if g.input_shape != [3, self.input_size, self.input_size] {
+            bail!(
+                "the imported graph reads (batch, {:?}); privlin feeds square RGB images of input_size {} (batch, 3, {}, {})",
+                g.input_shape,
+                self.input_size,
+                self.input_size,
+                self.input_size
+            );
+        }
+        if g.classes() != self.classes {
+            bail!(
+                "the imported graph gives {} outputs, the spec says {} classes",
+                g.classes(),
+                self.classes
+            );
+        }
+        if self.width != 1.0 {
+            bail!(
+                "width {} on an imported graph: its channel counts are the graph's (width 1)",
+                self.width
+            );
+        }
+        if self.activation != Activation::Relu {
+            bail!("activation `{:?}` on an imported graph: its sites are its own Relu and Clip(0, 6) nodes", self.activation);
+        }
+        let zoo_only = [
+            ("blocks", self.blocks.is_some()),
+            ("stem_stride", self.stem_stride != 1),
+            ("cull", !self.cull.is_empty()),
+            ("thin", self.thin.is_some()),
+            ("gated", !self.gated.is_empty()),
+            ("shallow", !self.shallow.is_empty()),
+            ("aux", self.aux.is_some()),
+        ];
+        if let Some((what, _)) = zoo_only.iter().find(|(_, set)| *set) {
+            bail!(
+                "`{what}` needs a residual zoo model (resnet18/34/50, hrn-*, wrn-*); an imported graph has no stages or blocks that privlin knows of"
+            );
+        }
+        if let Some(n) = g.nodes.iter().find(|n| {
+            matches!(&n.op, privlin_onnx::Op::AvgPool { window, .. }
+                if window.ceil && (window.pads[0] != window.pads[2] || window.pads[1] != window.pads[3]))
+        }) {
+            bail!("node `{}`: average pooling with asymmetric pads in ceil mode is not supported", n.name);
+        }
+        Ok(())
     }
 
     /// Residual block names in forward order (`layer2.1`, `block1.layer.0`); empty for
@@ -516,6 +589,15 @@ impl ModelSpec {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if self.arch == Arch::Graph || self.graph.is_some() {
+            if self.arch != Arch::Graph {
+                bail!(
+                    "a graph in the spec of arch `{}`: only `graph` models carry one",
+                    self.arch
+                );
+            }
+            return self.validate_graph();
+        }
         if !(self.width > 0.0 && self.width.is_finite()) {
             bail!("width multiplier must be positive, got {}", self.width);
         }

@@ -4,7 +4,7 @@ use super::optim::OptimizerConfig;
 use super::schedule::ScheduleConfig;
 use crate::data::DataConfig;
 use crate::nn::{Activation, Arch, Convention, ModelSpec};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -68,7 +68,11 @@ impl ModelConfig {
             shallow: Vec::new(),
             shallow_kernel: 3,
             aux: None,
+            graph: None,
         };
+        if arch == Arch::Graph {
+            bail!("model.arch = \"graph\": an imported graph is not built from a config; import it with `privlin import MODEL.onnx --out DIR` and start from that checkpoint");
+        }
         spec.validate()?;
         Ok(spec)
     }
