@@ -8,6 +8,7 @@ mod importance;
 mod importance_flags;
 mod info;
 mod linearize;
+mod onnx;
 mod pi;
 
 mod pipeline;
@@ -34,6 +35,11 @@ enum Command {
     /// The main job: the `privshap` pipeline of configs/demo.toml (built in) on synthetic data:
     /// train, Shapley importance, budgets, gradient-projection masks, fine-tuning, report.
     Demo(pipeline::RunArgs),
+    /// Import an ONNX model (opset 13+) as a privlin checkpoint: a graph model with a site at
+    /// every Relu and Clip(0, 6), trainable and linearizable like the zoo's.
+    Import(onnx::ImportArgs),
+    /// Write a checkpoint (imported or zoo, masks and fine-tuned weights included) as ONNX.
+    ExportOnnx(onnx::ExportOnnxArgs),
     /// Evaluate a checkpoint (optionally with masks or with every site linearized).
     Eval(eval::EvalArgs),
     /// Per-site ReLU counts, MACs and parameters of an architecture or checkpoint.
@@ -91,6 +97,8 @@ fn main() {
     let result = match cli.command {
         Command::Train(a) => train::run(a),
         Command::Demo(a) => pipeline::run(a, true),
+        Command::Import(a) => onnx::run_import(a),
+        Command::ExportOnnx(a) => onnx::run_export(a),
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info::run(a),
         Command::Importance(a) => importance::run_importance(a),

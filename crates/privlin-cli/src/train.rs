@@ -21,6 +21,10 @@ pub struct TrainArgs {
     /// Architecture: resnet9, resnet18, resnet34, resnet50, vgg11, vgg16, wrn-D-K, hrn-AxBxCx.
     #[arg(long)]
     arch: Option<String>,
+    /// Start from this checkpoint's architecture, weights and normalization (a model brought in
+    /// by `privlin import`, or any privlin checkpoint): fine-tuning on the data.
+    #[arg(long)]
+    from: Option<PathBuf>,
     /// Cull (remove every ReLU of) these stages, e.g. stem,s1 (DeepReDuce).
     #[arg(long, value_delimiter = ',')]
     cull: Option<Vec<String>>,
@@ -115,6 +119,9 @@ fn build_config(a: &TrainArgs) -> Result<RunConfig> {
     }
     if a.teacher.is_some() {
         c.teacher = a.teacher.clone();
+    }
+    if a.from.is_some() {
+        c.model.from = a.from.clone();
     }
     set!(a.width, c.model.width);
     set!(a.convention, c.model.convention);

@@ -514,6 +514,27 @@ pub fn import(bytes: &[u8]) -> Result<Imported> {
             "the output `{output}` is not computed from the input"
         )));
     }
+    // A declared output shape (batch excluded) must be what the graph computes.
+    if let Some(declared) = value_shape(&g.output[0]) {
+        let got = &b.shapes[&out];
+        let fixed: Vec<Option<i64>> = declared.iter().skip(1).copied().collect();
+        let agrees = fixed.len() == got.len()
+            && fixed
+                .iter()
+                .zip(got)
+                .all(|(d, g)| d.is_none_or(|d| d == *g));
+        if !declared.is_empty() && !agrees {
+            let node = b
+                .nodes
+                .iter()
+                .find(|n| n.output == out)
+                .map_or(out.clone(), |n| n.name.clone());
+            return Err(Error::Shape {
+                node,
+                msg: format!("the graph declares its output `{output}` as {declared:?} (None: free), the operations give (batch, {got:?})"),
+            });
+        }
+    }
     let graph = Graph {
         input: input.name().to_string(),
         input_shape,

@@ -166,6 +166,7 @@ pub fn model_config(c: &Candidate, base: &ModelSpec) -> crate::train::ModelConfi
         stem_stride: base.stem_stride,
         cull: Vec::new(),
         thin: None,
+        from: None,
     }
 }
 

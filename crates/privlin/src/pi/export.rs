@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 /// PyTorch's default batch-norm epsilon, which privlin's BatchNorm layers use.
 const BN_EPS: f64 = 1e-5;
 
-fn to_vec(t: &Tensor) -> Vec<f32> {
+pub(crate) fn to_vec(t: &Tensor) -> Vec<f32> {
     let t = t
         .to_device(Device::Cpu)
         .to_kind(Kind::Float)
@@ -58,6 +58,9 @@ pub fn unsupported(model: &Model) -> Option<String> {
             "blocks {} are still gated (main and shallow branch mixed by a training-time gate): export the checkpoint the reshape stage writes at its end, not its gated/ training directory",
             model.spec.gated.join(", ")
         ));
+    }
+    if let Some(g) = &model.spec.graph {
+        return super::export_graph::unsupported(g);
     }
     if model.graph().is_none() {
         return Some(format!(
@@ -119,6 +122,9 @@ pub fn export(
 ) -> Result<ModelFile> {
     if let Some(why) = unsupported(model) {
         bail!("{why}");
+    }
+    if let Some(g) = &model.spec.graph {
+        return super::export_graph::export(model, g, masks, norm, name);
     }
     let graph = model.graph().expect("checked by unsupported()");
     let tensors: HashMap<String, Tensor> = model.named_tensors().into_iter().collect();

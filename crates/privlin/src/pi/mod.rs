@@ -4,6 +4,7 @@
 //! under each network profile ([`measure`]).
 
 pub mod export;
+pub mod export_graph;
 pub mod families;
 pub mod images;
 pub mod measure;

@@ -28,6 +28,12 @@ pub struct ModelConfig {
     /// Thinning: `second` (DeepReDuce) or `first`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thin: Option<String>,
+    /// Start from this checkpoint (an ONNX model brought in by `privlin import`, or any privlin
+    /// checkpoint): its architecture, weights and input normalization; `arch`, `width`,
+    /// `activation`, `blocks`, `stem_stride`, `cull` and `thin` are then the checkpoint's and
+    /// only `convention` applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -41,12 +47,34 @@ impl Default for ModelConfig {
             stem_stride: 1,
             cull: Vec::new(),
             thin: None,
+            from: None,
         }
     }
 }
 
 impl ModelConfig {
     pub fn spec(&self, input_size: i64, classes: i64) -> Result<ModelSpec> {
+        if let Some(dir) = &self.from {
+            let ckpt = super::CheckpointSpec::load(dir).with_context(|| {
+                format!("model.from = {}: not a privlin checkpoint", dir.display())
+            })?;
+            let mut spec = ckpt.model;
+            if spec.input_size != input_size || spec.classes != classes {
+                bail!(
+                    "model.from = {}: the model reads {}x{} images into {} classes, the data has {}x{} images and {} classes (import with --input-size, or resize the data with data.size)",
+                    dir.display(),
+                    spec.input_size,
+                    spec.input_size,
+                    spec.classes,
+                    input_size,
+                    input_size,
+                    classes
+                );
+            }
+            spec.convention = self.convention.parse().context("model.convention")?;
+            spec.validate()?;
+            return Ok(spec);
+        }
         let arch: Arch = self.arch.parse().context("model.arch")?;
         let convention: Convention = self.convention.parse().context("model.convention")?;
         let thin = match &self.thin {

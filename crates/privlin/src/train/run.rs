@@ -49,6 +49,23 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
         t_load.elapsed().as_secs_f64()
     );
     let spec = cfg.model.spec(splits.train.size, splits.classes() as i64)?;
+    // A model that starts from a checkpoint (an imported one) keeps the normalization its
+    // weights were trained with.
+    let mut splits = splits;
+    if let Some(dir) = &cfg.model.from {
+        let from = CheckpointSpec::load(dir)?;
+        if from.normalization != splits.norm {
+            eprintln!(
+                "model.from = {}: using its input normalization {:?} / {:?} (the data's own is {:?} / {:?})",
+                dir.display(),
+                from.normalization.mean,
+                from.normalization.std,
+                splits.norm.mean,
+                splits.norm.std
+            );
+            splits.norm = from.normalization;
+        }
+    }
     let out = cfg.out.clone();
     let ckpt_spec = CheckpointSpec {
         model: spec.clone(),
@@ -74,6 +91,9 @@ pub fn train(cfg: &RunConfig, resume: bool) -> Result<TrainOutcome> {
     ckpt_spec.save(&out)?;
 
     let mut model = Model::seeded(spec, device, cfg.train.seed)?;
+    if let Some(dir) = &cfg.model.from {
+        model.load_weights(&dir.join(super::checkpoint::WEIGHTS_FILE))?;
+    }
     model.use_channels_last(cfg.train.channels_last)?;
     let info = ModelInfo::of(&model);
     eprintln!(
