@@ -135,21 +135,67 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), r"{
     ]);
     assert!(!ok && err.contains("--classes 100"), "{err}");
     assert!(!target.exists());
-    // Private inference says which node the engine cannot run yet.
+    // Private inference says which node the engine cannot run yet: MobileNetV2's ReLU6 sites
+    // (and depthwise convolutions).
+    generate(dir.path(), "mobilenet_v2");
+    let mbv2 = dir.path().join("mbv2");
     let (ok, _, err) = privlin(&[
         "import",
-        s(&dir.path().join("concat_cnn.onnx")),
+        s(&dir.path().join("mobilenet_v2.onnx")),
         "--out",
-        s(&target),
+        s(&mbv2),
     ]);
     assert!(ok, "{err}");
     let (ok, _, err) = privlin(&[
         "pi",
         "export",
         "--ckpt",
-        s(&target),
+        s(&mbv2),
         "--out",
         s(&dir.path().join("pi")),
     ]);
-    assert!(!ok && err.contains("concatenation"), "{err}");
+    assert!(
+        !ok && err.contains("node `stem.2`") && err.contains("ReLU6"),
+        "{err}"
+    );
+}
+
+/// torchvision's stem (7x7 stride 2, a 3x3 max-pool of stride 2 and padding 1) and a
+/// concatenation of two branches run under the protocol: the private class is the fixed-point
+/// model's on every image, no value leaves the circuits' range.
+#[test]
+fn imported_stems_and_concatenations_run_privately() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), "tv_resnet18,concat_cnn");
+    for m in ["tv_resnet18", "concat_cnn"] {
+        let ckpt = dir.path().join(m);
+        let (ok, _, err) = privlin(&[
+            "import",
+            s(&dir.path().join(format!("{m}.onnx"))),
+            "--out",
+            s(&ckpt),
+            "--mean",
+            "0.5,0.5,0.5",
+            "--std",
+            "0.25,0.25,0.25",
+        ]);
+        assert!(ok, "{err}");
+        let out = dir.path().join(format!("{m}-pi"));
+        let (ok, _, err) = privlin(&[
+            "pi",
+            "measure",
+            "--ckpt",
+            s(&ckpt),
+            "--out",
+            s(&out),
+            "--images",
+            "2",
+        ]);
+        assert!(ok, "{m}: {err}");
+        let pi: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("pi.json")).unwrap()).unwrap();
+        assert_eq!(pi["images"], 2, "{m}");
+        assert_eq!(pi["gc_overflows"], 0, "{m}: {pi}");
+        assert_eq!(pi["agree_fixed_point"], pi["agree_float"], "{m}: {pi}");
+    }
 }

@@ -153,21 +153,46 @@ pub fn sum_pool(
 
 /// The values of every max-pool window, window by window (output position order `(C, H', W')`,
 /// inside a window row-major): the inputs of the max-pool circuits.
-pub fn pool_windows(x: &[u64], [c, h, w]: [usize; 3], kernel: usize, stride: usize) -> Vec<u64> {
-    let ho = (h - kernel) / stride + 1;
-    let wo = (w - kernel) / stride + 1;
+pub fn pool_windows(
+    x: &[u64],
+    [c, h, w]: [usize; 3],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Vec<u64> {
+    let ho = (h + 2 * padding - kernel) / stride + 1;
+    let wo = (w + 2 * padding - kernel) / stride + 1;
+    // A cell outside the map repeats the nearest cell inside it (same window when
+    // 2 padding <= kernel): the window's maximum is unchanged.
+    let clamp = |i: usize, n: usize| i.saturating_sub(padding).min(n - 1);
     let mut out = Vec::with_capacity(c * ho * wo * kernel * kernel);
     for ch in 0..c {
         for oh in 0..ho {
             for ow in 0..wo {
                 for kh in 0..kernel {
-                    let row = (ch * h + oh * stride + kh) * w + ow * stride;
-                    out.extend_from_slice(&x[row..row + kernel]);
+                    let r = clamp(oh * stride + kh, h);
+                    if padding == 0 {
+                        let row = (ch * h + r) * w + ow * stride;
+                        out.extend_from_slice(&x[row..row + kernel]);
+                    } else {
+                        for kw in 0..kernel {
+                            out.push(x[(ch * h + r) * w + clamp(ow * stride + kw, w)]);
+                        }
+                    }
                 }
             }
         }
     }
     out
+}
+
+/// Values `parts` (each with the bits `d` that bring it to the output's scale) concatenated
+/// along channels.
+pub fn concat_aligned(parts: &[(&[u64], u32)], ring: &Ring) -> Vec<u64> {
+    parts
+        .iter()
+        .flat_map(|(v, d)| v.iter().map(move |&x| ring.reduce(x << d)))
+        .collect()
 }
 
 /// `a * 2^da + b * 2^db`: a residual addition aligned to the larger scale.
@@ -181,6 +206,46 @@ pub fn add_aligned(a: &[u64], da: u32, b: &[u64], db: u32, ring: &Ring) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A padded max-pool's windows have the maximum of the window's cells inside the map (the
+    /// definition with -inf padding, PyTorch's), for every padding up to half the kernel.
+    #[test]
+    fn padded_pool_windows_keep_the_maximum() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for &(c, h, w, k, s, p) in &[
+            (2, 7, 5, 3, 2, 1),
+            (1, 4, 4, 2, 2, 1),
+            (3, 6, 6, 5, 1, 2),
+            (1, 3, 3, 3, 1, 1),
+        ] {
+            let x: Vec<u64> = (0..c * h * w).map(|_| rng.gen_range(0..1000)).collect();
+            let got = pool_windows(&x, [c, h, w], k, s, p);
+            let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            assert_eq!(got.len(), c * ho * wo * k * k);
+            for ch in 0..c {
+                for oh in 0..ho {
+                    for ow in 0..wo {
+                        let mut want = None::<u64>;
+                        for kh in 0..k {
+                            for kw in 0..k {
+                                let (r, q) = (
+                                    (oh * s + kh) as i64 - p as i64,
+                                    (ow * s + kw) as i64 - p as i64,
+                                );
+                                if r >= 0 && q >= 0 && (r as usize) < h && (q as usize) < w {
+                                    let v = x[(ch * h + r as usize) * w + q as usize];
+                                    want = Some(want.map_or(v, |m: u64| m.max(v)));
+                                }
+                            }
+                        }
+                        let win = &got[((ch * ho + oh) * wo + ow) * k * k..][..k * k];
+                        assert_eq!(win.iter().max().copied(), want, "{c} {h} {w} {k} {s} {p}");
+                    }
+                }
+            }
+        }
+    }
 
     /// The direct convolution against a naive definition, with padding and stride.
     #[test]

@@ -22,6 +22,10 @@ pub const MAX_VALUE_ELEMENTS: usize = 1 << 26;
 /// the window's area).
 pub const MAX_POOL_KERNEL: usize = 8;
 
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
 /// One operation of the exported graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -47,12 +51,17 @@ pub enum Op {
         kernel: usize,
         stride: usize,
     },
-    /// Max pooling (no padding) of `kernel x kernel` windows: a garbled circuit over the shares
-    /// of each window returns a fresh sharing of its maximum (scale unchanged).
+    /// Max pooling of `kernel x kernel` windows: a garbled circuit over the shares of each window
+    /// returns a fresh sharing of its maximum (scale unchanged). With `padding`, windows reach
+    /// `padding` cells past each border (at most half the kernel, as in PyTorch) and a cell
+    /// outside the map repeats the nearest cell inside it, which lies in the same window: the
+    /// maximum is that of the window's cells inside the map, as with -inf padding.
     MaxPool {
         input: usize,
         kernel: usize,
         stride: usize,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        padding: usize,
     },
     /// Per-channel affine map `y[c] = w[c] x[c] + b[c]`, weight `(C)` and bias `(C)`: a diagonal
     /// weight layer (a batch norm no convolution precedes, e.g. WRN's pre-activation one). Its
@@ -66,6 +75,9 @@ pub enum Op {
     },
     /// Residual addition.
     Add { inputs: [usize; 2] },
+    /// Concatenation along channels (every input of the same height and width), aligned to the
+    /// largest input scale: local on the shares.
+    Concat { inputs: Vec<usize> },
     /// Activation site: ReLU at the listed active positions, identity elsewhere.
     Relu { input: usize, site: String },
 }
@@ -80,6 +92,7 @@ impl Op {
             | Op::ChannelAffine { input, .. }
             | Op::Relu { input, .. } => vec![*input],
             Op::Add { inputs } => inputs.to_vec(),
+            Op::Concat { inputs } => inputs.clone(),
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -90,6 +103,7 @@ impl Op {
             Op::MaxPool { .. } => "max_pool",
             Op::ChannelAffine { .. } => "channel_affine",
             Op::Add { .. } => "add",
+            Op::Concat { .. } => "concat",
             Op::Relu { .. } => "relu",
         }
     }
@@ -260,7 +274,17 @@ impl Arch {
                     input,
                     kernel,
                     stride,
+                    ..
                 } => {
+                    let padding = match op {
+                        Op::MaxPool { padding, .. } => *padding,
+                        _ => 0,
+                    };
+                    if 2 * padding > *kernel {
+                        return Err(bad(format!(
+                            "padding {padding} above half the {kernel}x{kernel} window"
+                        )));
+                    }
                     let s = &shapes[*input];
                     // A max-pool window is one garbled circuit: its area is bounded.
                     let max = match op {
@@ -271,18 +295,18 @@ impl Arch {
                         || *kernel == 0
                         || *kernel > max
                         || *stride == 0
-                        || s[1] < *kernel
-                        || s[2] < *kernel
+                        || s[1] + 2 * padding < *kernel
+                        || s[2] + 2 * padding < *kernel
                     {
                         return Err(bad(format!(
-                            "kernel {kernel} stride {stride} on {s:?} (max-pool windows at most \
-                             {MAX_POOL_KERNEL})"
+                            "kernel {kernel} stride {stride} padding {padding} on {s:?} (max-pool \
+                             windows at most {MAX_POOL_KERNEL})"
                         )));
                     }
                     vec![
                         s[0],
-                        (s[1] - kernel) / stride + 1,
-                        (s[2] - kernel) / stride + 1,
+                        (s[1] + 2 * padding - kernel) / stride + 1,
+                        (s[2] + 2 * padding - kernel) / stride + 1,
                     ]
                 }
                 Op::ChannelAffine {
@@ -299,6 +323,27 @@ impl Arch {
                         )));
                     }
                     s.clone()
+                }
+                Op::Concat { inputs } => {
+                    let first = &shapes[inputs
+                        .first()
+                        .copied()
+                        .ok_or_else(|| bad("no input".into()))?];
+                    if inputs.len() > 64
+                        || inputs.iter().any(|&v| {
+                            shapes[v].len() != 3 || first.len() != 3 || shapes[v][1..] != first[1..]
+                        })
+                    {
+                        return Err(bad(format!(
+                            "inputs {:?} are not 1 to 64 maps of one height and width",
+                            inputs.iter().map(|&v| &shapes[v]).collect::<Vec<_>>()
+                        )));
+                    }
+                    vec![
+                        inputs.iter().map(|&v| shapes[v][0]).sum(),
+                        first[1],
+                        first[2],
+                    ]
                 }
                 Op::Add { inputs } => {
                     if shapes[inputs[0]] != shapes[inputs[1]] {
@@ -609,7 +654,18 @@ pub fn value_scales(arch: &Arch, ring: &Ring) -> Result<Vec<u32>> {
     let mut sc = vec![f];
     for (i, op) in arch.ops().iter().enumerate() {
         let s = match op {
-            Op::Conv { input, .. } | Op::Linear { input, .. } => sc[*input] + f,
+            // An input above scale f (a weight layer reading another's output or a channel
+            // affine's, as imported graphs may) is truncated to f first, like a channel affine's:
+            // the output is at 2f, never at the 3f that no site's circuit could read.
+            Op::Conv { input, .. } | Op::Linear { input, .. } => {
+                if sc[*input] < f {
+                    return Err(MpcError::model(format!(
+                        "op {i}: weight layer input at scale {}",
+                        sc[*input]
+                    )));
+                }
+                2 * f
+            }
             Op::AvgPool { input, .. } | Op::MaxPool { input, .. } => sc[*input],
             Op::ChannelAffine { input, .. } => {
                 if sc[*input] < f {
@@ -621,6 +677,7 @@ pub fn value_scales(arch: &Arch, ring: &Ring) -> Result<Vec<u32>> {
                 2 * f
             }
             Op::Add { inputs } => sc[inputs[0]].max(sc[inputs[1]]),
+            Op::Concat { inputs } => inputs.iter().map(|&v| sc[v]).max().unwrap_or(f),
             Op::Relu { input, .. } => {
                 if sc[*input] < f {
                     return Err(MpcError::model(format!(
@@ -643,11 +700,15 @@ pub fn value_scales(arch: &Arch, ring: &Ring) -> Result<Vec<u32>> {
 }
 
 /// Bits by which op `i` truncates its input locally on the shares before computing: a site's
-/// identity positions (and, inside the circuit, its active ones) and a channel affine's input
-/// come to scale `f`; other ops do not truncate.
+/// identity positions (and, inside the circuit, its active ones) and the input of a weight layer
+/// (channel affine, or a convolution or linear layer reading a value above scale `f`) come to
+/// scale `f`; other ops do not truncate.
 pub fn input_shift(arch: &Arch, scales: &[u32], ring: &Ring, i: usize) -> u32 {
     match &arch.ops()[i] {
-        Op::Relu { input, .. } | Op::ChannelAffine { input, .. } => scales[*input] - ring.frac,
+        Op::Relu { input, .. }
+        | Op::ChannelAffine { input, .. }
+        | Op::Conv { input, .. }
+        | Op::Linear { input, .. } => scales[*input] - ring.frac,
         _ => 0,
     }
 }

@@ -86,6 +86,14 @@ pub fn forward_with(
                 let s = &arch.shapes[*input];
                 linalg::sum_pool(&vals[*input], [s[0], s[1], s[2]], *kernel, *stride, ring)
             }
+            Op::Concat { inputs } => {
+                let s = model.scales[i + 1];
+                let parts: Vec<(&[u64], u32)> = inputs
+                    .iter()
+                    .map(|&v| (vals[v].as_slice(), s - model.scales[v]))
+                    .collect();
+                linalg::concat_aligned(&parts, ring)
+            }
             Op::Add { inputs: [a, b] } => {
                 let s = model.scales[i + 1];
                 linalg::add_aligned(

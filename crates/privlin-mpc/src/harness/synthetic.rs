@@ -27,6 +27,12 @@ pub struct Spec {
     /// Pre-activation blocks: `affine -> site -> conv -> site -> conv (+ x)`, the 1x1 shortcut
     /// (where the shape changes) on the activated input, a final `affine -> site`.
     pub pre_activation: bool,
+    /// torchvision's stem pooling: a 3x3 max-pool of stride 2 and padding 1 after the stem's
+    /// site (instead of the 2x2 one of `max_pool`).
+    pub padded_max_pool: bool,
+    /// A 1x1 convolution branch concatenated with the stem's output along channels, before the
+    /// blocks (the branch at scale 2f, the stem at f: the concatenation aligns them).
+    pub concat: bool,
 }
 
 impl Default for Spec {
@@ -41,6 +47,8 @@ impl Default for Spec {
             input_site: false,
             max_pool: false,
             pre_activation: false,
+            padded_max_pool: false,
+            concat: false,
         }
     }
 }
@@ -121,6 +129,19 @@ impl<R: Rng> Builder<'_, R> {
         )
     }
 
+    fn padded_max_pool(&mut self, input: usize) -> usize {
+        let [c, h, w] = self.dims[input];
+        self.push(
+            Op::MaxPool {
+                input,
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            },
+            [c, (h - 1) / 2 + 1, (w - 1) / 2 + 1],
+        )
+    }
+
     fn max_pool(&mut self, input: usize, kernel: usize) -> usize {
         let [c, h, w] = self.dims[input];
         self.push(
@@ -128,6 +149,7 @@ impl<R: Rng> Builder<'_, R> {
                 input,
                 kernel,
                 stride: kernel,
+                padding: 0,
             },
             [c, (h - kernel) / kernel + 1, (w - kernel) / kernel + 1],
         )
@@ -179,7 +201,21 @@ pub fn model<R: Rng>(rng: &mut R, spec: &Spec) -> ModelFile {
     if spec.max_pool && b.dims[x][1] >= 2 && b.dims[x][2] >= 2 {
         x = b.max_pool(x, 2);
     }
+    if spec.padded_max_pool {
+        x = b.padded_max_pool(x);
+    }
     let mut c = spec.width;
+    if spec.concat {
+        let branch = b.conv("branch", x, spec.width, 1, 1);
+        let [c0, h, w] = b.dims[x];
+        x = b.push(
+            Op::Concat {
+                inputs: vec![x, branch],
+            },
+            [c0 + spec.width, h, w],
+        );
+        c += spec.width;
+    }
     for blk in 0..spec.blocks {
         let stride = if blk == 0 && spec.downsample { 2 } else { 1 };
         let cout = if stride == 2 { 2 * c } else { c };

@@ -374,6 +374,14 @@ impl Client {
                     let s = &arch.shapes[*input];
                     linalg::sum_pool(&cs[*input], [s[0], s[1], s[2]], *kernel, *stride, &ring)
                 }
+                Op::Concat { inputs } => {
+                    let s = self.scales[i + 1];
+                    let parts: Vec<(&[u64], u32)> = inputs
+                        .iter()
+                        .map(|&v| (cs[v].as_slice(), s - self.scales[v]))
+                        .collect();
+                    linalg::concat_aligned(&parts, &ring)
+                }
                 Op::Add { inputs: [a, b] } => {
                     let s = self.scales[i + 1];
                     linalg::add_aligned(

@@ -145,6 +145,7 @@ pub fn op_label(arch: &Arch, i: usize) -> String {
         Op::AvgPool { .. } => format!("pool{i}"),
         Op::MaxPool { .. } => format!("maxpool{i}"),
         Op::Add { .. } => format!("add{i}"),
+        Op::Concat { .. } => format!("concat{i}"),
     }
 }
 
@@ -348,9 +349,10 @@ pub fn circuit_inputs(arch: &Arch, i: usize, y: &[u64]) -> Vec<u64> {
             input,
             kernel,
             stride,
+            padding,
         } => {
             let s = &arch.shapes[*input];
-            crate::linalg::pool_windows(y, [s[0], s[1], s[2]], *kernel, *stride)
+            crate::linalg::pool_windows(y, [s[0], s[1], s[2]], *kernel, *stride, *padding)
         }
         other => unreachable!("circuit inputs of a {}", other.kind()),
     }

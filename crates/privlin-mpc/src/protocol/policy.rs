@@ -398,8 +398,8 @@ pub fn wrap_failure_log2(arch: &Arch, ring: &Ring) -> Result<f64> {
         }
         positions += match op {
             Op::Relu { .. } => (arch.numel(i + 1) - arch.active[&i].len()) as u64,
-            // A channel affine truncates every position of its input.
-            _ => arch.numel(i + 1) as u64,
+            // A weight layer truncates every position of its input.
+            _ => arch.numel(op.inputs()[0]) as u64,
         };
     }
     if positions == 0 {

@@ -249,6 +249,7 @@ pub fn export(
                         input: *input,
                         kernel: k,
                         stride: st,
+                        padding: 0,
                     },
                     [c, (h - k) / st + 1, (w - k) / st + 1],
                 )

@@ -1,8 +1,9 @@
 //! Export of an imported graph model ([`crate::nn::graph`]) to the private-inference format: the
 //! same folds as for zoo models (a batch norm that only a convolution feeds is folded into it,
-//! another becomes a channel-affine layer), with the operations the two-party engine runs. What
-//! the engine does not run (grouped or dilated convolutions, rectangular or padded windows,
-//! concatenation, ReLU6 sites) is refused with the node's name.
+//! another becomes a channel-affine layer), with the operations the two-party engine runs
+//! (padded max-pools and concatenation included). What the engine does not run (grouped or
+//! dilated convolutions, rectangular windows, padded average pools, ReLU6 sites) is refused with
+//! the node's name.
 
 use super::export::{active_indices, to_vec};
 use crate::data::Normalization;
@@ -43,17 +44,23 @@ pub fn unsupported(graph: &Graph) -> Option<String> {
                 }
             }
             G::MaxPool(w) | G::AvgPool { window: w, .. } => {
-                if w.pads != [0; 4]
+                // The engine pads max-pools (equally on every side, at most half the kernel:
+                // checked at import) but not average pools.
+                let padding = if matches!(n.op, G::MaxPool(_)) {
+                    w.pads[0]
+                } else {
+                    0
+                };
+                if w.pads.iter().any(|&p| p != padding)
                     || w.kernel[0] != w.kernel[1]
                     || w.stride[0] != w.stride[1]
                     || w.ceil
                 {
-                    Some("a padded, rectangular or ceil-mode pooling window".to_string())
+                    Some("a rectangular or ceil-mode pooling window, unequal max-pool padding or a padded average pool".to_string())
                 } else {
                     None
                 }
             }
-            G::Concat => Some("concatenation".to_string()),
             G::Relu6 => Some("a ReLU6 site (the engine's circuits compute ReLU)".to_string()),
             _ => None,
         };
@@ -242,6 +249,13 @@ pub fn export(
                     input: x(0),
                     kernel: window.kernel[0] as usize,
                     stride: window.stride[0] as usize,
+                    padding: window.pads[0] as usize,
+                },
+                n.output.as_str(),
+            ),
+            G::Concat => (
+                Op::Concat {
+                    inputs: (0..n.inputs.len()).map(x).collect(),
                 },
                 n.output.as_str(),
             ),
@@ -271,7 +285,7 @@ pub fn export(
                     n.output.as_str(),
                 )
             }
-            G::Relu6 | G::Concat => unreachable!("refused by unsupported()"),
+            G::Relu6 => unreachable!("refused by unsupported()"),
         };
         let out_shape = graph.shape_of(out_name).map(shape3).unwrap_or([0, 0, 0]);
         ops.push(op);
