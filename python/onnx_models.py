@@ -165,6 +165,7 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep-batchnorm", action="store_true", help="keep every model's batch norms (to train after import)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(a.seed)
@@ -181,7 +182,7 @@ def main():
         path = os.path.join(a.out, name + ".onnx")
         # The ResNet keeps its batch norms (privlin trains them and folds them at export); the
         # others are exported as PyTorch does by default, batch norms folded into convolutions.
-        export(m, a.input_size, path, keep_batchnorm=name in ("tv_resnet18", "plain_cnn"))
+        export(m, a.input_size, path, keep_batchnorm=a.keep_batchnorm or name in ("tv_resnet18", "plain_cnn"))
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         (logits,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
         with torch.no_grad():

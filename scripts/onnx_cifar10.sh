@@ -21,12 +21,12 @@ cp target/release/privlin "$out/privlin-bin"
 P="$out/privlin-bin"
 export LD_LIBRARY_PATH="$PWD/.libtorch/lib"
 data=../shared/data/cifar10
-.venv/bin/python python/onnx_models.py --out "$out/onnx" --width 16 --batch 2 --models tv_resnet18,mobilenet_v2
+.venv/bin/python python/onnx_models.py --out "$out/onnx" --width 16 --batch 2 --models tv_resnet18,mobilenet_v2 --keep-batchnorm
 # The zoo ResNet-18 at its starting weights (one epoch on 200 images, the quickest checkpoint), and
 # the same network through ONNX.
 [ -e "$out/zoo-init/model.safetensors" ] || "$P" train --arch resnet18 --width 0.25 --data "$data" \
     --train-per-class 20 --test-per-class 1 --batch-size 64 --epochs 1 --out "$out/zoo-init" > /dev/null
-"$P" export-onnx --ckpt "$out/zoo-init" --out "$out/onnx/zoo_resnet18.onnx"
+"$P" export-onnx --ckpt "$out/zoo-init" --out "$out/onnx/zoo_resnet18.onnx" --keep-batchnorm
 norm=$(.venv/bin/python -c "import json; n = json.load(open('$out/zoo-init/spec.json'))['normalization']; print(','.join(map(str, n['mean'])), ','.join(map(str, n['std'])))")
 read -r mean std <<< "$norm"
 for m in zoo_resnet18 tv_resnet18 mobilenet_v2; do

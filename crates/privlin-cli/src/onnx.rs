@@ -87,6 +87,10 @@ pub struct ExportOnnxArgs {
     /// Export every site with its ReLU even when the checkpoint has masks.
     #[arg(long)]
     no_masks: bool,
+    /// Keep batch norms as BatchNormalization nodes (to train the model further, e.g. after
+    /// `privlin import`) instead of folding them into the convolutions before them.
+    #[arg(long)]
+    keep_batchnorm: bool,
 }
 
 pub fn run_export(a: ExportOnnxArgs) -> Result<()> {
@@ -94,7 +98,7 @@ pub fn run_export(a: ExportOnnxArgs) -> Result<()> {
     let (model, _, masks) = privlin::train::data::load_with_masks(&a.ckpt, tch::Device::Cpu)
         .with_context(|| format!("loading {}", a.ckpt.display()))?;
     let masks = if a.no_masks { None } else { masks };
-    let rep = export(&model, masks.as_ref(), &a.out)?;
+    let rep = export(&model, masks.as_ref(), &a.out, !a.keep_batchnorm)?;
     println!(
         "wrote {} ({} nodes, {:.2} MB): sites kept {}, partial {}, identity {}",
         a.out.display(),

@@ -107,12 +107,15 @@ fn onnx_node(
 }
 
 /// Write `graph` with parameters from `param` and sites as `sites` says (a site not listed
-/// keeps its activation) as an ONNX model; `Err` names a parameter `param` does not have.
+/// keeps its activation) as an ONNX model, batch norms folded into the convolutions before them
+/// when `fold_batchnorm` (the form to evaluate or serve) or kept (the form to train further);
+/// `Err` names a parameter `param` does not have.
 pub fn export(
     graph: &Graph,
     param: &dyn Fn(&str) -> Option<TensorData>,
     sites: &HashMap<String, SiteExport>,
     producer: &str,
+    fold_batchnorm: bool,
 ) -> Result<Vec<u8>, String> {
     let get = |n: &str| param(n).ok_or_else(|| format!("parameter `{n}` is missing"));
     let mut readers: HashMap<&str, usize> = HashMap::new();
@@ -130,7 +133,11 @@ pub fn export(
                 .nodes
                 .iter()
                 .any(|m| &m.output == src && matches!(m.op, Op::Conv { .. }));
-            if conv && readers.get(src.as_str()) == Some(&1) && *src != graph.output {
+            if fold_batchnorm
+                && conv
+                && readers.get(src.as_str()) == Some(&1)
+                && *src != graph.output
+            {
                 folded.insert(src.as_str(), i);
             }
         }
@@ -156,6 +163,7 @@ pub fn export(
                     None => vec![0.0; o],
                 };
                 let mut output = n.output.as_str();
+                let fused = folded.contains_key(n.output.as_str());
                 if let Some(&bi) = folded.get(n.output.as_str()) {
                     let bn = &graph.nodes[bi];
                     let Op::BatchNorm {
@@ -184,14 +192,23 @@ pub fn export(
                     }
                     output = bn.output.as_str();
                 }
-                let bname = format!("{weight}.bias_folded");
                 inits.push(tensor(weight, &w));
-                inits.push(tensor(&bname, &TensorData::new(vec![o as i64], b)));
+                // The bias: the layer's own, the folded batch norm's, or none.
+                let bname = match (bias, fused) {
+                    (Some(b), false) => Some(b.clone()),
+                    (_, true) => Some(format!("{weight}.bias_folded")),
+                    (None, false) => None,
+                };
+                let mut inputs = vec![ins[0], weight.as_str()];
+                if let Some(bn) = &bname {
+                    inits.push(tensor(bn, &TensorData::new(vec![o as i64], b)));
+                    inputs.push(bn);
+                }
                 let k = [w.shape[2], w.shape[3]];
                 nodes.push(onnx_node(
                     "Conv",
                     &n.name,
-                    &[ins[0], weight, &bname],
+                    &inputs,
                     output,
                     vec![
                         attr::ints("kernel_shape", &k),

@@ -334,8 +334,14 @@ pub struct ExportReport {
     pub bytes: usize,
 }
 
-/// Write `model` with `masks` (or every site kept) to `path` as ONNX, atomically.
-pub fn export(model: &Model, masks: Option<&MaskSet>, path: &Path) -> Result<ExportReport> {
+/// Write `model` with `masks` (or every site kept) to `path` as ONNX, atomically; batch norms
+/// folded into their convolutions when `fold_batchnorm`.
+pub fn export(
+    model: &Model,
+    masks: Option<&MaskSet>,
+    path: &Path,
+    fold_batchnorm: bool,
+) -> Result<ExportReport> {
     let graph = graph_of(model)?;
     let tensors: HashMap<String, Tensor> = model.named_tensors().into_iter().collect();
     let mut sites = HashMap::new();
@@ -371,6 +377,7 @@ pub fn export(model: &Model, masks: Option<&MaskSet>, path: &Path) -> Result<Exp
         &|n| tensors.get(n).map(to_data),
         &sites,
         &format!("privlin {}", env!("CARGO_PKG_VERSION")),
+        fold_batchnorm,
     )
     .map_err(|e| anyhow::anyhow!("exporting {}: {e}", path.display()))?;
     crate::io::atomic_write_bytes(path, &bytes)?;

@@ -140,7 +140,7 @@ fn zoo_resnet18_round_trips_through_onnx() {
     let zoo = Model::seeded(spec, Device::Cpu, 3).unwrap();
     with_torch_seed(4, || perturb_bn(&zoo));
     let path = dir.path().join("r18.onnx");
-    let rep = export(&zoo, None, &path).unwrap();
+    let rep = export(&zoo, None, &path, true).unwrap();
     assert_eq!(rep.sites_kept, zoo.sites().len());
     let ckpt = dir.path().join("ckpt");
     import(&path, &ckpt, &ImportOptions::default()).unwrap();
@@ -157,6 +157,20 @@ fn zoo_resnet18_round_trips_through_onnx() {
         &onnxruntime(&path, &x, dir.path()),
         &a,
         "onnxruntime on the exported zoo ResNet-18",
+    );
+    // Batch norms kept (to train after import): the same parameters, trainable as the zoo's.
+    let kept = dir.path().join("r18-bn.onnx");
+    export(&zoo, None, &kept, false).unwrap();
+    let ckpt = dir.path().join("ckpt-bn");
+    import(&kept, &ckpt, &ImportOptions::default()).unwrap();
+    let (back, _) = load_model(&ckpt, Device::Cpu).unwrap();
+    assert_eq!(back.num_parameters(), zoo.num_parameters());
+    let c = tch::no_grad(|| back.forward(&x, false));
+    assert_close(&c, &a, "zoo ResNet-18 with its batch norms through ONNX");
+    assert_close(
+        &onnxruntime(&kept, &x, dir.path()),
+        &a,
+        "onnxruntime, batch norms kept",
     );
 }
 
@@ -193,7 +207,7 @@ fn a_linearized_model_exported_to_onnx_gives_privlins_logits() {
         }
     });
     let path = dir.path().join("linearized.onnx");
-    let rep = export(&model, Some(&masks), &path).unwrap();
+    let rep = export(&model, Some(&masks), &path, true).unwrap();
     assert!(rep.sites_partial >= 6, "{rep:?}");
     assert!(rep.sites_identity >= 3, "{rep:?}");
     let x = with_torch_seed(7, || {
