@@ -135,39 +135,68 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), r"{
     ]);
     assert!(!ok && err.contains("--classes 100"), "{err}");
     assert!(!target.exists());
-    // Private inference says which node the engine cannot run yet: MobileNetV2's ReLU6 sites
-    // (and depthwise convolutions).
-    generate(dir.path(), "mobilenet_v2");
-    let mbv2 = dir.path().join("mbv2");
+    // Private inference says which node the engine cannot run yet: a dilated convolution.
+    let dilated = dir.path().join("dilated.onnx");
+    let script = format!(
+        r#"
+import numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+fw = numpy_helper.from_array(np.ones((4, 4), np.float32), "fw")
+nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="wide", dilations=[2, 2]),
+         helper.make_node("Relu", ["c"], ["r"], name="act"),
+         helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
+         helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+         helper.make_node("Gemm", ["f", "fw"], ["y"], name="fc", transB=1)]
+g = helper.make_graph(nodes, "g", [x], [y], [w, fw])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), r"{}")
+"#,
+        dilated.display()
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ckpt = dir.path().join("dilated");
     let (ok, _, err) = privlin(&[
         "import",
-        s(&dir.path().join("mobilenet_v2.onnx")),
+        s(&dilated),
         "--out",
-        s(&mbv2),
+        s(&ckpt),
+        "--input-size",
+        "8",
     ]);
     assert!(ok, "{err}");
     let (ok, _, err) = privlin(&[
         "pi",
         "export",
         "--ckpt",
-        s(&mbv2),
+        s(&ckpt),
         "--out",
         s(&dir.path().join("pi")),
     ]);
     assert!(
-        !ok && err.contains("node `stem.2`") && err.contains("ReLU6"),
+        !ok && err.contains("node `wide`") && err.contains("dilated"),
         "{err}"
     );
 }
 
-/// torchvision's stem (7x7 stride 2, a 3x3 max-pool of stride 2 and padding 1) and a
-/// concatenation of two branches run under the protocol: the private class is the fixed-point
-/// model's on every image, no value leaves the circuits' range.
+/// torchvision's stem (7x7 stride 2, a 3x3 max-pool of stride 2 and padding 1), a
+/// concatenation of two branches and MobileNetV2's depthwise convolutions and ReLU6 sites run
+/// under the protocol: the private class is the fixed-point model's on every image, no value
+/// leaves the circuits' range.
 #[test]
 fn imported_stems_and_concatenations_run_privately() {
     let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), "tv_resnet18,concat_cnn");
-    for m in ["tv_resnet18", "concat_cnn"] {
+    generate(dir.path(), "tv_resnet18,concat_cnn,mobilenet_v2");
+    for m in ["tv_resnet18", "concat_cnn", "mobilenet_v2"] {
         let ckpt = dir.path().join(m);
         let (ok, _, err) = privlin(&[
             "import",

@@ -78,11 +78,26 @@ pub enum Op {
     /// Concatenation along channels (every input of the same height and width), aligned to the
     /// largest input scale: local on the shares.
     Concat { inputs: Vec<usize> },
-    /// Activation site: ReLU at the listed active positions, identity elsewhere.
-    Relu { input: usize, site: String },
+    /// Activation site: ReLU at the listed active positions, identity elsewhere. With `max`,
+    /// the active positions compute `min(ReLU(x), max)` (ReLU6: `max = 6`, an imported
+    /// `Clip(0, 6)`), on the garbled circuits only.
+    Relu {
+        input: usize,
+        site: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+    },
 }
 
 impl Op {
+    /// A site's upper bound in the ring at scale `frac` (`round(max 2^frac)`), if it has one.
+    pub fn relu_cap(&self, frac: u32) -> Option<u64> {
+        match self {
+            Op::Relu { max: Some(m), .. } => Some((m * f64::powi(2.0, frac as i32)).round() as u64),
+            _ => None,
+        }
+    }
+
     pub fn inputs(&self) -> Vec<usize> {
         match self {
             Op::Conv { input, .. }
@@ -354,7 +369,12 @@ impl Arch {
                     }
                     shapes[inputs[0]].clone()
                 }
-                Op::Relu { input, site } => {
+                Op::Relu { input, site, max } => {
+                    if max.is_some_and(|m| !(m.is_finite() && m > 0.0 && m < 1e6)) {
+                        return Err(bad(format!(
+                            "site `{site}`: upper bound {max:?} is not a positive number"
+                        )));
+                    }
                     let n = numel(&shapes[*input]);
                     let idx = active.get(site).ok_or_else(|| {
                         bad(format!("no active positions `active.{site}` in the export"))

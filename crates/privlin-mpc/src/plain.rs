@@ -109,6 +109,7 @@ pub fn forward_with(
                 let shift = model.scales[*input] - ring.frac;
                 let half = ring.half(shift);
                 let active = &arch.active[&i];
+                let cap = op.relu_cap(ring.frac);
                 let mut k = 0;
                 vals[*input]
                     .iter()
@@ -120,7 +121,7 @@ pub fn forward_with(
                             if ring.sext_gc(y) != ring.signed(y) {
                                 overflows += 1;
                             }
-                            ring.relu_trunc(y, shift)
+                            ring.relu_trunc_capped(y, shift, cap)
                         } else {
                             identity(i, p, y, shift)
                         }

@@ -137,6 +137,13 @@ impl Ring {
         ((y << sh) as i64) >> sh
     }
 
+    /// What an active site with an upper bound computes: `min(ReLU(y) >> shift, cap)`.
+    #[inline]
+    pub fn relu_trunc_capped(&self, y: u64, shift: u32, cap: Option<u64>) -> u64 {
+        let z = self.relu_trunc(y, shift);
+        cap.map_or(z, |c| z.min(c))
+    }
+
     /// What an active site computes: `ReLU(y) >> shift` on the circuit's `w`-bit view of `y`.
     #[inline]
     pub fn relu_trunc(&self, y: u64, shift: u32) -> u64 {

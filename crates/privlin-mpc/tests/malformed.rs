@@ -479,6 +479,7 @@ fn average_pool_consumers_are_checked() {
     json.ops[consumer] = Op::Relu {
         input: pool + 1,
         site: "after_pool".into(),
+        max: None,
     };
     active.insert("after_pool".into(), vec![]);
     json.active_counts.insert("after_pool".into(), 0);

@@ -72,6 +72,8 @@ fn two_party_equals_plaintext_fixed_point() {
             // An imported torchvision-style stem: the padded 3x3 max-pool, a concatenation.
             padded_max_pool: case == 4 || case == 6,
             concat: case == 3 || case == 6,
+            // Imported ReLU6 sites (garbled circuits only).
+            relu6: case == 4 || case == 7,
             ..Spec::default()
         };
         let ring = rings[case % rings.len()];
@@ -80,7 +82,12 @@ fn two_party_equals_plaintext_fixed_point() {
         let ot = Nonlinear::Ot {
             digit_bits: 1 + case as u32 % 6,
         };
-        for nonlinear in [Nonlinear::Gc, ot] {
+        let families: &[Nonlinear] = if spec.relu6 {
+            &[Nonlinear::Gc]
+        } else {
+            &[Nonlinear::Gc, ot]
+        };
+        for &nonlinear in families {
             let o = opts(100 + case as u64, OutputMode::Logits).with_nonlinear(nonlinear);
             let results = run_with(&model, &inputs, &o);
             for (x, inf) in inputs.iter().zip(&results) {

@@ -94,13 +94,63 @@ pub fn relu<G: Gates>(
     q: &[G::Bit],
     shift: usize,
 ) -> Vec<G::Bit> {
+    relu_capped(g, a, b, q, shift, None)
+}
+
+/// [`relu`] with an upper bound: `min(ReLU(y) >> shift, cap)` (ReLU6 with `cap = 6 2^f`), the
+/// bound by an unsigned comparison with the constant and a multiplexer to it: one AND per bit of
+/// `z` for each (`2 (w - 1 - shift)` more than [`relu`]).
+pub fn relu_capped<G: Gates>(
+    g: &mut G,
+    a: &[G::Bit],
+    b: &[G::Bit],
+    q: &[G::Bit],
+    shift: usize,
+    cap: Option<u64>,
+) -> Vec<G::Bit> {
     let w = a.len();
     debug_assert_eq!(b.len(), w);
     let y = add_shares(g, a, b);
     let positive = g.not(y[w - 1]);
-    let z: Vec<Option<G::Bit>> = (0..w - 1 - shift)
-        .map(|i| Some(g.and(y[i + shift], positive)))
+    let mut z: Vec<G::Bit> = (0..w - 1 - shift)
+        .map(|i| g.and(y[i + shift], positive))
         .collect();
+    if let Some(cap) = cap {
+        // z > cap for the unsigned z, from the least significant bit up: with the constant's
+        // bit 0, gt = z_i | gt (one AND through De Morgan), with 1, gt = z_i & gt.
+        let n = z.len();
+        if n >= 64 || cap >> n == 0 {
+            let mut gt: Option<G::Bit> = None; // None: the constant false
+            for (i, &zi) in z.iter().enumerate() {
+                gt = if cap >> i & 1 == 0 {
+                    Some(match gt {
+                        None => zi,
+                        Some(t) => {
+                            let (nz, nt) = (g.not(zi), g.not(t));
+                            let both = g.and(nz, nt);
+                            g.not(both)
+                        }
+                    })
+                } else {
+                    gt.map(|t| g.and(zi, t))
+                };
+            }
+            // z = gt ? cap : z, bit by bit: z_i | gt where the cap has a 1, z_i & !gt where 0.
+            if let Some(gt) = gt {
+                let ngt = g.not(gt);
+                for (i, zi) in z.iter_mut().enumerate() {
+                    *zi = if cap >> i & 1 == 1 {
+                        let (nz, n_gt) = (g.not(*zi), ngt);
+                        let both = g.and(nz, n_gt);
+                        g.not(both)
+                    } else {
+                        g.and(*zi, ngt)
+                    };
+                }
+            }
+        }
+    }
+    let z: Vec<Option<G::Bit>> = z.into_iter().map(Some).collect();
     add(g, &z, q)
 }
 
@@ -247,8 +297,13 @@ pub fn argmax_and_gates(classes: usize, l: usize) -> usize {
 
 /// AND gates of one active-site circuit.
 pub fn relu_and_gates(w: usize, l: usize, shift: usize) -> usize {
+    relu_capped_and_gates(w, l, shift, None)
+}
+
+/// AND gates of one [`relu_capped`] circuit.
+pub fn relu_capped_and_gates(w: usize, l: usize, shift: usize, cap: Option<u64>) -> usize {
     let mut c = Counter::default();
-    relu(&mut c, &vec![(); w], &vec![(); w], &vec![(); l], shift);
+    relu_capped(&mut c, &vec![(); w], &vec![(); w], &vec![(); l], shift, cap);
     c.ands
 }
 
@@ -314,6 +369,53 @@ mod tests {
                 relu_and_gates(w, l, ring.frac as usize),
                 (w - 1) + (w - 1 - ring.frac as usize) + (l - 1)
             );
+        }
+    }
+
+    /// The bounded site (ReLU6): `min(ReLU(y) >> s, cap) - r'` for values around the cap (below,
+    /// at, above, far above, negative) and caps of every bit pattern, including ones the
+    /// truncated value cannot reach.
+    #[test]
+    fn capped_relu_circuit_matches_definition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for ring in [Ring::default(), Ring::new(32, 8, 24).unwrap()] {
+            let (w, l, f) = (ring.gc_bits as usize, ring.bits as usize, ring.frac);
+            let n = w - 1 - f as usize;
+            for cap in [6u64 << f, 1, (1 << n) - 1, 1 << n, 0b1010_0110 << (f / 2)] {
+                for _ in 0..500 {
+                    let c = (cap as i64) << f;
+                    let y: i64 = match rng.gen_range(0..4) {
+                        0 => rng.gen_range(c - 3..c + 3),
+                        1 => rng.gen_range(-(1i64 << (w - 2))..(1i64 << (w - 2))),
+                        2 => rng.gen_range(0..c.max(1) * 2).min((1i64 << (w - 1)) - 1),
+                        _ => -rng.gen_range(0..1i64 << (w - 2)),
+                    }
+                    .clamp(-(1i64 << (w - 1)), (1i64 << (w - 1)) - 1);
+                    let b = ring.reduce(rng.gen());
+                    let a = ring.reduce((y as u64).wrapping_sub(b));
+                    let r = ring.reduce(rng.gen());
+                    let q = ring.reduce(r.wrapping_neg());
+                    let out = relu_capped(
+                        &mut Plain,
+                        &to_bits(a, w),
+                        &to_bits(b, w),
+                        &to_bits(q, l),
+                        f as usize,
+                        Some(cap),
+                    );
+                    let z = ring.relu_trunc_capped(ring.reduce(a.wrapping_add(b)), f, Some(cap));
+                    assert_eq!(
+                        from_bits(&out),
+                        ring.reduce(z.wrapping_sub(r)),
+                        "y {y} cap {cap}"
+                    );
+                    let want = if y < 0 { 0 } else { ((y >> f) as u64).min(cap) };
+                    assert_eq!(z, want);
+                }
+            }
+            // Two ANDs per bit of the truncated value (comparison and multiplexer), at most.
+            let base = relu_and_gates(w, l, f as usize);
+            assert!(relu_capped_and_gates(w, l, f as usize, Some(6 << f)) <= base + 2 * n);
         }
     }
 

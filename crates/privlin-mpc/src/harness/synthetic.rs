@@ -33,6 +33,8 @@ pub struct Spec {
     /// A 1x1 convolution branch concatenated with the stem's output along channels, before the
     /// blocks (the branch at scale 2f, the stem at f: the concatenation aligns them).
     pub concat: bool,
+    /// Every site a ReLU6 (`max = 6`: garbled circuits only).
+    pub relu6: bool,
 }
 
 impl Default for Spec {
@@ -49,6 +51,7 @@ impl Default for Spec {
             pre_activation: false,
             padded_max_pool: false,
             concat: false,
+            relu6: false,
         }
     }
 }
@@ -62,6 +65,7 @@ struct Builder<'a, R: Rng> {
     counts: BTreeMap<String, usize>,
     dims: Vec<[usize; 3]>,
     keep: f64,
+    relu6: bool,
 }
 
 impl<R: Rng> Builder<'_, R> {
@@ -170,6 +174,7 @@ impl<R: Rng> Builder<'_, R> {
             Op::Relu {
                 input,
                 site: site.to_string(),
+                max: self.relu6.then_some(6.0),
             },
             dim,
         )
@@ -187,6 +192,7 @@ pub fn model<R: Rng>(rng: &mut R, spec: &Spec) -> ModelFile {
         counts: BTreeMap::new(),
         dims: vec![spec.input],
         keep: spec.keep,
+        relu6: spec.relu6,
     };
     let stem_in = if spec.input_site {
         b.relu("input_act", 0)

@@ -18,7 +18,7 @@ fn circuit<G: circuit::Gates>(
     q: &[G::Bit],
 ) -> Vec<G::Bit> {
     match d.gadget {
-        Gadget::Relu { shift } => circuit::relu(g, a, b, q, shift),
+        Gadget::Relu { shift, cap } => circuit::relu_capped(g, a, b, q, shift, cap),
         Gadget::Max { .. } => circuit::max_pool(g, a, b, q, d.w),
     }
 }

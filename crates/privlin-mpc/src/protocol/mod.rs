@@ -152,8 +152,9 @@ pub fn op_label(arch: &Arch, i: usize) -> String {
 /// What each garbled circuit of a layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gadget {
-    /// An active ReLU position, truncated by `shift` bits ([`crate::gc::circuit::relu`]).
-    Relu { shift: usize },
+    /// An active ReLU position, truncated by `shift` bits, at most `cap` when the site has an
+    /// upper bound ([`crate::gc::circuit::relu_capped`]).
+    Relu { shift: usize, cap: Option<u64> },
     /// The maximum of a max-pool window of `window` values ([`crate::gc::circuit::max_pool`]).
     Max { window: usize },
 }
@@ -174,6 +175,11 @@ pub struct SiteDims {
 impl SiteDims {
     /// A site's `n` active ReLUs, truncating by `shift`.
     pub fn new(ring: &Ring, n: usize, shift: u32) -> Self {
+        Self::capped(ring, n, shift, None)
+    }
+
+    /// A site's `n` active ReLUs, truncating by `shift`, at most `cap` (ReLU6).
+    pub fn capped(ring: &Ring, n: usize, shift: u32, cap: Option<u64>) -> Self {
         let (w, l) = (ring.gc_bits as usize, ring.bits as usize);
         SiteDims {
             n,
@@ -181,8 +187,9 @@ impl SiteDims {
             l,
             gadget: Gadget::Relu {
                 shift: shift as usize,
+                cap,
             },
-            ands: crate::gc::circuit::relu_and_gates(w, l, shift as usize),
+            ands: crate::gc::circuit::relu_capped_and_gates(w, l, shift as usize, cap),
         }
     }
 
@@ -202,9 +209,10 @@ impl SiteDims {
     /// without any (weight layers, additions, average pooling, a site with no active position).
     pub fn of(arch: &Arch, scales: &[u32], ring: &Ring, i: usize) -> Option<Self> {
         match &arch.ops()[i] {
-            Op::Relu { input, .. } => {
+            op @ Op::Relu { input, .. } => {
                 let n = arch.active[&i].len();
-                (n > 0).then(|| SiteDims::new(ring, n, scales[*input] - ring.frac))
+                let cap = op.relu_cap(ring.frac);
+                (n > 0).then(|| SiteDims::capped(ring, n, scales[*input] - ring.frac, cap))
             }
             Op::MaxPool { kernel, .. } => {
                 Some(SiteDims::max_pool(ring, arch.numel(i + 1), kernel * kernel))
@@ -243,10 +251,15 @@ pub fn ot_rounds(
     i: usize,
 ) -> Result<Option<Vec<crate::nonlinear::ot_relu::Shape>>> {
     match (nonlinear, &arch.ops()[i]) {
-        (Nonlinear::Ot { digit_bits }, Op::Relu { input, .. }) => {
+        (Nonlinear::Ot { digit_bits }, Op::Relu { input, site, max }) => {
             let n = arch.active[&i].len();
             if n == 0 {
                 return Ok(None);
+            }
+            if let Some(m) = max {
+                return Err(MpcError::Params(format!(
+                    "site `{site}` is bounded above (min(ReLU(x), {m}), an imported ReLU6): it runs on the garbled circuits (--nonlinear gc), not on the OT comparison"
+                )));
             }
             let shift = scales[*input] - ring.frac;
             crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n).map(|s| Some(vec![s]))

@@ -274,6 +274,7 @@ pub fn export(
                     Op::Relu {
                         input: *input,
                         site: name.clone(),
+                        max: None,
                     },
                     shapes[*input],
                 )

@@ -1,9 +1,9 @@
 //! Export of an imported graph model ([`crate::nn::graph`]) to the private-inference format: the
 //! same folds as for zoo models (a batch norm that only a convolution feeds is folded into it,
 //! another becomes a channel-affine layer), with the operations the two-party engine runs
-//! (padded max-pools and concatenation included). What the engine does not run (grouped or
-//! dilated convolutions, rectangular windows, padded average pools, ReLU6 sites) is refused with
-//! the node's name.
+//! (padded max-pools, concatenation, ReLU6 sites on the garbled circuits; grouped and depthwise
+//! convolutions as dense ones with zeros across groups). What the engine does not run (dilated
+//! convolutions, rectangular windows, padded average pools) is refused with the node's name.
 
 use super::export::{active_indices, to_vec};
 use crate::data::Normalization;
@@ -14,6 +14,26 @@ use privlin_onnx::{Graph, Op as G};
 use std::collections::{BTreeMap, HashMap};
 use tch::{Device, Kind, Tensor};
 
+/// A grouped convolution's weight `(O, I / g, k, k)` as the dense `(O, I, k, k)` one with zeros
+/// across groups: exact, and priced (HE and MACs) as the dense layer it becomes. The HE layout
+/// packs one dense convolution per ciphertext block; a depthwise packing is not built.
+fn grouped_to_dense(w: &Tensor, groups: i64) -> Tensor {
+    if groups == 1 {
+        return w.shallow_clone();
+    }
+    let s = w.size();
+    let (o, per_in) = (s[0], s[1]);
+    let per_out = o / groups;
+    let dense = Tensor::zeros([o, per_in * groups, s[2], s[3]], (w.kind(), w.device()));
+    for g in 0..groups {
+        dense
+            .narrow(0, g * per_out, per_out)
+            .narrow(1, g * per_in, per_in)
+            .copy_(&w.narrow(0, g * per_out, per_out));
+    }
+    dense
+}
+
 /// Why the engine cannot run `graph`, naming the first node it cannot run.
 pub fn unsupported(graph: &Graph) -> Option<String> {
     for n in &graph.nodes {
@@ -22,7 +42,6 @@ pub fn unsupported(graph: &Graph) -> Option<String> {
                 stride,
                 pads,
                 dilation,
-                groups,
                 weight,
                 ..
             } => {
@@ -31,9 +50,7 @@ pub fn unsupported(graph: &Graph) -> Option<String> {
                     .iter()
                     .find(|p| &p.name == weight)
                     .map(|p| (p.shape[2], p.shape[3]));
-                if *groups != 1 {
-                    Some(format!("a grouped convolution (group = {groups})"))
-                } else if *dilation != [1, 1] {
+                if *dilation != [1, 1] {
                     Some("a dilated convolution".to_string())
                 } else if k.is_some_and(|(a, b)| a != b) || stride[0] != stride[1] {
                     Some("a rectangular kernel or stride".to_string())
@@ -61,7 +78,6 @@ pub fn unsupported(graph: &Graph) -> Option<String> {
                     None
                 }
             }
-            G::Relu6 => Some("a ReLU6 site (the engine's circuits compute ReLU)".to_string()),
             _ => None,
         };
         if let Some(w) = why {
@@ -151,9 +167,10 @@ pub fn export(
                 bias,
                 stride,
                 pads,
+                groups,
                 ..
             } => {
-                let mut w = get(weight)?;
+                let mut w = grouped_to_dense(&get(weight)?, *groups);
                 let o = w.size()[0];
                 let mut b = match bias {
                     Some(b) => get(b)?,
@@ -265,7 +282,7 @@ pub fn export(
                 },
                 n.output.as_str(),
             ),
-            G::Relu => {
+            G::Relu | G::Relu6 => {
                 let idx = sites
                     .iter()
                     .position(|s| s.name == n.name)
@@ -281,11 +298,11 @@ pub fn export(
                     Op::Relu {
                         input: x(0),
                         site: n.name.clone(),
+                        max: (n.op == G::Relu6).then_some(6.0),
                     },
                     n.output.as_str(),
                 )
             }
-            G::Relu6 => unreachable!("refused by unsupported()"),
         };
         let out_shape = graph.shape_of(out_name).map(shape3).unwrap_or([0, 0, 0]);
         ops.push(op);
