@@ -531,6 +531,24 @@ impl Graph {
         Ok(g)
     }
 
+    /// Weight layers (convolutions and linear layers) on the longest path from the input to the
+    /// output.
+    pub fn weight_depth(&self) -> usize {
+        let mut depth: HashMap<&str, usize> = HashMap::new();
+        depth.insert(&self.input, 0);
+        for n in &self.nodes {
+            let d = n
+                .inputs
+                .iter()
+                .map(|v| depth.get(v.as_str()).copied().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            let own = usize::from(matches!(n.op, Op::Conv { .. } | Op::Linear { .. }));
+            depth.insert(&n.output, d + own);
+        }
+        depth.get(self.output.as_str()).copied().unwrap_or(0)
+    }
+
     /// For every value, the index of the last node that reads it (`nodes.len()` for the output).
     pub fn last_reads(&self) -> HashMap<&str, usize> {
         let mut last = HashMap::new();

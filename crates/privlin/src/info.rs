@@ -122,7 +122,9 @@ impl ModelInfo {
         }
         let depth = model.depth();
         ModelInfo {
-            depth: depth.map(|d| d.0),
+            depth: depth
+                .map(|d| d.0)
+                .or_else(|| model.spec.graph.as_ref().map(|g| g.weight_depth())),
             layer_depth: depth.map(|d| d.1),
             shallow: shallow.join("; "),
             arch: spec.arch.to_string(),
@@ -200,11 +202,17 @@ impl ModelInfo {
             self.macs_total,
             self.macs_total as f64 / 1e6
         );
-        if let (Some(d), Some(b)) = (self.depth, self.layer_depth) {
-            let _ = writeln!(
-                s,
-                "Depth: {d} weight layers on the longest path; layer depth {b} (convolutions inside residual blocks)"
-            );
+        match (self.depth, self.layer_depth) {
+            (Some(d), Some(b)) => {
+                let _ = writeln!(
+                    s,
+                    "Depth: {d} weight layers on the longest path; layer depth {b} (convolutions inside residual blocks)"
+                );
+            }
+            (Some(d), None) => {
+                let _ = writeln!(s, "Depth: {d} weight layers on the longest path");
+            }
+            _ => {}
         }
         let _ = writeln!(
             s,

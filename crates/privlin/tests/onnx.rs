@@ -148,6 +148,12 @@ fn zoo_resnet18_round_trips_through_onnx() {
     assert_eq!(back.sites().len(), zoo.sites().len());
     assert_eq!(back.relu_count(), zoo.relu_count());
     assert_eq!(back.macs_total(), zoo.macs_total());
+    // `privlin info`'s depth: the longest path of weight layers, 18 for ResNet-18 either way.
+    assert_eq!(
+        privlin::info::ModelInfo::of(&back).depth,
+        zoo.depth().map(|d| d.0)
+    );
+    assert_eq!(privlin::info::ModelInfo::of(&back).depth, Some(18));
     let x = with_torch_seed(5, || {
         Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu))
     });
