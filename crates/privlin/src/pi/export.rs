@@ -283,22 +283,57 @@ pub fn export(
         ops.push(op);
         shapes.push(shape);
     }
+    model_file(
+        model,
+        Gathered {
+            input_shape: shapes[0],
+            ops,
+            weight_shapes,
+            weights,
+            active,
+            counts,
+        },
+        norm,
+        name,
+    )
+}
+
+/// What an exporter gathered from a model's graph (zoo or imported).
+pub(crate) struct Gathered {
+    pub input_shape: [usize; 3],
+    pub ops: Vec<Op>,
+    pub weight_shapes: BTreeMap<String, Vec<usize>>,
+    pub weights: HashMap<String, Vec<f32>>,
+    pub active: HashMap<String, Vec<i64>>,
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// The gathered graph as a checked private-inference model file.
+pub(crate) fn model_file(
+    model: &Model,
+    g: Gathered,
+    norm: &Normalization,
+    name: &str,
+) -> Result<ModelFile> {
     let json = ModelJson {
         format: FORMAT.into(),
         version: VERSION,
         name: name.to_string(),
-        input_shape: shapes[0],
+        input_shape: g.input_shape,
         classes: model.spec.classes as usize,
         normalize: Some(Normalize {
             mean: norm.mean.to_vec(),
             std: norm.std.to_vec(),
         }),
-        ops,
-        weight_shapes,
-        active_counts: counts,
+        ops: g.ops,
+        weight_shapes: g.weight_shapes,
+        active_counts: g.counts,
     };
-    let arch = Arch::new(json, active).context("exported graph is not valid")?;
-    Ok(ModelFile { arch, weights })
+    let arch = Arch::new(json, g.active).context("exported graph is not valid")?;
+    Ok(ModelFile {
+        arch,
+        weights: g.weights,
+    })
 }
 
 /// An image (`3 x S x S` bytes, CHW) as the normalized floats the model takes.

@@ -9,7 +9,7 @@ use super::export::{active_indices, to_vec};
 use crate::data::Normalization;
 use crate::nn::{MaskSet, Model, SiteMask};
 use anyhow::{bail, Context, Result};
-use privlin_mpc::model::{Arch, ModelFile, ModelJson, Normalize, Op, FORMAT, VERSION};
+use privlin_mpc::model::{ModelFile, Op};
 use privlin_onnx::{Graph, Op as G};
 use std::collections::{BTreeMap, HashMap};
 use tch::{Device, Kind, Tensor};
@@ -315,20 +315,17 @@ pub fn export(
             graph.output
         );
     }
-    let json = ModelJson {
-        format: FORMAT.into(),
-        version: VERSION,
-        name: name.to_string(),
-        input_shape: shapes[0],
-        classes: model.spec.classes as usize,
-        normalize: Some(Normalize {
-            mean: norm.mean.to_vec(),
-            std: norm.std.to_vec(),
-        }),
-        ops,
-        weight_shapes,
-        active_counts: counts,
-    };
-    let arch = Arch::new(json, active).context("exported graph is not valid")?;
-    Ok(ModelFile { arch, weights })
+    super::export::model_file(
+        model,
+        super::export::Gathered {
+            input_shape: shapes[0],
+            ops,
+            weight_shapes,
+            weights,
+            active,
+            counts,
+        },
+        norm,
+        name,
+    )
 }
