@@ -48,7 +48,14 @@ for arm in "${arms[@]}"; do
         done
     done
 done
+# Under the protocol: seed 0's privshap models at both budgets, four test images, one thread per
+# party (rebuilt binary: private inference of imported graphs).
+export LD_LIBRARY_PATH="$PWD/.libtorch/lib"
 for arm in "${arms[@]}"; do
     name=${arm%%:*}
-    echo "== $name"; cat "$out/$name/sweep.csv"
+    for b in 3pct 10pct; do
+        target/release/privlin pi measure --ckpt "$out/$name/sweep/privshap-s0/$b/final" \
+            --out "$out/pi/$name-$b" --images 4 --threads 1 > /dev/null
+    done
 done
+.venv/bin/python python/sweep_summary.py "$out/zoo" "$out/zoo_imported" "$out/tv_resnet18" "$out/mobilenet_v2"
