@@ -160,13 +160,6 @@ pub fn predicted_traffic(arch: &Arch, ring: &Ring, opts: &Options) -> Result<Met
 /// is left out: it would need this machine's calibration (seconds to measure) at every server
 /// start, and under the `wan` profile the network time is most of the difference (garbled
 /// circuits send 5.4x the bytes, OT comparisons 3.5x the online flights per site).
-/// Whether family `f` runs every site of `arch`: bounded sites (ReLU6) run on the garbled
-/// circuits only.
-pub fn family_runs(arch: &Arch, ring: &Ring, f: Nonlinear) -> bool {
-    !matches!(f, Nonlinear::Ot { .. })
-        || !arch.ops().iter().any(|o| o.relu_cap(ring.frac).is_some())
-}
-
 pub fn choose_nonlinear(
     arch: &Arch,
     ring: &Ring,
@@ -175,13 +168,11 @@ pub fn choose_nonlinear(
 ) -> Result<Vec<(Nonlinear, f64)>> {
     Nonlinear::candidates()
         .into_iter()
-        // Faithful truncation runs on the OT comparison only; bounded sites (ReLU6) on the
-        // garbled circuits only.
+        // Faithful truncation runs on the OT comparison only.
         .filter(|f| {
             opts.truncation == crate::protocol::Truncation::Local
                 || matches!(f, Nonlinear::Ot { .. })
         })
-        .filter(|&f| family_runs(arch, ring, f))
         .map(|f| {
             let m = predicted_traffic(arch, ring, &opts.with_nonlinear(f))?;
             let t = |t: &Traffic| {

@@ -72,22 +72,51 @@ fn two_party_equals_plaintext_fixed_point() {
             // An imported torchvision-style stem: the padded 3x3 max-pool, a concatenation.
             padded_max_pool: case == 4 || case == 6,
             concat: case == 3 || case == 6,
-            // Imported ReLU6 sites (garbled circuits only).
+            // Imported ReLU6 sites (two OT sites each on the OT family).
             relu6: case == 4 || case == 7,
             ..Spec::default()
         };
         let ring = rings[case % rings.len()];
-        let model = QuantModel::new(&synthetic::model(&mut rng, &spec), ring).unwrap();
+        let file = synthetic::model(&mut rng, &spec);
+        let model = QuantModel::new(&file, ring).unwrap();
         let inputs: Vec<Vec<u64>> = (0..2).map(|_| random_input(&model, &mut rng)).collect();
+        if spec.relu6 && spec.keep > 0.0 {
+            // The bound bites: without it the logits differ (so the comparison below can tell a
+            // wrong bound from a right one).
+            let mut unbounded = file.clone();
+            let mut json = unbounded.arch.json.clone();
+            for op in &mut json.ops {
+                if let privlin_mpc::model::Op::Relu { max, .. } = op {
+                    *max = None;
+                }
+            }
+            let active = json
+                .ops
+                .iter()
+                .enumerate()
+                .filter_map(|(i, op)| match op {
+                    privlin_mpc::model::Op::Relu { site, .. } => Some((
+                        site.clone(),
+                        unbounded.arch.active[&i]
+                            .iter()
+                            .map(|&p| p as i64)
+                            .collect(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            unbounded.arch = privlin_mpc::model::Arch::new(json, active).unwrap();
+            let plain_unbounded = QuantModel::new(&unbounded, ring).unwrap();
+            assert!(
+                inputs.iter().any(|x| plain::forward(&model, x).logits
+                    != plain::forward(&plain_unbounded, x).logits),
+                "case {case}: no active value above the ReLU6 bound"
+            );
+        }
         let ot = Nonlinear::Ot {
             digit_bits: 1 + case as u32 % 6,
         };
-        let families: &[Nonlinear] = if spec.relu6 {
-            &[Nonlinear::Gc]
-        } else {
-            &[Nonlinear::Gc, ot]
-        };
-        for &nonlinear in families {
+        for nonlinear in [Nonlinear::Gc, ot] {
             let o = opts(100 + case as u64, OutputMode::Logits).with_nonlinear(nonlinear);
             let results = run_with(&model, &inputs, &o);
             for (x, inf) in inputs.iter().zip(&results) {

@@ -415,10 +415,23 @@ impl Client {
                     }
                     let x = circuit_inputs(&arch, i, y);
                     let rounds = ot_rounds(&arch, &self.scales, &ring, nl, i)?;
-                    let masks = if let Some(shape) = rounds.and_then(|mut r| r.pop()) {
-                        let site = self.ot_site_offline(&arch, i, shape, &x)?;
-                        let r = site.out.clone();
-                        ot.insert(i, vec![site]);
+                    let masks = if let Some(shapes) = rounds {
+                        // One OT site, or two for a bounded site (the second on the values
+                        // less the bound: the client's shares are the same).
+                        let mut done = Vec::new();
+                        for shape in shapes {
+                            done.push(self.ot_site_offline(&arch, i, shape, &x)?);
+                        }
+                        let r: Vec<u64> = match &done[..] {
+                            [a, b] => a
+                                .out
+                                .iter()
+                                .zip(&b.out)
+                                .map(|(&u, &v)| ring.reduce(u.wrapping_sub(v)))
+                                .collect(),
+                            _ => done[0].out.clone(),
+                        };
+                        ot.insert(i, done);
                         Some(r)
                     } else {
                         self.garbled_offline(i, &x, &mut sites)?

@@ -251,18 +251,19 @@ pub fn ot_rounds(
     i: usize,
 ) -> Result<Option<Vec<crate::nonlinear::ot_relu::Shape>>> {
     match (nonlinear, &arch.ops()[i]) {
-        (Nonlinear::Ot { digit_bits }, Op::Relu { input, site, max }) => {
+        (Nonlinear::Ot { digit_bits }, op @ Op::Relu { input, .. }) => {
             let n = arch.active[&i].len();
             if n == 0 {
                 return Ok(None);
             }
-            if let Some(m) = max {
-                return Err(MpcError::Params(format!(
-                    "site `{site}` is bounded above (min(ReLU(x), {m}), an imported ReLU6): it runs on the garbled circuits (--nonlinear gc), not on the OT comparison"
-                )));
-            }
             let shift = scales[*input] - ring.frac;
-            crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n).map(|s| Some(vec![s]))
+            let s = crate::nonlinear::ot_relu::Shape::new(ring, shift, digit_bits, n)?;
+            // A bounded site (ReLU6) is two: min(ReLU(y) >> s, c) = (ReLU(y) >> s) -
+            // (ReLU(y - c 2^s) >> s), the second on the values less the public constant.
+            Ok(Some(match op.relu_cap(ring.frac) {
+                Some(_) => vec![s.clone(), s],
+                None => vec![s],
+            }))
         }
         (Nonlinear::Ot { digit_bits }, Op::MaxPool { kernel, .. }) => {
             crate::nonlinear::ot_pool::shapes(ring, digit_bits, arch.numel(i + 1), kernel * kernel)

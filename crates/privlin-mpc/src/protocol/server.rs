@@ -461,10 +461,29 @@ impl Server {
                     let z = if off.sites.contains_key(&i) {
                         let x = circuit_inputs(&arch, i, &y);
                         Some(self.garbled_online(i, &mut off, &x)?)
-                    } else if let Some(site) = off.ot.remove(&i).and_then(|mut r| r.pop()) {
+                    } else if let Some(mut sites) = off.ot.remove(&i) {
                         self.ch.phase(format!("online/{}", op_label(&arch, i)));
                         let x = circuit_inputs(&arch, i, &y);
-                        Some(ot_relu::server_online(&mut self.ch, site, &x)?)
+                        let bounded = (sites.len() == 2).then(|| sites.pop()).flatten();
+                        let site = sites.pop().expect("one OT site per ReLU site");
+                        let z = ot_relu::server_online(&mut self.ch, site, &x)?;
+                        match (bounded, op.relu_cap(ring.frac)) {
+                            // min(ReLU(y) >> s, c) = (ReLU(y) >> s) - (ReLU(y - c 2^s) >> s):
+                            // the bound subtracted from the server's share.
+                            (Some(site), Some(cap)) => {
+                                let c = cap << shift;
+                                let xc: Vec<u64> =
+                                    x.iter().map(|&v| ring.reduce(v.wrapping_sub(c))).collect();
+                                let zc = ot_relu::server_online(&mut self.ch, site, &xc)?;
+                                Some(
+                                    z.iter()
+                                        .zip(&zc)
+                                        .map(|(&a, &b)| ring.reduce(a.wrapping_sub(b)))
+                                        .collect(),
+                                )
+                            }
+                            _ => Some(z),
+                        }
                     } else {
                         None
                     };

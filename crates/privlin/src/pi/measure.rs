@@ -243,18 +243,14 @@ fn summarize(arch: &Arch, ring: &Ring, opts: &Options, cal: &Calibration) -> Res
     })
 }
 
-/// The families priced beside a run of `ran` on `arch`: garbled circuits and OT (with `ran`'s
-/// digit size when it is OT), OT left out for a model with bounded sites (ReLU6), which it does
-/// not run.
-pub fn families(arch: &Arch, ring: &Ring, ran: Nonlinear) -> Vec<Nonlinear> {
+/// The two families priced beside a run of `ran`: garbled circuits and OT (with `ran`'s digit
+/// size when it is OT).
+pub fn families(ran: Nonlinear) -> [Nonlinear; 2] {
     let [gc, ot] = Nonlinear::candidates();
-    let both = match ran {
+    match ran {
         Nonlinear::Ot { .. } => [gc, ran],
         _ => [gc, ot],
-    };
-    both.into_iter()
-        .filter(|&f| privlin_mpc::cost::family_runs(arch, ring, f))
-        .collect()
+    }
 }
 
 /// Per-layer rows of the run's family, with both families' predicted bytes (each family's
@@ -265,7 +261,7 @@ fn layer_rows(
     opts: &Options,
     cal: &Calibration,
 ) -> Result<Vec<LayerRow>> {
-    let per_family = families(arch, ring, opts.nonlinear)
+    let per_family = families(opts.nonlinear)
         .into_iter()
         .map(|f| {
             Ok((
@@ -381,7 +377,7 @@ pub fn measure(ckpt: &Path, out: &Path, cfg: &PiConfig) -> Result<PiReport> {
         &super::export::model_name(ckpt),
     )?;
     // Both families priced once each; the run's own family is among them.
-    let by_family: Vec<FamilyCost> = families(&qm.arch, &ring, opts.nonlinear)
+    let by_family: Vec<FamilyCost> = families(opts.nonlinear)
         .into_iter()
         .map(|f| {
             let o = opts.with_nonlinear(f);
