@@ -16,6 +16,19 @@ fn python() -> PathBuf {
     repo().join(".venv/bin/python")
 }
 
+/// Runs a Python script in the venv (an ONNX model written with the onnx helper).
+fn run_python(script: &str) {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn generate(dir: &Path, models: &str) {
     let out = Command::new(python())
         .current_dir(repo().join("python"))
@@ -98,15 +111,7 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), r"{
 "#,
         model.display()
     );
-    let out = Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&script);
     let target = dir.path().join("out");
     let (ok, _, err) = privlin(&["import", s(&model), "--out", s(&target)]);
     assert!(!ok);
@@ -155,15 +160,7 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), r"{
 "#,
         dilated.display()
     );
-    let out = Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&script);
     let ckpt = dir.path().join("dilated");
     let (ok, _, err) = privlin(&[
         "import",

@@ -118,34 +118,17 @@ pub fn export(
     fold_batchnorm: bool,
 ) -> Result<Vec<u8>, String> {
     let get = |n: &str| param(n).ok_or_else(|| format!("parameter `{n}` is missing"));
-    let mut readers: HashMap<&str, usize> = HashMap::new();
-    for n in &graph.nodes {
-        for v in &n.inputs {
-            *readers.entry(v.as_str()).or_default() += 1;
-        }
-    }
-    // A batch norm folds into the convolution that writes its input when nothing else reads it.
-    let mut folded: HashMap<&str, usize> = HashMap::new();
-    for (i, n) in graph.nodes.iter().enumerate() {
-        if let Op::BatchNorm { .. } = n.op {
-            let src = &n.inputs[0];
-            let conv = graph
-                .nodes
-                .iter()
-                .any(|m| &m.output == src && matches!(m.op, Op::Conv { .. }));
-            if fold_batchnorm
-                && conv
-                && readers.get(src.as_str()) == Some(&1)
-                && *src != graph.output
-            {
-                folded.insert(src.as_str(), i);
-            }
-        }
-    }
+    // Convolution node -> the batch norm folded into it.
+    let folds = if fold_batchnorm {
+        graph.batchnorm_folds()
+    } else {
+        HashMap::new()
+    };
+    let folded: std::collections::HashSet<usize> = folds.values().copied().collect();
     let mut nodes = Vec::new();
     let mut inits: Vec<proto::TensorProto> = Vec::new();
     let mut relu6_bounds = false;
-    for n in &graph.nodes {
+    for (j, n) in graph.nodes.iter().enumerate() {
         let ins: Vec<&str> = n.inputs.iter().map(|s| s.as_str()).collect();
         match &n.op {
             Op::Conv {
@@ -163,8 +146,8 @@ pub fn export(
                     None => vec![0.0; o],
                 };
                 let mut output = n.output.as_str();
-                let fused = folded.contains_key(n.output.as_str());
-                if let Some(&bi) = folded.get(n.output.as_str()) {
+                let fused = folds.contains_key(&j);
+                if let Some(&bi) = folds.get(&j) {
                     let bn = &graph.nodes[bi];
                     let Op::BatchNorm {
                         scale,
@@ -226,7 +209,7 @@ pub fn export(
                 var,
                 epsilon,
             } => {
-                if folded.values().any(|&i| graph.nodes[i].name == n.name) {
+                if folded.contains(&j) {
                     continue;
                 }
                 for p in [scale, bias, mean, var] {

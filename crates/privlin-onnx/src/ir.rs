@@ -549,15 +549,33 @@ impl Graph {
         depth.get(self.output.as_str()).copied().unwrap_or(0)
     }
 
-    /// For every value, the index of the last node that reads it (`nodes.len()` for the output).
-    pub fn last_reads(&self) -> HashMap<&str, usize> {
-        let mut last = HashMap::new();
+    /// The batch norms that fold into the convolution before them (for serving: `W a`,
+    /// `(b - mean) a + beta`): those whose input a convolution writes and nothing else reads.
+    /// Convolution node index -> batch-norm node index.
+    pub fn batchnorm_folds(&self) -> HashMap<usize, usize> {
+        let mut readers: HashMap<&str, usize> = HashMap::new();
+        let mut writer: HashMap<&str, usize> = HashMap::new();
         for (i, n) in self.nodes.iter().enumerate() {
             for v in &n.inputs {
-                last.insert(v.as_str(), i);
+                *readers.entry(v.as_str()).or_default() += 1;
+            }
+            writer.insert(&n.output, i);
+        }
+        let mut folds = HashMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !matches!(n.op, Op::BatchNorm { .. }) {
+                continue;
+            }
+            let src = n.inputs[0].as_str();
+            if let Some(&c) = writer.get(src) {
+                if matches!(self.nodes[c].op, Op::Conv { .. })
+                    && readers.get(src) == Some(&1)
+                    && src != self.output
+                {
+                    folds.insert(c, i);
+                }
             }
         }
-        last.insert(self.output.as_str(), self.nodes.len());
-        last
+        folds
     }
 }

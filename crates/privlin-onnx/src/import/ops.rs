@@ -130,10 +130,10 @@ pub(super) fn node(b: &mut Builder, n: &proto::NodeProto) -> Result<()> {
                 )));
             }
             let bias = match ins.get(2).filter(|s| !s.is_empty()) {
-                Some(bn) => Some(TensorData::new(
-                    b.constant(bn, &name)?.shape().to_vec(),
-                    b.constant(bn, &name)?.floats(),
-                )),
+                Some(bn) => {
+                    let c = b.constant(bn, &name)?;
+                    Some(TensorData::new(c.shape().to_vec(), c.floats()))
+                }
                 None => None,
             };
             if let Some(k) = a.ints("kernel_shape") {

@@ -43,37 +43,34 @@ fn create(root: &nn::Path, name: &str, make: impl FnOnce(&nn::Path, &str) -> Ten
 
 impl GraphNet {
     pub fn new(root: &nn::Path, graph: &Graph) -> Self {
+        // The fan-in of each weight layer's parameters: its weight's `I k k` (or `I`), which
+        // PyTorch's default initialization of the weight and the bias both read.
+        let shapes: HashMap<&str, &[i64]> = graph
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), p.shape.as_slice()))
+            .collect();
+        let mut fans: HashMap<&str, i64> = HashMap::new();
+        for n in &graph.nodes {
+            if let Op::Conv { weight, bias, .. } | Op::Linear { weight, bias } = &n.op {
+                let fan = shapes[weight.as_str()]
+                    .iter()
+                    .skip(1)
+                    .product::<i64>()
+                    .max(1);
+                fans.insert(weight, fan);
+                if let Some(b) = bias {
+                    fans.insert(b, fan);
+                }
+            }
+        }
         let mut params = HashMap::new();
         for p in &graph.params {
-            let fan_in: i64 = p.shape.iter().skip(1).product::<i64>().max(1);
             let t = create(root, &p.name, |path, last| match p.role {
                 // PyTorch's default for Conv2d and Linear: kaiming-uniform with a = sqrt(5),
                 // i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the bias likewise.
                 Role::Weight | Role::Bias => {
-                    let fan = if p.role == Role::Bias {
-                        graph
-                            .nodes
-                            .iter()
-                            .find_map(|n| match &n.op {
-                                Op::Conv {
-                                    weight,
-                                    bias: Some(b),
-                                    ..
-                                }
-                                | Op::Linear {
-                                    weight,
-                                    bias: Some(b),
-                                } if *b == p.name => graph
-                                    .params
-                                    .iter()
-                                    .find(|q| q.name == *weight)
-                                    .map(|q| q.shape.iter().skip(1).product::<i64>().max(1)),
-                                _ => None,
-                            })
-                            .unwrap_or(1)
-                    } else {
-                        fan_in
-                    };
+                    let fan = fans.get(p.name.as_str()).copied().unwrap_or(1);
                     let bound = 1.0 / (fan as f64).sqrt();
                     path.var(
                         last,

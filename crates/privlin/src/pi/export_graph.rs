@@ -123,12 +123,9 @@ pub fn export(
         let b = get(bias)? - get(mean)? * &a;
         Ok((a, b))
     };
-    let mut readers: HashMap<&str, usize> = HashMap::new();
-    for n in &graph.nodes {
-        for v in &n.inputs {
-            *readers.entry(v.as_str()).or_default() += 1;
-        }
-    }
+    // Convolution node -> the batch norm folded into it.
+    let folds = graph.batchnorm_folds();
+    let folded: std::collections::HashSet<usize> = folds.values().copied().collect();
     let sites = model.sites();
     // Engine value of each graph value: 0 is the input, op i writes value i + 1.
     let mut value: HashMap<&str, usize> = HashMap::new();
@@ -148,19 +145,18 @@ pub fn export(
         weights.insert(bn.clone(), to_vec(b));
         (wn, bn)
     };
-    let mut folded: Vec<bool> = vec![false; graph.nodes.len()];
+    let shape3 = |v: &[i64]| -> [usize; 3] {
+        match v {
+            [c, h, w] => [*c as usize, *h as usize, *w as usize],
+            [f] => [*f as usize, 1, 1],
+            _ => [0, 0, 0],
+        }
+    };
     for (j, n) in graph.nodes.iter().enumerate() {
-        if folded[j] {
+        if folded.contains(&j) {
             continue;
         }
         let x = |k: usize| value[n.inputs[k].as_str()];
-        let shape3 = |v: &[i64]| -> [usize; 3] {
-            match v {
-                [c, h, w] => [*c as usize, *h as usize, *w as usize],
-                [f] => [*f as usize, 1, 1],
-                _ => [0, 0, 0],
-            }
-        };
         let (op, out_name) = match &n.op {
             G::Conv {
                 weight,
@@ -178,18 +174,11 @@ pub fn export(
                 };
                 let mut out_name = n.output.as_str();
                 // A batch norm that reads only this convolution's output folds into it.
-                if let Some(k) = graph
-                    .nodes
-                    .iter()
-                    .position(|m| matches!(m.op, G::BatchNorm { .. }) && m.inputs[0] == n.output)
-                {
-                    if readers.get(n.output.as_str()) == Some(&1) {
-                        let (a, c) = bn_affine(&graph.nodes[k])?;
-                        w *= a.view([-1, 1, 1, 1]);
-                        b = b * &a + c;
-                        folded[k] = true;
-                        out_name = graph.nodes[k].output.as_str();
-                    }
+                if let Some(&k) = folds.get(&j) {
+                    let (a, c) = bn_affine(&graph.nodes[k])?;
+                    w *= a.view([-1, 1, 1, 1]);
+                    b = b * &a + c;
+                    out_name = graph.nodes[k].output.as_str();
                 }
                 let (wn, bn) = add_layer(&n.name, &w, &b);
                 (
